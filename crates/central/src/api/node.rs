@@ -1,0 +1,99 @@
+//! The node-facing endpoints: desired slivers by long-poll, and report batches.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use slicelab_model::objects::ErrorBody;
+use slicelab_model::sliver::ReportAck;
+use slicelab_model::{DesiredSlivers, NodeReport};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::metrics::WatcherGuard;
+use crate::state::AppState;
+
+/// Longest a poll may wait.
+const MAX_WAIT: u64 = 60;
+/// A waiting poll re-checks this often even without a local change: expiry passes with time, and
+/// another central replica on the same PostgreSQL may have written.
+const RECHECK: Duration = Duration::from_secs(5);
+/// `last_contact` is refreshed at most this often by polls (each refresh is a write).
+const CONTACT_EVERY: i64 = 10;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SliversQuery {
+    /// The revision the node has; the answer waits until it differs.
+    pub after: Option<String>,
+    /// Seconds to wait at most (default 30, max 60).
+    pub wait: Option<u64>,
+}
+
+/// The calling node's desired slivers. Returns at once when its revision differs from `after`,
+/// else as soon as a change makes it differ, else after `wait` seconds with the same revision.
+#[utoipa::path(get, path = "/api/v1/node/slivers", tag = "node", params(SliversQuery),
+    responses((status = 200, body = DesiredSlivers), (status = 403, body = ErrorBody)),
+    security(("node_key" = [])))]
+pub async fn slivers(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<SliversQuery>,
+) -> ApiResult<Json<DesiredSlivers>> {
+    let node_id = caller.actor.as_node()?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(30).min(MAX_WAIT));
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = st.changes.subscribe();
+    let _watching = WatcherGuard::new(&st.metrics.watchers);
+    let mut touched = false;
+    loop {
+        // Mark the current change as seen before reading, so a write landing while we compute
+        // wakes the next wait instead of being missed.
+        changes.borrow_and_update();
+        let node = st.store.node(&node_id.to_string()).await?;
+        let now = crate::now();
+        if !touched && node.last_contact.is_none_or(|t| now - t >= CONTACT_EVERY) {
+            st.store.touch_node(node.id, now).await?;
+            touched = true;
+        }
+        let desired = st.store.desired_slivers(&node, now).await?;
+        if q.after.as_deref() != Some(desired.revision.as_str()) {
+            return Ok(Json(desired));
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() || st.is_stopping() {
+            return Ok(Json(desired));
+        }
+        tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() || st.is_stopping() {
+                    return Ok(Json(desired));
+                }
+            }
+            _ = tokio::time::sleep(left.min(RECHECK)) => {}
+        }
+    }
+}
+
+/// Stores a report batch; repeats of an acknowledged `seq` are ignored.
+#[utoipa::path(post, path = "/api/v1/node/report", tag = "node", request_body = NodeReport,
+    responses((status = 200, body = ReportAck), (status = 403, body = ErrorBody)),
+    security(("node_key" = [])))]
+pub async fn report(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(r): ApiJson<NodeReport>,
+) -> ApiResult<Json<ReportAck>> {
+    let node_id = caller.actor.as_node()?;
+    if r.seq < 1 {
+        return Err(ApiError::invalid("seq", "seq starts at 1"));
+    }
+    if r.slivers.len() > 10_000 {
+        return Err(ApiError::invalid("slivers", "at most 10000 slivers per report"));
+    }
+    let node = st.store.node(&node_id.to_string()).await?;
+    let acked_seq = st.store.store_report(&node, crate::now(), &r).await?;
+    Ok(Json(ReportAck { acked_seq }))
+}

@@ -1,0 +1,131 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use slicelab_model::objects::{ErrorBody, Page};
+use slicelab_model::sliver::Sliver;
+use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate, NodeWithKey};
+use slicelab_store::{NodeFilter, StoreError};
+
+use crate::api::paging;
+use crate::auth::{new_secret, secret_hash, Caller, NODE_KEY_PREFIX};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct NodeQuery {
+    /// Site id or login_base.
+    pub site: Option<String>,
+    pub boot_state: Option<BootState>,
+    pub region: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Nodes are public: anyone may list them (PlanetLab published its node list).
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(NodeQuery),
+    responses((status = 200, body = Page<Node>)))]
+pub async fn list(State(st): State<AppState>, ApiQuery(q): ApiQuery<NodeQuery>) -> ApiResult<Json<Page<Node>>> {
+    let p = paging(q.limit, q.offset)?;
+    let site_id = match &q.site {
+        Some(s) => Some(st.store.site(s).await?.id),
+        None => None,
+    };
+    let f = NodeFilter {
+        site_id,
+        boot_state: q.boot_state,
+        region: q.region,
+    };
+    let (items, total) = st.store.list_nodes(&f, p).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit: p.limit,
+        offset: p.offset,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = NodeCreate,
+    responses((status = 201, body = NodeWithKey), (status = 403, body = ErrorBody)))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(c): ApiJson<NodeCreate>,
+) -> ApiResult<(StatusCode, Json<NodeWithKey>)> {
+    caller.person()?;
+    c.validate()?;
+    let site = match st.store.site(&c.site).await {
+        Ok(s) => s,
+        Err(StoreError::NotFound(_)) => {
+            return Err(ApiError::invalid("site", format!("unknown site {:?}", c.site)))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    caller.actor.can_manage_node(site.id)?;
+    let key = new_secret(NODE_KEY_PREFIX);
+    let node = st
+        .store
+        .create_node(&caller.label(), crate::now(), &c, site.id, &secret_hash(&key))
+        .await?;
+    Ok((StatusCode::CREATED, Json(NodeWithKey { node, node_key: key })))
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{node}", tag = "nodes",
+    params(("node" = String, Path, description = "id or hostname")),
+    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
+pub async fn show(State(st): State<AppState>, Path(node): Path<String>) -> ApiResult<Json<Node>> {
+    Ok(Json(st.store.node(&node).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/nodes/{node}", tag = "nodes", request_body = NodeUpdate,
+    params(("node" = String, Path, description = "id or hostname")),
+    responses((status = 200, body = Node), (status = 403, body = ErrorBody)))]
+pub async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+    ApiJson(u): ApiJson<NodeUpdate>,
+) -> ApiResult<Json<Node>> {
+    let n = st.store.node(&node).await?;
+    caller.actor.can_manage_node(n.site_id)?;
+    u.validate()?;
+    let n = st.store.update_node(&caller.label(), crate::now(), &n, &u).await?;
+    st.changed();
+    Ok(Json(n))
+}
+
+#[utoipa::path(delete, path = "/api/v1/nodes/{node}", tag = "nodes",
+    params(("node" = String, Path, description = "id or hostname")),
+    responses((status = 204), (status = 403, body = ErrorBody)))]
+pub async fn remove(State(st): State<AppState>, caller: Caller, Path(node): Path<String>) -> ApiResult<StatusCode> {
+    let n = st.store.node(&node).await?;
+    caller.actor.can_manage_node(n.site_id)?;
+    st.store.delete_node(&caller.label(), crate::now(), &n).await?;
+    st.changed();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issues a new node key; the old one stops working at once.
+#[utoipa::path(post, path = "/api/v1/nodes/{node}/key", tag = "nodes",
+    params(("node" = String, Path, description = "id or hostname")),
+    responses((status = 200, body = NodeWithKey), (status = 403, body = ErrorBody)))]
+pub async fn rekey(State(st): State<AppState>, caller: Caller, Path(node): Path<String>) -> ApiResult<Json<NodeWithKey>> {
+    let n = st.store.node(&node).await?;
+    caller.actor.can_manage_node(n.site_id)?;
+    let key = new_secret(NODE_KEY_PREFIX);
+    st.store
+        .set_node_key(&caller.label(), crate::now(), &n, &secret_hash(&key))
+        .await?;
+    Ok(Json(NodeWithKey { node: n, node_key: key }))
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{node}/slivers", tag = "nodes",
+    params(("node" = String, Path, description = "id or hostname")),
+    responses((status = 200, body = Vec<Sliver>)))]
+pub async fn slivers(State(st): State<AppState>, caller: Caller, Path(node): Path<String>) -> ApiResult<Json<Vec<Sliver>>> {
+    caller.person()?;
+    let n = st.store.node(&node).await?;
+    Ok(Json(st.store.slivers_of_node(n.id).await?))
+}

@@ -1,0 +1,85 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use slicelab_model::objects::Page;
+use slicelab_model::{Site, SiteCreate, SiteUpdate};
+
+use crate::api::paging;
+use crate::auth::Caller;
+use crate::error::ApiResult;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SiteQuery {
+    pub login_base: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Sites are public: anyone may list them.
+#[utoipa::path(get, path = "/api/v1/sites", tag = "sites", params(SiteQuery),
+    responses((status = 200, body = Page<Site>)))]
+pub async fn list(State(st): State<AppState>, ApiQuery(q): ApiQuery<SiteQuery>) -> ApiResult<Json<Page<Site>>> {
+    let p = paging(q.limit, q.offset)?;
+    let (items, total) = st.store.list_sites(q.login_base.as_deref(), p).await?;
+    Ok(Json(Page {
+        items,
+        total,
+        limit: p.limit,
+        offset: p.offset,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/sites", tag = "sites", request_body = SiteCreate,
+    responses((status = 201, body = Site), (status = 403, body = slicelab_model::objects::ErrorBody)))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(c): ApiJson<SiteCreate>,
+) -> ApiResult<(StatusCode, Json<Site>)> {
+    caller.actor.require_admin("create sites")?;
+    c.validate()?;
+    let site = st.store.create_site(&caller.label(), crate::now(), &c).await?;
+    st.changed();
+    Ok((StatusCode::CREATED, Json(site)))
+}
+
+#[utoipa::path(get, path = "/api/v1/sites/{site}", tag = "sites",
+    params(("site" = String, Path, description = "id or login_base")),
+    responses((status = 200, body = Site), (status = 404, body = slicelab_model::objects::ErrorBody)))]
+pub async fn show(State(st): State<AppState>, Path(site): Path<String>) -> ApiResult<Json<Site>> {
+    Ok(Json(st.store.site(&site).await?))
+}
+
+#[utoipa::path(patch, path = "/api/v1/sites/{site}", tag = "sites", request_body = SiteUpdate,
+    params(("site" = String, Path, description = "id or login_base")),
+    responses((status = 200, body = Site)))]
+pub async fn update(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+    ApiJson(u): ApiJson<SiteUpdate>,
+) -> ApiResult<Json<Site>> {
+    let s = st.store.site(&site).await?;
+    caller
+        .actor
+        .can_update_site(s.id, u.max_slices.is_some() || u.enabled.is_some())?;
+    u.validate()?;
+    let s = st.store.update_site(&caller.label(), crate::now(), &s, &u).await?;
+    st.changed();
+    Ok(Json(s))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sites/{site}", tag = "sites",
+    params(("site" = String, Path, description = "id or login_base")),
+    responses((status = 204), (status = 409, body = slicelab_model::objects::ErrorBody)))]
+pub async fn remove(State(st): State<AppState>, caller: Caller, Path(site): Path<String>) -> ApiResult<StatusCode> {
+    caller.actor.require_admin("delete sites")?;
+    let s = st.store.site(&site).await?;
+    st.store.delete_site(&caller.label(), crate::now(), &s).await?;
+    st.changed();
+    Ok(StatusCode::NO_CONTENT)
+}

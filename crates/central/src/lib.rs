@@ -1,0 +1,206 @@
+//! central: the authority (PlanetLab Central). Serves the REST API of the registry, the node
+//! protocol (desired slivers by long-poll, reports) and `/metrics`, over a `slicelab_store::Store`.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use slicelab_model::{PersonCreate, Role};
+use slicelab_store::{Store, StoreError};
+use thiserror::Error;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite://PATH` (created on first start) or `postgres://...`.
+    pub db_url: String,
+    pub listen: SocketAddr,
+    /// Email of the admin created on first start.
+    pub admin_email: String,
+    /// Password of that admin; generated (and returned once) when `None`.
+    pub admin_password: Option<String>,
+}
+
+#[derive(Debug, Error)]
+pub enum CentralError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create the first admin: {0}")]
+    Bootstrap(String),
+    #[error("server failed: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Seconds since the Unix epoch: the registry's clock.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Largest request body accepted (an initscript is at most 64 KiB; reports may list many slivers).
+const BODY_LIMIT: usize = 4 << 20;
+
+/// The whole HTTP application over `state`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/v1", api::router())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_page))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn metrics_page(State(st): State<AppState>) -> impl IntoResponse {
+    let counts = st.store.counts().await.unwrap_or_default();
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(&counts),
+    )
+}
+
+/// Creates the first admin if the registry has no person yet; returns a generated password.
+async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<String>, CentralError> {
+    if store.count_persons().await? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match &cfg.admin_password {
+        Some(p) => (p.clone(), false),
+        None => (auth::new_secret("").chars().take(20).collect::<String>(), true),
+    };
+    let c = PersonCreate {
+        email: cfg.admin_email.clone(),
+        first_name: "Platform".into(),
+        last_name: "Admin".into(),
+        password: Some(password.clone()),
+        roles: vec![Role::Admin],
+        sites: vec![],
+    };
+    c.validate()
+        .map_err(|e| CentralError::Bootstrap(e.to_string()))?;
+    let hash = auth::hash_password(password.clone())
+        .await
+        .map_err(|e| CentralError::Bootstrap(e.message))?;
+    store.create_person("system", now(), &c, Some(hash), &[]).await?;
+    Ok(generated.then_some(password))
+}
+
+/// A central that is serving.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// Set on the first start only, when no password was configured: the admin's password.
+    pub generated_admin_password: Option<String>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), std::io::Error>>,
+    store: Arc<Store>,
+}
+
+impl Running {
+    /// Stops serving, lets in-flight requests finish, and closes the database.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+        self.store.close().await;
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down cleanly.
+    pub async fn wait_for_signal(self) -> Result<(), CentralError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Opens the store (migrating it), creates the first admin if needed, and starts serving.
+pub async fn start(cfg: Config) -> Result<Running, CentralError> {
+    let store = Arc::new(Store::open(&cfg.db_url).await?);
+    let generated_admin_password = bootstrap(&store, &cfg).await?;
+    let (tx, _rx) = watch::channel(0u64);
+    let state = AppState {
+        store: store.clone(),
+        changes: Arc::new(tx),
+        metrics: Arc::new(Metrics::default()),
+        stopping: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| CentralError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let waker = state.clone();
+    let app = app(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+                waker.stop_waiters();
+            })
+            .await
+    });
+    tracing::info!(%addr, db = %redact(&cfg.db_url), "central serving");
+    Ok(Running {
+        addr,
+        generated_admin_password,
+        stop: Some(stop_tx),
+        task,
+        store,
+    })
+}
+
+/// The database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..s + 3], user, &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

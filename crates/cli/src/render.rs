@@ -1,0 +1,235 @@
+//! How registry objects look in a terminal. Pure: objects in, text out (`now` passed in).
+
+use slicelab_model::sliver::Sliver;
+use slicelab_model::{ApiToken, Event, Key, Node, Person, Site, Slice, SliceTag};
+
+use crate::table::{fields, list, truncate, Table};
+use crate::timefmt::{fmt_relative, fmt_time, fmt_time_relative};
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}
+
+fn opt_f64(v: Option<f64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn or_dash(s: &str) -> String {
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn sites(items: &[Site]) -> String {
+    let mut t = Table::new(&["id", "login_base", "name", "max_slices", "enabled", "url"]);
+    for s in items {
+        t.row([
+            s.id.to_string(),
+            s.login_base.clone(),
+            s.name.clone(),
+            s.max_slices.to_string(),
+            yes_no(s.enabled),
+            or_dash(&s.url),
+        ]);
+    }
+    t.render()
+}
+
+pub fn site(s: &Site) -> String {
+    fields(&[
+        ("id", s.id.to_string()),
+        ("login_base", s.login_base.clone()),
+        ("name", s.name.clone()),
+        ("url", or_dash(&s.url)),
+        ("max_slices", s.max_slices.to_string()),
+        ("location", format!("{}, {}", opt_f64(s.latitude), opt_f64(s.longitude))),
+        ("enabled", yes_no(s.enabled)),
+        ("created", fmt_time(s.created)),
+    ])
+}
+
+fn roles(p: &Person) -> Vec<String> {
+    p.roles.iter().map(|r| r.as_str().to_string()).collect()
+}
+
+pub fn persons(items: &[Person]) -> String {
+    let mut t = Table::new(&["id", "email", "name", "roles", "sites", "enabled"]);
+    for p in items {
+        t.row([
+            p.id.to_string(),
+            p.email.clone(),
+            format!("{} {}", p.first_name, p.last_name),
+            roles(p).join(","),
+            list(&p.sites).replace(", ", ","),
+            yes_no(p.enabled),
+        ]);
+    }
+    t.render()
+}
+
+pub fn person(p: &Person) -> String {
+    fields(&[
+        ("id", p.id.to_string()),
+        ("email", p.email.clone()),
+        ("name", format!("{} {}", p.first_name, p.last_name)),
+        ("roles", list(&roles(p))),
+        ("sites", list(&p.sites)),
+        ("enabled", yes_no(p.enabled)),
+        ("created", fmt_time(p.created)),
+    ])
+}
+
+pub fn keys(items: &[Key]) -> String {
+    let mut t = Table::new(&["id", "person", "created", "key"]);
+    for k in items {
+        t.row([
+            k.id.to_string(),
+            k.person.clone(),
+            fmt_time(k.created),
+            truncate(&k.key, 60),
+        ]);
+    }
+    t.render()
+}
+
+fn last_contact(n: &Node, now: i64) -> String {
+    n.last_contact
+        .map(|t| fmt_relative(t, now))
+        .unwrap_or_else(|| "never".into())
+}
+
+pub fn nodes(items: &[Node], now: i64) -> String {
+    let mut t = Table::new(&[
+        "id", "hostname", "site", "boot_state", "cpu", "mem_mb", "disk_gb", "region", "last_contact",
+    ]);
+    for n in items {
+        t.row([
+            n.id.to_string(),
+            n.hostname.clone(),
+            n.site.clone(),
+            n.boot_state.as_str().to_string(),
+            n.cpu_cores.to_string(),
+            n.mem_mb.to_string(),
+            n.disk_gb.to_string(),
+            or_dash(&n.region),
+            last_contact(n, now),
+        ]);
+    }
+    t.render()
+}
+
+pub fn node(n: &Node, now: i64) -> String {
+    fields(&[
+        ("id", n.id.to_string()),
+        ("hostname", n.hostname.clone()),
+        ("site", n.site.clone()),
+        ("boot_state", n.boot_state.as_str().to_string()),
+        ("cpu_cores", n.cpu_cores.to_string()),
+        ("mem_mb", n.mem_mb.to_string()),
+        ("disk_gb", n.disk_gb.to_string()),
+        ("region", or_dash(&n.region)),
+        (
+            "last_contact",
+            n.last_contact
+                .map(|t| fmt_time_relative(t, now))
+                .unwrap_or_else(|| "never".into()),
+        ),
+        ("created", fmt_time(n.created)),
+    ])
+}
+
+pub fn slices(items: &[Slice], now: i64) -> String {
+    let mut t = Table::new(&["id", "name", "site", "nodes", "persons", "expires", "enabled", "description"]);
+    for s in items {
+        t.row([
+            s.id.to_string(),
+            s.name.clone(),
+            s.site.clone(),
+            s.nodes.len().to_string(),
+            s.persons.len().to_string(),
+            fmt_relative(s.expires, now),
+            yes_no(s.enabled),
+            truncate(&s.description, 40),
+        ]);
+    }
+    t.render()
+}
+
+pub fn slice(s: &Slice, now: i64) -> String {
+    fields(&[
+        ("id", s.id.to_string()),
+        ("name", s.name.clone()),
+        ("site", s.site.clone()),
+        ("description", or_dash(&s.description)),
+        ("url", or_dash(&s.url)),
+        ("expires", fmt_time_relative(s.expires, now)),
+        ("enabled", yes_no(s.enabled)),
+        ("created", fmt_time(s.created)),
+        ("nodes", list(&s.nodes)),
+        ("persons", list(&s.persons)),
+    ])
+}
+
+pub fn tags(items: &[SliceTag]) -> String {
+    let mut t = Table::new(&["id", "tag", "node", "value"]);
+    for tag in items {
+        t.row([
+            tag.id.to_string(),
+            tag.name.as_str().to_string(),
+            tag.node.clone().unwrap_or_else(|| "(all)".into()),
+            truncate(&tag.value, 60),
+        ]);
+    }
+    t.render()
+}
+
+pub fn slivers(items: &[Sliver], now: i64) -> String {
+    let mut t = Table::new(&["slice", "node", "state", "address", "updated", "message"]);
+    for s in items {
+        t.row([
+            s.slice.clone(),
+            s.node.clone(),
+            s.state.as_str().to_string(),
+            s.address.clone().unwrap_or_else(|| "-".into()),
+            fmt_relative(s.updated, now),
+            truncate(&s.message, 60),
+        ]);
+    }
+    t.render()
+}
+
+pub fn tokens(items: &[ApiToken], now: i64) -> String {
+    let mut t = Table::new(&["id", "name", "kind", "created", "expires"]);
+    for tok in items {
+        t.row([
+            tok.id.to_string(),
+            tok.name.clone(),
+            tok.kind.clone(),
+            fmt_time(tok.created),
+            fmt_time_relative(tok.expires, now),
+        ]);
+    }
+    t.render()
+}
+
+pub fn events(items: &[Event]) -> String {
+    let mut t = Table::new(&["id", "time", "actor", "action", "object", "detail"]);
+    for e in items {
+        let detail = match &e.detail {
+            serde_json::Value::Null => "-".to_string(),
+            serde_json::Value::Object(m) if m.is_empty() => "-".to_string(),
+            d => d.to_string(),
+        };
+        t.row([
+            e.id.to_string(),
+            fmt_time(e.time),
+            e.actor.clone(),
+            e.action.clone(),
+            format!("{}:{}", e.object_type, e.object_name),
+            truncate(&detail, 80),
+        ]);
+    }
+    t.render()
+}

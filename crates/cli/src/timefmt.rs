@@ -1,0 +1,161 @@
+//! Human-readable times without a time crate: Unix seconds ⇄ civil UTC dates.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 → (year, month, day). Howard Hinnant's `civil_from_days`.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// (year, month, day) → days since 1970-01-01. Howard Hinnant's `days_from_civil`.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2026-11-26 04:13Z`.
+pub fn fmt_time(unix: i64) -> String {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let secs = unix.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}Z", secs / 3600, (secs / 60) % 60)
+}
+
+/// A short span: `45s`, `12m`, `3h`, `27d`.
+pub fn fmt_span(secs: i64) -> String {
+    let s = secs.abs();
+    if s < 60 {
+        format!("{s}s")
+    } else if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 2 * 86_400 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86_400)
+    }
+}
+
+/// `in 27d`, `3h ago`, `now`.
+pub fn fmt_relative(unix: i64, now: i64) -> String {
+    let delta = unix - now;
+    if delta.abs() < 5 {
+        "now".to_string()
+    } else if delta > 0 {
+        format!("in {}", fmt_span(delta))
+    } else {
+        format!("{} ago", fmt_span(delta))
+    }
+}
+
+/// `2026-11-26 04:13Z (in 27d)`.
+pub fn fmt_time_relative(unix: i64, now: i64) -> String {
+    format!("{} ({})", fmt_time(unix), fmt_relative(unix, now))
+}
+
+/// A duration such as `90s`, `15m`, `2h`, `7d`, `1w` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 2h, 7d, 1w)"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h, d or w)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+fn num<T: std::str::FromStr>(s: &str, what: &str, whole: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("{whole:?}: bad {what} {s:?} (expected RFC 3339, e.g. 2026-11-26T04:13:00Z)"))
+}
+
+/// An RFC 3339 time (`2026-11-26T04:13:00Z`, `2026-11-26T05:13:00+01:00`, fractional seconds
+/// ignored), a date (`2026-11-26`, midnight UTC) or Unix seconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+        return s.parse().map_err(|_| format!("{s:?} is out of range"));
+    }
+    let (date, rest) = match s.find(['T', 't', ' ']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut parts = date.splitn(3, '-');
+    let (Some(y), Some(mo), Some(d)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!(
+            "{s:?} is not a time (expected RFC 3339 such as 2026-11-26T04:13:00Z, a date, or Unix seconds)"
+        ));
+    };
+    let y: i64 = num(y, "year", s)?;
+    let mo: u32 = num(mo, "month", s)?;
+    let d: u32 = num(d, "day", s)?;
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return Err(format!("{s:?}: month or day out of range"));
+    }
+    let mut secs = days_from_civil(y, mo, d) * 86_400;
+    if let Some(rest) = rest {
+        // Split off the zone: Z, +HH:MM or -HH:MM.
+        let (clock, offset) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
+            (c, 0)
+        } else if let Some(i) = rest.rfind(['+', '-']) {
+            let (c, z) = rest.split_at(i);
+            let sign = if z.starts_with('-') { -1 } else { 1 };
+            let (hh, mm) = z[1..].split_once(':').unwrap_or((&z[1..], "0"));
+            let hh: i64 = num(hh, "zone hour", s)?;
+            let mm: i64 = num(mm, "zone minute", s)?;
+            (c, sign * (hh * 3600 + mm * 60))
+        } else {
+            return Err(format!("{s:?}: needs a zone (Z or +HH:MM)"));
+        };
+        let clock = clock.split('.').next().unwrap_or(clock);
+        let mut f = clock.splitn(3, ':');
+        let h: i64 = num(f.next().unwrap_or(""), "hour", s)?;
+        let mi: i64 = num(f.next().unwrap_or("0"), "minute", s)?;
+        let se: i64 = num(f.next().unwrap_or("0"), "second", s)?;
+        if h > 23 || mi > 59 || se > 60 {
+            return Err(format!("{s:?}: time of day out of range"));
+        }
+        secs += h * 3600 + mi * 60 + se - offset;
+    }
+    Ok(secs)
+}
+
+/// `--since`: a duration back from `now` (`2h`, `7d`), or an absolute time (see `parse_time`).
+pub fn parse_since(s: &str, now: i64) -> Result<i64, String> {
+    let s = s.trim();
+    let bare_number = !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    if !bare_number {
+        if let Ok(d) = parse_duration(s) {
+            return Ok(now - d);
+        }
+    }
+    parse_time(s)
+}

@@ -1,0 +1,204 @@
+//! Command-line parsing: no central needed.
+
+use clap::{CommandFactory, Parser};
+use slicelab::cli::*;
+use slicelab_model::{BootState, Role, TagName};
+
+fn parse(args: &[&str]) -> Cli {
+    let mut v = vec!["slicelab"];
+    v.extend_from_slice(args);
+    match Cli::try_parse_from(v) {
+        Ok(c) => c,
+        Err(e) => panic!("{args:?} should parse: {e}"),
+    }
+}
+
+fn parse_err(args: &[&str]) -> clap::Error {
+    let mut v = vec!["slicelab"];
+    v.extend_from_slice(args);
+    Cli::try_parse_from(v).expect_err("should not parse")
+}
+
+#[test]
+fn clap_tree_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn node_daemon_flags_without_subcommand() {
+    let cli = parse(&["node", "--central", "http://127.0.0.1:8080", "--key", "K", "--state-dir", "/tmp/n"]);
+    let Command::Node(n) = cli.command else { panic!("not node") };
+    assert!(n.command.is_none());
+    assert_eq!(n.daemon.central.as_deref(), Some("http://127.0.0.1:8080"));
+    assert_eq!(n.daemon.key.as_deref(), Some("K"));
+    assert_eq!(n.daemon.state_dir, std::path::PathBuf::from("/tmp/n"));
+    assert!(parse(&["node", "--central", "http://x", "--key", "K"]).command.is_daemon());
+}
+
+#[test]
+fn node_daemon_key_file() {
+    let cli = parse(&["node", "--central", "http://x", "--key-file", "/etc/slicelab/key"]);
+    let Command::Node(n) = cli.command else { panic!("not node") };
+    assert_eq!(n.daemon.key_file.as_deref(), Some(std::path::Path::new("/etc/slicelab/key")));
+    // --key and --key-file together are ambiguous.
+    parse_err(&["node", "--central", "http://x", "--key", "K", "--key-file", "f"]);
+}
+
+#[test]
+fn node_registry_subcommands() {
+    let cli = parse(&["node", "add", "h1.example.org", "--site", "s", "--cpu", "4", "--boot-state", "safeboot"]);
+    let Command::Node(n) = cli.command else { panic!("not node") };
+    match n.command {
+        Some(NodeSub::Add {
+            hostname,
+            site,
+            cpu,
+            boot_state,
+            ..
+        }) => {
+            assert_eq!(hostname, "h1.example.org");
+            assert_eq!(site, "s");
+            assert_eq!(cpu, Some(4));
+            assert_eq!(boot_state, Some(BootState::Safeboot));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!parse(&["node", "list", "--site", "s"]).command.is_daemon());
+    parse(&["node", "show", "h1"]);
+    parse(&["node", "update", "h1", "--boot-state", "disabled"]);
+    parse(&["node", "rekey", "h1"]);
+    parse(&["node", "slivers", "h1"]);
+    parse(&["node", "delete", "h1"]);
+    parse(&["node", "cleanup", "--state-dir", "/tmp/x"]);
+    parse_err(&["node", "update", "h1", "--boot-state", "sleeping"]);
+}
+
+#[test]
+fn node_daemon_flags_and_subcommand_conflict() {
+    parse_err(&["node", "--central", "http://x", "list"]);
+    // Without a subcommand the daemon needs its flags.
+    std::env::remove_var("SLICELAB_CENTRAL");
+    std::env::remove_var("SLICELAB_NODE_KEY");
+    parse_err(&["node", "--state-dir", "/tmp"]);
+}
+
+#[test]
+fn node_help_explains_both_uses() {
+    let mut cmd = Cli::command();
+    let node = cmd.find_subcommand_mut("node").expect("node");
+    let help = node.render_long_help().to_string();
+    assert!(help.contains("--central"), "{help}");
+    assert!(help.contains("add"), "{help}");
+    assert!(help.contains("node manager"), "{help}");
+    assert!(help.contains("Registry commands"), "{help}");
+}
+
+#[test]
+fn output_flag_is_global() {
+    assert_eq!(parse(&["site", "list", "-o", "json"]).output, Output::Json);
+    assert_eq!(parse(&["-o", "json", "slice", "show", "x_y"]).output, Output::Json);
+    assert_eq!(parse(&["events", "--output", "table"]).output, Output::Table);
+    parse_err(&["site", "list", "-o", "yaml"]);
+}
+
+#[test]
+fn person_roles_and_sites_repeat() {
+    let cli = parse(&[
+        "person", "add", "a@b.org", "--first", "A", "--last", "B", "--role", "pi", "--role", "user", "--site", "s1",
+        "--site", "s2",
+    ]);
+    match cli.command {
+        Command::Person(PersonCmd::Add { roles, sites, .. }) => {
+            assert_eq!(roles, vec![Role::Pi, Role::User]);
+            assert_eq!(sites, vec!["s1", "s2"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A role is required and must be known.
+    parse_err(&["person", "add", "a@b.org", "--first", "A", "--last", "B"]);
+    parse_err(&["person", "add", "a@b.org", "--first", "A", "--last", "B", "--role", "king"]);
+}
+
+#[test]
+fn site_add_with_negative_coordinates() {
+    let cli = parse(&["site", "add", "uct", "--name", "Cape Town", "--lat", "-33.96", "--lon", "18.46"]);
+    match cli.command {
+        Command::Site(SiteCmd::Add { lat, lon, .. }) => {
+            assert_eq!(lat, Some(-33.96));
+            assert_eq!(lon, Some(18.46));
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["site", "add", "uct", "--name", "x", "--lat", "1"]); // --lat needs --lon
+    parse_err(&["site", "update", "uct", "--enable", "--disable"]);
+}
+
+#[test]
+fn slice_commands() {
+    parse(&["slice", "add", "s_demo", "--description", "d"]);
+    match parse(&["slice", "add-nodes", "s_demo", "n1", "n2"]).command {
+        Command::Slice(SliceCmd::AddNodes { slice, nodes }) => {
+            assert_eq!(slice, "s_demo");
+            assert_eq!(nodes, vec!["n1", "n2"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["slice", "add-nodes", "s_demo"]);
+    parse(&["slice", "remove-nodes", "s_demo", "n1"]);
+    parse(&["slice", "add-person", "s_demo", "a@b.org"]);
+    parse(&["slice", "remove-person", "s_demo", "a@b.org"]);
+    parse(&["slice", "renew", "s_demo", "--days", "14"]);
+    parse(&["slice", "renew", "s_demo", "--expires", "2026-11-26T04:13:00Z"]);
+    parse_err(&["slice", "renew", "s_demo"]);
+    parse_err(&["slice", "renew", "s_demo", "--days", "1", "--expires", "1"]);
+    match parse(&["slice", "tag", "set", "s_demo", "mem_max", "512M", "--node", "n1"]).command {
+        Command::Slice(SliceCmd::Tag(SliceTagCmd::Set { tag, value, node, .. })) => {
+            assert_eq!(tag, TagName::MemMax);
+            assert_eq!(value, "512M");
+            assert_eq!(node.as_deref(), Some("n1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["slice", "tag", "set", "s_demo", "colour", "blue"]);
+    parse(&["slice", "tag", "list", "s_demo"]);
+    parse(&["slice", "tag", "delete", "s_demo", "image"]);
+    parse(&["slice", "slivers", "s_demo"]);
+    parse(&["slice", "list", "--site", "s", "--person", "a@b.org", "--node", "n1", "--all"]);
+    parse_err(&["slice", "list", "--all", "--limit", "5"]);
+}
+
+#[test]
+fn misc_commands() {
+    parse(&["login", "--central", "http://127.0.0.1:1", "--email", "a@b.org", "--password-stdin"]);
+    parse(&["logout"]);
+    parse(&["whoami", "-o", "json"]);
+    parse(&["token", "create", "ci", "--days", "30"]);
+    parse(&["token", "list"]);
+    parse(&["token", "delete", "3"]);
+    parse(&["key", "add", "--person", "a@b.org", "-"]);
+    parse(&["key", "list"]);
+    parse(&["key", "delete", "7"]);
+    parse(&["events", "--object-type", "slice", "--object", "s_demo", "--actor", "system", "--since", "2h", "--limit", "5"]);
+    parse(&["completions", "bash"]);
+    let cli = parse(&["central", "--db", "sqlite:///tmp/c.db", "--listen", "127.0.0.1:0", "--admin-email", "root@x.org"]);
+    assert!(cli.command.is_daemon());
+    match cli.command {
+        Command::Central(a) => {
+            assert_eq!(a.db.as_deref(), Some("sqlite:///tmp/c.db"));
+            assert_eq!(a.listen.port(), 0);
+            assert_eq!(a.admin_email, "root@x.org");
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["central", "--listen", "not-an-address"]);
+}
+
+#[test]
+fn completions_generate_for_every_shell() {
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        let mut buf = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "slicelab", &mut buf);
+        let text = String::from_utf8(buf).expect("utf-8");
+        assert!(text.contains("add-nodes"), "{shell:?}");
+    }
+}

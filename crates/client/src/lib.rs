@@ -1,0 +1,530 @@
+//! A typed client of central's REST API (`/api/v1`). One `Client` per central URL and credential.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::{de::DeserializeOwned, Serialize};
+use slicelab_model::objects::{
+    ApiToken, BootState, ErrorBody, Event, Key, KeyCreate, LoginRequest, LoginResponse, NameList,
+    NewApiToken, Node, NodeCreate, NodeUpdate, NodeWithKey, Page, Person, PersonCreate,
+    PersonUpdate, Role, Site, SiteCreate, SiteUpdate, Slice, SliceCreate, SliceRenew, SliceTag,
+    SliceTagSet, SliceUpdate, TokenCreate,
+};
+use slicelab_model::sliver::{ReportAck, Sliver};
+use slicelab_model::{DesiredSlivers, NodeReport, TagName};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Central answered with an error body.
+    #[error("{status}: {message}")]
+    Api {
+        status: u16,
+        error: String,
+        message: String,
+    },
+    /// Central could not be reached, or the connection broke.
+    #[error("cannot reach central at {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("unexpected answer from central: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// `base` is central's URL, e.g. `http://127.0.0.1:8080`; `token` a session token, API token
+    /// or node key (all are sent as `Authorization: Bearer`).
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            http,
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn with_token(&self, token: String) -> Self {
+        Self {
+            base: self.base.clone(),
+            token: Some(token),
+            http: self.http.clone(),
+        }
+    }
+
+    /// Sends a request to `path` (below `/api/v1`) and decodes the JSON answer.
+    pub async fn request<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T> {
+        let url = format!("{}/api/v1{}", self.base, path);
+        let mut req = self.http.request(method, &url).timeout(timeout);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status: status.as_u16(),
+                    error: e.error,
+                    message: e.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    error: "http".into(),
+                    message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+                },
+            });
+        }
+        let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            bytes::Bytes::from_static(b"null")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(format!("{path}: {e}")))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request::<(), T>(Method::GET, path, None, Duration::from_secs(30))
+            .await
+    }
+
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.request(Method::POST, path, Some(body), Duration::from_secs(30))
+            .await
+    }
+
+    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.request(Method::PATCH, path, Some(body), Duration::from_secs(30))
+            .await
+    }
+
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.request(Method::PUT, path, Some(body), Duration::from_secs(30))
+            .await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request::<(), T>(Method::DELETE, path, None, Duration::from_secs(30))
+            .await
+    }
+
+    // --- node-facing endpoints (authenticated with the node key) ---
+
+    /// Long-polls the node's desired slivers: returns at once if the revision differs from
+    /// `after`, else when it changes or after about `wait` (then with the same revision).
+    pub async fn desired_slivers(&self, after: Option<&str>, wait: Duration) -> Result<DesiredSlivers> {
+        let mut path = format!("/node/slivers?wait={}", wait.as_secs());
+        if let Some(a) = after {
+            path.push_str("&after=");
+            path.push_str(a);
+        }
+        self.request::<(), DesiredSlivers>(Method::GET, &path, None, wait + Duration::from_secs(15))
+            .await
+    }
+
+    /// Sends one report batch; central acknowledges the highest `seq` it holds.
+    pub async fn report(&self, report: &NodeReport) -> Result<ReportAck> {
+        self.post("/node/report", report).await
+    }
+}
+
+// --- typed registry methods (the person-facing API) ---
+
+/// Percent-encodes one path segment or query value (everything but RFC 3986 unreserved).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A query string built from optional parameters; absent ones are left out.
+#[derive(Debug, Clone, Default)]
+pub struct Query(Vec<(&'static str, String)>);
+
+impl Query {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn opt(mut self, key: &'static str, value: Option<impl ToString>) -> Self {
+        if let Some(v) = value {
+            self.0.push((key, v.to_string()));
+        }
+        self
+    }
+
+    /// `""` or `?k=v&...`, values percent-encoded.
+    pub fn to_query_string(&self) -> String {
+        if self.0.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Which page of a listing to fetch; `None` leaves central's default (limit 100, offset 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Paging {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+impl Paging {
+    fn apply(self, q: Query) -> Query {
+        q.opt("limit", self.limit).opt("offset", self.offset)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SiteFilter {
+    pub login_base: Option<String>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PersonFilter {
+    /// Site `login_base` or id.
+    pub site: Option<String>,
+    pub role: Option<Role>,
+    pub email: Option<String>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeFilter {
+    pub site: Option<String>,
+    pub boot_state: Option<BootState>,
+    pub region: Option<String>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SliceFilter {
+    pub site: Option<String>,
+    /// Email or id of a member.
+    pub person: Option<String>,
+    /// Hostname or id of a node the slice is on.
+    pub node: Option<String>,
+    pub paging: Paging,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub object_type: Option<String>,
+    pub object: Option<String>,
+    pub actor: Option<String>,
+    /// Unix seconds.
+    pub since: Option<i64>,
+    pub paging: Paging,
+}
+
+impl Client {
+    // auth and tokens
+
+    /// Logs in with email and password; the answer's token is what later requests send.
+    pub async fn login(&self, email: &str, password: &str) -> Result<LoginResponse> {
+        let body = LoginRequest {
+            email: email.to_string(),
+            password: password.to_string(),
+        };
+        self.post("/auth/login", &body).await
+    }
+
+    /// Revokes the token this client sends.
+    pub async fn logout(&self) -> Result<()> {
+        self.post("/auth/logout", &serde_json::json!({})).await
+    }
+
+    pub async fn whoami(&self) -> Result<Person> {
+        self.get("/auth/whoami").await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        self.get("/tokens").await
+    }
+
+    pub async fn create_token(&self, body: &TokenCreate) -> Result<NewApiToken> {
+        self.post("/tokens", body).await
+    }
+
+    pub async fn delete_token(&self, id: i64) -> Result<()> {
+        self.delete(&format!("/tokens/{id}")).await
+    }
+
+    // sites
+
+    pub async fn sites(&self, f: &SiteFilter) -> Result<Page<Site>> {
+        let q = f.paging.apply(Query::new().opt("login_base", f.login_base.as_ref()));
+        self.get(&format!("/sites{}", q.to_query_string())).await
+    }
+
+    pub async fn site(&self, site: &str) -> Result<Site> {
+        self.get(&format!("/sites/{}", encode(site))).await
+    }
+
+    pub async fn create_site(&self, body: &SiteCreate) -> Result<Site> {
+        self.post("/sites", body).await
+    }
+
+    pub async fn update_site(&self, site: &str, body: &SiteUpdate) -> Result<Site> {
+        self.patch(&format!("/sites/{}", encode(site)), body).await
+    }
+
+    pub async fn delete_site(&self, site: &str) -> Result<()> {
+        self.delete(&format!("/sites/{}", encode(site))).await
+    }
+
+    // persons and keys
+
+    pub async fn persons(&self, f: &PersonFilter) -> Result<Page<Person>> {
+        let q = Query::new()
+            .opt("site", f.site.as_ref())
+            .opt("role", f.role.map(Role::as_str))
+            .opt("email", f.email.as_ref());
+        let q = f.paging.apply(q);
+        self.get(&format!("/persons{}", q.to_query_string())).await
+    }
+
+    pub async fn person(&self, person: &str) -> Result<Person> {
+        self.get(&format!("/persons/{}", encode(person))).await
+    }
+
+    pub async fn create_person(&self, body: &PersonCreate) -> Result<Person> {
+        self.post("/persons", body).await
+    }
+
+    pub async fn update_person(&self, person: &str, body: &PersonUpdate) -> Result<Person> {
+        self.patch(&format!("/persons/{}", encode(person)), body).await
+    }
+
+    pub async fn delete_person(&self, person: &str) -> Result<()> {
+        self.delete(&format!("/persons/{}", encode(person))).await
+    }
+
+    pub async fn keys(&self, person: &str) -> Result<Vec<Key>> {
+        self.get(&format!("/persons/{}/keys", encode(person))).await
+    }
+
+    pub async fn add_key(&self, person: &str, body: &KeyCreate) -> Result<Key> {
+        self.post(&format!("/persons/{}/keys", encode(person)), body)
+            .await
+    }
+
+    pub async fn delete_key(&self, id: i64) -> Result<()> {
+        self.delete(&format!("/keys/{id}")).await
+    }
+
+    // nodes
+
+    pub async fn nodes(&self, f: &NodeFilter) -> Result<Page<Node>> {
+        let q = Query::new()
+            .opt("site", f.site.as_ref())
+            .opt("boot_state", f.boot_state.map(BootState::as_str))
+            .opt("region", f.region.as_ref());
+        let q = f.paging.apply(q);
+        self.get(&format!("/nodes{}", q.to_query_string())).await
+    }
+
+    pub async fn node(&self, node: &str) -> Result<Node> {
+        self.get(&format!("/nodes/{}", encode(node))).await
+    }
+
+    /// Adds a node; the answer holds its node key, shown this once.
+    pub async fn create_node(&self, body: &NodeCreate) -> Result<NodeWithKey> {
+        self.post("/nodes", body).await
+    }
+
+    pub async fn update_node(&self, node: &str, body: &NodeUpdate) -> Result<Node> {
+        self.patch(&format!("/nodes/{}", encode(node)), body).await
+    }
+
+    pub async fn delete_node(&self, node: &str) -> Result<()> {
+        self.delete(&format!("/nodes/{}", encode(node))).await
+    }
+
+    /// Issues a new node key; the old one stops working.
+    pub async fn rekey_node(&self, node: &str) -> Result<NodeWithKey> {
+        self.post(&format!("/nodes/{}/key", encode(node)), &serde_json::json!({}))
+            .await
+    }
+
+    pub async fn node_slivers(&self, node: &str) -> Result<Vec<Sliver>> {
+        self.get(&format!("/nodes/{}/slivers", encode(node))).await
+    }
+
+    // slices
+
+    pub async fn slices(&self, f: &SliceFilter) -> Result<Page<Slice>> {
+        let q = Query::new()
+            .opt("site", f.site.as_ref())
+            .opt("person", f.person.as_ref())
+            .opt("node", f.node.as_ref());
+        let q = f.paging.apply(q);
+        self.get(&format!("/slices{}", q.to_query_string())).await
+    }
+
+    pub async fn slice(&self, slice: &str) -> Result<Slice> {
+        self.get(&format!("/slices/{}", encode(slice))).await
+    }
+
+    pub async fn create_slice(&self, body: &SliceCreate) -> Result<Slice> {
+        self.post("/slices", body).await
+    }
+
+    pub async fn update_slice(&self, slice: &str, body: &SliceUpdate) -> Result<Slice> {
+        self.patch(&format!("/slices/{}", encode(slice)), body).await
+    }
+
+    pub async fn delete_slice(&self, slice: &str) -> Result<()> {
+        self.delete(&format!("/slices/{}", encode(slice))).await
+    }
+
+    pub async fn renew_slice(&self, slice: &str, body: &SliceRenew) -> Result<Slice> {
+        self.post(&format!("/slices/{}/renew", encode(slice)), body)
+            .await
+    }
+
+    pub async fn add_slice_nodes(&self, slice: &str, nodes: &[String]) -> Result<Slice> {
+        let body = NameList {
+            names: nodes.to_vec(),
+        };
+        self.post(&format!("/slices/{}/nodes", encode(slice)), &body)
+            .await
+    }
+
+    pub async fn remove_slice_node(&self, slice: &str, node: &str) -> Result<Slice> {
+        self.delete(&format!("/slices/{}/nodes/{}", encode(slice), encode(node)))
+            .await
+    }
+
+    pub async fn add_slice_persons(&self, slice: &str, persons: &[String]) -> Result<Slice> {
+        let body = NameList {
+            names: persons.to_vec(),
+        };
+        self.post(&format!("/slices/{}/persons", encode(slice)), &body)
+            .await
+    }
+
+    pub async fn remove_slice_person(&self, slice: &str, person: &str) -> Result<Slice> {
+        self.delete(&format!("/slices/{}/persons/{}", encode(slice), encode(person)))
+            .await
+    }
+
+    pub async fn slice_slivers(&self, slice: &str) -> Result<Vec<Sliver>> {
+        self.get(&format!("/slices/{}/slivers", encode(slice))).await
+    }
+
+    pub async fn slice_tags(&self, slice: &str) -> Result<Vec<SliceTag>> {
+        self.get(&format!("/slices/{}/tags", encode(slice))).await
+    }
+
+    pub async fn set_slice_tag(&self, slice: &str, tag: TagName, body: &SliceTagSet) -> Result<SliceTag> {
+        self.put(&format!("/slices/{}/tags/{}", encode(slice), tag.as_str()), body)
+            .await
+    }
+
+    /// Deletes the slice-wide tag, or with `node` the tag of that node only.
+    pub async fn delete_slice_tag(&self, slice: &str, tag: TagName, node: Option<&str>) -> Result<()> {
+        let q = Query::new().opt("node", node);
+        self.delete(&format!(
+            "/slices/{}/tags/{}{}",
+            encode(slice),
+            tag.as_str(),
+            q.to_query_string()
+        ))
+        .await
+    }
+
+    // events
+
+    pub async fn events(&self, f: &EventFilter) -> Result<Page<Event>> {
+        let q = Query::new()
+            .opt("object_type", f.object_type.as_ref())
+            .opt("object", f.object.as_ref())
+            .opt("actor", f.actor.as_ref())
+            .opt("since", f.since);
+        let q = f.paging.apply(q);
+        self.get(&format!("/events{}", q.to_query_string())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_segments_and_queries() {
+        assert_eq!(encode("alice@example.org"), "alice%40example.org");
+        assert_eq!(encode("node-1.example.org"), "node-1.example.org");
+        assert_eq!(encode("a b/c&d"), "a%20b%2Fc%26d");
+        let q = Query::new()
+            .opt("site", Some("princeton"))
+            .opt("role", None::<&str>)
+            .opt("limit", Some(5));
+        assert_eq!(q.to_query_string(), "?site=princeton&limit=5");
+        assert_eq!(Query::new().to_query_string(), "");
+    }
+
+    #[test]
+    fn paging_adds_limit_and_offset() {
+        let p = Paging {
+            limit: Some(10),
+            offset: Some(20),
+        };
+        assert_eq!(p.apply(Query::new()).to_query_string(), "?limit=10&offset=20");
+    }
+}

@@ -1,0 +1,21 @@
+use thiserror::Error;
+
+/// A value that does not satisfy the registry's rules. `field` names what was wrong so that the
+/// API and the CLI can point at it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Invalid<T> = Result<T, ValidationError>;

@@ -1,0 +1,19 @@
+//! The slicelab domain, shared by central, node manager and CLI.
+//!
+//! Everything here is plain data and pure functions: no I/O, no clocks (callers pass `now`),
+//! so validation, permission and expiry rules are unit-tested without a database or root.
+
+pub mod error;
+pub mod names;
+pub mod objects;
+pub mod policy;
+pub mod sliver;
+pub mod ssh_key;
+pub mod tags;
+pub mod time;
+
+pub use error::{Invalid, ValidationError};
+pub use objects::*;
+pub use policy::{Actor, Denied};
+pub use sliver::{DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus};
+pub use tags::{Resources, TagName};

@@ -1,0 +1,219 @@
+//! Names of registry objects and their rules.
+
+use crate::error::{Invalid, ValidationError};
+
+pub const LOGIN_BASE_MAX: usize = 20;
+pub const SLICE_NAME_MAX: usize = 32;
+pub const HOSTNAME_MAX: usize = 253;
+pub const EMAIL_MAX: usize = 254;
+pub const TEXT_MAX: usize = 200;
+pub const DESCRIPTION_MAX: usize = 2000;
+
+fn is_lower_alnum(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit()
+}
+
+/// A site's `login_base`: lowercase letters and digits, starting with a letter (PlanetLab's rule; it
+/// prefixes slice names, so `_` is not allowed in it).
+pub fn login_base(s: &str) -> Invalid<()> {
+    let f = "login_base";
+    if s.is_empty() {
+        return Err(ValidationError::new(f, "must not be empty"));
+    }
+    if s.len() > LOGIN_BASE_MAX {
+        return Err(ValidationError::new(
+            f,
+            format!("is {} characters long, at most {LOGIN_BASE_MAX} allowed", s.len()),
+        ));
+    }
+    if !s.starts_with(|c: char| c.is_ascii_lowercase()) || !s.chars().all(is_lower_alnum) {
+        return Err(ValidationError::new(
+            f,
+            format!("{s:?} must be lowercase letters and digits, starting with a letter"),
+        ));
+    }
+    Ok(())
+}
+
+/// A slice name is `<login_base>_<suffix>` where `login_base` is its site's.
+/// The suffix is lowercase letters, digits and `_`. The whole is short enough to be a hostname
+/// label and to prefix kernel object names (veth names are 15 bytes, so nodes hash longer ones).
+pub fn slice_name(s: &str, site_login_base: &str) -> Invalid<()> {
+    let f = "name";
+    if s.len() > SLICE_NAME_MAX {
+        return Err(ValidationError::new(
+            f,
+            format!("is {} characters long, at most {SLICE_NAME_MAX} allowed", s.len()),
+        ));
+    }
+    let Some(suffix) = s
+        .strip_prefix(site_login_base)
+        .and_then(|r| r.strip_prefix('_'))
+    else {
+        return Err(ValidationError::new(
+            f,
+            format!("{s:?} must start with the site's login_base and an underscore: \"{site_login_base}_...\""),
+        ));
+    };
+    if suffix.is_empty() {
+        return Err(ValidationError::new(f, "needs a suffix after the underscore"));
+    }
+    if !suffix.chars().all(|c| is_lower_alnum(c) || c == '_') {
+        return Err(ValidationError::new(
+            f,
+            format!("suffix {suffix:?} must be lowercase letters, digits and underscores"),
+        ));
+    }
+    Ok(())
+}
+
+/// The `login_base` part of a slice name, if it has one.
+pub fn slice_login_base(name: &str) -> Option<&str> {
+    name.split_once('_').map(|(base, _)| base)
+}
+
+/// A node hostname: DNS labels of letters, digits and `-`, dot-separated.
+pub fn hostname(s: &str) -> Invalid<()> {
+    let f = "hostname";
+    if s.is_empty() || s.len() > HOSTNAME_MAX {
+        return Err(ValidationError::new(
+            f,
+            format!("must be 1 to {HOSTNAME_MAX} characters"),
+        ));
+    }
+    for label in s.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(ValidationError::new(
+                f,
+                format!("{s:?} is not a valid hostname (label {label:?})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn email(s: &str) -> Invalid<()> {
+    let f = "email";
+    if s.len() > EMAIL_MAX {
+        return Err(ValidationError::new(
+            f,
+            format!("is {} characters long, at most {EMAIL_MAX} allowed", s.len()),
+        ));
+    }
+    let valid = match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        }
+        None => false,
+    };
+    if !valid {
+        return Err(ValidationError::new(f, format!("{s:?} is not an email address")));
+    }
+    Ok(())
+}
+
+/// Free text such as a person's or site's name: bounded, no control characters.
+pub fn text(field: &str, s: &str, max: usize) -> Invalid<()> {
+    if s.chars().count() > max {
+        return Err(ValidationError::new(
+            field,
+            format!("is {} characters long, at most {max} allowed", s.chars().count()),
+        ));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(ValidationError::new(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Non-empty bounded text.
+pub fn required_text(field: &str, s: &str, max: usize) -> Invalid<()> {
+    if s.trim().is_empty() {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    text(field, s, max)
+}
+
+/// An image name as slices give it in their `image` tag and `slicelab image import` takes it.
+pub fn image(s: &str) -> Invalid<()> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if !ok {
+        return Err(ValidationError::new(
+            "image",
+            format!("{s:?} must be 1-64 of a-z 0-9 . _ - starting with a letter or digit"),
+        ));
+    }
+    Ok(())
+}
+
+/// A password: long enough to resist guessing, short enough to hash cheaply.
+pub fn password(s: &str) -> Invalid<()> {
+    let n = s.chars().count();
+    if !(8..=256).contains(&n) {
+        return Err(ValidationError::new("password", "must be 8 to 256 characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_base_rules() {
+        assert!(login_base("princeton").is_ok());
+        assert!(login_base("mit2").is_ok());
+        assert!(login_base("").is_err());
+        assert!(login_base("Princeton").is_err());
+        assert!(login_base("2mit").is_err());
+        assert!(login_base("a_b").is_err());
+        assert!(login_base(&"a".repeat(LOGIN_BASE_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn slice_names_carry_their_site() {
+        assert!(slice_name("princeton_codeen", "princeton").is_ok());
+        assert!(slice_name("princeton_my_exp2", "princeton").is_ok());
+        let e = slice_name("mit_codeen", "princeton").unwrap_err();
+        assert!(e.message.contains("princeton_"), "{e}");
+        assert!(slice_name("princeton_", "princeton").is_err());
+        assert!(slice_name("princetonx_a", "princeton").is_err());
+        assert!(slice_name("princeton_Big", "princeton").is_err());
+        assert!(slice_name("princeton_a-b", "princeton").is_err());
+        assert!(slice_name(&format!("princeton_{}", "a".repeat(40)), "princeton").is_err());
+        assert_eq!(slice_login_base("princeton_codeen"), Some("princeton"));
+    }
+
+    #[test]
+    fn hostnames_and_emails() {
+        assert!(hostname("node1.princeton.edu").is_ok());
+        assert!(hostname("-bad.edu").is_err());
+        assert!(hostname("a..b").is_err());
+        assert!(hostname("a b").is_err());
+        assert!(email("pi@princeton.edu").is_ok());
+        assert!(email("nobody").is_err());
+        assert!(email("a@b@c").is_err());
+        assert!(email("a b@c").is_err());
+    }
+
+    #[test]
+    fn text_is_bounded() {
+        assert!(text("name", "Princeton University", TEXT_MAX).is_ok());
+        assert!(text("name", &"x".repeat(TEXT_MAX + 1), TEXT_MAX).is_err());
+        assert!(text("name", "a\u{7}b", TEXT_MAX).is_err());
+        assert!(required_text("name", "  ", TEXT_MAX).is_err());
+    }
+}

@@ -1,0 +1,543 @@
+//! Registry objects as the API shows them, and the request bodies that create or change them.
+//!
+//! Request bodies reject unknown fields: a misspelt field must be an error, not silently ignored.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{Invalid, ValidationError};
+use crate::names;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Pi,
+    Tech,
+    User,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Pi => "pi",
+            Role::Tech => "tech",
+            Role::User => "user",
+        }
+    }
+    pub fn parse(s: &str) -> Invalid<Role> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "pi" => Ok(Role::Pi),
+            "tech" => Ok(Role::Tech),
+            "user" => Ok(Role::User),
+            _ => Err(ValidationError::new(
+                "role",
+                format!("unknown role {s:?}; expected admin, pi, tech or user"),
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BootState {
+    /// Normal operation: slivers run.
+    Boot,
+    /// Node manager reachable, all slivers stopped (maintenance, incident response).
+    Safeboot,
+    /// Being reinstalled; slivers stopped.
+    Reinstall,
+    /// Out of service; nothing is handed to it.
+    Disabled,
+}
+
+impl BootState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootState::Boot => "boot",
+            BootState::Safeboot => "safeboot",
+            BootState::Reinstall => "reinstall",
+            BootState::Disabled => "disabled",
+        }
+    }
+    pub fn parse(s: &str) -> Invalid<BootState> {
+        match s {
+            "boot" => Ok(BootState::Boot),
+            "safeboot" => Ok(BootState::Safeboot),
+            "reinstall" => Ok(BootState::Reinstall),
+            "disabled" => Ok(BootState::Disabled),
+            _ => Err(ValidationError::new(
+                "boot_state",
+                format!("unknown boot state {s:?}; expected boot, safeboot, reinstall or disabled"),
+            )),
+        }
+    }
+    /// Whether slivers run on a node in this state.
+    pub fn runs_slivers(self) -> bool {
+        self == BootState::Boot
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Site {
+    pub id: i64,
+    pub login_base: String,
+    pub name: String,
+    pub url: String,
+    pub max_slices: i64,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub enabled: bool,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteCreate {
+    pub login_base: String,
+    pub name: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default = "default_max_slices")]
+    pub max_slices: i64,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+}
+
+fn default_max_slices() -> i64 {
+    10
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteUpdate {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub max_slices: Option<i64>,
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub enabled: Option<bool>,
+}
+
+fn check_location(lat: Option<f64>, lon: Option<f64>) -> Invalid<()> {
+    if let Some(l) = lat {
+        if !(-90.0..=90.0).contains(&l) {
+            return Err(ValidationError::new("latitude", format!("{l} is outside -90..90")));
+        }
+    }
+    if let Some(l) = lon {
+        if !(-180.0..=180.0).contains(&l) {
+            return Err(ValidationError::new("longitude", format!("{l} is outside -180..180")));
+        }
+    }
+    Ok(())
+}
+
+fn check_max_slices(n: i64) -> Invalid<()> {
+    if !(0..=10_000).contains(&n) {
+        return Err(ValidationError::new("max_slices", format!("{n} is outside 0..=10000")));
+    }
+    Ok(())
+}
+
+impl SiteCreate {
+    pub fn validate(&self) -> Invalid<()> {
+        names::login_base(&self.login_base)?;
+        names::required_text("name", &self.name, names::TEXT_MAX)?;
+        names::text("url", &self.url, names::TEXT_MAX)?;
+        check_max_slices(self.max_slices)?;
+        check_location(self.latitude, self.longitude)
+    }
+}
+
+impl SiteUpdate {
+    pub fn validate(&self) -> Invalid<()> {
+        if let Some(n) = &self.name {
+            names::required_text("name", n, names::TEXT_MAX)?;
+        }
+        if let Some(u) = &self.url {
+            names::text("url", u, names::TEXT_MAX)?;
+        }
+        if let Some(m) = self.max_slices {
+            check_max_slices(m)?;
+        }
+        check_location(self.latitude, self.longitude)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Person {
+    pub id: i64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub roles: Vec<Role>,
+    /// `login_base` of each site the person belongs to.
+    pub sites: Vec<String>,
+    pub enabled: bool,
+    pub created: i64,
+}
+
+impl Person {
+    pub fn has_role(&self, r: Role) -> bool {
+        self.roles.contains(&r)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonCreate {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Sites by `login_base`.
+    #[serde(default)]
+    pub sites: Vec<String>,
+}
+
+impl PersonCreate {
+    pub fn validate(&self) -> Invalid<()> {
+        names::email(&self.email)?;
+        names::required_text("first_name", &self.first_name, names::TEXT_MAX)?;
+        names::required_text("last_name", &self.last_name, names::TEXT_MAX)?;
+        if let Some(p) = &self.password {
+            names::password(p)?;
+        }
+        if self.roles.is_empty() {
+            return Err(ValidationError::new("roles", "a person needs at least one role"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub password: Option<String>,
+    pub roles: Option<Vec<Role>>,
+    pub sites: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+impl PersonUpdate {
+    pub fn validate(&self) -> Invalid<()> {
+        if let Some(v) = &self.first_name {
+            names::required_text("first_name", v, names::TEXT_MAX)?;
+        }
+        if let Some(v) = &self.last_name {
+            names::required_text("last_name", v, names::TEXT_MAX)?;
+        }
+        if let Some(p) = &self.password {
+            names::password(p)?;
+        }
+        if let Some(r) = &self.roles {
+            if r.is_empty() {
+                return Err(ValidationError::new("roles", "a person needs at least one role"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Key {
+    pub id: i64,
+    pub person_id: i64,
+    pub person: String,
+    /// OpenSSH `authorized_keys` format.
+    pub key: String,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCreate {
+    pub key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    pub id: i64,
+    pub hostname: String,
+    pub site: String,
+    pub site_id: i64,
+    pub boot_state: BootState,
+    pub cpu_cores: i64,
+    pub mem_mb: i64,
+    pub disk_gb: i64,
+    /// Free-form region for placement (`europe`, `north-america`, ...).
+    pub region: String,
+    /// Last time the node manager talked to central (Unix seconds).
+    pub last_contact: Option<i64>,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCreate {
+    pub hostname: String,
+    /// Site `login_base`.
+    pub site: String,
+    #[serde(default = "default_boot_state")]
+    pub boot_state: BootState,
+    #[serde(default = "one")]
+    pub cpu_cores: i64,
+    #[serde(default = "default_mem")]
+    pub mem_mb: i64,
+    #[serde(default = "default_disk")]
+    pub disk_gb: i64,
+    #[serde(default)]
+    pub region: String,
+}
+
+fn default_boot_state() -> BootState {
+    BootState::Boot
+}
+fn one() -> i64 {
+    1
+}
+fn default_mem() -> i64 {
+    1024
+}
+fn default_disk() -> i64 {
+    10
+}
+
+fn check_capacity(cpu: Option<i64>, mem: Option<i64>, disk: Option<i64>) -> Invalid<()> {
+    for (f, v, max) in [
+        ("cpu_cores", cpu, 4096),
+        ("mem_mb", mem, 1 << 30),
+        ("disk_gb", disk, 1 << 30),
+    ] {
+        if let Some(v) = v {
+            if v < 1 || v > max {
+                return Err(ValidationError::new(f, format!("{v} is outside 1..={max}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_region(r: &str) -> Invalid<()> {
+    names::text("region", r, 64)?;
+    if !r
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(ValidationError::new(
+            "region",
+            format!("{r:?} must be lowercase letters, digits and -"),
+        ));
+    }
+    Ok(())
+}
+
+impl NodeCreate {
+    pub fn validate(&self) -> Invalid<()> {
+        names::hostname(&self.hostname)?;
+        check_capacity(Some(self.cpu_cores), Some(self.mem_mb), Some(self.disk_gb))?;
+        check_region(&self.region)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeUpdate {
+    pub boot_state: Option<BootState>,
+    pub cpu_cores: Option<i64>,
+    pub mem_mb: Option<i64>,
+    pub disk_gb: Option<i64>,
+    pub region: Option<String>,
+}
+
+impl NodeUpdate {
+    pub fn validate(&self) -> Invalid<()> {
+        check_capacity(self.cpu_cores, self.mem_mb, self.disk_gb)?;
+        if let Some(r) = &self.region {
+            check_region(r)?;
+        }
+        Ok(())
+    }
+}
+
+/// A node just added (or re-keyed): the one time its key is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeWithKey {
+    pub node: Node,
+    /// Give this to `slicelab node --key`; central keeps only its hash.
+    pub node_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Slice {
+    pub id: i64,
+    pub name: String,
+    pub site: String,
+    pub site_id: i64,
+    pub description: String,
+    pub url: String,
+    /// Unix seconds; an expired slice is no longer handed to nodes.
+    pub expires: i64,
+    /// An admin can disable a misbehaving slice everywhere at once.
+    pub enabled: bool,
+    pub created: i64,
+    /// Hostnames of the slice's nodes.
+    pub nodes: Vec<String>,
+    /// Emails of the slice's persons.
+    pub persons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SliceCreate {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub url: String,
+}
+
+impl SliceCreate {
+    pub fn validate(&self, site_login_base: &str) -> Invalid<()> {
+        names::slice_name(&self.name, site_login_base)?;
+        names::text("description", &self.description, names::DESCRIPTION_MAX)?;
+        names::text("url", &self.url, names::TEXT_MAX)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SliceUpdate {
+    pub description: Option<String>,
+    pub url: Option<String>,
+    /// Admins only.
+    pub enabled: Option<bool>,
+}
+
+impl SliceUpdate {
+    pub fn validate(&self) -> Invalid<()> {
+        if let Some(d) = &self.description {
+            names::text("description", d, names::DESCRIPTION_MAX)?;
+        }
+        if let Some(u) = &self.url {
+            names::text("url", u, names::TEXT_MAX)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SliceRenew {
+    /// New expiry, Unix seconds. Give this or `days`.
+    pub expires: Option<i64>,
+    /// Renew to this many days from now.
+    pub days: Option<i64>,
+}
+
+/// Node or person names (hostname / email) or ids as strings.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NameList {
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SliceTag {
+    pub id: i64,
+    pub slice: String,
+    pub name: crate::tags::TagName,
+    pub value: String,
+    /// Hostname, if the tag applies to one node only.
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SliceTagSet {
+    pub value: String,
+    /// Hostname or id: set the tag for this node only.
+    pub node: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub time: i64,
+    /// `person:<email>`, `node:<hostname>` or `system`.
+    pub actor: String,
+    /// e.g. `slice.create`, `slice.add_nodes`, `node.update`.
+    pub action: String,
+    pub object_type: String,
+    pub object_id: i64,
+    pub object_name: String,
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LoginResponse {
+    pub token: String,
+    pub expires: i64,
+    pub person: Person,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    /// What the token is for, e.g. `ci-script`.
+    pub name: String,
+    /// Lifetime in days (default 365).
+    pub days: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub created: i64,
+    pub expires: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NewApiToken {
+    pub token: String,
+    pub info: ApiToken,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Number of matching objects in all pages.
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// The error body of every 4xx/5xx answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Machine-readable kind: `bad_request`, `invalid`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `too_large`, `internal`.
+    pub error: String,
+    pub message: String,
+    /// The offending field, for `invalid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,329 @@
+//! Who may do what (PlanetLab's rules), as pure functions over the facts a decision needs.
+//!
+//! - admins do everything;
+//! - a PI manages its sites' persons and slices (and, like a tech, its sites' nodes);
+//! - a tech manages its sites' nodes;
+//! - a user sees public data and uses the slices it belongs to (renew, nodes, non-resource tags);
+//! - a node sees only its own desired slivers and reports only about itself.
+
+use thiserror::Error;
+
+use crate::objects::Role;
+use crate::tags::TagName;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    Person {
+        id: i64,
+        email: String,
+        roles: Vec<Role>,
+        site_ids: Vec<i64>,
+    },
+    Node {
+        id: i64,
+        hostname: String,
+    },
+    Anonymous,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+pub type Allowed = Result<(), Denied>;
+
+fn deny(msg: impl Into<String>) -> Allowed {
+    Err(Denied(msg.into()))
+}
+
+impl Actor {
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Actor::Person { roles, .. } if roles.contains(&Role::Admin))
+    }
+
+    pub fn person_id(&self) -> Option<i64> {
+        match self {
+            Actor::Person { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Whether this person holds `role` at `site`.
+    pub fn has_role_at(&self, role: Role, site: i64) -> bool {
+        matches!(self, Actor::Person { roles, site_ids, .. } if roles.contains(&role) && site_ids.contains(&site))
+    }
+
+    pub fn is_pi_of(&self, site: i64) -> bool {
+        self.has_role_at(Role::Pi, site)
+    }
+
+    /// How the actor appears in the event log.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Person { email, .. } => format!("person:{email}"),
+            Actor::Node { hostname, .. } => format!("node:{hostname}"),
+            Actor::Anonymous => "anonymous".into(),
+        }
+    }
+
+    fn require_person(&self) -> Allowed {
+        match self {
+            Actor::Person { .. } => Ok(()),
+            Actor::Node { .. } => deny("nodes may only read their own slivers and send reports"),
+            Actor::Anonymous => deny("log in first"),
+        }
+    }
+
+    pub fn require_admin(&self, what: &str) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() {
+            Ok(())
+        } else {
+            deny(format!("only admins may {what}"))
+        }
+    }
+
+    /// Reading the registry's public data (sites, nodes, slices) needs a login, not a role.
+    pub fn can_read_public(&self) -> Allowed {
+        self.require_person()
+    }
+
+    pub fn can_update_site(&self, site: i64, admin_fields: bool) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() {
+            return Ok(());
+        }
+        if admin_fields {
+            return deny("only admins may change a site's max_slices or enabled");
+        }
+        if self.is_pi_of(site) {
+            Ok(())
+        } else {
+            deny("only admins and the site's PIs may change a site")
+        }
+    }
+
+    /// Creating a person with `roles` at `sites`, or granting them to an existing one.
+    pub fn can_grant(&self, roles: &[Role], sites: &[i64]) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() {
+            return Ok(());
+        }
+        if roles.contains(&Role::Admin) {
+            return deny("only admins may grant the admin role");
+        }
+        if sites.is_empty() {
+            return deny("a PI may only add persons to its own sites; name one");
+        }
+        if let Some(s) = sites.iter().find(|s| !self.is_pi_of(**s)) {
+            return deny(format!("you are not a PI of site {s}"));
+        }
+        Ok(())
+    }
+
+    /// Managing another person's account (name, enabled). `target_sites` are theirs.
+    pub fn can_manage_person(&self, target: i64, target_sites: &[i64], target_is_admin: bool) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || self.person_id() == Some(target) {
+            return Ok(());
+        }
+        if target_is_admin {
+            return deny("only admins may change an admin");
+        }
+        if target_sites.iter().any(|s| self.is_pi_of(*s)) {
+            Ok(())
+        } else {
+            deny("only admins, the person and its sites' PIs may change a person")
+        }
+    }
+
+    /// Seeing a person's details (email, roles, keys): admins, the person, and persons sharing a site.
+    pub fn can_see_person(&self, target: i64, target_sites: &[i64]) -> Allowed {
+        match self {
+            Actor::Person { site_ids, .. } => {
+                if self.is_admin()
+                    || self.person_id() == Some(target)
+                    || target_sites.iter().any(|s| site_ids.contains(s))
+                {
+                    Ok(())
+                } else {
+                    deny("persons of other sites are not visible to you")
+                }
+            }
+            _ => self.require_person(),
+        }
+    }
+
+    /// Keys are a person's own (or an admin's business).
+    pub fn can_manage_keys(&self, owner: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || self.person_id() == Some(owner) {
+            Ok(())
+        } else {
+            deny("only the person itself and admins may change its keys")
+        }
+    }
+
+    pub fn can_manage_node(&self, site: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || self.has_role_at(Role::Tech, site) || self.is_pi_of(site) {
+            Ok(())
+        } else {
+            deny("only admins and the site's techs and PIs may manage its nodes")
+        }
+    }
+
+    pub fn can_create_slice(&self, site: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || self.is_pi_of(site) {
+            Ok(())
+        } else {
+            deny("only admins and the site's PIs may create or delete its slices")
+        }
+    }
+
+    /// Changing a slice's description, persons and resource tags; deleting it.
+    pub fn can_admin_slice(&self, slice_site: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || self.is_pi_of(slice_site) {
+            Ok(())
+        } else {
+            deny("only admins and the slice's site PIs may do that")
+        }
+    }
+
+    /// Renewing a slice, choosing its nodes, setting its non-resource tags: also its members.
+    pub fn can_use_slice(&self, slice_site: i64, is_member: bool) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || self.is_pi_of(slice_site) || is_member {
+            Ok(())
+        } else {
+            deny("only the slice's persons, its site's PIs and admins may do that")
+        }
+    }
+
+    pub fn can_set_tag(&self, tag: TagName, slice_site: i64, is_member: bool) -> Allowed {
+        if tag.is_resource() {
+            self.can_admin_slice(slice_site).map_err(|_| {
+                Denied(format!(
+                    "{tag} grants resources: only the slice's site PIs and admins may set it"
+                ))
+            })
+        } else {
+            self.can_use_slice(slice_site, is_member)
+        }
+    }
+
+    /// The node-facing endpoints.
+    pub fn as_node(&self) -> Result<i64, Denied> {
+        match self {
+            Actor::Node { id, .. } => Ok(*id),
+            _ => Err(Denied("this endpoint is for node managers (node key)".into())),
+        }
+    }
+}
+
+/// Checks a requested expiry against PlanetLab's bounds: in the future, at most 8 weeks ahead.
+pub fn check_renewal(now: i64, requested: i64) -> Result<i64, crate::ValidationError> {
+    use crate::time::SLICE_MAX_AHEAD;
+    if requested <= now {
+        return Err(crate::ValidationError::new("expires", "must be in the future"));
+    }
+    if requested > now + SLICE_MAX_AHEAD {
+        return Err(crate::ValidationError::new(
+            "expires",
+            format!(
+                "at most {} days ahead (requested {} days)",
+                SLICE_MAX_AHEAD / crate::time::DAY,
+                (requested - now) / crate::time::DAY
+            ),
+        ));
+    }
+    Ok(requested)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{DAY, WEEK};
+
+    fn person(id: i64, roles: &[Role], sites: &[i64]) -> Actor {
+        Actor::Person {
+            id,
+            email: format!("p{id}@x"),
+            roles: roles.to_vec(),
+            site_ids: sites.to_vec(),
+        }
+    }
+
+    #[test]
+    fn admins_do_everything() {
+        let a = person(1, &[Role::Admin], &[]);
+        assert!(a.require_admin("x").is_ok());
+        assert!(a.can_create_slice(9).is_ok());
+        assert!(a.can_manage_node(9).is_ok());
+        assert!(a.can_grant(&[Role::Admin], &[]).is_ok());
+        assert!(a.can_set_tag(TagName::MemMax, 9, false).is_ok());
+    }
+
+    #[test]
+    fn pi_manages_own_site_only() {
+        let pi = person(2, &[Role::Pi], &[1]);
+        assert!(pi.can_create_slice(1).is_ok());
+        assert!(pi.can_create_slice(2).is_err());
+        assert!(pi.can_grant(&[Role::User], &[1]).is_ok());
+        assert!(pi.can_grant(&[Role::User], &[2]).is_err());
+        assert!(pi.can_grant(&[Role::Admin], &[1]).is_err());
+        assert!(pi.can_grant(&[Role::User], &[]).is_err());
+        assert!(pi.can_manage_node(1).is_ok());
+        assert!(pi.can_update_site(1, false).is_ok());
+        assert!(pi.can_update_site(1, true).is_err());
+        assert!(pi.can_manage_person(5, &[1], false).is_ok());
+        assert!(pi.can_manage_person(5, &[1], true).is_err());
+        assert!(pi.can_manage_person(5, &[2], false).is_err());
+    }
+
+    #[test]
+    fn tech_manages_nodes_not_slices() {
+        let tech = person(3, &[Role::Tech], &[1]);
+        assert!(tech.can_manage_node(1).is_ok());
+        assert!(tech.can_manage_node(2).is_err());
+        assert!(tech.can_create_slice(1).is_err());
+    }
+
+    #[test]
+    fn users_use_their_slices() {
+        let u = person(4, &[Role::User], &[1]);
+        assert!(u.can_use_slice(1, true).is_ok());
+        assert!(u.can_use_slice(1, false).is_err());
+        assert!(u.can_use_slice(2, false).is_err());
+        assert!(u.can_admin_slice(1).is_err());
+        assert!(u.can_set_tag(TagName::Initscript, 1, true).is_ok());
+        let e = u.can_set_tag(TagName::MemMax, 1, true).unwrap_err();
+        assert!(e.0.contains("grants resources"));
+        assert!(u.can_manage_keys(4).is_ok());
+        assert!(u.can_manage_keys(5).is_err());
+        assert!(u.can_see_person(5, &[1]).is_ok());
+        assert!(u.can_see_person(5, &[2]).is_err());
+    }
+
+    #[test]
+    fn nodes_and_anonymous() {
+        let n = Actor::Node { id: 7, hostname: "n".into() };
+        assert_eq!(n.as_node(), Ok(7));
+        assert!(n.can_read_public().is_err());
+        assert!(n.can_create_slice(1).is_err());
+        assert!(person(1, &[Role::Admin], &[]).as_node().is_err());
+        assert!(Actor::Anonymous.can_read_public().is_err());
+    }
+
+    #[test]
+    fn renewal_bounds() {
+        let now = 1_000_000;
+        assert!(check_renewal(now, now + 4 * WEEK).is_ok());
+        assert!(check_renewal(now, now + 8 * WEEK).is_ok());
+        assert!(check_renewal(now, now + 8 * WEEK + 1).is_err());
+        assert!(check_renewal(now, now - DAY).is_err());
+        assert!(check_renewal(now, now).is_err());
+    }
+}

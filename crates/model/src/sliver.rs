@@ -1,0 +1,133 @@
+//! The protocol between central and node managers (PlanetLab's GetSlivers, modernised).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::objects::BootState;
+use crate::tags::Resources;
+
+/// One SSH key of a person in the slice: what the node's SSH gateway accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct SliverKey {
+    pub person: String,
+    pub key: String,
+}
+
+/// What a node must run for one slice.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct SliverSpec {
+    pub slice_id: i64,
+    pub slice_name: String,
+    /// Unix seconds. Central stops listing the sliver once expired; nodes also stop it then,
+    /// so an unreachable central cannot keep an expired slice alive.
+    pub expires: i64,
+    /// `false`: keep the sliver (and its files) but stopped — slice disabled by an admin, node in
+    /// safeboot, or another slice's lease on a reservable node.
+    pub run: bool,
+    pub keys: Vec<SliverKey>,
+    pub resources: Resources,
+}
+
+/// The node's whole desired state at one revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DesiredSlivers {
+    pub node_id: i64,
+    pub hostname: String,
+    pub boot_state: BootState,
+    /// Opaque; changes whenever anything in this answer changes. Pass it back as `after`.
+    pub revision: String,
+    /// Sorted by slice name.
+    pub slivers: Vec<SliverSpec>,
+}
+
+impl DesiredSlivers {
+    /// The revision is a content hash, so a change elsewhere in the registry that does not alter
+    /// this node's slivers does not wake it (no thundering herd of identical answers).
+    pub fn compute_revision(node_id: i64, boot_state: BootState, slivers: &[SliverSpec]) -> String {
+        let body = serde_json::to_vec(&(node_id, boot_state, slivers)).unwrap_or_default();
+        format!("{:016x}", fnv1a64(&body))
+    }
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SliverState {
+    Creating,
+    Running,
+    Stopped,
+    Failed,
+}
+
+impl SliverState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SliverState::Creating => "creating",
+            SliverState::Running => "running",
+            SliverState::Stopped => "stopped",
+            SliverState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SliverStatus {
+    pub slice_name: String,
+    pub state: SliverState,
+    /// Why it failed, or other detail for people.
+    #[serde(default)]
+    pub message: String,
+    /// Address of the sliver on the node's internal network, if it has one.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeHealth {
+    pub load1: f64,
+    pub mem_total_mb: u64,
+    pub mem_used_mb: u64,
+    pub disk_total_mb: u64,
+    pub disk_used_mb: u64,
+    pub uptime_s: u64,
+    #[serde(default)]
+    pub version: String,
+}
+
+/// A batch of reports from a node. `seq` increases per batch; central acknowledges by `seq` and
+/// ignores a batch it has already stored, so a node may resend after a timeout without duplicates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeReport {
+    pub seq: i64,
+    /// The complete list of slivers the node has; slivers not listed are gone.
+    pub slivers: Vec<SliverStatus>,
+    pub health: Option<NodeHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReportAck {
+    /// Highest `seq` central has stored for this node.
+    pub acked_seq: i64,
+}
+
+/// A sliver as central knows it from the node's last report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Sliver {
+    pub slice: String,
+    pub node: String,
+    pub state: SliverState,
+    pub message: String,
+    pub address: Option<String>,
+    pub updated: i64,
+}

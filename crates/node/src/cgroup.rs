@@ -1,0 +1,302 @@
+//! A cgroup per sliver, `<parent>/<slice>`, with cpu, memory and pids limits from the slice tags.
+//!
+//! Both layouts are handled, detected at runtime: cgroup v1 (one hierarchy per controller, as
+//! mounted on these machines; the hybrid `unified` v2 mount is ignored) and pure v2.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use slicelab_model::Resources;
+
+use crate::error::{IoContext, NodeError};
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+/// The controllers a sliver is limited by.
+const V1_CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// Mount points of the v1 hierarchies that carry our controllers (deduplicated: `cpu,cpuacct`
+    /// may share one).
+    V1 {
+        cpu: Option<PathBuf>,
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+        other: Vec<PathBuf>,
+    },
+    V2 { root: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    pub layout: Layout,
+    pub parent: String,
+}
+
+impl Cgroups {
+    pub fn detect(parent: &str) -> Result<Cgroups, NodeError> {
+        let root = Path::new(CGROUP_ROOT);
+        if let Ok(st) = nix::sys::statfs::statfs(root) {
+            // The field's integer type differs between targets.
+            #[allow(clippy::unnecessary_cast)]
+            if st.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
+                return Ok(Cgroups {
+                    layout: Layout::V2 { root: root.into() },
+                    parent: parent.into(),
+                });
+            }
+        }
+        let info = fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading mountinfo".into())?;
+        let (mut cpu, mut memory, mut pids, mut other) = (None, None, None, Vec::<PathBuf>::new());
+        for line in info.lines() {
+            // ... mountpoint(5th) ... - fstype source superopts
+            let Some((pre, post)) = line.split_once(" - ") else { continue };
+            let mut post = post.split_whitespace();
+            if post.next() != Some("cgroup") {
+                continue;
+            }
+            let opts = post.nth(1).unwrap_or("");
+            let Some(mp) = pre.split_whitespace().nth(4) else { continue };
+            let mp = PathBuf::from(mp);
+            let has = |c: &str| opts.split(',').any(|o| o == c);
+            if has("cpu") {
+                cpu = Some(mp.clone());
+            }
+            if has("memory") {
+                memory = Some(mp.clone());
+            }
+            if has("pids") {
+                pids = Some(mp.clone());
+            }
+            if has("cpuacct") && !has("cpu") {
+                other.push(mp);
+            }
+        }
+        if cpu.is_none() && memory.is_none() && pids.is_none() {
+            return Err(NodeError::Invalid {
+                what: "cgroups",
+                message: format!("no cgroup v1 controllers ({V1_CONTROLLERS:?}) and no cgroup2 at {CGROUP_ROOT}"),
+            });
+        }
+        Ok(Cgroups {
+            layout: Layout::V1 {
+                cpu,
+                memory,
+                pids,
+                other,
+            },
+            parent: parent.into(),
+        })
+    }
+
+    fn hierarchies(&self) -> Vec<PathBuf> {
+        match &self.layout {
+            Layout::V2 { root } => vec![root.clone()],
+            Layout::V1 {
+                cpu,
+                memory,
+                pids,
+                other,
+            } => {
+                let mut v: Vec<PathBuf> = [cpu, memory, pids].into_iter().flatten().cloned().collect();
+                v.extend(other.iter().cloned());
+                v.sort();
+                v.dedup();
+                v
+            }
+        }
+    }
+
+    /// The sliver's directory in every hierarchy.
+    pub fn dirs(&self, slice: &str) -> Vec<PathBuf> {
+        self.hierarchies()
+            .into_iter()
+            .map(|h| h.join(&self.parent).join(slice))
+            .collect()
+    }
+
+    pub fn procs_files(&self, slice: &str) -> Vec<PathBuf> {
+        self.dirs(slice).into_iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Where the pids controller's files for the sliver are.
+    pub fn pids_dir(&self, slice: &str) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V2 { root } => Some(root.join(&self.parent).join(slice)),
+            Layout::V1 { pids, .. } => pids.as_ref().map(|p| p.join(&self.parent).join(slice)),
+        }
+    }
+
+    pub fn memory_dir(&self, slice: &str) -> Option<PathBuf> {
+        match &self.layout {
+            Layout::V2 { root } => Some(root.join(&self.parent).join(slice)),
+            Layout::V1 { memory, .. } => memory.as_ref().map(|p| p.join(&self.parent).join(slice)),
+        }
+    }
+
+    /// Creates the sliver's cgroups (idempotent) and applies its limits.
+    pub fn create(&self, slice: &str, r: &Resources) -> Result<(), NodeError> {
+        if let Layout::V2 { root } = &self.layout {
+            // Controllers must be enabled on every level above the sliver.
+            enable_v2_controllers(root)?;
+            let parent = root.join(&self.parent);
+            fs::create_dir_all(&parent).ctx(|| format!("creating {}", parent.display()))?;
+            enable_v2_controllers(&parent)?;
+        }
+        for d in self.dirs(slice) {
+            fs::create_dir_all(&d).ctx(|| format!("creating cgroup {}", d.display()))?;
+        }
+        self.apply(slice, r)
+    }
+
+    /// Writes the limits; `None` resets to unlimited so a removed tag takes effect live.
+    pub fn apply(&self, slice: &str, r: &Resources) -> Result<(), NodeError> {
+        let share = u64::from(r.cpu_share.unwrap_or(1).max(1));
+        match &self.layout {
+            Layout::V2 { root } => {
+                let d = root.join(&self.parent).join(slice);
+                write(&d.join("cpu.weight"), &(share * 10).clamp(1, 10_000).to_string())?;
+                let max = match r.cpu_pct {
+                    Some(p) => format!("{} 100000", u64::from(p) * 1000),
+                    None => "max 100000".into(),
+                };
+                write(&d.join("cpu.max"), &max)?;
+                write(&d.join("memory.max"), &opt(r.mem_max))?;
+                // No swap escape from the limit.
+                let _ = write(&d.join("memory.swap.max"), "0");
+                write(&d.join("pids.max"), &opt(r.pids_max))?;
+            }
+            Layout::V1 {
+                cpu, memory, pids, ..
+            } => {
+                if let Some(c) = cpu {
+                    let d = c.join(&self.parent).join(slice);
+                    write(&d.join("cpu.shares"), &(share * 256).clamp(2, 262_144).to_string())?;
+                    let _ = write(&d.join("cpu.cfs_period_us"), "100000");
+                    let quota = r.cpu_pct.map(|p| (i64::from(p) * 1000).to_string());
+                    write(&d.join("cpu.cfs_quota_us"), quota.as_deref().unwrap_or("-1"))?;
+                }
+                if let Some(m) = memory {
+                    let d = m.join(&self.parent).join(slice);
+                    let limit = r.mem_max.map(|v| v.to_string()).unwrap_or_else(|| "-1".into());
+                    // memsw must stay >= the memory limit: order the writes accordingly.
+                    let memsw = d.join("memory.memsw.limit_in_bytes");
+                    if memsw.exists() {
+                        let _ = write(&memsw, "-1");
+                    }
+                    write(&d.join("memory.limit_in_bytes"), &limit)?;
+                    if memsw.exists() {
+                        write(&memsw, &limit)?;
+                    }
+                }
+                if let Some(p) = pids {
+                    let d = p.join(&self.parent).join(slice);
+                    write(&d.join("pids.max"), &opt(r.pids_max))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pids in the sliver's cgroup (host pid namespace).
+    pub fn pids(&self, slice: &str) -> Vec<i32> {
+        let mut out: Vec<i32> = Vec::new();
+        for f in self.procs_files(slice) {
+            if let Ok(s) = fs::read_to_string(&f) {
+                out.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// SIGKILLs everything in the sliver's cgroup until it is empty (or `timeout`).
+    pub fn kill_all(&self, slice: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pids = self.pids(slice);
+            if pids.is_empty() {
+                return true;
+            }
+            for p in pids {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Removes the sliver's cgroups; they must be empty (processes exit asynchronously after
+    /// SIGKILL, so this retries briefly).
+    pub fn remove(&self, slice: &str) -> Result<(), NodeError> {
+        for d in self.dirs(slice) {
+            rmdir_retry(&d)?;
+        }
+        Ok(())
+    }
+
+    /// Slice names that have a cgroup under the parent in any hierarchy.
+    pub fn list(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in self.hierarchies() {
+            if let Ok(rd) = fs::read_dir(h.join(&self.parent)) {
+                for e in rd.flatten() {
+                    if e.path().is_dir() {
+                        if let Some(n) = e.file_name().to_str() {
+                            out.push(n.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Removes the (empty) parent cgroup in every hierarchy.
+    pub fn remove_parent(&self) -> Result<(), NodeError> {
+        for h in self.hierarchies() {
+            rmdir_retry(&h.join(&self.parent))?;
+        }
+        Ok(())
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "max".into())
+}
+
+fn write(path: &Path, value: &str) -> Result<(), NodeError> {
+    fs::write(path, value).ctx(|| format!("writing {value:?} to {}", path.display()))
+}
+
+fn enable_v2_controllers(dir: &Path) -> Result<(), NodeError> {
+    let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    for c in ["cpu", "memory", "pids"] {
+        if available.split_whitespace().any(|a| a == c) {
+            write(&dir.join("cgroup.subtree_control"), &format!("+{c}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn rmdir_retry(d: &Path) -> Result<(), NodeError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fs::remove_dir(d) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e).ctx(|| format!("removing cgroup {}", d.display())),
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The node manager daemon: long-polls central for desired slivers, reconciles, reports.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use slicelab_client::Client;
+use slicelab_model::objects::BootState;
+use slicelab_model::{DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus};
+use tracing::{info, warn};
+
+use crate::error::NodeError;
+use crate::names::NodeNames;
+use crate::plan::{plan, Action};
+use crate::runtime::{default_init_exe, LinuxRuntime, Runtime, RuntimeConfig};
+use crate::state;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Central's base URL.
+    pub central: String,
+    /// The node key central issued for this node.
+    pub key: String,
+    /// Where sliver layers, images, the desired-state cache and the report sequence live.
+    pub state_dir: PathBuf,
+    /// Names of this node instance's bridge, nft table, cgroup parent and address range.
+    pub names: NodeNames,
+    /// Binary re-executed as sliver init; `None`: the running binary.
+    pub init_exe: Option<PathBuf>,
+    /// How often to reconcile without news from central (crashed slivers, expiry).
+    pub reconcile_every: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            central: "http://127.0.0.1:8080".into(),
+            key: String::new(),
+            state_dir: PathBuf::from("/var/lib/slicelab/node"),
+            names: NodeNames::default(),
+            init_exe: None,
+            reconcile_every: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    pub fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            state_dir: self.state_dir.clone(),
+            names: self.names.clone(),
+            init_exe: self.init_exe.clone().unwrap_or_else(default_init_exe),
+        }
+    }
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub actions: Vec<Action>,
+    /// Actions that failed, with the reason (they are retried on the next round).
+    pub errors: Vec<(Action, String)>,
+}
+
+/// The specs as they must be enforced: outside `boot`, nothing runs.
+fn effective(desired: &DesiredSlivers) -> Vec<SliverSpec> {
+    let mut specs = desired.slivers.clone();
+    if desired.boot_state != BootState::Boot {
+        for s in &mut specs {
+            s.run = false;
+        }
+    }
+    specs
+}
+
+/// One reconcile round: observe, plan, apply. A failed action does not stop the others.
+pub fn reconcile(rt: &dyn Runtime, desired: &DesiredSlivers, now: i64) -> Result<Outcome, NodeError> {
+    let observed = rt.list()?;
+    let actions = plan(&effective(desired), &observed, now);
+    let mut errors = Vec::new();
+    for a in &actions {
+        if let Err(e) = rt.apply(a) {
+            warn!(action = ?a, error = %e, "reconcile action failed");
+            errors.push((a.clone(), e.to_string()));
+        }
+    }
+    Ok(Outcome { actions, errors })
+}
+
+/// The sliver part of a report, from what the runtime observes now.
+pub fn statuses(rt: &dyn Runtime, desired: &DesiredSlivers, now: i64) -> Result<Vec<SliverStatus>, NodeError> {
+    let specs = effective(desired);
+    let mut out = Vec::new();
+    for o in rt.list()? {
+        let want = specs.iter().find(|s| s.slice_name == o.slice_name && s.expires > now);
+        let (state, message) = if o.running {
+            (SliverState::Running, String::new())
+        } else if let Some(f) = &o.failure {
+            (SliverState::Failed, f.clone())
+        } else if want.is_some_and(|s| s.run) {
+            (SliverState::Creating, String::new())
+        } else {
+            (SliverState::Stopped, String::new())
+        };
+        out.push(SliverStatus {
+            slice_name: o.slice_name,
+            state,
+            message,
+            address: o.address.map(|a| a.to_string()),
+        });
+    }
+    Ok(out)
+}
+
+pub fn health(state_dir: &Path) -> NodeHealth {
+    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
+    let load1 = read("/proc/loadavg")
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let meminfo = read("/proc/meminfo");
+    let kb = |key: &str| -> u64 {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let (total, avail) = (kb("MemTotal:"), kb("MemAvailable:"));
+    let (disk_total_mb, disk_used_mb) = match nix::sys::statvfs::statvfs(state_dir) {
+        Ok(s) => {
+            let f = s.fragment_size();
+            let t = s.blocks() * f;
+            let free = s.blocks_free() * f;
+            (t >> 20, t.saturating_sub(free) >> 20)
+        }
+        Err(_) => (0, 0),
+    };
+    let uptime_s = read("/proc/uptime")
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64;
+    NodeHealth {
+        load1,
+        mem_total_mb: total >> 10,
+        mem_used_mb: total.saturating_sub(avail) >> 10,
+        disk_total_mb,
+        disk_used_mb,
+        uptime_s,
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// Report batches are full snapshots, so an unsent one is superseded by the next; only the
+/// sequence number must survive restarts (central ignores a `seq` it has seen).
+struct Reporter {
+    seq_path: PathBuf,
+    seq: i64,
+}
+
+impl Reporter {
+    fn load(state_dir: &Path) -> Self {
+        let seq_path = state_dir.join("report-seq");
+        let seq = fs::read_to_string(&seq_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        Self { seq_path, seq }
+    }
+
+    async fn send(&mut self, client: &Client, slivers: Vec<SliverStatus>, health: NodeHealth) {
+        self.seq += 1;
+        let _ = state::write_atomic(&self.seq_path, self.seq.to_string().as_bytes());
+        let report = NodeReport {
+            seq: self.seq,
+            slivers,
+            health: Some(health),
+        };
+        match client.report(&report).await {
+            // Our counter was reset (state dir wiped): jump past what central holds and resend.
+            Ok(ack) if ack.acked_seq > self.seq => {
+                self.seq = ack.acked_seq;
+                let mut again = report;
+                self.seq += 1;
+                again.seq = self.seq;
+                let _ = state::write_atomic(&self.seq_path, self.seq.to_string().as_bytes());
+                if let Err(e) = client.report(&again).await {
+                    warn!(error = %e, "report failed; the next round resends the state");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "report failed; the next round resends the state"),
+        }
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn cache_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("desired.json")
+}
+
+/// The node manager daemon. Returns `Ok(())` on SIGINT or SIGTERM, which it handles itself;
+/// slivers keep running across a restart of the daemon (they are found again by name).
+/// Must run inside a tokio runtime, in a binary whose `main` called `maybe_run_sliver_init()`.
+pub async fn run(cfg: Config) -> Result<(), NodeError> {
+    // Sliver inits are orphaned on purpose (they outlive us); as subreaper we get them back and
+    // reap them when they die, instead of leaving zombies to a PID 1 that may not reap.
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let rcfg = cfg.runtime();
+    let rt: Arc<LinuxRuntime> = Arc::new(tokio::task::spawn_blocking(move || LinuxRuntime::new(rcfg)).await.map_err(
+        |e| NodeError::Invalid {
+            what: "runtime",
+            message: e.to_string(),
+        },
+    )??);
+    let client = Client::new(&cfg.central, Some(cfg.key.clone()));
+    // The last answer survives restarts, so a node that cannot reach central keeps (and restarts)
+    // what it had instead of waiting with nothing running.
+    let mut desired: Option<DesiredSlivers> = fs::read(cache_path(&cfg.state_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<DesiredSlivers>(4);
+    let poll_client = client.clone();
+    let mut after = desired.as_ref().map(|d| d.revision.clone());
+    let poller = tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match poll_client.desired_slivers(after.as_deref(), Duration::from_secs(30)).await {
+                Ok(d) => {
+                    backoff = Duration::from_secs(1);
+                    if after.as_deref() != Some(d.revision.as_str()) {
+                        after = Some(d.revision.clone());
+                        if tx.send(d).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot get desired slivers; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    });
+    let mut reporter = Reporter::load(&cfg.state_dir);
+    let mut tick = tokio::time::interval(cfg.reconcile_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| {
+        NodeError::Io {
+            context: "installing SIGTERM handler".into(),
+            source: e,
+        }
+    })?;
+    info!(central = %cfg.central, state_dir = %cfg.state_dir.display(), "node manager started");
+    loop {
+        tokio::select! {
+            Some(d) = rx.recv() => {
+                if let Ok(b) = serde_json::to_vec(&d) {
+                    let _ = state::write_atomic(&cache_path(&cfg.state_dir), &b);
+                }
+                info!(revision = %d.revision, slivers = d.slivers.len(), "desired slivers changed");
+                desired = Some(d);
+            }
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+        }
+        let Some(d) = desired.clone() else { continue };
+        let rt2 = rt.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let t = now();
+            let outcome = reconcile(&*rt2, &d, t);
+            (outcome, statuses(&*rt2, &d, t))
+        })
+        .await;
+        match done {
+            Ok((outcome, st)) => {
+                if let Err(e) = outcome {
+                    warn!(error = %e, "reconcile failed");
+                }
+                match st {
+                    Ok(st) => reporter.send(&client, st, health(&cfg.state_dir)).await,
+                    Err(e) => warn!(error = %e, "cannot observe slivers"),
+                }
+            }
+            Err(e) => warn!(error = %e, "reconcile task panicked"),
+        }
+    }
+    poller.abort();
+    info!("node manager stopping; slivers keep running");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::FakeRuntime;
+    use slicelab_model::Resources;
+
+    fn desired(slivers: Vec<SliverSpec>, boot: BootState) -> DesiredSlivers {
+        DesiredSlivers {
+            node_id: 1,
+            hostname: "n1".into(),
+            boot_state: boot,
+            revision: "r".into(),
+            slivers,
+        }
+    }
+
+    fn spec(name: &str) -> SliverSpec {
+        SliverSpec {
+            slice_id: 1,
+            slice_name: name.into(),
+            expires: 100,
+            run: true,
+            keys: vec![],
+            resources: Resources::default(),
+        }
+    }
+
+    #[test]
+    fn fake_runtime_converges_and_reports() {
+        let rt = FakeRuntime::new();
+        let d = desired(vec![spec("pl_a"), spec("pl_b")], BootState::Boot);
+        let o = reconcile(&rt, &d, 10).unwrap();
+        assert_eq!(o.actions.len(), 4);
+        assert!(reconcile(&rt, &d, 10).unwrap().actions.is_empty());
+        rt.crash("pl_b");
+        let st = statuses(&rt, &d, 10).unwrap();
+        assert_eq!(st[1].state, SliverState::Creating);
+        assert_eq!(reconcile(&rt, &d, 10).unwrap().actions, vec![Action::Start("pl_b".into())]);
+        // safeboot stops everything, keeps the slivers
+        let safe = desired(d.slivers.clone(), BootState::Safeboot);
+        reconcile(&rt, &safe, 10).unwrap();
+        let st = statuses(&rt, &safe, 10).unwrap();
+        assert!(st.iter().all(|s| s.state == SliverState::Stopped));
+        // expiry destroys
+        reconcile(&rt, &d, 100).unwrap();
+        assert!(rt.list().unwrap().is_empty());
+        assert_eq!(rt.calls().last().map(String::as_str), Some("destroy pl_b"));
+    }
+
+    #[test]
+    fn health_reads_proc() {
+        let h = health(Path::new("/"));
+        assert!(h.mem_total_mb > 0);
+        assert!(h.disk_total_mb > 0);
+    }
+}

@@ -1,0 +1,108 @@
+//! The node manager: turns the slices central assigns to this node into slivers — isolated
+//! containers with their own namespaces, cgroup, overlayfs root and network.
+//!
+//! Layout (pure core, thin shell):
+//! - [`plan`]: the reconciler's pure planner (desired vs. observed → actions);
+//! - [`runtime`]: the `Runtime` trait, `LinuxRuntime` (real) and `FakeRuntime` (records calls);
+//! - [`sandbox`]: the security boundary (launcher, sliver init, exec helper, caps, seccomp);
+//! - [`cgroup`], [`net`], [`image`]: one concern each; [`names`]: how everything is named;
+//! - [`daemon`]: the long-poll / reconcile / report loop.
+//!
+//! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
+//! before any thread or tokio runtime exists.
+
+pub mod bench;
+pub mod cgroup;
+mod cmd;
+pub mod daemon;
+mod error;
+pub mod image;
+pub mod names;
+pub mod net;
+pub mod plan;
+pub mod runtime;
+pub mod sandbox;
+pub mod state;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+pub use bench::{bench_sliver, BenchReport};
+pub use daemon::{reconcile, run, statuses, Config};
+pub use error::NodeError;
+pub use image::import_image;
+pub use names::NodeNames;
+pub use plan::{plan, Action, ObservedSliver};
+pub use runtime::{FakeRuntime, LinuxRuntime, Runtime, RuntimeConfig};
+pub use sandbox::maybe_run_sliver_init;
+
+/// What `cleanup` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub processes: usize,
+    pub cgroups: usize,
+    pub veths: usize,
+    pub nft_rules: usize,
+    pub bridge: bool,
+    pub nft_table: bool,
+    /// Sliver directories (writable layers) deleted; only with `purge`.
+    pub sliver_dirs: usize,
+}
+
+/// `slicelab node cleanup`: removes every kernel object of this node instance found by the naming
+/// scheme — sliver processes (by cgroup), cgroups, veths, nft rules and table, bridge — even with
+/// no node manager running and no state files. Slivers' writable layers are kept unless `purge`.
+pub fn cleanup(state_dir: &Path, names: &NodeNames, purge: bool) -> Result<CleanupReport, NodeError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(NodeError::NotRoot);
+    }
+    names.check()?;
+    let mut report = CleanupReport::default();
+    let cg = cgroup::Cgroups::detect(&names.cgroup_parent)?;
+    let mut slices = cg.list();
+    slices.extend(state::list_slices(state_dir)?);
+    slices.sort();
+    slices.dedup();
+    for s in &slices {
+        report.processes += cg.pids(s).len();
+        // SIGKILL of a sliver's PID 1 takes its whole PID namespace (and so its mounts and netns)
+        // with it; exec helpers in the host namespace are in the cgroup too.
+        cg.kill_all(s, Duration::from_secs(5));
+        if cg.dirs(s).iter().any(|d| d.exists()) {
+            cg.remove(s)?;
+            report.cgroups += 1;
+        }
+        if let Ok(Some(mut rec)) = state::load(state_dir, s) {
+            rec.init = None;
+            let _ = state::save(state_dir, &rec);
+        }
+        if purge {
+            let dir = names::sliver_dir(state_dir, s);
+            if dir.exists() {
+                runtime::remove_sliver_dir(&dir)?;
+                report.sliver_dirs += 1;
+            }
+        }
+    }
+    let rules = net::count_rules(names);
+    for v in net::list_veths(names) {
+        cmd::run("ip", &["link", "del", &v], None)?;
+        report.veths += 1;
+    }
+    report.bridge = net::link_exists(&names.bridge);
+    report.nft_table = cmd::run("nft", &["list", "table", "inet", &names.nft_table], None).is_ok();
+    if report.nft_table {
+        report.nft_rules = rules;
+    }
+    net::teardown_node(names)?;
+    cg.remove_parent()?;
+    Ok(report)
+}
+
+/// A command that runs `argv` inside the running sliver of `slice`, joined to its namespaces and
+/// cgroup under the same confinement as its init (capabilities, `no_new_privs`, seccomp). Stdio is
+/// inherited; spawn or `output()` it. For `slicelab exec` and the SSH gateway.
+pub fn exec_in_sliver(cfg: &RuntimeConfig, slice: &str, argv: &[String]) -> Result<Command, NodeError> {
+    LinuxRuntime::open(cfg.clone())?.exec_command(slice, argv)
+}

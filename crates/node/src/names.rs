@@ -1,0 +1,175 @@
+//! The naming scheme: every object the node creates is named from the sliver (or from the node
+//! instance), so `cleanup` can find leftovers of a crashed node manager without any state file.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Names of one node manager instance's shared objects. Several node managers may run on one
+/// machine (the `slicelab up` testbed, each in its own netns), so all of these are configurable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeNames {
+    /// Bridge the slivers' veths are attached to; carries the gateway address (`.1` of `subnet`).
+    pub bridge: String,
+    /// The sliver network, a /24 given by its first address; internal to the machine.
+    pub subnet: Ipv4Addr,
+    /// nftables table (family `inet`) holding NAT, isolation and port-forward rules.
+    pub nft_table: String,
+    /// cgroup below which each sliver gets `<parent>/<slice>` (in every v1 hierarchy, or in v2).
+    pub cgroup_parent: String,
+}
+
+impl Default for NodeNames {
+    fn default() -> Self {
+        Self {
+            bridge: "slbr0".into(),
+            subnet: Ipv4Addr::new(10, 77, 0, 0),
+            nft_table: "slicelab".into(),
+            cgroup_parent: "slicelab".into(),
+        }
+    }
+}
+
+impl NodeNames {
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.host(1)
+    }
+
+    pub fn host(&self, n: u8) -> Ipv4Addr {
+        let o = self.subnet.octets();
+        Ipv4Addr::new(o[0], o[1], o[2], n)
+    }
+
+    pub fn subnet_cidr(&self) -> String {
+        format!("{}/24", self.host(0))
+    }
+
+    pub(crate) fn check(&self) -> Result<(), crate::NodeError> {
+        let bad = |what: &'static str, message: String| Err(crate::NodeError::Invalid { what, message });
+        if self.bridge.is_empty() || self.bridge.len() > 15 || !self.bridge.chars().all(safe_char) {
+            return bad("bridge name", format!("{:?}: 1..15 characters of [a-z0-9_-]", self.bridge));
+        }
+        if self.bridge.starts_with("sl-") {
+            return bad("bridge name", "must not start with `sl-` (sliver veths do)".into());
+        }
+        if self.nft_table.is_empty() || !self.nft_table.chars().all(safe_char) {
+            return bad("nft table", format!("{:?}: [a-z0-9_-] only", self.nft_table));
+        }
+        if self.cgroup_parent.is_empty()
+            || !self
+                .cgroup_parent
+                .split('/')
+                .all(|p| !p.is_empty() && p != ".." && p != "." && p.chars().all(safe_char))
+        {
+            return bad("cgroup parent", format!("{:?}", self.cgroup_parent));
+        }
+        if self.subnet.octets()[3] != 0 {
+            return bad("subnet", format!("{} must end in .0 (a /24)", self.subnet));
+        }
+        Ok(())
+    }
+}
+
+fn safe_char(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+}
+
+/// A slice name as the node accepts it: what central validates, re-checked here because it becomes
+/// a path component, a cgroup name, a hostname and part of interface names.
+pub fn check_slice_name(name: &str) -> Result<(), crate::NodeError> {
+    let ok = !name.is_empty()
+        && name.len() <= slicelab_model::names::SLICE_NAME_MAX
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::NodeError::Invalid {
+            what: "slice name",
+            message: format!("{name:?}"),
+        })
+    }
+}
+
+/// The generic name of a sliver's objects: `sl-<slice>`.
+pub fn sliver_name(slice: &str) -> String {
+    format!("sl-{slice}")
+}
+
+/// Host end of the sliver's veth. Interface names are at most 15 bytes; longer slice names are
+/// replaced by a stable hash. Slice names always contain `_`, so a hashed name (`sl-` + 12 hex
+/// digits) cannot equal a literal one.
+pub fn veth_name(slice: &str) -> String {
+    let plain = sliver_name(slice);
+    if plain.len() <= 15 {
+        plain
+    } else {
+        format!("sl-{:012x}", fnv1a64(slice.as_bytes()) & 0xffff_ffff_ffff)
+    }
+}
+
+/// Whether an interface name belongs to the sliver naming scheme.
+pub fn is_veth_name(name: &str) -> bool {
+    name.starts_with("sl-") && name.len() <= 15
+}
+
+pub fn nft_comment(slice: &str) -> String {
+    sliver_name(slice)
+}
+
+pub fn slivers_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("slivers")
+}
+
+pub fn sliver_dir(state_dir: &Path, slice: &str) -> PathBuf {
+    slivers_dir(state_dir).join(slice)
+}
+
+pub fn images_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("images")
+}
+
+pub fn image_dir(state_dir: &Path, image: &str) -> PathBuf {
+    images_dir(state_dir).join(image)
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_and_are_stable() {
+        assert_eq!(veth_name("pl_web"), "sl-pl_web");
+        let long = veth_name("princeton_codeen_long");
+        assert_eq!(long.len(), 15);
+        assert_eq!(long, veth_name("princeton_codeen_long"));
+        assert_ne!(long, veth_name("princeton_codeen_lonh"));
+        assert!(is_veth_name(&long));
+        assert!(is_veth_name("sl-pl_web"));
+        assert!(!is_veth_name("slbr0"));
+    }
+
+    #[test]
+    fn slice_names_are_rechecked() {
+        assert!(check_slice_name("pl_web").is_ok());
+        assert!(check_slice_name("../etc").is_err());
+        assert!(check_slice_name("").is_err());
+        assert!(check_slice_name("Pl_web").is_err());
+        assert!(NodeNames::default().check().is_ok());
+        let bad = NodeNames {
+            cgroup_parent: "a/../b".into(),
+            ..Default::default()
+        };
+        assert!(bad.check().is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! Sliver networking.
+//!
+//! Design: one bridge per node instance carries the gateway (`.1` of the sliver /24); each sliver
+//! gets a veth whose host end `sl-<slice>` is a bridge port and whose other end is `eth0` in the
+//! sliver's netns. Every sliver port is a bridge *isolated* port, so the kernel never forwards a
+//! frame between two slivers: each can reach only the host (the gateway). Routed traffic between
+//! slivers through the host is dropped by the nft forward chain, except connections that were
+//! DNAT-ed to a node port (the public way in, hairpin-masqueraded). Outbound traffic is
+//! masqueraded to the node's uplink. Port forwards are rules commented `sl-<slice>`, so they are
+//! found and deleted by name.
+
+use std::net::Ipv4Addr;
+
+use serde_json::Value;
+use slicelab_model::tags::{PortForward, Protocol};
+
+use crate::cmd::run;
+use crate::error::NodeError;
+use crate::names::{self, NodeNames};
+
+pub fn link_exists(name: &str) -> bool {
+    run("ip", &["link", "show", "dev", name], None).is_ok()
+}
+
+fn table_exists(n: &NodeNames) -> bool {
+    run("nft", &["list", "table", "inet", &n.nft_table], None).is_ok()
+}
+
+/// Creates the bridge, enables forwarding and installs the node's nft table. Idempotent.
+pub fn ensure_node(n: &NodeNames) -> Result<(), NodeError> {
+    if !link_exists(&n.bridge) {
+        let gw = format!("{}/24", n.gateway());
+        let batch = format!(
+            "link add {b} type bridge\naddr add {gw} dev {b}\nlink set {b} up\n",
+            b = n.bridge
+        );
+        if let Err(e) = run("ip", &["-batch", "-"], Some(&batch)) {
+            // Another node manager instance may have raced us; only fail if it is still missing.
+            if !link_exists(&n.bridge) {
+                return Err(e);
+            }
+        }
+    }
+    // NAT needs forwarding; it is a host-wide knob (or per netns in the local testbed).
+    let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
+    if !table_exists(n) {
+        run("nft", &["-f", "-"], Some(&table_script(n)))?;
+    }
+    Ok(())
+}
+
+fn table_script(n: &NodeNames) -> String {
+    format!(
+        r#"table inet {t} {{
+  chain prerouting {{ type nat hook prerouting priority -100; policy accept; }}
+  chain output {{ type nat hook output priority -100; policy accept; }}
+  chain postrouting {{
+    type nat hook postrouting priority 100; policy accept;
+    ip saddr {net} ip daddr != {net} masquerade
+    oifname "{br}" ip saddr {net} ct status dnat masquerade
+  }}
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    oifname "{br}" ct state established,related accept
+    oifname "{br}" ct status dnat accept
+    oifname "{br}" drop
+  }}
+}}
+"#,
+        t = n.nft_table,
+        net = n.subnet_cidr(),
+        br = n.bridge
+    )
+}
+
+/// Plugs the sliver whose init is `pid` into the bridge with `addr`.
+pub fn attach(n: &NodeNames, slice: &str, pid: i32, addr: Ipv4Addr) -> Result<(), NodeError> {
+    let veth = names::veth_name(slice);
+    if link_exists(&veth) {
+        // Left from a previous incarnation whose netns is somehow still alive.
+        let _ = run("ip", &["link", "del", &veth], None);
+    }
+    let host = format!(
+        "link add {veth} type veth peer name eth0 netns {pid}\n\
+         link set {veth} master {br}\n\
+         link set dev {veth} type bridge_slave isolated on learning off\n\
+         link set {veth} up\n",
+        br = n.bridge
+    );
+    run("ip", &["-batch", "-"], Some(&host))?;
+    let inside = format!(
+        "link set lo up\naddr add {addr}/24 dev eth0\nlink set eth0 up\nroute add default via {gw}\n",
+        gw = n.gateway()
+    );
+    let netns = format!("--net=/proc/{pid}/ns/net");
+    run("nsenter", &[&netns, "ip", "-batch", "-"], Some(&inside))?;
+    Ok(())
+}
+
+/// Removes the host end of the veth if it still exists (normally it dies with the netns).
+pub fn detach(slice: &str) -> Result<(), NodeError> {
+    let veth = names::veth_name(slice);
+    if link_exists(&veth) {
+        run("ip", &["link", "del", &veth], None)?;
+    }
+    Ok(())
+}
+
+/// Handles of the rules commented `sl-<slice>` (all slivers if `slice` is None), per chain.
+fn sliver_rules(n: &NodeNames, slice: Option<&str>) -> Result<Vec<(String, u64)>, NodeError> {
+    if !table_exists(n) {
+        return Ok(vec![]);
+    }
+    let out = run("nft", &["-j", "-a", "list", "table", "inet", &n.nft_table], None)?;
+    let v: Value = serde_json::from_str(&out).map_err(|e| NodeError::Invalid {
+        what: "nft output",
+        message: e.to_string(),
+    })?;
+    let want = slice.map(names::nft_comment);
+    let mut found = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let Some(rule) = item.get("rule") else { continue };
+        let comment = rule["comment"].as_str().unwrap_or("");
+        let matches = match &want {
+            Some(w) => comment == w,
+            None => comment.starts_with("sl-"),
+        };
+        if matches {
+            if let (Some(chain), Some(h)) = (rule["chain"].as_str(), rule["handle"].as_u64()) {
+                found.push((chain.to_string(), h));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Number of rules of the node's table (for leak checks).
+pub fn count_rules(n: &NodeNames) -> usize {
+    let Ok(out) = run("nft", &["-j", "list", "table", "inet", &n.nft_table], None) else {
+        return 0;
+    };
+    serde_json::from_str::<Value>(&out)
+        .ok()
+        .and_then(|v| v["nftables"].as_array().map(|a| a.iter().filter(|i| i.get("rule").is_some()).count()))
+        .unwrap_or(0)
+}
+
+pub fn remove_ports(n: &NodeNames, slice: Option<&str>) -> Result<(), NodeError> {
+    let rules = sliver_rules(n, slice)?;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let batch: String = rules
+        .iter()
+        .map(|(chain, h)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
+        .collect();
+    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
+}
+
+/// Replaces the sliver's port forwards with `ports`, all in one nft transaction.
+pub fn set_ports(n: &NodeNames, slice: &str, addr: Ipv4Addr, ports: &[PortForward]) -> Result<(), NodeError> {
+    let mut batch: String = sliver_rules(n, Some(slice))?
+        .iter()
+        .map(|(chain, h)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
+        .collect();
+    let comment = names::nft_comment(slice);
+    for p in ports {
+        let proto = match p.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        let body = format!(
+            "{proto} dport {} dnat ip to {addr}:{} comment \"{comment}\"",
+            p.node_port, p.sliver_port
+        );
+        batch.push_str(&format!(
+            "add rule inet {t} prerouting fib daddr type local {body}\n\
+             add rule inet {t} output ip daddr != 127.0.0.0/8 fib daddr type local {body}\n",
+            t = n.nft_table
+        ));
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
+}
+
+/// Deletes the node's table and bridge.
+pub fn teardown_node(n: &NodeNames) -> Result<(), NodeError> {
+    if table_exists(n) {
+        run("nft", &["delete", "table", "inet", &n.nft_table], None)?;
+    }
+    if link_exists(&n.bridge) {
+        run("ip", &["link", "del", &n.bridge], None)?;
+    }
+    Ok(())
+}
+
+/// Host ends of sliver veths attached to the node's bridge.
+pub fn list_veths(n: &NodeNames) -> Vec<String> {
+    let Ok(out) = run("ip", &["-j", "link", "show", "master", &n.bridge], None) else {
+        return vec![];
+    };
+    serde_json::from_str::<Value>(&out)
+        .ok()
+        .and_then(|v| {
+            v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|l| l["ifname"].as_str())
+                    .filter(|name| names::is_veth_name(name))
+                    .map(String::from)
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_isolates_and_masquerades_the_configured_range() {
+        let n = NodeNames {
+            bridge: "slbr7".into(),
+            subnet: Ipv4Addr::new(10, 77, 7, 0),
+            nft_table: "slicelab_7".into(),
+            cgroup_parent: "x".into(),
+        };
+        let s = table_script(&n);
+        assert!(s.contains("table inet slicelab_7"));
+        assert!(s.contains("ip saddr 10.77.7.0/24 ip daddr != 10.77.7.0/24 masquerade"));
+        assert!(s.contains("oifname \"slbr7\" drop"));
+        assert_eq!(n.gateway(), Ipv4Addr::new(10, 77, 7, 1));
+    }
+}

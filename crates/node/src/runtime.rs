@@ -1,0 +1,576 @@
+//! The runtime: applies actions to the machine. `LinuxRuntime` does it for real (as root);
+//! `FakeRuntime` only records them (unit tests, scale simulation).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use slicelab_model::SliverSpec;
+
+use crate::cgroup::Cgroups;
+use crate::error::{IoContext, NodeError};
+use crate::image;
+use crate::names::{self, NodeNames};
+use crate::net;
+use crate::plan::{Action, ObservedSliver};
+use crate::sandbox::{ExecSpec, LaunchSpec, EXEC_ENV, INIT_ENV};
+use crate::state::{self, ProcId, SliverRecord};
+
+/// The OS side of the reconciler. Blocking calls; the daemon runs them off the async executor.
+pub trait Runtime: Send + Sync {
+    fn list(&self) -> Result<Vec<ObservedSliver>, NodeError>;
+    fn create(&self, spec: &SliverSpec) -> Result<(), NodeError>;
+    fn update(&self, spec: &SliverSpec) -> Result<(), NodeError>;
+    fn start(&self, slice: &str) -> Result<(), NodeError>;
+    fn stop(&self, slice: &str) -> Result<(), NodeError>;
+    fn destroy(&self, slice: &str) -> Result<(), NodeError>;
+    fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError>;
+
+    fn apply(&self, action: &Action) -> Result<(), NodeError> {
+        match action {
+            Action::Create(s) => self.create(s),
+            Action::Update(s) => self.update(s),
+            Action::Start(n) => self.start(n),
+            Action::Stop(n) => self.stop(n),
+            Action::Destroy(n) => self.destroy(n),
+        }
+    }
+}
+
+/// Everything the Linux runtime needs to know.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub state_dir: PathBuf,
+    pub names: NodeNames,
+    /// The executable re-executed as sliver init / exec helper; it must call
+    /// `maybe_run_sliver_init()` first thing in `main`. Default: `/proc/self/exe`.
+    pub init_exe: PathBuf,
+}
+
+impl RuntimeConfig {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            names: NodeNames::default(),
+            init_exe: default_init_exe(),
+        }
+    }
+}
+
+/// The running binary, resolved now: `/proc/self/exe` still works after an upgrade replaced the
+/// file, but a resolved path is what we can hand to `Command`.
+pub fn default_init_exe() -> PathBuf {
+    fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+}
+
+pub struct LinuxRuntime {
+    cfg: RuntimeConfig,
+    cgroups: Cgroups,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl LinuxRuntime {
+    /// Opens the runtime and sets up the node's bridge and nft table.
+    pub fn new(cfg: RuntimeConfig) -> Result<Self, NodeError> {
+        let rt = Self::open(cfg)?;
+        net::ensure_node(&rt.cfg.names)?;
+        Ok(rt)
+    }
+
+    /// Opens the runtime without touching the network (enough for `exec`).
+    pub fn open(cfg: RuntimeConfig) -> Result<Self, NodeError> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(NodeError::NotRoot);
+        }
+        cfg.names.check()?;
+        let cgroups = Cgroups::detect(&cfg.names.cgroup_parent)?;
+        let dir = names::slivers_dir(&cfg.state_dir);
+        fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        Ok(Self { cfg, cgroups })
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.cfg
+    }
+
+    pub fn cgroups(&self) -> &Cgroups {
+        &self.cgroups
+    }
+
+    fn record(&self, slice: &str) -> Result<SliverRecord, NodeError> {
+        names::check_slice_name(slice)?;
+        state::load(&self.cfg.state_dir, slice)?.ok_or_else(|| NodeError::NoSuchSliver(slice.into()))
+    }
+
+    /// The live init of a sliver, if any.
+    pub fn init_of(&self, slice: &str) -> Option<ProcId> {
+        let rec = state::load(&self.cfg.state_dir, slice).ok()??;
+        rec.init.filter(|p| {
+            reap(p.pid);
+            p.is_alive()
+        })
+    }
+
+    fn allocate_address(&self, slice: &str) -> Result<Ipv4Addr, NodeError> {
+        let mut used = Vec::new();
+        for other in state::list_slices(&self.cfg.state_dir)? {
+            if other == slice {
+                continue;
+            }
+            if let Ok(Some(r)) = state::load(&self.cfg.state_dir, &other) {
+                used.extend(r.address);
+            }
+        }
+        (2..=254u8)
+            .map(|i| self.cfg.names.host(i))
+            .find(|a| !used.contains(a))
+            .ok_or_else(|| NodeError::NoAddress(self.cfg.names.subnet_cidr()))
+    }
+
+    fn start_inner(&self, rec: &SliverRecord) -> Result<ProcId, NodeError> {
+        let slice = rec.spec.slice_name.as_str();
+        let n = &self.cfg.names;
+        let fail = |message: String| NodeError::Start {
+            slice: slice.into(),
+            message,
+        };
+        net::ensure_node(n)?;
+        let image_name = rec
+            .spec
+            .resources
+            .image
+            .clone()
+            .unwrap_or_else(|| image::DEFAULT_IMAGE.to_string());
+        let lower = image::ensure_image(&self.cfg.state_dir, &image_name)?;
+        let address = rec.address.ok_or_else(|| fail("no address allocated".into()))?;
+        // Leftovers of a previous incarnation (exec helpers, a half-started init).
+        self.cgroups.kill_all(slice, Duration::from_secs(5));
+        self.cgroups.create(slice, &rec.spec.resources)?;
+        net::detach(slice)?;
+        let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+        let launch = LaunchSpec {
+            slice: slice.into(),
+            lower,
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            rootfs: dir.join("rootfs"),
+            console: dir.join("console.log"),
+            cgroup_procs: self.cgroups.procs_files(slice),
+            initscript: rec.spec.resources.initscript.clone(),
+        };
+        let launch_path = dir.join("launch.json");
+        let json = serde_json::to_vec_pretty(&launch).map_err(|e| fail(e.to_string()))?;
+        state::write_atomic(&launch_path, &json)?;
+        let console = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&launch.console)
+            .ctx(|| format!("opening {}", launch.console.display()))?;
+        let mut child = Command::new(&self.cfg.init_exe)
+            .env_clear()
+            .env(INIT_ENV, &launch_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(console)
+            .spawn()
+            .ctx(|| format!("spawning sliver init {}", self.cfg.init_exe.display()))?;
+        let stdout = child.stdout.take();
+        let (tx, rx) = mpsc::channel::<String>();
+        // A blocked read must not hang the reconciler: read on a thread, wait with a timeout.
+        std::thread::spawn(move || {
+            if let Some(out) = stdout {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut pid, mut ready, mut error) = (None, false, None);
+        while error.is_none() && !(ready && pid.is_some()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(p) = line.strip_prefix("pid ") {
+                        pid = p.trim().parse::<i32>().ok();
+                    } else if line == "ready" {
+                        ready = true;
+                    } else if let Some(e) = line.strip_prefix("error: ") {
+                        error = Some(e.to_string());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => error = Some("timed out building the sliver".into()),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    error = Some("sliver init exited during setup (see console.log)".into())
+                }
+            }
+        }
+        let abort = |child: &mut std::process::Child, pid: Option<i32>, msg: String| {
+            if let Some(p) = pid {
+                let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            fail(msg)
+        };
+        if let Some(e) = error {
+            return Err(abort(&mut child, pid, e));
+        }
+        let Some(pid) = pid else {
+            return Err(abort(&mut child, None, "no pid from launcher".into()));
+        };
+        let Some(id) = ProcId::of(pid) else {
+            return Err(abort(&mut child, Some(pid), "sliver init vanished".into()));
+        };
+        let wire = net::attach(n, slice, pid, address).and_then(|_| net::set_ports(n, slice, address, &rec.spec.resources.ports));
+        if let Err(e) = wire {
+            let _ = net::remove_ports(n, Some(slice));
+            return Err(abort(&mut child, Some(pid), format!("network: {e}")));
+        }
+        if let Some(mut stdin) = child.stdin.take() {
+            if let Err(e) = stdin.write_all(b"go\n") {
+                return Err(abort(&mut child, Some(pid), format!("releasing init: {e}")));
+            }
+        }
+        let _ = child.wait();
+        Ok(id)
+    }
+
+    /// The command that runs `argv` inside the running sliver (same confinement as its init).
+    /// Stdio is inherited unless the caller sets it.
+    pub fn exec_command(&self, slice: &str, argv: &[String]) -> Result<Command, NodeError> {
+        let init = self.init_of(slice).ok_or_else(|| NodeError::Start {
+            slice: slice.into(),
+            message: "not running".into(),
+        })?;
+        let spec = ExecSpec {
+            init_pid: init.pid,
+            cgroup_procs: self.cgroups.procs_files(slice),
+            argv: argv.to_vec(),
+            env: vec![],
+        };
+        let json = serde_json::to_string(&spec).map_err(|e| NodeError::Invalid {
+            what: "exec spec",
+            message: e.to_string(),
+        })?;
+        let mut c = Command::new(&self.cfg.init_exe);
+        c.env_clear().env(EXEC_ENV, json);
+        Ok(c)
+    }
+
+    fn stop_init(&self, slice: &str, init: Option<ProcId>) {
+        if let Some(p) = init {
+            let pid = Pid::from_raw(p.pid);
+            if p.is_alive() {
+                let _ = kill(pid, Signal::SIGTERM);
+                if !wait_dead(&p, Duration::from_secs(5)) {
+                    // Killing PID 1 of the sliver kills its whole PID namespace.
+                    let _ = kill(pid, Signal::SIGKILL);
+                    wait_dead(&p, Duration::from_secs(5));
+                }
+            }
+            reap(p.pid);
+        }
+        // Exec helpers live in the host PID namespace, and a crash may leave strays.
+        self.cgroups.kill_all(slice, Duration::from_secs(5));
+    }
+}
+
+/// Reaps `pid` if it is our zombie child (a sliver init reparented to us as subreaper).
+fn reap(pid: i32) {
+    if matches!(state::proc_stat(pid), Some(('Z', _))) {
+        let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+    }
+}
+
+fn wait_dead(p: &ProcId, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        reap(p.pid);
+        if !p.is_alive() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    !p.is_alive()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Runtime for LinuxRuntime {
+    fn list(&self) -> Result<Vec<ObservedSliver>, NodeError> {
+        let mut slices = state::list_slices(&self.cfg.state_dir)?;
+        // A cgroup without a state dir is a leftover of a crash mid-destroy: observe it so the
+        // planner destroys it.
+        slices.extend(self.cgroups.list().into_iter().filter(|s| names::check_slice_name(s).is_ok()));
+        slices.sort();
+        slices.dedup();
+        let mut out = Vec::new();
+        for s in slices {
+            let rec = state::load(&self.cfg.state_dir, &s).ok().flatten();
+            let running = rec
+                .as_ref()
+                .and_then(|r| r.init)
+                .is_some_and(|p| {
+                    reap(p.pid);
+                    p.is_alive()
+                });
+            out.push(ObservedSliver {
+                slice_name: s,
+                running,
+                failure: rec.as_ref().and_then(|r| r.failure.clone()),
+                retry_after: rec.as_ref().map_or(0, |r| r.retry_after),
+                address: rec.as_ref().and_then(|r| r.address),
+                spec: rec.map(|r| r.spec),
+            });
+        }
+        Ok(out)
+    }
+
+    fn create(&self, spec: &SliverSpec) -> Result<(), NodeError> {
+        let slice = spec.slice_name.as_str();
+        names::check_slice_name(slice)?;
+        let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+        for d in ["upper", "work", "rootfs"] {
+            let p = dir.join(d);
+            fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
+        }
+        // Recreating over a half-written sliver keeps its writable layer and address.
+        let old = state::load(&self.cfg.state_dir, slice).ok().flatten();
+        let address = match old.as_ref().and_then(|r| r.address) {
+            Some(a) => a,
+            None => self.allocate_address(slice)?,
+        };
+        let rec = SliverRecord {
+            spec: spec.clone(),
+            address: Some(address),
+            init: old.as_ref().and_then(|r| r.init),
+            failure: None,
+            failures: 0,
+            retry_after: 0,
+        };
+        state::save(&self.cfg.state_dir, &rec)
+    }
+
+    fn update(&self, spec: &SliverSpec) -> Result<(), NodeError> {
+        let slice = spec.slice_name.as_str();
+        let mut rec = self.record(slice)?;
+        rec.spec = spec.clone();
+        // A new spec deserves a fresh try.
+        rec.failure = None;
+        rec.retry_after = 0;
+        state::save(&self.cfg.state_dir, &rec)?;
+        if self.init_of(slice).is_some() {
+            self.cgroups.apply(slice, &spec.resources)?;
+            if let Some(a) = rec.address {
+                net::set_ports(&self.cfg.names, slice, a, &spec.resources.ports)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start(&self, slice: &str) -> Result<(), NodeError> {
+        let mut rec = self.record(slice)?;
+        if self.init_of(slice).is_some() {
+            return Ok(());
+        }
+        let result = self.start_inner(&rec);
+        match &result {
+            Ok(id) => {
+                rec.init = Some(*id);
+                rec.failure = None;
+                rec.failures = 0;
+                rec.retry_after = 0;
+            }
+            Err(e) => {
+                rec.init = None;
+                rec.failure = Some(e.to_string());
+                rec.failures = rec.failures.saturating_add(1);
+                rec.retry_after = now() + (1i64 << rec.failures.min(8)).min(300);
+                self.stop_init(slice, None);
+            }
+        }
+        state::save(&self.cfg.state_dir, &rec)?;
+        result.map(|_| ())
+    }
+
+    fn stop(&self, slice: &str) -> Result<(), NodeError> {
+        let mut rec = self.record(slice)?;
+        self.stop_init(slice, rec.init);
+        net::remove_ports(&self.cfg.names, Some(slice))?;
+        net::detach(slice)?;
+        rec.init = None;
+        state::save(&self.cfg.state_dir, &rec)
+    }
+
+    fn destroy(&self, slice: &str) -> Result<(), NodeError> {
+        names::check_slice_name(slice)?;
+        let rec = state::load(&self.cfg.state_dir, slice).ok().flatten();
+        self.stop_init(slice, rec.and_then(|r| r.init));
+        net::remove_ports(&self.cfg.names, Some(slice))?;
+        net::detach(slice)?;
+        self.cgroups.remove(slice)?;
+        remove_sliver_dir(&names::sliver_dir(&self.cfg.state_dir, slice))
+    }
+
+    fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError> {
+        self.exec_command(slice, argv)?
+            .stdin(Stdio::null())
+            .output()
+            .ctx(|| format!("running exec helper for {slice}"))
+    }
+}
+
+/// Removes a sliver's directory with its record last, so a crash part-way leaves a record that
+/// makes the next reconcile finish the job.
+pub(crate) fn remove_sliver_dir(dir: &Path) -> Result<(), NodeError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("listing {}", dir.display())),
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == "sliver.json") {
+            continue;
+        }
+        let r = if p.is_dir() && !p.is_symlink() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.ctx(|| format!("removing {}", p.display()))?;
+    }
+    let rec = dir.join("sliver.json");
+    if rec.exists() {
+        fs::remove_file(&rec).ctx(|| format!("removing {}", rec.display()))?;
+    }
+    fs::remove_dir(dir).ctx(|| format!("removing {}", dir.display()))
+}
+
+/// A runtime that touches nothing: it keeps slivers in memory and records every call.
+#[derive(Default)]
+pub struct FakeRuntime {
+    slivers: Mutex<BTreeMap<String, (SliverSpec, bool)>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl FakeRuntime {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Calls so far, e.g. `["create pl_a", "start pl_a"]`.
+    pub fn calls(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Simulates a crashed sliver.
+    pub fn crash(&self, slice: &str) {
+        if let Ok(mut s) = self.slivers.lock() {
+            if let Some(e) = s.get_mut(slice) {
+                e.1 = false;
+            }
+        }
+    }
+
+    fn note(&self, what: &str, slice: &str) {
+        if let Ok(mut l) = self.log.lock() {
+            l.push(format!("{what} {slice}"));
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<String, (SliverSpec, bool)>) -> T) -> T {
+        let mut g = self.slivers.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+}
+
+impl Runtime for FakeRuntime {
+    fn list(&self) -> Result<Vec<ObservedSliver>, NodeError> {
+        Ok(self.with(|m| {
+            m.values()
+                .map(|(spec, running)| ObservedSliver {
+                    slice_name: spec.slice_name.clone(),
+                    spec: Some(spec.clone()),
+                    running: *running,
+                    failure: None,
+                    retry_after: 0,
+                    address: None,
+                })
+                .collect()
+        }))
+    }
+
+    fn create(&self, spec: &SliverSpec) -> Result<(), NodeError> {
+        self.note("create", &spec.slice_name);
+        self.with(|m| {
+            let running = m.get(&spec.slice_name).is_some_and(|e| e.1);
+            m.insert(spec.slice_name.clone(), (spec.clone(), running));
+        });
+        Ok(())
+    }
+
+    fn update(&self, spec: &SliverSpec) -> Result<(), NodeError> {
+        self.note("update", &spec.slice_name);
+        self.with(|m| match m.get_mut(&spec.slice_name) {
+            Some(e) => {
+                e.0 = spec.clone();
+                Ok(())
+            }
+            None => Err(NodeError::NoSuchSliver(spec.slice_name.clone())),
+        })
+    }
+
+    fn start(&self, slice: &str) -> Result<(), NodeError> {
+        self.note("start", slice);
+        self.with(|m| match m.get_mut(slice) {
+            Some(e) => {
+                e.1 = true;
+                Ok(())
+            }
+            None => Err(NodeError::NoSuchSliver(slice.into())),
+        })
+    }
+
+    fn stop(&self, slice: &str) -> Result<(), NodeError> {
+        self.note("stop", slice);
+        self.with(|m| {
+            if let Some(e) = m.get_mut(slice) {
+                e.1 = false;
+            }
+        });
+        Ok(())
+    }
+
+    fn destroy(&self, slice: &str) -> Result<(), NodeError> {
+        self.note("destroy", slice);
+        self.with(|m| m.remove(slice));
+        Ok(())
+    }
+
+    fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError> {
+        self.note("exec", slice);
+        let _ = argv;
+        Err(NodeError::Start {
+            slice: slice.into(),
+            message: "the fake runtime runs nothing".into(),
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! Per-sliver state on disk: `<state_dir>/slivers/<slice>/sliver.json`.
+//!
+//! Written atomically (temp file + rename + fsync) so a crash leaves either the old or the new
+//! record, never a torn one.
+
+use std::fs;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use slicelab_model::SliverSpec;
+
+use crate::error::{IoContext, NodeError};
+use crate::names;
+
+/// A process identified by pid *and* start time, so a recycled pid is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcId {
+    pub pid: i32,
+    /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot).
+    pub start_time: u64,
+}
+
+impl ProcId {
+    pub fn of(pid: i32) -> Option<ProcId> {
+        Some(ProcId {
+            pid,
+            start_time: proc_start_time(pid)?,
+        })
+    }
+
+    /// Alive and not a zombie.
+    pub fn is_alive(&self) -> bool {
+        match proc_stat(self.pid) {
+            Some((state, start)) => start == self.start_time && state != 'Z' && state != 'X',
+            None => false,
+        }
+    }
+}
+
+/// (state, start_time) from `/proc/<pid>/stat`.
+pub(crate) fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // comm may contain spaces and parentheses; fields after the last ')' are fixed.
+    let rest = &s[s.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    // state is field 3; start_time is field 22, i.e. 19 more after state.
+    let start = f.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+pub(crate) fn proc_start_time(pid: i32) -> Option<u64> {
+    proc_stat(pid).map(|(_, t)| t)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliverRecord {
+    pub spec: SliverSpec,
+    /// Allocated once at create, kept across restarts so the sliver keeps its address.
+    pub address: Option<Ipv4Addr>,
+    /// The sliver's init (PID 1 inside), as seen from the host.
+    pub init: Option<ProcId>,
+    #[serde(default)]
+    pub failure: Option<String>,
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub retry_after: i64,
+}
+
+pub fn record_path(state_dir: &Path, slice: &str) -> PathBuf {
+    names::sliver_dir(state_dir, slice).join("sliver.json")
+}
+
+pub fn load(state_dir: &Path, slice: &str) -> Result<Option<SliverRecord>, NodeError> {
+    let path = record_path(state_dir, slice);
+    match fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| NodeError::State {
+                path,
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).ctx(|| format!("reading {}", path.display())),
+    }
+}
+
+pub fn save(state_dir: &Path, rec: &SliverRecord) -> Result<(), NodeError> {
+    let path = record_path(state_dir, &rec.spec.slice_name);
+    let bytes = serde_json::to_vec_pretty(rec).map_err(|e| NodeError::State {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    write_atomic(&path, &bytes)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .ctx(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))?;
+    // The rename itself must be durable for "killed at any point" to hold after a power cut.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Slice names that have a directory under `slivers/` (with or without a readable record).
+pub fn list_slices(state_dir: &Path) -> Result<Vec<String>, NodeError> {
+    let dir = names::slivers_dir(state_dir);
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e).ctx(|| format!("listing {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        if let Some(n) = e.file_name().to_str() {
+            if names::check_slice_name(n).is_ok() && e.path().is_dir() {
+                out.push(n.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_recycled_pid_is_not() {
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        assert!(me.is_alive());
+        let other = ProcId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!other.is_alive());
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = SliverRecord {
+            spec: SliverSpec {
+                slice_id: 3,
+                slice_name: "pl_a".into(),
+                expires: 9,
+                run: true,
+                keys: vec![],
+                resources: Default::default(),
+            },
+            address: Some(Ipv4Addr::new(10, 77, 0, 2)),
+            init: None,
+            failure: None,
+            failures: 0,
+            retry_after: 0,
+        };
+        save(dir.path(), &rec).unwrap();
+        assert_eq!(load(dir.path(), "pl_a").unwrap(), Some(rec));
+        assert_eq!(list_slices(dir.path()).unwrap(), vec!["pl_a".to_string()]);
+        assert_eq!(load(dir.path(), "pl_b").unwrap(), None);
+    }
+}

@@ -1,0 +1,81 @@
+//! The node's desired slivers (PlanetLab's GetSlivers): three queries per node, whatever the
+//! registry's size: the node's live slices, their persons' keys, their tags.
+
+use std::collections::BTreeMap;
+
+use slicelab_model::sliver::SliverKey;
+use slicelab_model::tags::{self, TagValue};
+use slicelab_model::{DesiredSlivers, Node, SliverSpec, TagName};
+
+use crate::{Result, Store};
+
+impl Store {
+    pub async fn desired_slivers(&self, node: &Node, now: i64) -> Result<DesiredSlivers> {
+        let mut slivers = Vec::new();
+        if node.boot_state != slicelab_model::BootState::Disabled {
+            let slices: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                "SELECT sl.id, sl.name, sl.expires, sl.enabled FROM slices sl \
+                 JOIN slice_nodes sn ON sn.slice_id = sl.id \
+                 WHERE sn.node_id = $1 AND sl.expires > $2 ORDER BY sl.name",
+            )
+            .bind(node.id)
+            .bind(now)
+            .fetch_all(self.pool())
+            .await?;
+            let keys: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT sp.slice_id, p.email, k.key FROM slice_nodes sn \
+                 JOIN slice_persons sp ON sp.slice_id = sn.slice_id \
+                 JOIN persons p ON p.id = sp.person_id \
+                 JOIN keys k ON k.person_id = p.id \
+                 WHERE sn.node_id = $1 AND p.enabled = 1 ORDER BY p.email, k.id",
+            )
+            .bind(node.id)
+            .fetch_all(self.pool())
+            .await?;
+            let tag_rows: Vec<(i64, String, String, Option<i64>)> = sqlx::query_as(
+                "SELECT t.slice_id, t.name, t.value, t.node_id FROM slice_tags t \
+                 JOIN slice_nodes sn ON sn.slice_id = t.slice_id \
+                 WHERE sn.node_id = $1 AND (t.node_id IS NULL OR t.node_id = $1)",
+            )
+            .bind(node.id)
+            .fetch_all(self.pool())
+            .await?;
+            let mut keys_by_slice: BTreeMap<i64, Vec<SliverKey>> = BTreeMap::new();
+            for (slice_id, person, key) in keys {
+                keys_by_slice
+                    .entry(slice_id)
+                    .or_default()
+                    .push(SliverKey { person, key });
+            }
+            let runs = node.boot_state.runs_slivers();
+            for (id, name, expires, enabled) in slices {
+                let tags = tag_rows
+                    .iter()
+                    .filter(|t| t.0 == id)
+                    .filter_map(|(_, n, v, node_id)| {
+                        Some(TagValue {
+                            name: TagName::parse(n).ok()?,
+                            value: v,
+                            node_id: *node_id,
+                        })
+                    });
+                slivers.push(SliverSpec {
+                    slice_id: id,
+                    slice_name: name,
+                    expires,
+                    run: runs && enabled != 0,
+                    keys: keys_by_slice.remove(&id).unwrap_or_default(),
+                    resources: tags::resolve(tags, node.id),
+                });
+            }
+        }
+        let revision = DesiredSlivers::compute_revision(node.id, node.boot_state, &slivers);
+        Ok(DesiredSlivers {
+            node_id: node.id,
+            hostname: node.hostname.clone(),
+            boot_state: node.boot_state,
+            revision,
+            slivers,
+        })
+    }
+}

@@ -1,0 +1,187 @@
+use serde_json::json;
+use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate};
+
+use crate::events::NewEvent;
+use crate::rows::{NodeRow, NODE_COLS};
+use crate::{conflict_or, Arg, Filter, Paging, Result, Store, StoreError};
+
+#[derive(Debug, Clone, Default)]
+pub struct NodeFilter {
+    pub site_id: Option<i64>,
+    pub boot_state: Option<BootState>,
+    pub region: Option<String>,
+}
+
+const NODE_FROM: &str = "FROM nodes n JOIN sites s ON s.id = n.site_id";
+
+impl Store {
+    pub async fn create_node(
+        &self,
+        actor: &str,
+        now: i64,
+        c: &NodeCreate,
+        site_id: i64,
+        key_hash: &str,
+    ) -> Result<Node> {
+        let mut w = self.write().await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO nodes (hostname, site_id, boot_state, cpu_cores, mem_mb, disk_gb, region, key_hash, created) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(&c.hostname)
+        .bind(site_id)
+        .bind(c.boot_state.as_str())
+        .bind(c.cpu_cores)
+        .bind(c.mem_mb)
+        .bind(c.disk_gb)
+        .bind(&c.region)
+        .bind(key_hash)
+        .bind(now)
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(|e| conflict_or(e, &format!("a node with hostname {:?} already exists", c.hostname), ""))?;
+        w.event(
+            now,
+            NewEvent {
+                actor,
+                action: "node.create",
+                object_type: "node",
+                object_id: id,
+                object_name: &c.hostname,
+                site_id: Some(site_id),
+                detail: json!(c),
+            },
+        )
+        .await?;
+        w.commit().await?;
+        self.node(&id.to_string()).await
+    }
+
+    /// A node by id or hostname.
+    pub async fn node(&self, key: &str) -> Result<Node> {
+        self.by_id_or_name::<NodeRow>(&format!("SELECT {NODE_COLS} {NODE_FROM}"), "n.id", "n.hostname", key)
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| StoreError::NotFound(format!("node {key:?}")))
+    }
+
+    pub async fn node_by_key_hash(&self, hash: &str) -> Result<Option<Node>> {
+        Ok(sqlx::query_as::<_, NodeRow>(&format!(
+            "SELECT {NODE_COLS} {NODE_FROM} WHERE n.key_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?
+        .map(Into::into))
+    }
+
+    pub async fn list_nodes(&self, f: &NodeFilter, page: Paging) -> Result<(Vec<Node>, i64)> {
+        let mut w = Filter::default();
+        if let Some(s) = f.site_id {
+            w.add("n.site_id = {}", Arg::I(s));
+        }
+        if let Some(b) = f.boot_state {
+            w.add("n.boot_state = {}", Arg::S(b.as_str().into()));
+        }
+        if let Some(r) = &f.region {
+            w.add("n.region = {}", Arg::S(r.clone()));
+        }
+        let where_sql = w.where_sql();
+        let total = w
+            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) {NODE_FROM} {where_sql}")))
+            .fetch_one(self.pool())
+            .await?;
+        let sql = format!(
+            "SELECT {NODE_COLS} {NODE_FROM} {where_sql} ORDER BY n.hostname LIMIT {} OFFSET {}",
+            page.limit, page.offset
+        );
+        let rows: Vec<NodeRow> = w.bind(sqlx::query_as(&sql)).fetch_all(self.pool()).await?;
+        Ok((rows.into_iter().map(Into::into).collect(), total))
+    }
+
+    pub async fn update_node(&self, actor: &str, now: i64, n: &Node, u: &NodeUpdate) -> Result<Node> {
+        let mut w = self.write().await?;
+        sqlx::query(
+            "UPDATE nodes SET boot_state = $1, cpu_cores = $2, mem_mb = $3, disk_gb = $4, region = $5 WHERE id = $6",
+        )
+        .bind(u.boot_state.unwrap_or(n.boot_state).as_str())
+        .bind(u.cpu_cores.unwrap_or(n.cpu_cores))
+        .bind(u.mem_mb.unwrap_or(n.mem_mb))
+        .bind(u.disk_gb.unwrap_or(n.disk_gb))
+        .bind(u.region.as_deref().unwrap_or(&n.region))
+        .bind(n.id)
+        .execute(&mut *w.tx)
+        .await?;
+        w.event(
+            now,
+            NewEvent {
+                actor,
+                action: "node.update",
+                object_type: "node",
+                object_id: n.id,
+                object_name: &n.hostname,
+                site_id: Some(n.site_id),
+                detail: json!(u),
+            },
+        )
+        .await?;
+        w.commit().await?;
+        self.node(&n.id.to_string()).await
+    }
+
+    pub async fn set_node_key(&self, actor: &str, now: i64, n: &Node, key_hash: &str) -> Result<()> {
+        let mut w = self.write().await?;
+        sqlx::query("UPDATE nodes SET key_hash = $1 WHERE id = $2")
+            .bind(key_hash)
+            .bind(n.id)
+            .execute(&mut *w.tx)
+            .await?;
+        w.event(
+            now,
+            NewEvent {
+                actor,
+                action: "node.rekey",
+                object_type: "node",
+                object_id: n.id,
+                object_name: &n.hostname,
+                site_id: Some(n.site_id),
+                detail: json!({}),
+            },
+        )
+        .await?;
+        w.commit().await
+    }
+
+    pub async fn delete_node(&self, actor: &str, now: i64, n: &Node) -> Result<()> {
+        let mut w = self.write().await?;
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(n.id)
+            .execute(&mut *w.tx)
+            .await?;
+        w.event(
+            now,
+            NewEvent {
+                actor,
+                action: "node.delete",
+                object_type: "node",
+                object_id: n.id,
+                object_name: &n.hostname,
+                site_id: Some(n.site_id),
+                detail: json!({}),
+            },
+        )
+        .await?;
+        w.commit().await
+    }
+
+    /// Records that the node manager talked to central (not an event: it happens every poll).
+    pub async fn touch_node(&self, node_id: i64, now: i64) -> Result<()> {
+        let mut w = self.write().await?;
+        sqlx::query("UPDATE nodes SET last_contact = $1 WHERE id = $2")
+            .bind(now)
+            .bind(node_id)
+            .execute(&mut *w.tx)
+            .await?;
+        w.commit().await
+    }
+}

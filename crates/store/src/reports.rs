@@ -1,0 +1,108 @@
+//! Node reports: sliver states and node health, stored idempotently by batch `seq`.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use slicelab_model::{Node, NodeReport, SliverState};
+
+use crate::events::NewEvent;
+use crate::{Result, Store};
+
+pub(crate) fn parse_state(s: &str) -> Option<SliverState> {
+    Some(match s {
+        "creating" => SliverState::Creating,
+        "running" => SliverState::Running,
+        "stopped" => SliverState::Stopped,
+        "failed" => SliverState::Failed,
+        _ => return None,
+    })
+}
+
+impl Store {
+    /// Stores a report batch unless one with this `seq` (or later) is already stored; returns the
+    /// highest stored `seq`. Sliver state changes become events.
+    pub async fn store_report(&self, node: &Node, now: i64, r: &NodeReport) -> Result<i64> {
+        let mut w = self.write().await?;
+        let last: i64 = sqlx::query_scalar("SELECT report_seq FROM nodes WHERE id = $1")
+            .bind(node.id)
+            .fetch_one(&mut *w.tx)
+            .await?;
+        if r.seq <= last {
+            w.commit().await?;
+            return Ok(last);
+        }
+        let old: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT ss.slice_id, sl.name, ss.state FROM slivers ss JOIN slices sl ON sl.id = ss.slice_id \
+             WHERE ss.node_id = $1",
+        )
+        .bind(node.id)
+        .fetch_all(&mut *w.tx)
+        .await?;
+        let old: HashMap<String, (i64, String)> =
+            old.into_iter().map(|(id, name, st)| (name, (id, st))).collect();
+        sqlx::query("DELETE FROM slivers WHERE node_id = $1")
+            .bind(node.id)
+            .execute(&mut *w.tx)
+            .await?;
+        let actor = format!("node:{}", node.hostname);
+        for s in &r.slivers {
+            let slice: Option<(i64, i64)> =
+                sqlx::query_as("SELECT id, site_id FROM slices WHERE name = $1")
+                    .bind(&s.slice_name)
+                    .fetch_optional(&mut *w.tx)
+                    .await?;
+            // A sliver of a slice central no longer has is being destroyed; nothing to keep.
+            let Some((slice_id, site_id)) = slice else { continue };
+            let message: String = s.message.chars().take(2000).collect();
+            sqlx::query(
+                "INSERT INTO slivers (slice_id, node_id, state, message, address, updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(slice_id)
+            .bind(node.id)
+            .bind(s.state.as_str())
+            .bind(&message)
+            .bind(s.address.as_deref())
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+            let before = old.get(&s.slice_name).map(|(_, st)| st.as_str());
+            if before != Some(s.state.as_str()) {
+                w.event(
+                    now,
+                    NewEvent {
+                        actor: &actor,
+                        action: "sliver.state",
+                        object_type: "slice",
+                        object_id: slice_id,
+                        object_name: &s.slice_name,
+                        site_id: Some(site_id),
+                        detail: json!({"node": node.hostname, "from": before, "to": s.state, "message": message}),
+                    },
+                )
+                .await?;
+            }
+        }
+        let health = r.health.as_ref().map(|h| json!(h).to_string());
+        sqlx::query(
+            "UPDATE nodes SET report_seq = $1, last_contact = $2, health = COALESCE($3, health) WHERE id = $4",
+        )
+        .bind(r.seq)
+        .bind(now)
+        .bind(health)
+        .bind(node.id)
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit().await?;
+        Ok(r.seq)
+    }
+
+    /// The node's last reported health, as JSON.
+    pub async fn node_health(&self, node_id: i64) -> Result<Option<serde_json::Value>> {
+        let h: Option<Option<String>> = sqlx::query_scalar("SELECT health FROM nodes WHERE id = $1")
+            .bind(node_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(h.flatten().and_then(|s| serde_json::from_str(&s).ok()))
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod broker;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -79,7 +80,10 @@ pub fn app(state: AppState) -> Router {
                 "this endpoint does not take that method",
             )
         })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -99,7 +103,10 @@ async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<String>, Centra
     }
     let (password, generated) = match &cfg.admin_password {
         Some(p) => (p.clone(), false),
-        None => (auth::new_secret("").chars().take(20).collect::<String>(), true),
+        None => (
+            auth::new_secret("").chars().take(20).collect::<String>(),
+            true,
+        ),
     };
     let c = PersonCreate {
         email: cfg.admin_email.clone(),
@@ -114,7 +121,9 @@ async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<String>, Centra
     let hash = auth::hash_password(password.clone())
         .await
         .map_err(|e| CentralError::Bootstrap(e.message))?;
-    store.create_person("system", now(), &c, Some(hash), &[]).await?;
+    store
+        .create_person("system", now(), &c, Some(hash), &[])
+        .await?;
     Ok(generated.then_some(password))
 }
 
@@ -192,7 +201,7 @@ pub async fn start(cfg: Config) -> Result<Running, CentralError> {
 }
 
 /// The database URL without its password, for logs.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

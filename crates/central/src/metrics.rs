@@ -13,7 +13,9 @@ use axum::response::Response;
 
 use crate::state::AppState;
 
-const BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -35,7 +37,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((method.to_string(), route.to_string(), status)).or_default() += 1;
+            *m.entry((method.to_string(), route.to_string(), status))
+                .or_default() += 1;
         }
         if let Ok(mut m) = self.latency.lock() {
             let h = m.entry(route.to_string()).or_insert_with(|| Histogram {
@@ -54,7 +57,9 @@ impl Metrics {
 
     pub fn render(&self, registry: &[(&str, i64)]) -> String {
         let mut out = String::new();
-        out.push_str("# HELP slicelab_http_requests_total HTTP requests answered, by route and status.\n");
+        out.push_str(
+            "# HELP slicelab_http_requests_total HTTP requests answered, by route and status.\n",
+        );
         out.push_str("# TYPE slicelab_http_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             for ((method, route, status), n) in m.iter() {
@@ -80,8 +85,16 @@ impl Metrics {
                     "slicelab_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
                     h.count
                 );
-                let _ = writeln!(out, "slicelab_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-                let _ = writeln!(out, "slicelab_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "slicelab_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "slicelab_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    h.count
+                );
             }
         }
         out.push_str("# HELP slicelab_registry_objects Objects in the registry, by kind.\n");
@@ -91,7 +104,11 @@ impl Metrics {
         }
         out.push_str("# HELP slicelab_node_watchers Node long-polls waiting for a change.\n");
         out.push_str("# TYPE slicelab_node_watchers gauge\n");
-        let _ = writeln!(out, "slicelab_node_watchers {}", self.watchers.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "slicelab_node_watchers {}",
+            self.watchers.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -107,9 +124,12 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
     let resp = next.run(req).await;
-    state
-        .metrics
-        .observe(&method, &route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    state.metrics.observe(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 

@@ -25,6 +25,9 @@ both_backends!(
     listings_filter_and_paginate,
     tags_are_typed_and_node_specific,
     reports_are_idempotent,
+    openapi_and_metrics_describe_the_service,
+    broker_selects_live_nodes_and_explains_failures,
+    admission_control_never_overcommits_guarantees,
 );
 
 const ED25519: &str =
@@ -41,37 +44,85 @@ async fn permissions_follow_planetlab_roles(b: Backend) {
     let f = fixture(&tc).await;
 
     // A tech manages nodes but cannot create slices.
-    assert_eq!(status(f.tech_p.post::<_, Value>("/slices", &json!({"name": "princeton_t"})).await), 403);
+    assert_eq!(
+        status(
+            f.tech_p
+                .post::<_, Value>("/slices", &json!({"name": "princeton_t"}))
+                .await
+        ),
+        403
+    );
     let _: Value = f
         .tech_p
         .patch("/nodes/node1.princeton.test", &json!({"region": "europe"}))
         .await
         .expect("tech updates its site's node");
     assert_eq!(
-        status(f.tech_p.patch::<_, Value>("/nodes/node1.mit.test", &json!({"region": "x"})).await),
+        status(
+            f.tech_p
+                .patch::<_, Value>("/nodes/node1.mit.test", &json!({"region": "x"}))
+                .await
+        ),
         403
     );
 
     // A PI creates slices at its own site only.
     new_slice(&f.pi_p, "princeton_exp").await;
-    assert_eq!(status(f.pi_p.post::<_, Value>("/slices", &json!({"name": "mit_exp"})).await), 403);
+    assert_eq!(
+        status(
+            f.pi_p
+                .post::<_, Value>("/slices", &json!({"name": "mit_exp"}))
+                .await
+        ),
+        403
+    );
     new_slice(&f.pi_m, "mit_exp").await;
 
     // A user of one site cannot touch another site's slice, nor a slice it is not in.
-    assert_eq!(status(f.user_m.post::<_, Value>("/slices/princeton_exp/renew", &json!({"days": 10})).await), 403);
     assert_eq!(
-        status(f.user_m.post::<_, Value>("/slices/princeton_exp/nodes", &json!({"names": ["node1.mit.test"]})).await),
+        status(
+            f.user_m
+                .post::<_, Value>("/slices/princeton_exp/renew", &json!({"days": 10}))
+                .await
+        ),
         403
     );
-    assert_eq!(status(f.user_p.post::<_, Value>("/slices/princeton_exp/renew", &json!({"days": 10})).await), 403);
-    assert_eq!(status(f.user_m.delete::<Value>("/slices/princeton_exp").await), 403);
-    assert_eq!(status(f.pi_m.delete::<Value>("/slices/princeton_exp").await), 403);
+    assert_eq!(
+        status(
+            f.user_m
+                .post::<_, Value>(
+                    "/slices/princeton_exp/nodes",
+                    &json!({"names": ["node1.mit.test"]})
+                )
+                .await
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            f.user_p
+                .post::<_, Value>("/slices/princeton_exp/renew", &json!({"days": 10}))
+                .await
+        ),
+        403
+    );
+    assert_eq!(
+        status(f.user_m.delete::<Value>("/slices/princeton_exp").await),
+        403
+    );
+    assert_eq!(
+        status(f.pi_m.delete::<Value>("/slices/princeton_exp").await),
+        403
+    );
 
     // Once the PI adds the user to the slice, the user can renew it and choose its nodes,
     // but not raise its resources nor add persons.
     let _: Slice = f
         .pi_p
-        .post("/slices/princeton_exp/persons", &json!({"names": ["user@princeton.test"]}))
+        .post(
+            "/slices/princeton_exp/persons",
+            &json!({"names": ["user@princeton.test"]}),
+        )
         .await
         .expect("add person");
     let _: Slice = f
@@ -81,30 +132,69 @@ async fn permissions_follow_planetlab_roles(b: Backend) {
         .expect("member renews");
     let _: Slice = f
         .user_p
-        .post("/slices/princeton_exp/nodes", &json!({"names": ["node1.princeton.test"]}))
+        .post(
+            "/slices/princeton_exp/nodes",
+            &json!({"names": ["node1.princeton.test"]}),
+        )
         .await
         .expect("member adds node");
     let _: Value = f
         .user_p
-        .put("/slices/princeton_exp/tags/initscript", &json!({"value": "sleep 1000"}))
+        .put(
+            "/slices/princeton_exp/tags/initscript",
+            &json!({"value": "sleep 1000"}),
+        )
         .await
         .expect("member sets initscript");
     assert_eq!(
-        status(f.user_p.put::<_, Value>("/slices/princeton_exp/tags/mem_max", &json!({"value": "4G"})).await),
+        status(
+            f.user_p
+                .put::<_, Value>(
+                    "/slices/princeton_exp/tags/mem_max",
+                    &json!({"value": "4G"})
+                )
+                .await
+        ),
         403
     );
     assert_eq!(
-        status(f.user_p.post::<_, Value>("/slices/princeton_exp/persons", &json!({"names": ["user@mit.test"]})).await),
+        status(
+            f.user_p
+                .post::<_, Value>(
+                    "/slices/princeton_exp/persons",
+                    &json!({"names": ["user@mit.test"]})
+                )
+                .await
+        ),
         403
     );
 
     // Only admins create sites; a PI cannot make an admin or add persons to another site.
-    assert_eq!(status(f.pi_p.post::<_, Value>("/sites", &json!({"login_base": "x", "name": "X"})).await), 403);
-    let person = |email: &str, role: &str, site: &str| {
-        json!({"email": email, "first_name": "N", "last_name": "N", "roles": [role], "sites": [site]})
-    };
-    assert_eq!(status(f.pi_p.post::<_, Value>("/persons", &person("a@x.test", "admin", "princeton")).await), 403);
-    assert_eq!(status(f.pi_p.post::<_, Value>("/persons", &person("b@x.test", "user", "mit")).await), 403);
+    assert_eq!(
+        status(
+            f.pi_p
+                .post::<_, Value>("/sites", &json!({"login_base": "x", "name": "X"}))
+                .await
+        ),
+        403
+    );
+    let person = |email: &str, role: &str, site: &str| json!({"email": email, "first_name": "N", "last_name": "N", "roles": [role], "sites": [site]});
+    assert_eq!(
+        status(
+            f.pi_p
+                .post::<_, Value>("/persons", &person("a@x.test", "admin", "princeton"))
+                .await
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            f.pi_p
+                .post::<_, Value>("/persons", &person("b@x.test", "user", "mit"))
+                .await
+        ),
+        403
+    );
     let _: Value = f
         .pi_p
         .post("/persons", &person("c@x.test", "user", "princeton"))
@@ -112,11 +202,18 @@ async fn permissions_follow_planetlab_roles(b: Backend) {
         .expect("PI adds a user to its site");
     // A user cannot promote itself.
     assert_eq!(
-        status(f.user_p.patch::<_, Value>("/persons/user@princeton.test", &json!({"roles": ["pi"]})).await),
+        status(
+            f.user_p
+                .patch::<_, Value>("/persons/user@princeton.test", &json!({"roles": ["pi"]}))
+                .await
+        ),
         403
     );
     // Persons of other sites are not visible to users; anonymous callers see none.
-    assert_eq!(status(f.user_m.get::<Value>("/persons/user@princeton.test").await), 403);
+    assert_eq!(
+        status(f.user_m.get::<Value>("/persons/user@princeton.test").await),
+        403
+    );
     assert_eq!(status(tc.anon().get::<Value>("/persons").await), 401);
     assert_eq!(status(tc.anon().get::<Value>("/slices").await), 401);
     // Sites and nodes are public.
@@ -132,25 +229,45 @@ async fn node_key_reads_only_its_own_slivers(b: Backend) {
     new_slice(&f.pi_m, "mit_b").await;
     let _: Slice = f
         .pi_p
-        .post("/slices/princeton_a/nodes", &json!({"names": ["node1.princeton.test"]}))
+        .post(
+            "/slices/princeton_a/nodes",
+            &json!({"names": ["node1.princeton.test"]}),
+        )
         .await
         .unwrap();
-    let _: Slice = f.pi_m.post("/slices/mit_b/nodes", &json!({"names": ["node1.mit.test"]})).await.unwrap();
+    let _: Slice = f
+        .pi_m
+        .post("/slices/mit_b/nodes", &json!({"names": ["node1.mit.test"]}))
+        .await
+        .unwrap();
     let np = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
-    let d = np.desired_slivers(None, Duration::from_secs(1)).await.unwrap();
+    let d = np
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(d.hostname, "node1.princeton.test");
     let names: Vec<_> = d.slivers.iter().map(|s| s.slice_name.as_str()).collect();
     assert_eq!(names, ["princeton_a"], "a node sees only its own slivers");
     // A node key is not a person: registry endpoints refuse it.
     assert_eq!(status(np.get::<Value>("/slices").await), 401);
     assert_eq!(status(np.get::<Value>("/slices/mit_b/slivers").await), 401);
-    assert_eq!(status(np.post::<_, Value>("/slices/mit_b/renew", &json!({"days": 1})).await), 401);
+    assert_eq!(
+        status(
+            np.post::<_, Value>("/slices/mit_b/renew", &json!({"days": 1}))
+                .await
+        ),
+        401
+    );
     // And a person cannot pose as a node.
     assert_eq!(status(f.pi_p.get::<Value>("/node/slivers").await), 403);
     // A wrong or re-keyed node key is refused.
     let bogus = Client::new(&tc.base, Some("sln_0000".into()));
     assert_eq!(status(bogus.get::<Value>("/node/slivers").await), 401);
-    let _: Value = tc.admin.post("/nodes/node1.princeton.test/key", &json!({})).await.unwrap();
+    let _: Value = tc
+        .admin
+        .post("/nodes/node1.princeton.test/key", &json!({}))
+        .await
+        .unwrap();
     assert_eq!(status(np.get::<Value>("/node/slivers?wait=0").await), 401);
     tc.stop().await;
 }
@@ -165,15 +282,32 @@ async fn slice_names_belong_to_their_site(b: Backend) {
         ("princeton_Exp", "uppercase"),
         ("princeton_a-b", "dash"),
     ] {
-        let r = f.pi_p.post::<_, Value>("/slices", &json!({"name": name})).await;
+        let r = f
+            .pi_p
+            .post::<_, Value>("/slices", &json!({"name": name}))
+            .await;
         let code = status(r);
         assert!(code == 422 || code == 403, "{name} ({why}) got {code}");
     }
     // A name of another site is that site's business.
-    assert_eq!(status(f.pi_p.post::<_, Value>("/slices", &json!({"name": "mit_x"})).await), 403);
+    assert_eq!(
+        status(
+            f.pi_p
+                .post::<_, Value>("/slices", &json!({"name": "mit_x"}))
+                .await
+        ),
+        403
+    );
     let s = new_slice(&f.pi_p, "princeton_my_exp2").await;
     assert_eq!(s.site, "princeton");
-    assert_eq!(status(f.pi_p.post::<_, Value>("/slices", &json!({"name": "princeton_my_exp2"})).await), 409);
+    assert_eq!(
+        status(
+            f.pi_p
+                .post::<_, Value>("/slices", &json!({"name": "princeton_my_exp2"}))
+                .await
+        ),
+        409
+    );
     tc.stop().await;
 }
 
@@ -183,12 +317,27 @@ async fn max_slices_is_enforced(b: Backend) {
     for i in 0..3 {
         new_slice(&f.pi_p, &format!("princeton_s{i}")).await;
     }
-    let err = f.pi_p.post::<_, Value>("/slices", &json!({"name": "princeton_s3"})).await.unwrap_err();
+    let err = f
+        .pi_p
+        .post::<_, Value>("/slices", &json!({"name": "princeton_s3"}))
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(409));
     assert!(err.to_string().contains("max_slices"), "{err}");
     // The PI cannot raise its own limit; an admin can.
-    assert_eq!(status(f.pi_p.patch::<_, Value>("/sites/princeton", &json!({"max_slices": 10})).await), 403);
-    let _: Site = tc.admin.patch("/sites/princeton", &json!({"max_slices": 4})).await.unwrap();
+    assert_eq!(
+        status(
+            f.pi_p
+                .patch::<_, Value>("/sites/princeton", &json!({"max_slices": 10}))
+                .await
+        ),
+        403
+    );
+    let _: Site = tc
+        .admin
+        .patch("/sites/princeton", &json!({"max_slices": 4}))
+        .await
+        .unwrap();
     new_slice(&f.pi_p, "princeton_s3").await;
     tc.stop().await;
 }
@@ -198,8 +347,15 @@ async fn expiry_and_renewal_bounds(b: Backend) {
     let f = fixture(&tc).await;
     let now = slicelab_central::now();
     let s = new_slice(&f.pi_p, "princeton_r").await;
-    assert!((s.expires - (now + 4 * WEEK)).abs() < 60, "default expiry is 4 weeks");
-    let r: Slice = f.pi_p.post("/slices/princeton_r/renew", &json!({"days": 56})).await.unwrap();
+    assert!(
+        (s.expires - (now + 4 * WEEK)).abs() < 60,
+        "default expiry is 4 weeks"
+    );
+    let r: Slice = f
+        .pi_p
+        .post("/slices/princeton_r/renew", &json!({"days": 56}))
+        .await
+        .unwrap();
     assert!((r.expires - (now + 56 * DAY)).abs() < 60);
     for body in [
         json!({"days": 57}),
@@ -208,7 +364,11 @@ async fn expiry_and_renewal_bounds(b: Backend) {
         json!({}),
         json!({"days": 3, "expires": now + DAY}),
     ] {
-        let err = f.pi_p.post::<_, Value>("/slices/princeton_r/renew", &body).await.unwrap_err();
+        let err = f
+            .pi_p
+            .post::<_, Value>("/slices/princeton_r/renew", &body)
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), Some(422), "{body}: {err}");
     }
     let after: Slice = f.pi_p.get("/slices/princeton_r").await.unwrap();
@@ -222,11 +382,17 @@ async fn expired_slices_leave_the_nodes(b: Backend) {
     new_slice(&f.pi_p, "princeton_short").await;
     let _: Slice = f
         .pi_p
-        .post("/slices/princeton_short/nodes", &json!({"names": ["node1.princeton.test"]}))
+        .post(
+            "/slices/princeton_short/nodes",
+            &json!({"names": ["node1.princeton.test"]}),
+        )
         .await
         .unwrap();
     let node = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
-    let d = node.desired_slivers(None, Duration::from_secs(1)).await.unwrap();
+    let d = node
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(d.slivers.len(), 1);
     let soon = slicelab_central::now() + 2;
     let _: Slice = f
@@ -236,44 +402,93 @@ async fn expired_slices_leave_the_nodes(b: Backend) {
         .unwrap();
     // The long-poll notices expiry by itself: no write happens when the slice expires.
     let start = Instant::now();
-    let mut d = node.desired_slivers(None, Duration::from_secs(1)).await.unwrap();
+    let mut d = node
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
     while !d.slivers.is_empty() && start.elapsed() < Duration::from_secs(20) {
-        d = node.desired_slivers(Some(&d.revision), Duration::from_secs(15)).await.unwrap();
+        d = node
+            .desired_slivers(Some(&d.revision), Duration::from_secs(15))
+            .await
+            .unwrap();
     }
-    assert!(d.slivers.is_empty(), "expired slice is no longer handed to the node");
+    assert!(
+        d.slivers.is_empty(),
+        "expired slice is no longer handed to the node"
+    );
     tc.stop().await;
 }
 
 async fn ssh_keys_are_validated(b: Backend) {
     let tc = TestCentral::start(b).await;
     let f = fixture(&tc).await;
-    for bad in ["", "hello", "ssh-rsa AAAA", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH6m", "ssh-dss AAAAB3NzaC1kc3M="] {
-        let err = f.user_p.post::<_, Value>("/persons/user@princeton.test/keys", &json!({"key": bad})).await.unwrap_err();
+    for bad in [
+        "",
+        "hello",
+        "ssh-rsa AAAA",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH6m",
+        "ssh-dss AAAAB3NzaC1kc3M=",
+    ] {
+        let err = f
+            .user_p
+            .post::<_, Value>("/persons/user@princeton.test/keys", &json!({"key": bad}))
+            .await
+            .unwrap_err();
         assert_eq!(err.status(), Some(422), "{bad:?}: {err}");
     }
     let k: slicelab_model::Key = f
         .user_p
-        .post("/persons/user@princeton.test/keys", &json!({"key": format!("  {ED25519}\n")}))
+        .post(
+            "/persons/user@princeton.test/keys",
+            &json!({"key": format!("  {ED25519}\n")}),
+        )
         .await
         .unwrap();
     assert_eq!(k.key, ED25519, "stored normalised");
     assert_eq!(
-        status(f.user_p.post::<_, Value>("/persons/user@princeton.test/keys", &json!({"key": ED25519})).await),
+        status(
+            f.user_p
+                .post::<_, Value>(
+                    "/persons/user@princeton.test/keys",
+                    &json!({"key": ED25519})
+                )
+                .await
+        ),
         409
     );
     // Another person's keys are theirs only.
     assert_eq!(
-        status(f.pi_p.post::<_, Value>("/persons/user@princeton.test/keys", &json!({"key": ED25519})).await),
+        status(
+            f.pi_p
+                .post::<_, Value>(
+                    "/persons/user@princeton.test/keys",
+                    &json!({"key": ED25519})
+                )
+                .await
+        ),
         403
     );
-    assert_eq!(status(f.pi_p.delete::<Value>(&format!("/keys/{}", k.id)).await), 403);
-    let keys: Vec<slicelab_model::Key> = f.user_p.get("/persons/user@princeton.test/keys").await.unwrap();
+    assert_eq!(
+        status(f.pi_p.delete::<Value>(&format!("/keys/{}", k.id)).await),
+        403
+    );
+    let keys: Vec<slicelab_model::Key> = f
+        .user_p
+        .get("/persons/user@princeton.test/keys")
+        .await
+        .unwrap();
     assert_eq!(keys.len(), 1);
     tc.stop().await;
 }
 
 /// Sends `body` raw and returns (status, parsed JSON error body).
-async fn raw(tc: &TestCentral, token: &str, method: reqwest::Method, path: &str, body: &str) -> (u16, Value) {
+async fn raw(
+    tc: &TestCentral,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &str,
+) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .request(method, format!("{}/api/v1{path}", tc.base))
         .bearer_auth(token)
@@ -283,7 +498,10 @@ async fn raw(tc: &TestCentral, token: &str, method: reqwest::Method, path: &str,
         .await
         .expect("send");
     let code = resp.status().as_u16();
-    let v: Value = resp.json().await.unwrap_or_else(|e| panic!("{path}: error body is not JSON: {e}"));
+    let v: Value = resp
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{path}: error body is not JSON: {e}"));
     (code, v)
 }
 
@@ -295,15 +513,69 @@ async fn bad_input_is_refused_and_changes_nothing(b: Backend) {
     let before_events: Page<Event> = tc.admin.get("/events?limit=1").await.unwrap();
     use reqwest::Method;
     let cases: Vec<(Method, &str, String, u16, &str)> = vec![
-        (Method::POST, "/sites", "{\"login_base\": \"x\", ".into(), 400, "malformed JSON"),
-        (Method::POST, "/sites", "not json".into(), 400, "malformed JSON"),
-        (Method::POST, "/sites", r#"{"login_base":"x","name":"X","colour":"red"}"#.into(), 422, "unknown field"),
-        (Method::POST, "/sites", r#"{"login_base":"x"}"#.into(), 422, "missing field"),
-        (Method::POST, "/sites", r#"{"login_base":5,"name":"X"}"#.into(), 422, "invalid type"),
-        (Method::POST, "/sites", format!(r#"{{"login_base":"{}","name":"X"}}"#, "a".repeat(300)), 422, "login_base"),
-        (Method::POST, "/sites", format!(r#"{{"login_base":"ok","name":"{}"}}"#, "n".repeat(5000)), 422, "name"),
-        (Method::POST, "/sites", r#"{"login_base":"ok","name":"X","max_slices":-1}"#.into(), 422, "max_slices"),
-        (Method::POST, "/sites", r#"{"login_base":"ok","name":"X","latitude":123}"#.into(), 422, "latitude"),
+        (
+            Method::POST,
+            "/sites",
+            "{\"login_base\": \"x\", ".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            "not json".into(),
+            400,
+            "malformed JSON",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            r#"{"login_base":"x","name":"X","colour":"red"}"#.into(),
+            422,
+            "unknown field",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            r#"{"login_base":"x"}"#.into(),
+            422,
+            "missing field",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            r#"{"login_base":5,"name":"X"}"#.into(),
+            422,
+            "invalid type",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            format!(r#"{{"login_base":"{}","name":"X"}}"#, "a".repeat(300)),
+            422,
+            "login_base",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            format!(r#"{{"login_base":"ok","name":"{}"}}"#, "n".repeat(5000)),
+            422,
+            "name",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            r#"{"login_base":"ok","name":"X","max_slices":-1}"#.into(),
+            422,
+            "max_slices",
+        ),
+        (
+            Method::POST,
+            "/sites",
+            r#"{"login_base":"ok","name":"X","latitude":123}"#.into(),
+            422,
+            "latitude",
+        ),
         (
             Method::POST,
             "/persons",
@@ -318,33 +590,84 @@ async fn bad_input_is_refused_and_changes_nothing(b: Backend) {
             422,
             "email",
         ),
-        (Method::PATCH, "/nodes/node1.mit.test", r#"{"boot_state":"flying"}"#.into(), 422, "unknown variant"),
-        (Method::PATCH, "/nodes/node1.mit.test", r#"{"cpu_cores":0}"#.into(), 422, "cpu_cores"),
-        (Method::POST, "/nodes", r#"{"hostname":"bad host","site":"mit"}"#.into(), 422, "hostname"),
-        (Method::POST, "/nodes", r#"{"hostname":"n.test","site":"nosuch"}"#.into(), 422, "unknown site"),
+        (
+            Method::PATCH,
+            "/nodes/node1.mit.test",
+            r#"{"boot_state":"flying"}"#.into(),
+            422,
+            "unknown variant",
+        ),
+        (
+            Method::PATCH,
+            "/nodes/node1.mit.test",
+            r#"{"cpu_cores":0}"#.into(),
+            422,
+            "cpu_cores",
+        ),
+        (
+            Method::POST,
+            "/nodes",
+            r#"{"hostname":"bad host","site":"mit"}"#.into(),
+            422,
+            "hostname",
+        ),
+        (
+            Method::POST,
+            "/nodes",
+            r#"{"hostname":"n.test","site":"nosuch"}"#.into(),
+            422,
+            "unknown site",
+        ),
         (Method::GET, "/sites?limit=0", String::new(), 422, "limit"),
-        (Method::GET, "/sites?colour=red", String::new(), 400, "unknown field"),
-        (Method::GET, "/nosuch", String::new(), 404, "no such endpoint"),
-        (Method::GET, "/sites/nosuch", String::new(), 404, "not found"),
+        (
+            Method::GET,
+            "/sites?colour=red",
+            String::new(),
+            400,
+            "unknown field",
+        ),
+        (
+            Method::GET,
+            "/nosuch",
+            String::new(),
+            404,
+            "no such endpoint",
+        ),
+        (
+            Method::GET,
+            "/sites/nosuch",
+            String::new(),
+            404,
+            "not found",
+        ),
     ];
     for (method, path, body, want, needle) in cases {
         let (code, v) = raw(&tc, &token, method.clone(), path, &body).await;
         assert_eq!(code, want, "{method} {path} {body:.80}: {v}");
         let msg = v["message"].as_str().unwrap_or_default();
         assert!(v["error"].is_string(), "{path}: error kind missing: {v}");
-        assert!(msg.contains(needle), "{method} {path}: message {msg:?} should mention {needle:?}");
+        assert!(
+            msg.contains(needle),
+            "{method} {path}: message {msg:?} should mention {needle:?}"
+        );
     }
     let after_sites: Page<Site> = tc.admin.get("/sites").await.unwrap();
     assert_eq!(before_sites.items, after_sites.items, "no site changed");
     let after_events: Page<Event> = tc.admin.get("/events?limit=1").await.unwrap();
-    assert_eq!(before_events.items, after_events.items, "no event was logged");
+    assert_eq!(
+        before_events.items, after_events.items,
+        "no event was logged"
+    );
     tc.stop().await;
 }
 
 async fn login_token(tc: &TestCentral) -> String {
     let r: slicelab_model::LoginResponse = tc
         .anon()
-        .post("/auth/login", &json!({"email": common::ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}))
+        .post(
+            "/auth/login",
+            &json!({"email": common::ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}),
+        )
         .await
         .unwrap();
     r.token
@@ -355,13 +678,18 @@ async fn long_poll_returns_promptly_on_change(b: Backend) {
     let f = fixture(&tc).await;
     new_slice(&f.pi_p, "princeton_poll").await;
     let node = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
-    let first: DesiredSlivers = node.desired_slivers(None, Duration::from_secs(1)).await.unwrap();
+    let first: DesiredSlivers = node
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert!(first.slivers.is_empty());
     // With the current revision the poll waits...
     let rev = first.revision.clone();
     let poll = tokio::spawn(async move {
         let t = Instant::now();
-        let d = node.desired_slivers(Some(&rev), Duration::from_secs(30)).await;
+        let d = node
+            .desired_slivers(Some(&rev), Duration::from_secs(30))
+            .await;
         (d, t.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -370,7 +698,10 @@ async fn long_poll_returns_promptly_on_change(b: Backend) {
     let changed_at = Instant::now();
     let _: Slice = f
         .pi_p
-        .post("/slices/princeton_poll/nodes", &json!({"names": ["node1.princeton.test"]}))
+        .post(
+            "/slices/princeton_poll/nodes",
+            &json!({"names": ["node1.princeton.test"]}),
+        )
         .await
         .unwrap();
     let (d, waited) = poll.await.unwrap();
@@ -379,7 +710,10 @@ async fn long_poll_returns_promptly_on_change(b: Backend) {
     assert_ne!(d.revision, first.revision);
     assert_eq!(d.slivers.len(), 1);
     assert_eq!(d.slivers[0].slice_name, "princeton_poll");
-    assert!(latency < Duration::from_secs(2), "poll answered {latency:?} after the change");
+    assert!(
+        latency < Duration::from_secs(2),
+        "poll answered {latency:?} after the change"
+    );
     assert!(waited >= Duration::from_millis(500));
     tc.stop().await;
 }
@@ -390,14 +724,30 @@ async fn every_change_is_an_event(b: Backend) {
     new_slice(&f.pi_p, "princeton_ev").await;
     let _: Slice = f
         .pi_p
-        .post("/slices/princeton_ev/nodes", &json!({"names": ["node1.princeton.test"]}))
+        .post(
+            "/slices/princeton_ev/nodes",
+            &json!({"names": ["node1.princeton.test"]}),
+        )
         .await
         .unwrap();
-    let _: Value = f.pi_p.put("/slices/princeton_ev/tags/cpu_share", &json!({"value": "3"})).await.unwrap();
+    let _: Value = f
+        .pi_p
+        .put(
+            "/slices/princeton_ev/tags/cpu_share",
+            &json!({"value": "3"}),
+        )
+        .await
+        .unwrap();
     let ev: Page<Event> = tc.admin.get("/events?object=princeton_ev").await.unwrap();
     let actions: Vec<_> = ev.items.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["slice.tag_set", "slice.add_nodes", "slice.create"]);
-    assert!(ev.items.iter().all(|e| e.actor == "person:pi@princeton.test"));
+    assert_eq!(
+        actions,
+        ["slice.tag_set", "slice.add_nodes", "slice.create"]
+    );
+    assert!(ev
+        .items
+        .iter()
+        .all(|e| e.actor == "person:pi@princeton.test"));
     assert_eq!(ev.items[1].detail["nodes"], json!(["node1.princeton.test"]));
     // A PI sees its site's events, not another site's.
     let mine: Page<Event> = f.pi_p.get("/events?object_type=slice").await.unwrap();
@@ -414,10 +764,21 @@ async fn listings_filter_and_paginate(b: Backend) {
         new_slice(&f.pi_p, &format!("princeton_l{i}")).await;
     }
     new_slice(&f.pi_m, "mit_l").await;
-    let p: Page<Slice> = f.user_p.get("/slices?site=princeton&limit=2").await.unwrap();
+    let p: Page<Slice> = f
+        .user_p
+        .get("/slices?site=princeton&limit=2")
+        .await
+        .unwrap();
     assert_eq!(p.total, 3);
-    assert_eq!(p.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["princeton_l0", "princeton_l1"]);
-    let p2: Page<Slice> = f.user_p.get("/slices?site=princeton&limit=2&offset=2").await.unwrap();
+    assert_eq!(
+        p.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["princeton_l0", "princeton_l1"]
+    );
+    let p2: Page<Slice> = f
+        .user_p
+        .get("/slices?site=princeton&limit=2&offset=2")
+        .await
+        .unwrap();
     assert_eq!(p2.items.len(), 1);
     assert_eq!(p2.items[0].name, "princeton_l2");
     let pis: Page<slicelab_model::Person> = tc.admin.get("/persons?role=pi").await.unwrap();
@@ -434,29 +795,82 @@ async fn tags_are_typed_and_node_specific(b: Backend) {
     new_slice(&f.pi_p, "princeton_t").await;
     let _: Slice = tc
         .admin
-        .post("/slices/princeton_t/nodes", &json!({"names": ["node1.princeton.test", "node1.mit.test"]}))
+        .post(
+            "/slices/princeton_t/nodes",
+            &json!({"names": ["node1.princeton.test", "node1.mit.test"]}),
+        )
         .await
         .unwrap();
-    assert_eq!(status(f.pi_p.put::<_, Value>("/slices/princeton_t/tags/mem_max", &json!({"value": "lots"})).await), 422);
-    assert_eq!(status(f.pi_p.put::<_, Value>("/slices/princeton_t/tags/cpu_shares", &json!({"value": "1"})).await), 422);
-    let _: Value = f.pi_p.put("/slices/princeton_t/tags/mem_max", &json!({"value": "256M"})).await.unwrap();
+    assert_eq!(
+        status(
+            f.pi_p
+                .put::<_, Value>(
+                    "/slices/princeton_t/tags/mem_max",
+                    &json!({"value": "lots"})
+                )
+                .await
+        ),
+        422
+    );
+    assert_eq!(
+        status(
+            f.pi_p
+                .put::<_, Value>(
+                    "/slices/princeton_t/tags/cpu_shares",
+                    &json!({"value": "1"})
+                )
+                .await
+        ),
+        422
+    );
     let _: Value = f
         .pi_p
-        .put("/slices/princeton_t/tags/mem_max", &json!({"value": "1G", "node": "node1.mit.test"}))
+        .put(
+            "/slices/princeton_t/tags/mem_max",
+            &json!({"value": "256M"}),
+        )
+        .await
+        .unwrap();
+    let _: Value = f
+        .pi_p
+        .put(
+            "/slices/princeton_t/tags/mem_max",
+            &json!({"value": "1G", "node": "node1.mit.test"}),
+        )
         .await
         .unwrap();
     let np = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
     let nm = Client::new(&tc.base, Some(f.node_m.node_key.clone()));
-    let dp = np.desired_slivers(None, Duration::from_secs(1)).await.unwrap();
-    let dm = nm.desired_slivers(None, Duration::from_secs(1)).await.unwrap();
+    let dp = np
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let dm = nm
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(dp.slivers[0].resources.mem_max, Some(256 << 20));
     assert_eq!(dm.slivers[0].resources.mem_max, Some(1 << 30));
     // Replacing a tag keeps one value.
-    let _: Value = f.pi_p.put("/slices/princeton_t/tags/mem_max", &json!({"value": "512M"})).await.unwrap();
+    let _: Value = f
+        .pi_p
+        .put(
+            "/slices/princeton_t/tags/mem_max",
+            &json!({"value": "512M"}),
+        )
+        .await
+        .unwrap();
     let tags: Vec<slicelab_model::SliceTag> = f.pi_p.get("/slices/princeton_t/tags").await.unwrap();
     assert_eq!(tags.len(), 2);
-    let _: Value = f.pi_p.delete("/slices/princeton_t/tags/mem_max?node=node1.mit.test").await.unwrap();
-    let dm = nm.desired_slivers(None, Duration::from_secs(1)).await.unwrap();
+    let _: Value = f
+        .pi_p
+        .delete("/slices/princeton_t/tags/mem_max?node=node1.mit.test")
+        .await
+        .unwrap();
+    let dm = nm
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(dm.slivers[0].resources.mem_max, Some(512 << 20));
     tc.stop().await;
 }
@@ -477,16 +891,313 @@ async fn reports_are_idempotent(b: Backend) {
         }],
         health: None,
     };
-    assert_eq!(node.report(&report(1, SliverState::Creating)).await.unwrap().acked_seq, 1);
-    assert_eq!(node.report(&report(2, SliverState::Running)).await.unwrap().acked_seq, 2);
+    assert_eq!(
+        node.report(&report(1, SliverState::Creating))
+            .await
+            .unwrap()
+            .acked_seq,
+        1
+    );
+    assert_eq!(
+        node.report(&report(2, SliverState::Running))
+            .await
+            .unwrap()
+            .acked_seq,
+        2
+    );
     // A resent old batch is acknowledged but changes nothing.
-    assert_eq!(node.report(&report(1, SliverState::Failed)).await.unwrap().acked_seq, 2);
-    let slivers: Vec<slicelab_model::sliver::Sliver> = f.pi_p.get("/slices/princeton_rep/slivers").await.unwrap();
+    assert_eq!(
+        node.report(&report(1, SliverState::Failed))
+            .await
+            .unwrap()
+            .acked_seq,
+        2
+    );
+    let slivers: Vec<slicelab_model::sliver::Sliver> =
+        f.pi_p.get("/slices/princeton_rep/slivers").await.unwrap();
     assert_eq!(slivers.len(), 1);
     assert_eq!(slivers[0].state, SliverState::Running);
-    let ev: Page<Event> = tc.admin.get("/events?actor=node:node1.princeton.test").await.unwrap();
+    let ev: Page<Event> = tc
+        .admin
+        .get("/events?actor=node:node1.princeton.test")
+        .await
+        .unwrap();
     assert_eq!(ev.total, 2, "creating and running, once each");
     let n: slicelab_model::Node = tc.anon().get("/nodes/node1.princeton.test").await.unwrap();
     assert!(n.last_contact.is_some());
+    tc.stop().await;
+}
+
+async fn openapi_and_metrics_describe_the_service(b: Backend) {
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await;
+    let doc: Value = tc.anon().get("/openapi.json").await.unwrap();
+    assert!(doc["openapi"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("3."));
+    let paths = doc["paths"].as_object().expect("paths");
+    for p in [
+        "/api/v1/slices/{slice}/nodes",
+        "/api/v1/node/slivers",
+        "/api/v1/auth/login",
+        "/api/v1/events",
+    ] {
+        assert!(paths.contains_key(p), "OpenAPI lacks {p}");
+    }
+    assert!(doc["components"]["schemas"]["SliceCreate"].is_object());
+    // Hold a node long-poll open so the watcher gauge shows it.
+    let node = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
+    let first = node
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let rev = first.revision.clone();
+    let poll = tokio::spawn(async move {
+        node.desired_slivers(Some(&rev), Duration::from_secs(3))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = reqwest::get(format!("{}/metrics", tc.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("slicelab_node_watchers 1"), "{text}");
+    assert!(
+        text.contains("slicelab_registry_objects{kind=\"sites\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("slicelab_http_requests_total{method=\"POST\",route=\"/api/v1/persons\",status=\"201\"} 5"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "slicelab_http_request_duration_seconds_bucket{route=\"/api/v1/sites\",le=\"+Inf\"}"
+    ));
+    poll.await.unwrap().unwrap();
+    tc.stop().await;
+}
+
+/// Adds a node at `site` and makes it live with a health report.
+async fn live_node(
+    tc: &TestCentral,
+    host: &str,
+    site: &str,
+    region: &str,
+    load: f64,
+    mem_free_mb: u64,
+) -> Client {
+    let n: slicelab_model::NodeWithKey = tc
+        .admin
+        .post("/nodes", &json!({"hostname": host, "site": site, "region": region, "cpu_cores": 2, "mem_mb": 4096}))
+        .await
+        .unwrap();
+    let c = Client::new(&tc.base, Some(n.node_key));
+    let health = slicelab_model::NodeHealth {
+        load1: load,
+        mem_total_mb: 4096,
+        mem_used_mb: 4096 - mem_free_mb,
+        disk_total_mb: 100_000,
+        disk_used_mb: 1000,
+        uptime_s: 100,
+        version: "test".into(),
+    };
+    c.report(&slicelab_model::NodeReport {
+        seq: 1,
+        slivers: vec![],
+        health: Some(health),
+    })
+    .await
+    .unwrap();
+    c
+}
+
+async fn broker_selects_live_nodes_and_explains_failures(b: Backend) {
+    use slicelab_placement::SelectResult;
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await; // its two nodes never reported: not live
+    let _: Site = tc
+        .admin
+        .post("/sites", &json!({"login_base": "eth", "name": "ETH"}))
+        .await
+        .unwrap();
+    live_node(
+        &tc,
+        "a1.princeton.test",
+        "princeton",
+        "north-america",
+        0.5,
+        2048,
+    )
+    .await;
+    live_node(
+        &tc,
+        "a2.princeton.test",
+        "princeton",
+        "north-america",
+        0.1,
+        2048,
+    )
+    .await;
+    live_node(&tc, "b1.mit.test", "mit", "north-america", 3.0, 512).await;
+    live_node(&tc, "c1.eth.test", "eth", "europe", 1.0, 3000).await;
+    new_slice(&f.pi_p, "princeton_b").await;
+    let r: SelectResult = f
+        .pi_p
+        .post(
+            "/slices/princeton_b/nodes/select",
+            &json!({"select": "count=3, distinct=site"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.added.len(), 3);
+    assert!(
+        r.added.contains(&"a2.princeton.test".to_string()),
+        "least loaded of its site: {:?}",
+        r.added
+    );
+    assert!(!r.added.contains(&"a1.princeton.test".to_string()));
+    assert!(
+        !r.added.iter().any(|h| h.starts_with("node1.")),
+        "never-seen nodes are not live"
+    );
+    // Same request again: the slice's nodes are not picked twice, so only one qualifies.
+    let err = f
+        .pi_p
+        .post::<_, Value>(
+            "/slices/princeton_b/nodes/select",
+            &json!({"select": "count=2, min_free_mem=1G"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("4 live nodes") && msg.contains("1 not already in the slice"),
+        "{msg}"
+    );
+    // JSON form, and a bad one.
+    new_slice(&f.pi_p, "princeton_c").await;
+    let r: SelectResult = f
+        .pi_p
+        .post(
+            "/slices/princeton_c/nodes/select",
+            &json!({"select": {"count": 1, "region": "europe"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.added, ["c1.eth.test"]);
+    assert_eq!(r.slice.nodes, ["c1.eth.test"]);
+    let err = f
+        .pi_p
+        .post::<_, Value>(
+            "/slices/princeton_c/nodes/select",
+            &json!({"select": "count=1, colour=red"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    // Users outside the slice cannot ask the broker for it.
+    assert_eq!(
+        status(
+            f.user_m
+                .post::<_, Value>(
+                    "/slices/princeton_c/nodes/select",
+                    &json!({"select": "count=1"})
+                )
+                .await
+        ),
+        403
+    );
+    tc.stop().await;
+}
+
+async fn admission_control_never_overcommits_guarantees(b: Backend) {
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await;
+    live_node(&tc, "g.princeton.test", "princeton", "x", 0.1, 3000).await; // 2 cores = 200%
+    new_slice(&f.pi_p, "princeton_g1").await;
+    new_slice(&f.pi_p, "princeton_g2").await;
+    let _: Value = f
+        .pi_p
+        .put(
+            "/slices/princeton_g1/tags/cpu_reserve",
+            &json!({"value": "150"}),
+        )
+        .await
+        .unwrap();
+    let _: Slice = f
+        .pi_p
+        .post(
+            "/slices/princeton_g1/nodes",
+            &json!({"names": ["g.princeton.test"]}),
+        )
+        .await
+        .unwrap();
+    let _: Value = f
+        .pi_p
+        .put(
+            "/slices/princeton_g2/tags/cpu_reserve",
+            &json!({"value": "60"}),
+        )
+        .await
+        .unwrap();
+    let err = f
+        .pi_p
+        .post::<_, Value>(
+            "/slices/princeton_g2/nodes",
+            &json!({"names": ["g.princeton.test"]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    assert!(err.to_string().contains("210% of 200%"), "{err}");
+    let g2: Slice = f.pi_p.get("/slices/princeton_g2").await.unwrap();
+    assert!(g2.nodes.is_empty(), "refused admission adds nothing");
+    // At 50 it fits; raising it afterwards on the node is refused too.
+    let _: Value = f
+        .pi_p
+        .put(
+            "/slices/princeton_g2/tags/cpu_reserve",
+            &json!({"value": "50"}),
+        )
+        .await
+        .unwrap();
+    let _: Slice = f
+        .pi_p
+        .post(
+            "/slices/princeton_g2/nodes",
+            &json!({"names": ["g.princeton.test"]}),
+        )
+        .await
+        .unwrap();
+    let err = f
+        .pi_p
+        .put::<_, Value>(
+            "/slices/princeton_g2/tags/cpu_reserve",
+            &json!({"value": "51"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    let _: Value = f
+        .pi_p
+        .put(
+            "/slices/princeton_g1/tags/mem_reserve",
+            &json!({"value": "3G"}),
+        )
+        .await
+        .unwrap();
+    let err = f
+        .pi_p
+        .put::<_, Value>(
+            "/slices/princeton_g2/tags/mem_reserve",
+            &json!({"value": "2G"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("memory guarantees"), "{err}");
     tc.stop().await;
 }

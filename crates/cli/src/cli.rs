@@ -97,7 +97,9 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCmd),
     /// Print a shell completion script.
-    #[command(after_help = "Example: slicelab completions bash > ~/.local/share/bash-completion/completions/slicelab")]
+    #[command(
+        after_help = "Example: slicelab completions bash > ~/.local/share/bash-completion/completions/slicelab"
+    )]
     Completions {
         /// The shell to generate completions for.
         #[arg(value_enum)]
@@ -110,7 +112,9 @@ impl Command {
     pub fn is_daemon(&self) -> bool {
         match self {
             Command::Central(_) | Command::Image(_) => true,
-            Command::Node(n) => n.command.is_none() || matches!(n.command, Some(NodeSub::Cleanup(_))),
+            Command::Node(n) => {
+                n.command.is_none() || matches!(n.command, Some(NodeSub::Cleanup(_)))
+            }
             _ => false,
         }
     }
@@ -228,10 +232,20 @@ pub enum SiteCmd {
         #[arg(long, value_name = "N")]
         max_slices: Option<i64>,
         /// Latitude in degrees (-90..90).
-        #[arg(long, visible_alias = "latitude", allow_negative_numbers = true, requires = "lon")]
+        #[arg(
+            long,
+            visible_alias = "latitude",
+            allow_negative_numbers = true,
+            requires = "lon"
+        )]
         lat: Option<f64>,
         /// Longitude in degrees (-180..180).
-        #[arg(long, visible_alias = "longitude", allow_negative_numbers = true, requires = "lat")]
+        #[arg(
+            long,
+            visible_alias = "longitude",
+            allow_negative_numbers = true,
+            requires = "lat"
+        )]
         lon: Option<f64>,
     },
     /// List sites.
@@ -278,7 +292,9 @@ pub enum SiteCmd {
 #[derive(Debug, Subcommand)]
 pub enum PersonCmd {
     /// Add a person.
-    #[command(after_help = "Example: slicelab person add alice@example.org --first Alice --last Smith --role pi --site princeton")]
+    #[command(
+        after_help = "Example: slicelab person add alice@example.org --first Alice --last Smith --role pi --site princeton"
+    )]
     Add {
         email: String,
         /// First name.
@@ -401,11 +417,23 @@ pub struct NodeCmd {
 #[command(group(ArgGroup::new("node_key").required(true).args(["key", "key_file"])))]
 pub struct NodeDaemonArgs {
     /// Central's URL.
-    #[arg(long, env = "SLICELAB_CENTRAL", value_name = "URL", required = true, help_heading = "Node manager")]
+    #[arg(
+        long,
+        env = "SLICELAB_CENTRAL",
+        value_name = "URL",
+        required = true,
+        help_heading = "Node manager"
+    )]
     pub central: Option<String>,
     /// The node key from `slicelab node add`. Prefer --key-file or SLICELAB_NODE_KEY: command
     /// lines are visible to other users.
-    #[arg(long, env = "SLICELAB_NODE_KEY", hide_env_values = true, value_name = "KEY", help_heading = "Node manager")]
+    #[arg(
+        long,
+        env = "SLICELAB_NODE_KEY",
+        hide_env_values = true,
+        value_name = "KEY",
+        help_heading = "Node manager"
+    )]
     pub key: Option<String>,
     /// Read the node key from this file.
     #[arg(long, value_name = "FILE", help_heading = "Node manager")]
@@ -427,9 +455,9 @@ pub struct NodeDaemonArgs {
 /// managers on one machine.
 #[derive(Debug, Clone, Args)]
 pub struct NodeNamesArgs {
-    /// Bridge the slivers' veths attach to [default: slbr0].
+    /// Interface holding the slivers' gateway address [default: slbr0].
     #[arg(long, value_name = "NAME", help_heading = "Node manager (advanced)")]
-    pub bridge: Option<String>,
+    pub gateway_if: Option<String>,
     /// The slivers' internal /24, given by its first address [default: 10.77.0.0].
     #[arg(long, value_name = "A.B.C.0", help_heading = "Node manager (advanced)")]
     pub subnet: Option<std::net::Ipv4Addr>,
@@ -525,7 +553,12 @@ pub enum NodeSub {
 #[derive(Debug, Args)]
 pub struct NodeCleanupArgs {
     /// The node manager's state directory.
-    #[arg(long, env = "SLICELAB_STATE_DIR", value_name = "DIR", default_value = "/var/lib/slicelab/node")]
+    #[arg(
+        long,
+        env = "SLICELAB_STATE_DIR",
+        value_name = "DIR",
+        default_value = "/var/lib/slicelab/node"
+    )]
     pub state_dir: PathBuf,
     /// Also delete the slivers' writable layers (their files).
     #[arg(long)]
@@ -546,7 +579,12 @@ pub enum ImageCmd {
         /// The root filesystem to copy.
         dir: PathBuf,
         /// The node manager's state directory.
-        #[arg(long, env = "SLICELAB_STATE_DIR", value_name = "DIR", default_value = "/var/lib/slicelab/node")]
+        #[arg(
+            long,
+            env = "SLICELAB_STATE_DIR",
+            value_name = "DIR",
+            default_value = "/var/lib/slicelab/node"
+        )]
         state_dir: PathBuf,
     },
 }
@@ -556,7 +594,9 @@ pub enum ImageCmd {
 #[derive(Debug, Subcommand)]
 pub enum SliceCmd {
     /// Add a slice named `<login_base>_<suffix>` (it belongs to that site).
-    #[command(after_help = "Example: slicelab slice add princeton_demo --description 'measurement study'")]
+    #[command(
+        after_help = "Example: slicelab slice add princeton_demo --description 'measurement study'"
+    )]
     Add {
         name: String,
         /// What the slice is for.
@@ -616,13 +656,18 @@ pub enum SliceCmd {
         #[arg(long, value_name = "TIME")]
         expires: Option<String>,
     },
-    /// Put the slice on nodes.
+    /// Put the slice on nodes: named ones, or let the broker choose with --select.
     #[command(visible_alias = "add-node")]
     AddNodes {
         slice: String,
         /// Hostnames or ids.
-        #[arg(required = true, value_name = "NODE")]
+        #[arg(required_unless_present = "select", value_name = "NODE")]
         nodes: Vec<String>,
+        /// Let the broker pick live nodes, e.g.
+        /// 'count=20, distinct=site, min_free_mem=1G, region=europe, max_load=4'
+        /// (also: site=, min_free_disk=, min_cores=). It explains a request it cannot satisfy.
+        #[arg(long, value_name = "CONSTRAINTS", conflicts_with = "nodes")]
+        select: Option<String>,
     },
     /// Take the slice off nodes.
     #[command(visible_alias = "remove-node")]
@@ -661,11 +706,7 @@ pub enum SliceCmd {
 #[derive(Debug, Subcommand)]
 pub enum SliceTagCmd {
     /// Set a tag, slice-wide or for one node.
-    #[command(after_help = "\
-Tags: cpu_share (1..1024), cpu_pct (percent of a core), mem_max (512M), pids_max,
-disk_max (2G), net_max_rate (10mbit), net_max_kbyte (daily cap), initscript, image,
-ports (8080:80/tcp,...).
-Example: slicelab slice tag set princeton_demo mem_max 512M")]
+    #[command(after_help = tag_help())]
     Set {
         slice: String,
         #[arg(value_parser = tag_parser())]
@@ -688,6 +729,17 @@ Example: slicelab slice tag set princeton_demo mem_max 512M")]
         #[arg(long)]
         node: Option<String>,
     },
+}
+
+/// The known tags (from the model, so new tags show up here by themselves) and examples.
+fn tag_help() -> String {
+    let names: Vec<&str> = ALL_TAGS.iter().map(|t| t.as_str()).collect();
+    format!(
+        "Tags: {}.\nSizes take K, M, G suffixes (mem_max 512M), rates kbit/mbit/gbit (net_max_rate 10mbit),\n\
+         ports NODEPORT[:SLIVERPORT][/tcp|/udp],...\n\
+         Example: slicelab slice tag set princeton_demo mem_max 512M",
+        names.join(", ")
+    )
 }
 
 // ---------- events ----------
@@ -723,9 +775,19 @@ pub struct CentralArgs {
     #[arg(long, env = "SLICELAB_DB", value_name = "URL")]
     pub db: Option<String>,
     /// Address to serve the API on.
-    #[arg(long, env = "SLICELAB_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "SLICELAB_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
     /// Email of the admin created on the first start.
-    #[arg(long, env = "SLICELAB_ADMIN_EMAIL", value_name = "EMAIL", default_value = "admin@localhost")]
+    #[arg(
+        long,
+        env = "SLICELAB_ADMIN_EMAIL",
+        value_name = "EMAIL",
+        default_value = "admin@localhost"
+    )]
     pub admin_email: String,
 }

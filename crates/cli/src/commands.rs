@@ -42,7 +42,11 @@ fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 }
 
 /// Prints `value` as JSON, or as the table `human` renders.
-fn emit<T: Serialize + ?Sized>(out: Output, value: &T, human: impl FnOnce(&T) -> String) -> Result<()> {
+fn emit<T: Serialize + ?Sized>(
+    out: Output,
+    value: &T,
+    human: impl FnOnce(&T) -> String,
+) -> Result<()> {
     match out {
         Output::Json => print_json(value),
         Output::Table => print(&human(value)),
@@ -50,7 +54,11 @@ fn emit<T: Serialize + ?Sized>(out: Output, value: &T, human: impl FnOnce(&T) ->
 }
 
 /// Prints a page of a listing; in tables, says on stderr when more entries exist.
-fn emit_page<T: Serialize>(out: Output, page: &Page<T>, human: impl FnOnce(&[T]) -> String) -> Result<()> {
+fn emit_page<T: Serialize>(
+    out: Output,
+    page: &Page<T>,
+    human: impl FnOnce(&[T]) -> String,
+) -> Result<()> {
     match out {
         Output::Json => print_json(page),
         Output::Table => {
@@ -73,7 +81,11 @@ fn emit_page<T: Serialize>(out: Output, page: &Page<T>, human: impl FnOnce(&[T])
     }
 }
 
-fn emit_list<T: Serialize>(out: Output, items: &[T], human: impl FnOnce(&[T]) -> String) -> Result<()> {
+fn emit_list<T: Serialize>(
+    out: Output,
+    items: &[T],
+    human: impl FnOnce(&[T]) -> String,
+) -> Result<()> {
     match out {
         Output::Json => print_json(items),
         Output::Table if items.is_empty() => {
@@ -206,7 +218,11 @@ async fn login(out: Output, a: LoginArgs) -> Result<()> {
         format!(
             "Logged in to {central} as {} ({}); the session expires {}.\nSaved in {}.\n",
             p.email,
-            p.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+            p.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             fmt_time_relative(resp.expires, now),
             path.display()
         )
@@ -414,7 +430,11 @@ async fn person(out: Output, c: PersonCmd) -> Result<()> {
                     "--first, --last, --role, --site, --password-stdin, --enable, --disable",
                 ));
             }
-            emit(out, &c_.update_person(&person, &body).await?, render::person)
+            emit(
+                out,
+                &c_.update_person(&person, &body).await?,
+                render::person,
+            )
         }
         PersonCmd::Delete { person } => {
             c_.delete_person(&person).await?;
@@ -439,7 +459,9 @@ pub fn parse_key_file(text: &str, source: &str) -> Result<Vec<String>, CliError>
         keys.push(line.to_string());
     }
     if keys.is_empty() {
-        return Err(CliError::Invalid(format!("{source}: no SSH public key in it")));
+        return Err(CliError::Invalid(format!(
+            "{source}: no SSH public key in it"
+        )));
     }
     Ok(keys)
 }
@@ -575,7 +597,9 @@ async fn node(out: Output, c: NodeSub) -> Result<()> {
                     "--boot-state, --cpu, --mem-mb, --disk-gb, --region",
                 ));
             }
-            emit(out, &c_.update_node(&node, &body).await?, |n| render::node(n, now))
+            emit(out, &c_.update_node(&node, &body).await?, |n| {
+                render::node(n, now)
+            })
         }
         NodeSub::Delete { node } => {
             c_.delete_node(&node).await?;
@@ -586,9 +610,9 @@ async fn node(out: Output, c: NodeSub) -> Result<()> {
             let nk = c_.rekey_node(&node).await?;
             emit(out, &nk, |nk| node_key_text(nk, c_.base(), now))
         }
-        NodeSub::Slivers { node } => {
-            emit_list(out, &c_.node_slivers(&node).await?, |l| render::slivers(l, now))
-        }
+        NodeSub::Slivers { node } => emit_list(out, &c_.node_slivers(&node).await?, |l| {
+            render::slivers(l, now)
+        }),
         NodeSub::Cleanup(_) => unreachable!("handled above"),
     }
 }
@@ -597,19 +621,19 @@ async fn node_daemon(a: NodeDaemonArgs) -> Result<()> {
     let central = a.central.ok_or_else(|| {
         CliError::Usage("the node manager needs --central URL (see `slicelab node --help`)".into())
     })?;
-    let key = match (a.key, a.key_file) {
-        (Some(k), _) => k,
-        (None, Some(f)) => std::fs::read_to_string(&f)
-            .with_context(|| format!("reading the node key from {}", f.display()))?
-            .trim()
-            .to_string(),
-        (None, None) => {
-            return Err(CliError::Usage(
-                "the node manager needs --key KEY or --key-file FILE (see `slicelab node --help`)".into(),
+    let key =
+        match (a.key, a.key_file) {
+            (Some(k), _) => k,
+            (None, Some(f)) => std::fs::read_to_string(&f)
+                .with_context(|| format!("reading the node key from {}", f.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => return Err(CliError::Usage(
+                "the node manager needs --key KEY or --key-file FILE (see `slicelab node --help`)"
+                    .into(),
             )
-            .into())
-        }
-    };
+            .into()),
+        };
     if key.is_empty() {
         return Err(CliError::Usage("the node key is empty".into()).into());
     }
@@ -627,8 +651,8 @@ async fn node_daemon(a: NodeDaemonArgs) -> Result<()> {
 /// The node instance's names: the defaults, with what the flags change.
 pub fn node_names(a: &NodeNamesArgs) -> slicelab_node::NodeNames {
     let mut n = slicelab_node::NodeNames::default();
-    if let Some(b) = &a.bridge {
-        n.bridge = b.clone();
+    if let Some(g) = &a.gateway_if {
+        n.gateway_if = g.clone();
     }
     if let Some(s) = a.subnet {
         n.subnet = s;
@@ -645,9 +669,10 @@ pub fn node_names(a: &NodeNamesArgs) -> slicelab_node::NodeNames {
 async fn node_cleanup(a: NodeCleanupArgs) -> Result<()> {
     let names = node_names(&a.names);
     let state_dir = a.state_dir.clone();
-    let r = tokio::task::spawn_blocking(move || slicelab_node::cleanup(&state_dir, &names, a.purge))
-        .await
-        .context("cleanup task")??;
+    let r =
+        tokio::task::spawn_blocking(move || slicelab_node::cleanup(&state_dir, &names, a.purge))
+            .await
+            .context("cleanup task")??;
     let mut text = format!(
         "Cleaned up: {} processes, {} cgroups, {} veths, {} nft rules",
         r.processes, r.cgroups, r.veths, r.nft_rules
@@ -655,8 +680,8 @@ async fn node_cleanup(a: NodeCleanupArgs) -> Result<()> {
     if r.nft_table {
         text.push_str(", the nft table");
     }
-    if r.bridge {
-        text.push_str(", the bridge");
+    if r.gateway_if {
+        text.push_str(", the gateway interface");
     }
     if a.purge {
         text.push_str(&format!(", {} sliver directories", r.sliver_dirs));
@@ -676,7 +701,10 @@ async fn image(c: ImageCmd) -> Result<()> {
             tokio::task::spawn_blocking(move || slicelab_node::import_image(&state_dir, &n, &d))
                 .await
                 .context("image import task")??;
-            print(&format!("Imported image {name:?} from {}.\n", dir.display()))
+            print(&format!(
+                "Imported image {name:?} from {}.\n",
+                dir.display()
+            ))
         }
     }
 }
@@ -751,7 +779,8 @@ async fn slice(out: Output, c: SliceCmd) -> Result<()> {
         }
         SliceCmd::Show { slice } => {
             let sl = c_.slice(&slice).await?;
-            let (tags, slivers) = tokio::try_join!(c_.slice_tags(&sl.name), c_.slice_slivers(&sl.name))?;
+            let (tags, slivers) =
+                tokio::try_join!(c_.slice_tags(&sl.name), c_.slice_slivers(&sl.name))?;
             let d = SliceDetail {
                 slice: sl,
                 tags,
@@ -771,7 +800,9 @@ async fn slice(out: Output, c: SliceCmd) -> Result<()> {
                 enabled: enable.value(),
             };
             if body.description.is_none() && body.url.is_none() && body.enabled.is_none() {
-                return Err(nothing_to_change("--description, --url, --enable, --disable"));
+                return Err(nothing_to_change(
+                    "--description, --url, --enable, --disable",
+                ));
             }
             emit(out, &c_.update_slice(&slice, &body).await?, show)
         }
@@ -786,12 +817,27 @@ async fn slice(out: Output, c: SliceCmd) -> Result<()> {
             expires,
         } => {
             let expires = expires
-                .map(|e| timefmt::parse_time(&e).map_err(|m| CliError::Usage(format!("--expires: {m}"))))
+                .map(|e| {
+                    timefmt::parse_time(&e).map_err(|m| CliError::Usage(format!("--expires: {m}")))
+                })
                 .transpose()?;
             let body = SliceRenew { expires, days };
             emit(out, &c_.renew_slice(&slice, &body).await?, show)
         }
-        SliceCmd::AddNodes { slice, nodes } => {
+        SliceCmd::AddNodes {
+            slice,
+            nodes,
+            select: Some(spec),
+        } if nodes.is_empty() => {
+            let r = c_.select_slice_nodes(&slice, &spec).await?;
+            if r.added.is_empty() {
+                eprintln!("the broker added no node");
+            } else {
+                eprintln!("the broker added: {}", r.added.join(", "));
+            }
+            emit(out, &r.slice, show)
+        }
+        SliceCmd::AddNodes { slice, nodes, .. } => {
             emit(out, &c_.add_slice_nodes(&slice, &nodes).await?, show)
         }
         SliceCmd::RemoveNodes { slice, nodes } => {
@@ -821,10 +867,14 @@ async fn slice(out: Output, c: SliceCmd) -> Result<()> {
                 // Check the value here too, for a message before any request is sent.
                 slicelab_model::tags::validate(tag, &value)
                     .map_err(|e| CliError::Invalid(e.to_string()))?;
-                let t = c_.set_slice_tag(&slice, tag, &SliceTagSet { value, node }).await?;
+                let t = c_
+                    .set_slice_tag(&slice, tag, &SliceTagSet { value, node })
+                    .await?;
                 emit_list(out, std::slice::from_ref(&t), render::tags)
             }
-            SliceTagCmd::List { slice } => emit_list(out, &c_.slice_tags(&slice).await?, render::tags),
+            SliceTagCmd::List { slice } => {
+                emit_list(out, &c_.slice_tags(&slice).await?, render::tags)
+            }
             SliceTagCmd::Delete { slice, tag, node } => {
                 c_.delete_slice_tag(&slice, tag, node.as_deref()).await?;
                 match node {
@@ -834,9 +884,9 @@ async fn slice(out: Output, c: SliceCmd) -> Result<()> {
                 Ok(())
             }
         },
-        SliceCmd::Slivers { slice } => {
-            emit_list(out, &c_.slice_slivers(&slice).await?, |l| render::slivers(l, now))
-        }
+        SliceCmd::Slivers { slice } => emit_list(out, &c_.slice_slivers(&slice).await?, |l| {
+            render::slivers(l, now)
+        }),
     }
 }
 
@@ -848,7 +898,10 @@ async fn events(out: Output, a: EventsArgs) -> Result<()> {
     let since = a
         .since
         .as_deref()
-        .map(|v| timefmt::parse_since(v, timefmt::now()).map_err(|m| CliError::Usage(format!("--since: {m}"))))
+        .map(|v| {
+            timefmt::parse_since(v, timefmt::now())
+                .map_err(|m| CliError::Usage(format!("--since: {m}")))
+        })
         .transpose()?;
     let page = fetch(&a.list, |paging| {
         let f = EventFilter {
@@ -881,7 +934,9 @@ pub fn default_db_url(is_root: bool, data_dir: Option<PathBuf>) -> String {
 
 /// The file of a `sqlite://PATH[?opts]` URL (none for in-memory databases and other schemes).
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     if path.is_empty() || path == ":memory:" {
         return None;
@@ -890,9 +945,8 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
 }
 
 async fn central(a: CentralArgs) -> Result<()> {
-    let db_url = a
-        .db
-        .unwrap_or_else(|| default_db_url(nix::unistd::geteuid().is_root(), dirs::data_dir()));
+    let db_url =
+        a.db.unwrap_or_else(|| default_db_url(nix::unistd::geteuid().is_root(), dirs::data_dir()));
     if let Some(dir) = sqlite_path(&db_url).and_then(|p| p.parent().map(Path::to_path_buf)) {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -910,7 +964,10 @@ async fn central(a: CentralArgs) -> Result<()> {
     .await
     .with_context(|| format!("starting central (database {db_url})"))?;
     let url = format!("http://{}", running.addr);
-    let mut text = format!("central: serving {url}/api/v1 (database {db_url})\n");
+    let mut text = format!(
+        "central: serving {url}/api/v1 (database {})\n",
+        slicelab_central::redact(&db_url)
+    );
     if let Some(pw) = &running.generated_admin_password {
         text.push_str(&format!(
             "\nCreated the admin account. Its password is shown only this once:\n\n    \

@@ -41,7 +41,9 @@ impl Config {
     /// Reads the file; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Config> {
         match fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display())),
+            Ok(text) => {
+                toml::from_str(&text).with_context(|| format!("reading {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -85,6 +87,9 @@ impl Config {
 
     /// The file's values overridden by `SLICELAB_CENTRAL` / `SLICELAB_TOKEN`.
     pub fn with_env(self) -> Config {
-        self.with_overrides(std::env::var(ENV_CENTRAL).ok(), std::env::var(ENV_TOKEN).ok())
+        self.with_overrides(
+            std::env::var(ENV_CENTRAL).ok(),
+            std::env::var(ENV_TOKEN).ok(),
+        )
     }
 }

@@ -94,7 +94,20 @@ fn client_message(e: &ClientError) -> String {
 pub fn message(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
-        let text = match (cause.downcast_ref::<ClientError>(), cause.downcast_ref::<NodeError>()) {
+        // For an unreachable central the root cause says it best ("Connection refused").
+        if let Some(ClientError::Transport { url, .. }) = cause.downcast_ref::<ClientError>() {
+            let root = err
+                .chain()
+                .last()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            parts.push(format!("cannot reach central at {url}: {root}"));
+            break;
+        }
+        let text = match (
+            cause.downcast_ref::<ClientError>(),
+            cause.downcast_ref::<NodeError>(),
+        ) {
             (Some(e), _) | (_, Some(NodeError::Client(e))) => client_message(e),
             _ => cause.to_string(),
         };

@@ -44,7 +44,10 @@ pub fn site(s: &Site) -> String {
         ("name", s.name.clone()),
         ("url", or_dash(&s.url)),
         ("max_slices", s.max_slices.to_string()),
-        ("location", format!("{}, {}", opt_f64(s.latitude), opt_f64(s.longitude))),
+        (
+            "location",
+            format!("{}, {}", opt_f64(s.latitude), opt_f64(s.longitude)),
+        ),
         ("enabled", yes_no(s.enabled)),
         ("created", fmt_time(s.created)),
     ])
@@ -102,7 +105,15 @@ fn last_contact(n: &Node, now: i64) -> String {
 
 pub fn nodes(items: &[Node], now: i64) -> String {
     let mut t = Table::new(&[
-        "id", "hostname", "site", "boot_state", "cpu", "mem_mb", "disk_gb", "region", "last_contact",
+        "id",
+        "hostname",
+        "site",
+        "boot_state",
+        "cpu",
+        "mem_mb",
+        "disk_gb",
+        "region",
+        "last_contact",
     ]);
     for n in items {
         t.row([
@@ -141,7 +152,16 @@ pub fn node(n: &Node, now: i64) -> String {
 }
 
 pub fn slices(items: &[Slice], now: i64) -> String {
-    let mut t = Table::new(&["id", "name", "site", "nodes", "persons", "expires", "enabled", "description"]);
+    let mut t = Table::new(&[
+        "id",
+        "name",
+        "site",
+        "nodes",
+        "persons",
+        "expires",
+        "enabled",
+        "description",
+    ]);
     for s in items {
         t.row([
             s.id.to_string(),

@@ -38,7 +38,11 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 pub fn fmt_time(unix: i64) -> String {
     let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
     let secs = unix.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}Z", secs / 3600, (secs / 60) % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60
+    )
 }
 
 /// A short span: `45s`, `12m`, `3h`, `27d`.
@@ -86,15 +90,20 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use s, m, h, d or w)")),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use s, m, h, d or w)"
+            ))
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 fn num<T: std::str::FromStr>(s: &str, what: &str, whole: &str) -> Result<T, String> {
-    s.parse()
-        .map_err(|_| format!("{whole:?}: bad {what} {s:?} (expected RFC 3339, e.g. 2026-11-26T04:13:00Z)"))
+    s.parse().map_err(|_| {
+        format!("{whole:?}: bad {what} {s:?} (expected RFC 3339, e.g. 2026-11-26T04:13:00Z)")
+    })
 }
 
 /// An RFC 3339 time (`2026-11-26T04:13:00Z`, `2026-11-26T05:13:00+01:00`, fractional seconds

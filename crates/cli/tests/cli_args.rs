@@ -26,28 +26,71 @@ fn clap_tree_is_consistent() {
 
 #[test]
 fn node_daemon_flags_without_subcommand() {
-    let cli = parse(&["node", "--central", "http://127.0.0.1:8080", "--key", "K", "--state-dir", "/tmp/n"]);
-    let Command::Node(n) = cli.command else { panic!("not node") };
+    let cli = parse(&[
+        "node",
+        "--central",
+        "http://127.0.0.1:8080",
+        "--key",
+        "K",
+        "--state-dir",
+        "/tmp/n",
+    ]);
+    let Command::Node(n) = cli.command else {
+        panic!("not node")
+    };
     assert!(n.command.is_none());
     assert_eq!(n.daemon.central.as_deref(), Some("http://127.0.0.1:8080"));
     assert_eq!(n.daemon.key.as_deref(), Some("K"));
     assert_eq!(n.daemon.state_dir, std::path::PathBuf::from("/tmp/n"));
-    assert!(parse(&["node", "--central", "http://x", "--key", "K"]).command.is_daemon());
+    assert!(parse(&["node", "--central", "http://x", "--key", "K"])
+        .command
+        .is_daemon());
 }
 
 #[test]
 fn node_daemon_key_file() {
-    let cli = parse(&["node", "--central", "http://x", "--key-file", "/etc/slicelab/key"]);
-    let Command::Node(n) = cli.command else { panic!("not node") };
-    assert_eq!(n.daemon.key_file.as_deref(), Some(std::path::Path::new("/etc/slicelab/key")));
+    let cli = parse(&[
+        "node",
+        "--central",
+        "http://x",
+        "--key-file",
+        "/etc/slicelab/key",
+    ]);
+    let Command::Node(n) = cli.command else {
+        panic!("not node")
+    };
+    assert_eq!(
+        n.daemon.key_file.as_deref(),
+        Some(std::path::Path::new("/etc/slicelab/key"))
+    );
     // --key and --key-file together are ambiguous.
-    parse_err(&["node", "--central", "http://x", "--key", "K", "--key-file", "f"]);
+    parse_err(&[
+        "node",
+        "--central",
+        "http://x",
+        "--key",
+        "K",
+        "--key-file",
+        "f",
+    ]);
 }
 
 #[test]
 fn node_registry_subcommands() {
-    let cli = parse(&["node", "add", "h1.example.org", "--site", "s", "--cpu", "4", "--boot-state", "safeboot"]);
-    let Command::Node(n) = cli.command else { panic!("not node") };
+    let cli = parse(&[
+        "node",
+        "add",
+        "h1.example.org",
+        "--site",
+        "s",
+        "--cpu",
+        "4",
+        "--boot-state",
+        "safeboot",
+    ]);
+    let Command::Node(n) = cli.command else {
+        panic!("not node")
+    };
     match n.command {
         Some(NodeSub::Add {
             hostname,
@@ -96,16 +139,22 @@ fn node_help_explains_both_uses() {
 #[test]
 fn output_flag_is_global() {
     assert_eq!(parse(&["site", "list", "-o", "json"]).output, Output::Json);
-    assert_eq!(parse(&["-o", "json", "slice", "show", "x_y"]).output, Output::Json);
-    assert_eq!(parse(&["events", "--output", "table"]).output, Output::Table);
+    assert_eq!(
+        parse(&["-o", "json", "slice", "show", "x_y"]).output,
+        Output::Json
+    );
+    assert_eq!(
+        parse(&["events", "--output", "table"]).output,
+        Output::Table
+    );
     parse_err(&["site", "list", "-o", "yaml"]);
 }
 
 #[test]
 fn person_roles_and_sites_repeat() {
     let cli = parse(&[
-        "person", "add", "a@b.org", "--first", "A", "--last", "B", "--role", "pi", "--role", "user", "--site", "s1",
-        "--site", "s2",
+        "person", "add", "a@b.org", "--first", "A", "--last", "B", "--role", "pi", "--role",
+        "user", "--site", "s1", "--site", "s2",
     ]);
     match cli.command {
         Command::Person(PersonCmd::Add { roles, sites, .. }) => {
@@ -116,12 +165,24 @@ fn person_roles_and_sites_repeat() {
     }
     // A role is required and must be known.
     parse_err(&["person", "add", "a@b.org", "--first", "A", "--last", "B"]);
-    parse_err(&["person", "add", "a@b.org", "--first", "A", "--last", "B", "--role", "king"]);
+    parse_err(&[
+        "person", "add", "a@b.org", "--first", "A", "--last", "B", "--role", "king",
+    ]);
 }
 
 #[test]
 fn site_add_with_negative_coordinates() {
-    let cli = parse(&["site", "add", "uct", "--name", "Cape Town", "--lat", "-33.96", "--lon", "18.46"]);
+    let cli = parse(&[
+        "site",
+        "add",
+        "uct",
+        "--name",
+        "Cape Town",
+        "--lat",
+        "-33.96",
+        "--lon",
+        "18.46",
+    ]);
     match cli.command {
         Command::Site(SiteCmd::Add { lat, lon, .. }) => {
             assert_eq!(lat, Some(-33.96));
@@ -137,22 +198,55 @@ fn site_add_with_negative_coordinates() {
 fn slice_commands() {
     parse(&["slice", "add", "s_demo", "--description", "d"]);
     match parse(&["slice", "add-nodes", "s_demo", "n1", "n2"]).command {
-        Command::Slice(SliceCmd::AddNodes { slice, nodes }) => {
+        Command::Slice(SliceCmd::AddNodes {
+            slice,
+            nodes,
+            select,
+        }) => {
             assert_eq!(slice, "s_demo");
             assert_eq!(nodes, vec!["n1", "n2"]);
+            assert_eq!(select, None);
         }
         other => panic!("{other:?}"),
     }
     parse_err(&["slice", "add-nodes", "s_demo"]);
+    match parse(&[
+        "slice",
+        "add-nodes",
+        "s_demo",
+        "--select",
+        "count=2, distinct=site",
+    ])
+    .command
+    {
+        Command::Slice(SliceCmd::AddNodes { nodes, select, .. }) => {
+            assert!(nodes.is_empty());
+            assert_eq!(select.as_deref(), Some("count=2, distinct=site"));
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["slice", "add-nodes", "s_demo", "n1", "--select", "count=1"]);
     parse(&["slice", "remove-nodes", "s_demo", "n1"]);
     parse(&["slice", "add-person", "s_demo", "a@b.org"]);
     parse(&["slice", "remove-person", "s_demo", "a@b.org"]);
     parse(&["slice", "renew", "s_demo", "--days", "14"]);
-    parse(&["slice", "renew", "s_demo", "--expires", "2026-11-26T04:13:00Z"]);
+    parse(&[
+        "slice",
+        "renew",
+        "s_demo",
+        "--expires",
+        "2026-11-26T04:13:00Z",
+    ]);
     parse_err(&["slice", "renew", "s_demo"]);
     parse_err(&["slice", "renew", "s_demo", "--days", "1", "--expires", "1"]);
-    match parse(&["slice", "tag", "set", "s_demo", "mem_max", "512M", "--node", "n1"]).command {
-        Command::Slice(SliceCmd::Tag(SliceTagCmd::Set { tag, value, node, .. })) => {
+    match parse(&[
+        "slice", "tag", "set", "s_demo", "mem_max", "512M", "--node", "n1",
+    ])
+    .command
+    {
+        Command::Slice(SliceCmd::Tag(SliceTagCmd::Set {
+            tag, value, node, ..
+        })) => {
             assert_eq!(tag, TagName::MemMax);
             assert_eq!(value, "512M");
             assert_eq!(node.as_deref(), Some("n1"));
@@ -163,13 +257,22 @@ fn slice_commands() {
     parse(&["slice", "tag", "list", "s_demo"]);
     parse(&["slice", "tag", "delete", "s_demo", "image"]);
     parse(&["slice", "slivers", "s_demo"]);
-    parse(&["slice", "list", "--site", "s", "--person", "a@b.org", "--node", "n1", "--all"]);
+    parse(&[
+        "slice", "list", "--site", "s", "--person", "a@b.org", "--node", "n1", "--all",
+    ]);
     parse_err(&["slice", "list", "--all", "--limit", "5"]);
 }
 
 #[test]
 fn misc_commands() {
-    parse(&["login", "--central", "http://127.0.0.1:1", "--email", "a@b.org", "--password-stdin"]);
+    parse(&[
+        "login",
+        "--central",
+        "http://127.0.0.1:1",
+        "--email",
+        "a@b.org",
+        "--password-stdin",
+    ]);
     parse(&["logout"]);
     parse(&["whoami", "-o", "json"]);
     parse(&["token", "create", "ci", "--days", "30"]);
@@ -178,9 +281,29 @@ fn misc_commands() {
     parse(&["key", "add", "--person", "a@b.org", "-"]);
     parse(&["key", "list"]);
     parse(&["key", "delete", "7"]);
-    parse(&["events", "--object-type", "slice", "--object", "s_demo", "--actor", "system", "--since", "2h", "--limit", "5"]);
+    parse(&[
+        "events",
+        "--object-type",
+        "slice",
+        "--object",
+        "s_demo",
+        "--actor",
+        "system",
+        "--since",
+        "2h",
+        "--limit",
+        "5",
+    ]);
     parse(&["completions", "bash"]);
-    let cli = parse(&["central", "--db", "sqlite:///tmp/c.db", "--listen", "127.0.0.1:0", "--admin-email", "root@x.org"]);
+    let cli = parse(&[
+        "central",
+        "--db",
+        "sqlite:///tmp/c.db",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-email",
+        "root@x.org",
+    ]);
     assert!(cli.command.is_daemon());
     match cli.command {
         Command::Central(a) => {
@@ -195,10 +318,80 @@ fn misc_commands() {
 
 #[test]
 fn completions_generate_for_every_shell() {
-    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+    for shell in [
+        clap_complete::Shell::Bash,
+        clap_complete::Shell::Zsh,
+        clap_complete::Shell::Fish,
+    ] {
         let mut buf = Vec::new();
         clap_complete::generate(shell, &mut Cli::command(), "slicelab", &mut buf);
         let text = String::from_utf8(buf).expect("utf-8");
         assert!(text.contains("add-nodes"), "{shell:?}");
     }
+}
+
+#[test]
+fn node_manager_advanced_names() {
+    let cli = parse(&[
+        "node",
+        "--central",
+        "http://x",
+        "--key",
+        "K",
+        "--gateway-if",
+        "slgw1",
+        "--subnet",
+        "10.78.1.0",
+        "--nft-table",
+        "sl1",
+        "--cgroup-parent",
+        "slicelab/n1",
+    ]);
+    let Command::Node(n) = cli.command else {
+        panic!("not node")
+    };
+    let names = slicelab::commands::node_names(&n.daemon.names);
+    assert_eq!(names.gateway_if, "slgw1");
+    assert_eq!(names.subnet, std::net::Ipv4Addr::new(10, 78, 1, 0));
+    assert_eq!(names.nft_table, "sl1");
+    assert_eq!(names.cgroup_parent, "slicelab/n1");
+    // Unset flags keep the node manager's defaults.
+    let cli = parse(&["node", "cleanup", "--purge"]);
+    let Command::Node(n) = cli.command else {
+        panic!("not node")
+    };
+    let Some(NodeSub::Cleanup(c)) = n.command else {
+        panic!("not cleanup")
+    };
+    assert!(c.purge);
+    assert_eq!(
+        slicelab::commands::node_names(&c.names),
+        slicelab_node::NodeNames::default()
+    );
+}
+
+#[test]
+fn image_import() {
+    let cli = parse(&[
+        "image",
+        "import",
+        "debian",
+        "/srv/rootfs",
+        "--state-dir",
+        "/tmp/n",
+    ]);
+    assert!(cli.command.is_daemon());
+    match cli.command {
+        Command::Image(ImageCmd::Import {
+            name,
+            dir,
+            state_dir,
+        }) => {
+            assert_eq!(name, "debian");
+            assert_eq!(dir, std::path::PathBuf::from("/srv/rootfs"));
+            assert_eq!(state_dir, std::path::PathBuf::from("/tmp/n"));
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["image", "import", "debian"]);
 }

@@ -13,7 +13,10 @@ use slicelab_client::ClientError;
 fn config_round_trip_with_mode_0600() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sub").join("config.toml");
-    assert_eq!(Config::load(&path).expect("missing is empty"), Config::default());
+    assert_eq!(
+        Config::load(&path).expect("missing is empty"),
+        Config::default()
+    );
     let cfg = Config {
         central: Some("http://127.0.0.1:8080".into()),
         token: Some("secret-token".into()),
@@ -23,13 +26,23 @@ fn config_round_trip_with_mode_0600() {
     assert_eq!(Config::load(&path).expect("load"), cfg);
     let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let dmode = std::fs::metadata(path.parent().unwrap()).expect("stat").permissions().mode() & 0o777;
+    let dmode = std::fs::metadata(path.parent().unwrap())
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(dmode, 0o700);
     // Saving again replaces the file and keeps the mode.
-    let cfg2 = Config { token: None, ..cfg.clone() };
+    let cfg2 = Config {
+        token: None,
+        ..cfg.clone()
+    };
     cfg2.save(&path).expect("save");
     assert_eq!(Config::load(&path).expect("load"), cfg2);
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert!(!std::fs::read_to_string(&path).unwrap().contains("token"));
 }
 
@@ -43,7 +56,9 @@ fn config_env_overrides() {
     let c = file.clone().with_overrides(Some("http://b".into()), None);
     assert_eq!(c.central.as_deref(), Some("http://b"));
     assert_eq!(c.token.as_deref(), Some("t1"));
-    let c = file.clone().with_overrides(Some(String::new()), Some("t2".into()));
+    let c = file
+        .clone()
+        .with_overrides(Some(String::new()), Some("t2".into()));
     assert_eq!(c.central.as_deref(), Some("http://a"));
     assert_eq!(c.token.as_deref(), Some("t2"));
 }
@@ -70,7 +85,10 @@ fn table_aligns_columns() {
          22  mit\n\
          3   tab here   last\n"
     );
-    assert_eq!(fields(&[("id", "1".into()), ("login_base", "x".into())]), "id:          1\nlogin_base:  x\n");
+    assert_eq!(
+        fields(&[("id", "1".into()), ("login_base", "x".into())]),
+        "id:          1\nlogin_base:  x\n"
+    );
     assert_eq!(truncate("abcdef", 4), "abc…");
     assert_eq!(truncate("abc", 4), "abc");
 }
@@ -123,18 +141,33 @@ fn exit_codes_map_errors() {
         assert_eq!(exit_code(&api(s)), exit::REFUSED, "{s}");
     }
     assert_eq!(exit_code(&api(500)), exit::GENERIC);
-    assert_eq!(exit_code(&ClientError::Decode("x".into()).into()), exit::GENERIC);
+    assert_eq!(
+        exit_code(&ClientError::Decode("x".into()).into()),
+        exit::GENERIC
+    );
     assert_eq!(exit_code(&CliError::NotLoggedIn.into()), exit::AUTH);
     assert_eq!(exit_code(&CliError::Usage("u".into()).into()), exit::USAGE);
-    assert_eq!(exit_code(&CliError::Invalid("i".into()).into()), exit::REFUSED);
+    assert_eq!(
+        exit_code(&CliError::Invalid("i".into()).into()),
+        exit::REFUSED
+    );
     assert_eq!(exit_code(&anyhow::anyhow!("other")), exit::GENERIC);
     // Context added on top does not hide the typed cause.
-    assert_eq!(exit_code(&api(404).context("showing slice")), exit::NOT_FOUND);
+    assert_eq!(
+        exit_code(&api(404).context("showing slice")),
+        exit::NOT_FOUND
+    );
 
-    assert_eq!(message(&api(401)), "not logged in: the message (run `slicelab login`)");
+    assert_eq!(
+        message(&api(401)),
+        "not logged in: the message (run `slicelab login`)"
+    );
     assert_eq!(message(&api(403)), "not allowed: the message");
     assert_eq!(message(&api(404)), "the message");
-    assert_eq!(message(&api(404).context("showing slice")), "showing slice: the message");
+    assert_eq!(
+        message(&api(404).context("showing slice")),
+        "showing slice: the message"
+    );
 }
 
 #[tokio::test]
@@ -143,7 +176,11 @@ async fn transport_errors_exit_6() {
     let c = slicelab_client::Client::new("http://127.0.0.1:1", None);
     let e: anyhow::Error = c.whoami().await.expect_err("refused").into();
     assert_eq!(exit_code(&e), exit::TRANSPORT);
-    assert!(message(&e).contains("cannot reach central at http://127.0.0.1:1"), "{}", message(&e));
+    assert!(
+        message(&e).contains("cannot reach central at http://127.0.0.1:1"),
+        "{}",
+        message(&e)
+    );
 }
 
 #[test]
@@ -159,12 +196,18 @@ fn key_files_are_checked_locally() {
 
 #[test]
 fn central_db_defaults() {
-    assert_eq!(default_db_url(true, None), "sqlite:///var/lib/slicelab/central.db");
+    assert_eq!(
+        default_db_url(true, None),
+        "sqlite:///var/lib/slicelab/central.db"
+    );
     assert_eq!(
         default_db_url(false, Some("/home/u/.local/share".into())),
         "sqlite:///home/u/.local/share/slicelab/central.db"
     );
-    assert_eq!(sqlite_path("sqlite:///tmp/x/c.db?mode=rwc"), Some("/tmp/x/c.db".into()));
+    assert_eq!(
+        sqlite_path("sqlite:///tmp/x/c.db?mode=rwc"),
+        Some("/tmp/x/c.db".into())
+    );
     assert_eq!(sqlite_path("sqlite://./c.db"), Some("./c.db".into()));
     assert_eq!(sqlite_path("sqlite::memory:"), None);
     assert_eq!(sqlite_path("postgres://db/x"), None);

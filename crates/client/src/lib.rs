@@ -100,10 +100,13 @@ impl Client {
             source,
         })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(e) => ClientError::Api {
@@ -131,17 +134,29 @@ impl Client {
             .await
     }
 
-    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         self.request(Method::POST, path, Some(body), Duration::from_secs(30))
             .await
     }
 
-    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+    pub async fn patch<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         self.request(Method::PATCH, path, Some(body), Duration::from_secs(30))
             .await
     }
 
-    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         self.request(Method::PUT, path, Some(body), Duration::from_secs(30))
             .await
     }
@@ -155,7 +170,11 @@ impl Client {
 
     /// Long-polls the node's desired slivers: returns at once if the revision differs from
     /// `after`, else when it changes or after about `wait` (then with the same revision).
-    pub async fn desired_slivers(&self, after: Option<&str>, wait: Duration) -> Result<DesiredSlivers> {
+    pub async fn desired_slivers(
+        &self,
+        after: Option<&str>,
+        wait: Duration,
+    ) -> Result<DesiredSlivers> {
         let mut path = format!("/node/slivers?wait={}", wait.as_secs());
         if let Some(a) = after {
             path.push_str("&after=");
@@ -308,7 +327,9 @@ impl Client {
     // sites
 
     pub async fn sites(&self, f: &SiteFilter) -> Result<Page<Site>> {
-        let q = f.paging.apply(Query::new().opt("login_base", f.login_base.as_ref()));
+        let q = f
+            .paging
+            .apply(Query::new().opt("login_base", f.login_base.as_ref()));
         self.get(&format!("/sites{}", q.to_query_string())).await
     }
 
@@ -348,7 +369,8 @@ impl Client {
     }
 
     pub async fn update_person(&self, person: &str, body: &PersonUpdate) -> Result<Person> {
-        self.patch(&format!("/persons/{}", encode(person)), body).await
+        self.patch(&format!("/persons/{}", encode(person)), body)
+            .await
     }
 
     pub async fn delete_person(&self, person: &str) -> Result<()> {
@@ -398,8 +420,11 @@ impl Client {
 
     /// Issues a new node key; the old one stops working.
     pub async fn rekey_node(&self, node: &str) -> Result<NodeWithKey> {
-        self.post(&format!("/nodes/{}/key", encode(node)), &serde_json::json!({}))
-            .await
+        self.post(
+            &format!("/nodes/{}/key", encode(node)),
+            &serde_json::json!({}),
+        )
+        .await
     }
 
     pub async fn node_slivers(&self, node: &str) -> Result<Vec<Sliver>> {
@@ -426,7 +451,8 @@ impl Client {
     }
 
     pub async fn update_slice(&self, slice: &str, body: &SliceUpdate) -> Result<Slice> {
-        self.patch(&format!("/slices/{}", encode(slice)), body).await
+        self.patch(&format!("/slices/{}", encode(slice)), body)
+            .await
     }
 
     pub async fn delete_slice(&self, slice: &str) -> Result<()> {
@@ -446,6 +472,19 @@ impl Client {
             .await
     }
 
+    /// Lets the broker choose nodes: `spec` is the text form, e.g. `count=3, distinct=site`.
+    pub async fn select_slice_nodes(
+        &self,
+        slice: &str,
+        spec: &str,
+    ) -> Result<slicelab_placement::SelectResult> {
+        let body = slicelab_placement::SelectRequest {
+            select: slicelab_placement::SelectSpec::Text(spec.to_string()),
+        };
+        self.post(&format!("/slices/{}/nodes/select", encode(slice)), &body)
+            .await
+    }
+
     pub async fn remove_slice_node(&self, slice: &str, node: &str) -> Result<Slice> {
         self.delete(&format!("/slices/{}/nodes/{}", encode(slice), encode(node)))
             .await
@@ -460,25 +499,43 @@ impl Client {
     }
 
     pub async fn remove_slice_person(&self, slice: &str, person: &str) -> Result<Slice> {
-        self.delete(&format!("/slices/{}/persons/{}", encode(slice), encode(person)))
-            .await
+        self.delete(&format!(
+            "/slices/{}/persons/{}",
+            encode(slice),
+            encode(person)
+        ))
+        .await
     }
 
     pub async fn slice_slivers(&self, slice: &str) -> Result<Vec<Sliver>> {
-        self.get(&format!("/slices/{}/slivers", encode(slice))).await
+        self.get(&format!("/slices/{}/slivers", encode(slice)))
+            .await
     }
 
     pub async fn slice_tags(&self, slice: &str) -> Result<Vec<SliceTag>> {
         self.get(&format!("/slices/{}/tags", encode(slice))).await
     }
 
-    pub async fn set_slice_tag(&self, slice: &str, tag: TagName, body: &SliceTagSet) -> Result<SliceTag> {
-        self.put(&format!("/slices/{}/tags/{}", encode(slice), tag.as_str()), body)
-            .await
+    pub async fn set_slice_tag(
+        &self,
+        slice: &str,
+        tag: TagName,
+        body: &SliceTagSet,
+    ) -> Result<SliceTag> {
+        self.put(
+            &format!("/slices/{}/tags/{}", encode(slice), tag.as_str()),
+            body,
+        )
+        .await
     }
 
     /// Deletes the slice-wide tag, or with `node` the tag of that node only.
-    pub async fn delete_slice_tag(&self, slice: &str, tag: TagName, node: Option<&str>) -> Result<()> {
+    pub async fn delete_slice_tag(
+        &self,
+        slice: &str,
+        tag: TagName,
+        node: Option<&str>,
+    ) -> Result<()> {
         let q = Query::new().opt("node", node);
         self.delete(&format!(
             "/slices/{}/tags/{}{}",
@@ -525,6 +582,9 @@ mod tests {
             limit: Some(10),
             offset: Some(20),
         };
-        assert_eq!(p.apply(Query::new()).to_query_string(), "?limit=10&offset=20");
+        assert_eq!(
+            p.apply(Query::new()).to_query_string(),
+            "?limit=10&offset=20"
+        );
     }
 }

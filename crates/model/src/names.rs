@@ -23,7 +23,10 @@ pub fn login_base(s: &str) -> Invalid<()> {
     if s.len() > LOGIN_BASE_MAX {
         return Err(ValidationError::new(
             f,
-            format!("is {} characters long, at most {LOGIN_BASE_MAX} allowed", s.len()),
+            format!(
+                "is {} characters long, at most {LOGIN_BASE_MAX} allowed",
+                s.len()
+            ),
         ));
     }
     if !s.starts_with(|c: char| c.is_ascii_lowercase()) || !s.chars().all(is_lower_alnum) {
@@ -43,7 +46,10 @@ pub fn slice_name(s: &str, site_login_base: &str) -> Invalid<()> {
     if s.len() > SLICE_NAME_MAX {
         return Err(ValidationError::new(
             f,
-            format!("is {} characters long, at most {SLICE_NAME_MAX} allowed", s.len()),
+            format!(
+                "is {} characters long, at most {SLICE_NAME_MAX} allowed",
+                s.len()
+            ),
         ));
     }
     let Some(suffix) = s
@@ -56,7 +62,10 @@ pub fn slice_name(s: &str, site_login_base: &str) -> Invalid<()> {
         ));
     };
     if suffix.is_empty() {
-        return Err(ValidationError::new(f, "needs a suffix after the underscore"));
+        return Err(ValidationError::new(
+            f,
+            "needs a suffix after the underscore",
+        ));
     }
     if !suffix.chars().all(|c| is_lower_alnum(c) || c == '_') {
         return Err(ValidationError::new(
@@ -102,7 +111,10 @@ pub fn email(s: &str) -> Invalid<()> {
     if s.len() > EMAIL_MAX {
         return Err(ValidationError::new(
             f,
-            format!("is {} characters long, at most {EMAIL_MAX} allowed", s.len()),
+            format!(
+                "is {} characters long, at most {EMAIL_MAX} allowed",
+                s.len()
+            ),
         ));
     }
     let valid = match s.split_once('@') {
@@ -115,7 +127,10 @@ pub fn email(s: &str) -> Invalid<()> {
         None => false,
     };
     if !valid {
-        return Err(ValidationError::new(f, format!("{s:?} is not an email address")));
+        return Err(ValidationError::new(
+            f,
+            format!("{s:?} is not an email address"),
+        ));
     }
     Ok(())
 }
@@ -125,11 +140,17 @@ pub fn text(field: &str, s: &str, max: usize) -> Invalid<()> {
     if s.chars().count() > max {
         return Err(ValidationError::new(
             field,
-            format!("is {} characters long, at most {max} allowed", s.chars().count()),
+            format!(
+                "is {} characters long, at most {max} allowed",
+                s.chars().count()
+            ),
         ));
     }
     if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(ValidationError::new(field, "must not contain control characters"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }
@@ -147,8 +168,7 @@ pub fn image(s: &str) -> Invalid<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
     if !ok {
         return Err(ValidationError::new(
@@ -163,7 +183,10 @@ pub fn image(s: &str) -> Invalid<()> {
 pub fn password(s: &str) -> Invalid<()> {
     let n = s.chars().count();
     if !(8..=256).contains(&n) {
-        return Err(ValidationError::new("password", "must be 8 to 256 characters"));
+        return Err(ValidationError::new(
+            "password",
+            "must be 8 to 256 characters",
+        ));
     }
     Ok(())
 }

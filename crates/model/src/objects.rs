@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 use crate::error::{Invalid, ValidationError};
 use crate::names;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -124,12 +126,18 @@ pub struct SiteUpdate {
 fn check_location(lat: Option<f64>, lon: Option<f64>) -> Invalid<()> {
     if let Some(l) = lat {
         if !(-90.0..=90.0).contains(&l) {
-            return Err(ValidationError::new("latitude", format!("{l} is outside -90..90")));
+            return Err(ValidationError::new(
+                "latitude",
+                format!("{l} is outside -90..90"),
+            ));
         }
     }
     if let Some(l) = lon {
         if !(-180.0..=180.0).contains(&l) {
-            return Err(ValidationError::new("longitude", format!("{l} is outside -180..180")));
+            return Err(ValidationError::new(
+                "longitude",
+                format!("{l} is outside -180..180"),
+            ));
         }
     }
     Ok(())
@@ -137,7 +145,10 @@ fn check_location(lat: Option<f64>, lon: Option<f64>) -> Invalid<()> {
 
 fn check_max_slices(n: i64) -> Invalid<()> {
     if !(0..=10_000).contains(&n) {
-        return Err(ValidationError::new("max_slices", format!("{n} is outside 0..=10000")));
+        return Err(ValidationError::new(
+            "max_slices",
+            format!("{n} is outside 0..=10000"),
+        ));
     }
     Ok(())
 }
@@ -209,7 +220,10 @@ impl PersonCreate {
             names::password(p)?;
         }
         if self.roles.is_empty() {
-            return Err(ValidationError::new("roles", "a person needs at least one role"));
+            return Err(ValidationError::new(
+                "roles",
+                "a person needs at least one role",
+            ));
         }
         Ok(())
     }
@@ -239,7 +253,10 @@ impl PersonUpdate {
         }
         if let Some(r) = &self.roles {
             if r.is_empty() {
-                return Err(ValidationError::new("roles", "a person needs at least one role"));
+                return Err(ValidationError::new(
+                    "roles",
+                    "a person needs at least one role",
+                ));
             }
         }
         Ok(())

@@ -122,7 +122,12 @@ impl Actor {
     }
 
     /// Managing another person's account (name, enabled). `target_sites` are theirs.
-    pub fn can_manage_person(&self, target: i64, target_sites: &[i64], target_is_admin: bool) -> Allowed {
+    pub fn can_manage_person(
+        &self,
+        target: i64,
+        target_sites: &[i64],
+        target_is_admin: bool,
+    ) -> Allowed {
         self.require_person()?;
         if self.is_admin() || self.person_id() == Some(target) {
             return Ok(());
@@ -218,7 +223,9 @@ impl Actor {
     pub fn as_node(&self) -> Result<i64, Denied> {
         match self {
             Actor::Node { id, .. } => Ok(*id),
-            _ => Err(Denied("this endpoint is for node managers (node key)".into())),
+            _ => Err(Denied(
+                "this endpoint is for node managers (node key)".into(),
+            )),
         }
     }
 }
@@ -227,7 +234,10 @@ impl Actor {
 pub fn check_renewal(now: i64, requested: i64) -> Result<i64, crate::ValidationError> {
     use crate::time::SLICE_MAX_AHEAD;
     if requested <= now {
-        return Err(crate::ValidationError::new("expires", "must be in the future"));
+        return Err(crate::ValidationError::new(
+            "expires",
+            "must be in the future",
+        ));
     }
     if requested > now + SLICE_MAX_AHEAD {
         return Err(crate::ValidationError::new(
@@ -309,7 +319,10 @@ mod tests {
 
     #[test]
     fn nodes_and_anonymous() {
-        let n = Actor::Node { id: 7, hostname: "n".into() };
+        let n = Actor::Node {
+            id: 7,
+            hostname: "n".into(),
+        };
         assert_eq!(n.as_node(), Ok(7));
         assert!(n.can_read_public().is_err());
         assert!(n.can_create_slice(1).is_err());

@@ -91,7 +91,9 @@ pub fn parse(line: &str) -> Invalid<PublicKey> {
             let n = read_string(&mut rest).ok_or_else(|| bad("key data is truncated".into()))?;
             let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
             if bits < 2048 {
-                return Err(bad(format!("RSA key is {bits} bits; at least 2048 required")));
+                return Err(bad(format!(
+                    "RSA key is {bits} bits; at least 2048 required"
+                )));
             }
         }
         _ => {
@@ -128,8 +130,14 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(parse("").is_err());
-        assert!(parse("ssh-dss AAAA").unwrap_err().message.contains("unknown key type"));
-        assert!(parse("ssh-ed25519 !!!notbase64").unwrap_err().message.contains("base64"));
+        assert!(parse("ssh-dss AAAA")
+            .unwrap_err()
+            .message
+            .contains("unknown key type"));
+        assert!(parse("ssh-ed25519 !!!notbase64")
+            .unwrap_err()
+            .message
+            .contains("base64"));
         // ed25519 line with an RSA-labelled blob
         let e = parse("ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQABAAAAgQ==").unwrap_err();
         assert!(e.message.contains("says"), "{e}");

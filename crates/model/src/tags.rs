@@ -8,15 +8,21 @@ use utoipa::ToSchema;
 
 use crate::error::{Invalid, ValidationError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TagName {
     /// Proportional CPU share under contention (1..=1024; default 1).
     CpuShare,
     /// Hard CPU cap, percent of one core (1..=10000).
     CpuPct,
+    /// Guaranteed CPU, percent of one core; admission control never over-commits a node's cores.
+    CpuReserve,
     /// Memory limit (bytes; suffixes K, M, G accepted).
     MemMax,
+    /// Guaranteed memory (bytes); admission control never over-commits a node's memory.
+    MemReserve,
     /// Maximum number of tasks in the sliver.
     PidsMax,
     /// Quota of the sliver's writable layer (bytes; suffixes accepted).
@@ -36,7 +42,9 @@ pub enum TagName {
 pub const ALL_TAGS: &[TagName] = &[
     TagName::CpuShare,
     TagName::CpuPct,
+    TagName::CpuReserve,
     TagName::MemMax,
+    TagName::MemReserve,
     TagName::PidsMax,
     TagName::DiskMax,
     TagName::NetMaxRate,
@@ -51,7 +59,9 @@ impl TagName {
         match self {
             TagName::CpuShare => "cpu_share",
             TagName::CpuPct => "cpu_pct",
+            TagName::CpuReserve => "cpu_reserve",
             TagName::MemMax => "mem_max",
+            TagName::MemReserve => "mem_reserve",
             TagName::PidsMax => "pids_max",
             TagName::DiskMax => "disk_max",
             TagName::NetMaxRate => "net_max_rate",
@@ -69,7 +79,10 @@ impl TagName {
             .find(|t| t.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = ALL_TAGS.iter().map(|t| t.as_str()).collect();
-                ValidationError::new("tag", format!("unknown tag {s:?}; known tags: {}", names.join(", ")))
+                ValidationError::new(
+                    "tag",
+                    format!("unknown tag {s:?}; known tags: {}", names.join(", ")),
+                )
             })
     }
 
@@ -108,7 +121,9 @@ pub enum Protocol {
 pub struct Resources {
     pub cpu_share: Option<u32>,
     pub cpu_pct: Option<u32>,
+    pub cpu_reserve: Option<u32>,
     pub mem_max: Option<u64>,
+    pub mem_reserve: Option<u64>,
     pub pids_max: Option<u64>,
     pub disk_max: Option<u64>,
     pub net_max_rate: Option<u64>,
@@ -209,7 +224,10 @@ pub fn parse_ports(s: &str) -> Invalid<Vec<PortForward>> {
         };
         let port = |p: &str| -> Invalid<u16> {
             p.parse::<u16>().ok().filter(|v| *v > 0).ok_or_else(|| {
-                ValidationError::new(tag.as_str(), format!("{item:?}: {p:?} is not a port number"))
+                ValidationError::new(
+                    tag.as_str(),
+                    format!("{item:?}: {p:?} is not a port number"),
+                )
             })
         };
         let (node_port, sliver_port) = match ports.split_once(':') {
@@ -239,7 +257,10 @@ pub fn parse_ports(s: &str) -> Invalid<Vec<PortForward>> {
         out.push(fwd);
     }
     if out.len() > 64 {
-        return Err(ValidationError::new(tag.as_str(), "at most 64 forwarded ports"));
+        return Err(ValidationError::new(
+            tag.as_str(),
+            "at most 64 forwarded ports",
+        ));
     }
     Ok(out)
 }
@@ -257,21 +278,45 @@ pub fn validate(tag: TagName, value: &str) -> Invalid<String> {
 /// Parses `value` for `tag` into `r`.
 pub fn apply(r: &mut Resources, tag: TagName, value: &str) -> Invalid<()> {
     match tag {
-        TagName::CpuShare => r.cpu_share = Some(in_range(tag, parse_u64(tag, value)?, 1, 1024)? as u32),
-        TagName::CpuPct => r.cpu_pct = Some(in_range(tag, parse_u64(tag, value)?, 1, 10_000)? as u32),
-        TagName::MemMax => r.mem_max = Some(in_range(tag, parse_bytes(tag, value)?, 4 << 20, 1 << 50)?),
-        TagName::PidsMax => r.pids_max = Some(in_range(tag, parse_u64(tag, value)?, 8, 4_194_304)?),
-        TagName::DiskMax => r.disk_max = Some(in_range(tag, parse_bytes(tag, value)?, 1 << 20, 1 << 50)?),
-        TagName::NetMaxRate => {
-            r.net_max_rate = Some(in_range(tag, parse_rate(tag, value)?, 8_000, 100_000_000_000)?)
+        TagName::CpuShare => {
+            r.cpu_share = Some(in_range(tag, parse_u64(tag, value)?, 1, 1024)? as u32)
         }
-        TagName::NetMaxKbyte => r.net_max_kbyte = Some(in_range(tag, parse_u64(tag, value)?, 1, 1 << 40)?),
+        TagName::CpuPct => {
+            r.cpu_pct = Some(in_range(tag, parse_u64(tag, value)?, 1, 10_000)? as u32)
+        }
+        TagName::CpuReserve => {
+            r.cpu_reserve = Some(in_range(tag, parse_u64(tag, value)?, 1, 100_000)? as u32)
+        }
+        TagName::MemMax => {
+            r.mem_max = Some(in_range(tag, parse_bytes(tag, value)?, 4 << 20, 1 << 50)?)
+        }
+        TagName::MemReserve => {
+            r.mem_reserve = Some(in_range(tag, parse_bytes(tag, value)?, 1 << 20, 1 << 50)?)
+        }
+        TagName::PidsMax => r.pids_max = Some(in_range(tag, parse_u64(tag, value)?, 8, 4_194_304)?),
+        TagName::DiskMax => {
+            r.disk_max = Some(in_range(tag, parse_bytes(tag, value)?, 1 << 20, 1 << 50)?)
+        }
+        TagName::NetMaxRate => {
+            r.net_max_rate = Some(in_range(
+                tag,
+                parse_rate(tag, value)?,
+                8_000,
+                100_000_000_000,
+            )?)
+        }
+        TagName::NetMaxKbyte => {
+            r.net_max_kbyte = Some(in_range(tag, parse_u64(tag, value)?, 1, 1 << 40)?)
+        }
         TagName::Initscript => {
             if value.len() > 64 * 1024 {
                 return Err(ValidationError::new(tag.as_str(), "is longer than 64 KiB"));
             }
             if value.contains('\0') {
-                return Err(ValidationError::new(tag.as_str(), "must not contain NUL bytes"));
+                return Err(ValidationError::new(
+                    tag.as_str(),
+                    "must not contain NUL bytes",
+                ));
             }
             r.initscript = Some(value.to_string())
         }
@@ -336,7 +381,10 @@ mod tests {
         assert!(validate(TagName::PidsMax, "2").is_err());
         assert!(validate(TagName::Image, "Ubuntu 22").is_err());
         assert!(validate(TagName::Image, "debian-12").is_ok());
-        assert!(TagName::parse("cpu_shares").unwrap_err().message.contains("known tags"));
+        assert!(TagName::parse("cpu_shares")
+            .unwrap_err()
+            .message
+            .contains("known tags"));
     }
 
     #[test]
@@ -355,10 +403,26 @@ mod tests {
     #[test]
     fn node_specific_tags_override_slice_wide() {
         let tags = vec![
-            TagValue { name: TagName::MemMax, value: "1G", node_id: Some(7) },
-            TagValue { name: TagName::MemMax, value: "256M", node_id: None },
-            TagValue { name: TagName::CpuShare, value: "4", node_id: None },
-            TagValue { name: TagName::CpuShare, value: "9", node_id: Some(8) },
+            TagValue {
+                name: TagName::MemMax,
+                value: "1G",
+                node_id: Some(7),
+            },
+            TagValue {
+                name: TagName::MemMax,
+                value: "256M",
+                node_id: None,
+            },
+            TagValue {
+                name: TagName::CpuShare,
+                value: "4",
+                node_id: None,
+            },
+            TagValue {
+                name: TagName::CpuShare,
+                value: "9",
+                node_id: Some(8),
+            },
         ];
         let r7 = resolve(tags.clone(), 7);
         assert_eq!(r7.mem_max, Some(1 << 30));

@@ -9,3 +9,6 @@ pub const WEEK: i64 = 7 * DAY;
 pub const SLICE_DEFAULT_LIFETIME: i64 = 4 * WEEK;
 /// A slice can be renewed at most this far into the future (PlanetLab: 8 weeks).
 pub const SLICE_MAX_AHEAD: i64 = 8 * WEEK;
+
+/// A node whose manager has not talked to central for this long is considered down.
+pub const NODE_LIVE_WINDOW: i64 = 2 * MINUTE;

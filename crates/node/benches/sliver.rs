@@ -1,1 +1,44 @@
-fn main() {}
+//! `cargo bench -p slicelab-node`: median create → initscript-running time of N slivers
+//! (env SLICELAB_BENCH_N, default 50) next to `runc run` and `unshare` of the same image.
+//! Needs root; prints a skip reason otherwise.
+
+use std::net::Ipv4Addr;
+
+use slicelab_node::{bench_sliver, NodeNames, RuntimeConfig};
+
+fn main() {
+    // This binary is also the sliver init it benchmarks.
+    slicelab_node::maybe_run_sliver_init();
+    if !nix::unistd::geteuid().is_root() {
+        println!("bench sliver: skipped (needs root)");
+        return;
+    }
+    let n = std::env::var("SLICELAB_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let dir = match tempfile::Builder::new().prefix("slicelab-bench").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("bench sliver: {e}");
+            std::process::exit(1);
+        }
+    };
+    let names = NodeNames {
+        gateway_if: "slbench0".into(),
+        subnet: Ipv4Addr::new(10, 79, 250, 0),
+        nft_table: "slicelab_bench".into(),
+        cgroup_parent: "slicelab-bench".into(),
+    };
+    let mut cfg = RuntimeConfig::new(dir.path());
+    cfg.names = names.clone();
+    let result = bench_sliver(n, &cfg);
+    let _ = slicelab_node::cleanup(dir.path(), &names, true);
+    match result {
+        Ok(r) => print!("{r}"),
+        Err(e) => {
+            eprintln!("bench sliver: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -27,7 +27,9 @@ pub enum Layout {
         pids: Option<PathBuf>,
         other: Vec<PathBuf>,
     },
-    V2 { root: PathBuf },
+    V2 {
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -53,13 +55,17 @@ impl Cgroups {
         let (mut cpu, mut memory, mut pids, mut other) = (None, None, None, Vec::<PathBuf>::new());
         for line in info.lines() {
             // ... mountpoint(5th) ... - fstype source superopts
-            let Some((pre, post)) = line.split_once(" - ") else { continue };
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
             let mut post = post.split_whitespace();
             if post.next() != Some("cgroup") {
                 continue;
             }
             let opts = post.nth(1).unwrap_or("");
-            let Some(mp) = pre.split_whitespace().nth(4) else { continue };
+            let Some(mp) = pre.split_whitespace().nth(4) else {
+                continue;
+            };
             let mp = PathBuf::from(mp);
             let has = |c: &str| opts.split(',').any(|o| o == c);
             if has("cpu") {
@@ -78,7 +84,9 @@ impl Cgroups {
         if cpu.is_none() && memory.is_none() && pids.is_none() {
             return Err(NodeError::Invalid {
                 what: "cgroups",
-                message: format!("no cgroup v1 controllers ({V1_CONTROLLERS:?}) and no cgroup2 at {CGROUP_ROOT}"),
+                message: format!(
+                    "no cgroup v1 controllers ({V1_CONTROLLERS:?}) and no cgroup2 at {CGROUP_ROOT}"
+                ),
             });
         }
         Ok(Cgroups {
@@ -101,7 +109,8 @@ impl Cgroups {
                 pids,
                 other,
             } => {
-                let mut v: Vec<PathBuf> = [cpu, memory, pids].into_iter().flatten().cloned().collect();
+                let mut v: Vec<PathBuf> =
+                    [cpu, memory, pids].into_iter().flatten().cloned().collect();
                 v.extend(other.iter().cloned());
                 v.sort();
                 v.dedup();
@@ -119,7 +128,10 @@ impl Cgroups {
     }
 
     pub fn procs_files(&self, slice: &str) -> Vec<PathBuf> {
-        self.dirs(slice).into_iter().map(|d| d.join("cgroup.procs")).collect()
+        self.dirs(slice)
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
     }
 
     /// Where the pids controller's files for the sliver are.
@@ -158,7 +170,10 @@ impl Cgroups {
         match &self.layout {
             Layout::V2 { root } => {
                 let d = root.join(&self.parent).join(slice);
-                write(&d.join("cpu.weight"), &(share * 10).clamp(1, 10_000).to_string())?;
+                write(
+                    &d.join("cpu.weight"),
+                    &(share * 10).clamp(1, 10_000).to_string(),
+                )?;
                 let max = match r.cpu_pct {
                     Some(p) => format!("{} 100000", u64::from(p) * 1000),
                     None => "max 100000".into(),
@@ -174,14 +189,23 @@ impl Cgroups {
             } => {
                 if let Some(c) = cpu {
                     let d = c.join(&self.parent).join(slice);
-                    write(&d.join("cpu.shares"), &(share * 256).clamp(2, 262_144).to_string())?;
+                    write(
+                        &d.join("cpu.shares"),
+                        &(share * 256).clamp(2, 262_144).to_string(),
+                    )?;
                     let _ = write(&d.join("cpu.cfs_period_us"), "100000");
                     let quota = r.cpu_pct.map(|p| (i64::from(p) * 1000).to_string());
-                    write(&d.join("cpu.cfs_quota_us"), quota.as_deref().unwrap_or("-1"))?;
+                    write(
+                        &d.join("cpu.cfs_quota_us"),
+                        quota.as_deref().unwrap_or("-1"),
+                    )?;
                 }
                 if let Some(m) = memory {
                     let d = m.join(&self.parent).join(slice);
-                    let limit = r.mem_max.map(|v| v.to_string()).unwrap_or_else(|| "-1".into());
+                    let limit = r
+                        .mem_max
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "-1".into());
                     // memsw must stay >= the memory limit: order the writes accordingly.
                     let memsw = d.join("memory.memsw.limit_in_bytes");
                     if memsw.exists() {
@@ -223,7 +247,10 @@ impl Cgroups {
                 return true;
             }
             for p in pids {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             if Instant::now() >= deadline {
                 return false;

@@ -10,15 +10,22 @@ pub fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, 
     let shown = format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .ctx(|| format!("running {shown}"))?;
     if let (Some(input), Some(mut w)) = (stdin, child.stdin.take()) {
-        w.write_all(input.as_bytes()).ctx(|| format!("feeding {shown}"))?;
+        w.write_all(input.as_bytes())
+            .ctx(|| format!("feeding {shown}"))?;
     }
-    let out = child.wait_with_output().ctx(|| format!("running {shown}"))?;
+    let out = child
+        .wait_with_output()
+        .ctx(|| format!("running {shown}"))?;
     if !out.status.success() {
         return Err(NodeError::Command {
             command: match stdin {

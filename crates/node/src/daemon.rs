@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use slicelab_client::Client;
 use slicelab_model::objects::BootState;
-use slicelab_model::{DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus};
+use slicelab_model::{
+    DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus,
+};
 use tracing::{info, warn};
 
 use crate::error::NodeError;
@@ -24,7 +26,7 @@ pub struct Config {
     pub key: String,
     /// Where sliver layers, images, the desired-state cache and the report sequence live.
     pub state_dir: PathBuf,
-    /// Names of this node instance's bridge, nft table, cgroup parent and address range.
+    /// Names of this node instance's gateway interface, nft table, cgroup parent and address range.
     pub names: NodeNames,
     /// Binary re-executed as sliver init; `None`: the running binary.
     pub init_exe: Option<PathBuf>,
@@ -75,7 +77,11 @@ fn effective(desired: &DesiredSlivers) -> Vec<SliverSpec> {
 }
 
 /// One reconcile round: observe, plan, apply. A failed action does not stop the others.
-pub fn reconcile(rt: &dyn Runtime, desired: &DesiredSlivers, now: i64) -> Result<Outcome, NodeError> {
+pub fn reconcile(
+    rt: &dyn Runtime,
+    desired: &DesiredSlivers,
+    now: i64,
+) -> Result<Outcome, NodeError> {
     let observed = rt.list()?;
     let actions = plan(&effective(desired), &observed, now);
     let mut errors = Vec::new();
@@ -89,11 +95,17 @@ pub fn reconcile(rt: &dyn Runtime, desired: &DesiredSlivers, now: i64) -> Result
 }
 
 /// The sliver part of a report, from what the runtime observes now.
-pub fn statuses(rt: &dyn Runtime, desired: &DesiredSlivers, now: i64) -> Result<Vec<SliverStatus>, NodeError> {
+pub fn statuses(
+    rt: &dyn Runtime,
+    desired: &DesiredSlivers,
+    now: i64,
+) -> Result<Vec<SliverStatus>, NodeError> {
     let specs = effective(desired);
     let mut out = Vec::new();
     for o in rt.list()? {
-        let want = specs.iter().find(|s| s.slice_name == o.slice_name && s.expires > now);
+        let want = specs
+            .iter()
+            .find(|s| s.slice_name == o.slice_name && s.expires > now);
         let (state, message) = if o.running {
             (SliverState::Running, String::new())
         } else if let Some(f) = &o.failure {
@@ -218,12 +230,14 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
     // SAFETY: plain prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let rcfg = cfg.runtime();
-    let rt: Arc<LinuxRuntime> = Arc::new(tokio::task::spawn_blocking(move || LinuxRuntime::new(rcfg)).await.map_err(
-        |e| NodeError::Invalid {
-            what: "runtime",
-            message: e.to_string(),
-        },
-    )??);
+    let rt: Arc<LinuxRuntime> = Arc::new(
+        tokio::task::spawn_blocking(move || LinuxRuntime::new(rcfg))
+            .await
+            .map_err(|e| NodeError::Invalid {
+                what: "runtime",
+                message: e.to_string(),
+            })??,
+    );
     let client = Client::new(&cfg.central, Some(cfg.key.clone()));
     // The last answer survives restarts, so a node that cannot reach central keeps (and restarts)
     // what it had instead of waiting with nothing running.
@@ -236,7 +250,10 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
     let poller = tokio::spawn(async move {
         let mut backoff = Duration::from_secs(1);
         loop {
-            match poll_client.desired_slivers(after.as_deref(), Duration::from_secs(30)).await {
+            match poll_client
+                .desired_slivers(after.as_deref(), Duration::from_secs(30))
+                .await
+            {
                 Ok(d) => {
                     backoff = Duration::from_secs(1);
                     if after.as_deref() != Some(d.revision.as_str()) {
@@ -257,12 +274,11 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
     let mut reporter = Reporter::load(&cfg.state_dir);
     let mut tick = tokio::time::interval(cfg.reconcile_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| {
-        NodeError::Io {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| NodeError::Io {
             context: "installing SIGTERM handler".into(),
             source: e,
-        }
-    })?;
+        })?;
     info!(central = %cfg.central, state_dir = %cfg.state_dir.display(), "node manager started");
     loop {
         tokio::select! {
@@ -340,7 +356,10 @@ mod tests {
         rt.crash("pl_b");
         let st = statuses(&rt, &d, 10).unwrap();
         assert_eq!(st[1].state, SliverState::Creating);
-        assert_eq!(reconcile(&rt, &d, 10).unwrap().actions, vec![Action::Start("pl_b".into())]);
+        assert_eq!(
+            reconcile(&rt, &d, 10).unwrap().actions,
+            vec![Action::Start("pl_b".into())]
+        );
         // safeboot stops everything, keeps the slivers
         let safe = desired(d.slivers.clone(), BootState::Safeboot);
         reconcile(&rt, &safe, 10).unwrap();

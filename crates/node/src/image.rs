@@ -64,27 +64,42 @@ fn build_base(state_dir: &Path) -> Result<(), NodeError> {
         .iter()
         .map(Path::new)
         .find(|p| p.is_file())
-        .ok_or_else(|| NodeError::NoSuchImage(format!("{DEFAULT_IMAGE} (needs busybox-static installed)")))?;
+        .ok_or_else(|| {
+            NodeError::NoSuchImage(format!("{DEFAULT_IMAGE} (needs busybox-static installed)"))
+        })?;
     let tmp = staging(state_dir, DEFAULT_IMAGE)?;
     let c = |p: &Path| fs::create_dir_all(p).ctx(|| format!("creating {}", p.display()));
-    for d in ["bin", "etc", "root", "tmp", "proc", "sys", "dev", "var/tmp", "home", "usr"] {
+    for d in [
+        "bin", "etc", "root", "tmp", "proc", "sys", "dev", "var/tmp", "home", "usr",
+    ] {
         c(&tmp.join(d))?;
     }
     let bb = tmp.join("bin/busybox");
     fs::copy(busybox, &bb).ctx(|| format!("copying {}", busybox.display()))?;
     fs::set_permissions(&bb, fs::Permissions::from_mode(0o755)).ctx(|| "chmod busybox".into())?;
     let list = run(&busybox.to_string_lossy(), &["--list"], None)?;
-    for applet in list.lines().map(str::trim).filter(|a| !a.is_empty() && !a.contains('/')) {
+    for applet in list
+        .lines()
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && !a.contains('/'))
+    {
         if applet == "busybox" {
             continue;
         }
         let _ = symlink("busybox", tmp.join("bin").join(applet));
     }
-    for (link, to) in [("sbin", "bin"), ("usr/bin", "../bin"), ("usr/sbin", "../bin")] {
+    for (link, to) in [
+        ("sbin", "bin"),
+        ("usr/bin", "../bin"),
+        ("usr/sbin", "../bin"),
+    ] {
         symlink(to, tmp.join(link)).ctx(|| format!("linking {link}"))?;
     }
     let files = [
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        ),
         ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
         ("etc/hosts", "127.0.0.1 localhost\n"),
         ("etc/resolv.conf", ""),
@@ -93,7 +108,8 @@ fn build_base(state_dir: &Path) -> Result<(), NodeError> {
     for (path, text) in files {
         fs::write(tmp.join(path), text).ctx(|| format!("writing {path}"))?;
     }
-    fs::set_permissions(tmp.join("tmp"), fs::Permissions::from_mode(0o1777)).ctx(|| "chmod tmp".into())?;
+    fs::set_permissions(tmp.join("tmp"), fs::Permissions::from_mode(0o1777))
+        .ctx(|| "chmod tmp".into())?;
     publish(&tmp, &names::image_dir(state_dir, DEFAULT_IMAGE))
 }
 
@@ -153,7 +169,10 @@ mod tests {
             Err(NodeError::ImageExists(_))
         ));
         assert!(import_image(state.path(), "Bad Name", src.path()).is_err());
-        assert!(matches!(ensure_image(state.path(), "nope"), Err(NodeError::NoSuchImage(_))));
+        assert!(matches!(
+            ensure_image(state.path(), "nope"),
+            Err(NodeError::NoSuchImage(_))
+        ));
         assert_eq!(list_images(state.path()), vec!["demo".to_string()]);
     }
 

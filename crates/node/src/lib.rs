@@ -44,16 +44,20 @@ pub struct CleanupReport {
     pub cgroups: usize,
     pub veths: usize,
     pub nft_rules: usize,
-    pub bridge: bool,
+    pub gateway_if: bool,
     pub nft_table: bool,
     /// Sliver directories (writable layers) deleted; only with `purge`.
     pub sliver_dirs: usize,
 }
 
 /// `slicelab node cleanup`: removes every kernel object of this node instance found by the naming
-/// scheme — sliver processes (by cgroup), cgroups, veths, nft rules and table, bridge — even with
+/// scheme — sliver processes (by cgroup), cgroups, veths, nft rules and table, gateway interface — even with
 /// no node manager running and no state files. Slivers' writable layers are kept unless `purge`.
-pub fn cleanup(state_dir: &Path, names: &NodeNames, purge: bool) -> Result<CleanupReport, NodeError> {
+pub fn cleanup(
+    state_dir: &Path,
+    names: &NodeNames,
+    purge: bool,
+) -> Result<CleanupReport, NodeError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(NodeError::NotRoot);
     }
@@ -90,7 +94,7 @@ pub fn cleanup(state_dir: &Path, names: &NodeNames, purge: bool) -> Result<Clean
         cmd::run("ip", &["link", "del", &v], None)?;
         report.veths += 1;
     }
-    report.bridge = net::link_exists(&names.bridge);
+    report.gateway_if = net::link_exists(&names.gateway_if);
     report.nft_table = cmd::run("nft", &["list", "table", "inet", &names.nft_table], None).is_ok();
     if report.nft_table {
         report.nft_rules = rules;
@@ -103,6 +107,10 @@ pub fn cleanup(state_dir: &Path, names: &NodeNames, purge: bool) -> Result<Clean
 /// A command that runs `argv` inside the running sliver of `slice`, joined to its namespaces and
 /// cgroup under the same confinement as its init (capabilities, `no_new_privs`, seccomp). Stdio is
 /// inherited; spawn or `output()` it. For `slicelab exec` and the SSH gateway.
-pub fn exec_in_sliver(cfg: &RuntimeConfig, slice: &str, argv: &[String]) -> Result<Command, NodeError> {
+pub fn exec_in_sliver(
+    cfg: &RuntimeConfig,
+    slice: &str,
+    argv: &[String],
+) -> Result<Command, NodeError> {
     LinuxRuntime::open(cfg.clone())?.exec_command(slice, argv)
 }

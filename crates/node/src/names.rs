@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 /// machine (the `slicelab up` testbed, each in its own netns), so all of these are configurable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeNames {
-    /// Bridge the slivers' veths are attached to; carries the gateway address (`.1` of `subnet`).
-    pub bridge: String,
+    /// Interface holding the gateway address (`.1` of `subnet`); see `net` for the design.
+    pub gateway_if: String,
     /// The sliver network, a /24 given by its first address; internal to the machine.
     pub subnet: Ipv4Addr,
     /// nftables table (family `inet`) holding NAT, isolation and port-forward rules.
@@ -21,7 +21,7 @@ pub struct NodeNames {
 impl Default for NodeNames {
     fn default() -> Self {
         Self {
-            bridge: "slbr0".into(),
+            gateway_if: "slbr0".into(),
             subnet: Ipv4Addr::new(10, 77, 0, 0),
             nft_table: "slicelab".into(),
             cgroup_parent: "slicelab".into(),
@@ -44,15 +44,28 @@ impl NodeNames {
     }
 
     pub(crate) fn check(&self) -> Result<(), crate::NodeError> {
-        let bad = |what: &'static str, message: String| Err(crate::NodeError::Invalid { what, message });
-        if self.bridge.is_empty() || self.bridge.len() > 15 || !self.bridge.chars().all(safe_char) {
-            return bad("bridge name", format!("{:?}: 1..15 characters of [a-z0-9_-]", self.bridge));
+        let bad =
+            |what: &'static str, message: String| Err(crate::NodeError::Invalid { what, message });
+        if self.gateway_if.is_empty()
+            || self.gateway_if.len() > 15
+            || !self.gateway_if.chars().all(safe_char)
+        {
+            return bad(
+                "gateway interface name",
+                format!("{:?}: 1..15 characters of [a-z0-9_-]", self.gateway_if),
+            );
         }
-        if self.bridge.starts_with("sl-") {
-            return bad("bridge name", "must not start with `sl-` (sliver veths do)".into());
+        if self.gateway_if.starts_with("sl-") {
+            return bad(
+                "gateway interface name",
+                "must not start with `sl-` (sliver veths do)".into(),
+            );
         }
         if self.nft_table.is_empty() || !self.nft_table.chars().all(safe_char) {
-            return bad("nft table", format!("{:?}: [a-z0-9_-] only", self.nft_table));
+            return bad(
+                "nft table",
+                format!("{:?}: [a-z0-9_-] only", self.nft_table),
+            );
         }
         if self.cgroup_parent.is_empty()
             || !self

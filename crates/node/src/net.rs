@@ -1,13 +1,18 @@
 //! Sliver networking.
 //!
-//! Design: one bridge per node instance carries the gateway (`.1` of the sliver /24); each sliver
-//! gets a veth whose host end `sl-<slice>` is a bridge port and whose other end is `eth0` in the
-//! sliver's netns. Every sliver port is a bridge *isolated* port, so the kernel never forwards a
-//! frame between two slivers: each can reach only the host (the gateway). Routed traffic between
-//! slivers through the host is dropped by the nft forward chain, except connections that were
-//! DNAT-ed to a node port (the public way in, hairpin-masqueraded). Outbound traffic is
-//! masqueraded to the node's uplink. Port forwards are rules commented `sl-<slice>`, so they are
-//! found and deleted by name.
+//! Design: a *routed* veth per sliver. The host end `sl-<slice>` carries the node's gateway
+//! address (`.1` of the sliver /24, as a /32) and a /32 route to the sliver; the other end is
+//! `eth0` in the sliver's netns with the sliver's address and a default route via the gateway.
+//! Every packet between two slivers therefore crosses the host's IP forward path, where the nft
+//! forward chain drops it unless it was DNAT-ed to a node port (the public way in, hairpin-
+//! masqueraded). A bridge was tried first: with `br_netfilter` loaded (as on these machines) the
+//! kernel turns a DNAT back onto the same bridge into an L2 forward, which bridge port isolation
+//! then drops, so the public-port path between slivers broke depending on a host module; the
+//! routed design behaves the same with or without it. Outbound traffic is masqueraded to the
+//! node's uplink. Port forwards are rules commented `sl-<slice>`, found and deleted by name.
+//! `NodeNames::gateway_if` is a port-less bridge holding the gateway address (and a blackhole
+//! /24 route for unused sliver addresses) even when no sliver runs; a bridge because every kernel
+//! has it, unlike `dummy`.
 
 use std::net::Ipv4Addr;
 
@@ -26,17 +31,17 @@ fn table_exists(n: &NodeNames) -> bool {
     run("nft", &["list", "table", "inet", &n.nft_table], None).is_ok()
 }
 
-/// Creates the bridge, enables forwarding and installs the node's nft table. Idempotent.
+/// Creates the gateway interface, enables forwarding and installs the node's nft table. Idempotent.
 pub fn ensure_node(n: &NodeNames) -> Result<(), NodeError> {
-    if !link_exists(&n.bridge) {
+    if !link_exists(&n.gateway_if) {
         let gw = format!("{}/24", n.gateway());
         let batch = format!(
             "link add {b} type bridge\naddr add {gw} dev {b}\nlink set {b} up\n",
-            b = n.bridge
+            b = n.gateway_if
         );
         if let Err(e) = run("ip", &["-batch", "-"], Some(&batch)) {
             // Another node manager instance may have raced us; only fail if it is still missing.
-            if !link_exists(&n.bridge) {
+            if !link_exists(&n.gateway_if) {
                 return Err(e);
             }
         }
@@ -57,40 +62,39 @@ fn table_script(n: &NodeNames) -> String {
   chain postrouting {{
     type nat hook postrouting priority 100; policy accept;
     ip saddr {net} ip daddr != {net} masquerade
-    oifname "{br}" ip saddr {net} ct status dnat masquerade
+    ip saddr {net} ip daddr {net} ct status dnat masquerade
   }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
-    oifname "{br}" ct state established,related accept
-    oifname "{br}" ct status dnat accept
-    oifname "{br}" drop
+    ip daddr {net} ct state established,related accept
+    ip daddr {net} ct status dnat accept
+    ip daddr {net} drop
   }}
 }}
 "#,
         t = n.nft_table,
         net = n.subnet_cidr(),
-        br = n.bridge
     )
 }
 
-/// Plugs the sliver whose init is `pid` into the bridge with `addr`.
+/// Plugs the sliver whose init is `pid` into the node's network with `addr`.
 pub fn attach(n: &NodeNames, slice: &str, pid: i32, addr: Ipv4Addr) -> Result<(), NodeError> {
     let veth = names::veth_name(slice);
     if link_exists(&veth) {
         // Left from a previous incarnation whose netns is somehow still alive.
         let _ = run("ip", &["link", "del", &veth], None);
     }
+    let gw = n.gateway();
     let host = format!(
         "link add {veth} type veth peer name eth0 netns {pid}\n\
-         link set {veth} master {br}\n\
-         link set dev {veth} type bridge_slave isolated on learning off\n\
-         link set {veth} up\n",
-        br = n.bridge
+         addr add {gw}/32 dev {veth}\n\
+         link set {veth} up\n\
+         route replace {addr}/32 dev {veth}\n"
     );
     run("ip", &["-batch", "-"], Some(&host))?;
     let inside = format!(
-        "link set lo up\naddr add {addr}/24 dev eth0\nlink set eth0 up\nroute add default via {gw}\n",
-        gw = n.gateway()
+        "link set lo up\naddr add {addr}/32 dev eth0\nlink set eth0 up\n\
+         route add {gw}/32 dev eth0\nroute add default via {gw} dev eth0\n"
     );
     let netns = format!("--net=/proc/{pid}/ns/net");
     run("nsenter", &[&netns, "ip", "-batch", "-"], Some(&inside))?;
@@ -111,7 +115,11 @@ fn sliver_rules(n: &NodeNames, slice: Option<&str>) -> Result<Vec<(String, u64)>
     if !table_exists(n) {
         return Ok(vec![]);
     }
-    let out = run("nft", &["-j", "-a", "list", "table", "inet", &n.nft_table], None)?;
+    let out = run(
+        "nft",
+        &["-j", "-a", "list", "table", "inet", &n.nft_table],
+        None,
+    )?;
     let v: Value = serde_json::from_str(&out).map_err(|e| NodeError::Invalid {
         what: "nft output",
         message: e.to_string(),
@@ -119,7 +127,9 @@ fn sliver_rules(n: &NodeNames, slice: Option<&str>) -> Result<Vec<(String, u64)>
     let want = slice.map(names::nft_comment);
     let mut found = Vec::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
-        let Some(rule) = item.get("rule") else { continue };
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
         let comment = rule["comment"].as_str().unwrap_or("");
         let matches = match &want {
             Some(w) => comment == w,
@@ -141,7 +151,11 @@ pub fn count_rules(n: &NodeNames) -> usize {
     };
     serde_json::from_str::<Value>(&out)
         .ok()
-        .and_then(|v| v["nftables"].as_array().map(|a| a.iter().filter(|i| i.get("rule").is_some()).count()))
+        .and_then(|v| {
+            v["nftables"]
+                .as_array()
+                .map(|a| a.iter().filter(|i| i.get("rule").is_some()).count())
+        })
         .unwrap_or(0)
 }
 
@@ -158,7 +172,12 @@ pub fn remove_ports(n: &NodeNames, slice: Option<&str>) -> Result<(), NodeError>
 }
 
 /// Replaces the sliver's port forwards with `ports`, all in one nft transaction.
-pub fn set_ports(n: &NodeNames, slice: &str, addr: Ipv4Addr, ports: &[PortForward]) -> Result<(), NodeError> {
+pub fn set_ports(
+    n: &NodeNames,
+    slice: &str,
+    addr: Ipv4Addr,
+    ports: &[PortForward],
+) -> Result<(), NodeError> {
     let mut batch: String = sliver_rules(n, Some(slice))?
         .iter()
         .map(|(chain, h)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
@@ -185,20 +204,20 @@ pub fn set_ports(n: &NodeNames, slice: &str, addr: Ipv4Addr, ports: &[PortForwar
     run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
 }
 
-/// Deletes the node's table and bridge.
+/// Deletes the node's table and gateway interface.
 pub fn teardown_node(n: &NodeNames) -> Result<(), NodeError> {
     if table_exists(n) {
         run("nft", &["delete", "table", "inet", &n.nft_table], None)?;
     }
-    if link_exists(&n.bridge) {
-        run("ip", &["link", "del", &n.bridge], None)?;
+    if link_exists(&n.gateway_if) {
+        run("ip", &["link", "del", &n.gateway_if], None)?;
     }
     Ok(())
 }
 
-/// Host ends of sliver veths attached to the node's bridge.
-pub fn list_veths(n: &NodeNames) -> Vec<String> {
-    let Ok(out) = run("ip", &["-j", "link", "show", "master", &n.bridge], None) else {
+/// Host ends of sliver veths (by name: one node instance per network namespace).
+pub fn list_veths(_n: &NodeNames) -> Vec<String> {
+    let Ok(out) = run("ip", &["-j", "link", "show", "type", "veth"], None) else {
         return vec![];
     };
     serde_json::from_str::<Value>(&out)
@@ -222,7 +241,7 @@ mod tests {
     #[test]
     fn table_isolates_and_masquerades_the_configured_range() {
         let n = NodeNames {
-            bridge: "slbr7".into(),
+            gateway_if: "slbr7".into(),
             subnet: Ipv4Addr::new(10, 77, 7, 0),
             nft_table: "slicelab_7".into(),
             cgroup_parent: "x".into(),
@@ -230,7 +249,7 @@ mod tests {
         let s = table_script(&n);
         assert!(s.contains("table inet slicelab_7"));
         assert!(s.contains("ip saddr 10.77.7.0/24 ip daddr != 10.77.7.0/24 masquerade"));
-        assert!(s.contains("oifname \"slbr7\" drop"));
+        assert!(s.contains("ip daddr 10.77.7.0/24 drop"));
         assert_eq!(n.gateway(), Ipv4Addr::new(10, 77, 7, 1));
     }
 }

@@ -46,7 +46,8 @@ impl Action {
 
 /// Changes that a running sliver cannot take live: its root filesystem or its service.
 fn needs_restart(old: &SliverSpec, new: &SliverSpec) -> bool {
-    old.resources.image != new.resources.image || old.resources.initscript != new.resources.initscript
+    old.resources.image != new.resources.image
+        || old.resources.initscript != new.resources.initscript
 }
 
 /// What to do so that the node matches `desired`. Destroys come first so that addresses and
@@ -59,8 +60,10 @@ pub fn plan(desired: &[SliverSpec], observed: &[ObservedSliver], now: i64) -> Ve
         .filter(|d| d.expires > now)
         .map(|d| (d.slice_name.as_str(), d))
         .collect();
-    let observed: BTreeMap<&str, &ObservedSliver> =
-        observed.iter().map(|o| (o.slice_name.as_str(), o)).collect();
+    let observed: BTreeMap<&str, &ObservedSliver> = observed
+        .iter()
+        .map(|o| (o.slice_name.as_str(), o))
+        .collect();
 
     let mut destroys = Vec::new();
     let mut rest = Vec::new();
@@ -80,7 +83,8 @@ pub fn plan(desired: &[SliverSpec], observed: &[ObservedSliver], now: i64) -> Ve
             Some(o) => {
                 let mut running = o.running;
                 // A new spec may fix what failed, so it is tried at once.
-                let may_start = o.failure.is_none() || now >= o.retry_after || o.spec.as_ref() != Some(*d);
+                let may_start =
+                    o.failure.is_none() || now >= o.retry_after || o.spec.as_ref() != Some(*d);
                 match &o.spec {
                     None => rest.push(Action::Create((*d).clone())),
                     Some(old) if old != *d => {
@@ -143,14 +147,22 @@ mod tests {
     #[test]
     fn new_stopped_sliver_is_only_created() {
         let d = spec("pl_a", false);
-        assert_eq!(plan(std::slice::from_ref(&d), &[], 10), vec![Action::Create(d)]);
+        assert_eq!(
+            plan(std::slice::from_ref(&d), &[], 10),
+            vec![Action::Create(d)]
+        );
     }
 
     #[test]
     fn converged_state_plans_nothing() {
         let a = spec("pl_a", true);
         let b = spec("pl_b", false);
-        assert!(plan(&[a.clone(), b.clone()], &[obs(&a, true), obs(&b, false)], 10).is_empty());
+        assert!(plan(
+            &[a.clone(), b.clone()],
+            &[obs(&a, true), obs(&b, false)],
+            10
+        )
+        .is_empty());
     }
 
     #[test]
@@ -175,8 +187,15 @@ mod tests {
     fn crashed_sliver_is_restarted_and_disabled_one_stopped() {
         let a = spec("pl_a", true);
         let b = spec("pl_b", false);
-        let p = plan(&[a.clone(), b.clone()], &[obs(&a, false), obs(&b, true)], 10);
-        assert_eq!(p, vec![Action::Start("pl_a".into()), Action::Stop("pl_b".into())]);
+        let p = plan(
+            &[a.clone(), b.clone()],
+            &[obs(&a, false), obs(&b, true)],
+            10,
+        );
+        assert_eq!(
+            p,
+            vec![Action::Start("pl_a".into()), Action::Stop("pl_b".into())]
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ pub struct LinuxRuntime {
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl LinuxRuntime {
-    /// Opens the runtime and sets up the node's bridge and nft table.
+    /// Opens the runtime and sets up the node's gateway interface and nft table.
     pub fn new(cfg: RuntimeConfig) -> Result<Self, NodeError> {
         let rt = Self::open(cfg)?;
         net::ensure_node(&rt.cfg.names)?;
@@ -109,7 +109,8 @@ impl LinuxRuntime {
 
     fn record(&self, slice: &str) -> Result<SliverRecord, NodeError> {
         names::check_slice_name(slice)?;
-        state::load(&self.cfg.state_dir, slice)?.ok_or_else(|| NodeError::NoSuchSliver(slice.into()))
+        state::load(&self.cfg.state_dir, slice)?
+            .ok_or_else(|| NodeError::NoSuchSliver(slice.into()))
     }
 
     /// The live init of a sliver, if any.
@@ -152,7 +153,9 @@ impl LinuxRuntime {
             .clone()
             .unwrap_or_else(|| image::DEFAULT_IMAGE.to_string());
         let lower = image::ensure_image(&self.cfg.state_dir, &image_name)?;
-        let address = rec.address.ok_or_else(|| fail("no address allocated".into()))?;
+        let address = rec
+            .address
+            .ok_or_else(|| fail("no address allocated".into()))?;
         // Leftovers of a previous incarnation (exec helpers, a half-started init).
         self.cgroups.kill_all(slice, Duration::from_secs(5));
         self.cgroups.create(slice, &rec.spec.resources)?;
@@ -210,7 +213,9 @@ impl LinuxRuntime {
                         error = Some(e.to_string());
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => error = Some("timed out building the sliver".into()),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    error = Some("timed out building the sliver".into())
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     error = Some("sliver init exited during setup (see console.log)".into())
                 }
@@ -233,7 +238,8 @@ impl LinuxRuntime {
         let Some(id) = ProcId::of(pid) else {
             return Err(abort(&mut child, Some(pid), "sliver init vanished".into()));
         };
-        let wire = net::attach(n, slice, pid, address).and_then(|_| net::set_ports(n, slice, address, &rec.spec.resources.ports));
+        let wire = net::attach(n, slice, pid, address)
+            .and_then(|_| net::set_ports(n, slice, address, &rec.spec.resources.ports));
         if let Err(e) = wire {
             let _ = net::remove_ports(n, Some(slice));
             return Err(abort(&mut child, Some(pid), format!("network: {e}")));
@@ -318,19 +324,21 @@ impl Runtime for LinuxRuntime {
         let mut slices = state::list_slices(&self.cfg.state_dir)?;
         // A cgroup without a state dir is a leftover of a crash mid-destroy: observe it so the
         // planner destroys it.
-        slices.extend(self.cgroups.list().into_iter().filter(|s| names::check_slice_name(s).is_ok()));
+        slices.extend(
+            self.cgroups
+                .list()
+                .into_iter()
+                .filter(|s| names::check_slice_name(s).is_ok()),
+        );
         slices.sort();
         slices.dedup();
         let mut out = Vec::new();
         for s in slices {
             let rec = state::load(&self.cfg.state_dir, &s).ok().flatten();
-            let running = rec
-                .as_ref()
-                .and_then(|r| r.init)
-                .is_some_and(|p| {
-                    reap(p.pid);
-                    p.is_alive()
-                });
+            let running = rec.as_ref().and_then(|r| r.init).is_some_and(|p| {
+                reap(p.pid);
+                p.is_alive()
+            });
             out.push(ObservedSliver {
                 slice_name: s,
                 running,

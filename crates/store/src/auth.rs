@@ -128,7 +128,13 @@ impl Store {
     }
 
     /// Deletes token `id` of `person`; `NotFound` if it is not theirs.
-    pub async fn delete_token(&self, actor: &str, now: i64, person: &PersonRecord, id: i64) -> Result<()> {
+    pub async fn delete_token(
+        &self,
+        actor: &str,
+        now: i64,
+        person: &PersonRecord,
+        id: i64,
+    ) -> Result<()> {
         let mut w = self.write().await?;
         let r = sqlx::query("DELETE FROM tokens WHERE id = $1 AND person_id = $2")
             .bind(id)

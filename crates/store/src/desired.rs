@@ -49,16 +49,17 @@ impl Store {
             }
             let runs = node.boot_state.runs_slivers();
             for (id, name, expires, enabled) in slices {
-                let tags = tag_rows
-                    .iter()
-                    .filter(|t| t.0 == id)
-                    .filter_map(|(_, n, v, node_id)| {
-                        Some(TagValue {
-                            name: TagName::parse(n).ok()?,
-                            value: v,
-                            node_id: *node_id,
-                        })
-                    });
+                let tags =
+                    tag_rows
+                        .iter()
+                        .filter(|t| t.0 == id)
+                        .filter_map(|(_, n, v, node_id)| {
+                            Some(TagValue {
+                                name: TagName::parse(n).ok()?,
+                                value: v,
+                                node_id: *node_id,
+                            })
+                        });
                 slivers.push(SliverSpec {
                     slice_id: id,
                     slice_name: name,

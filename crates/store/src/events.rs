@@ -73,7 +73,9 @@ impl Store {
         }
         let where_sql = w.where_sql();
         let total: i64 = w
-            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) FROM events {where_sql}")))
+            .bind_scalar(sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM events {where_sql}"
+            )))
             .fetch_one(self.pool())
             .await?;
         let sql = format!(

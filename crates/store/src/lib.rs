@@ -11,6 +11,7 @@ mod desired;
 mod events;
 mod nodes;
 mod persons;
+mod placement;
 mod reports;
 mod rows;
 mod sites;
@@ -54,7 +55,9 @@ pub enum Backend {
 pub(crate) fn conflict_or(e: sqlx::Error, unique: &str, foreign: &str) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         match db.kind() {
-            sqlx::error::ErrorKind::UniqueViolation => return StoreError::Conflict(unique.to_string()),
+            sqlx::error::ErrorKind::UniqueViolation => {
+                return StoreError::Conflict(unique.to_string())
+            }
             sqlx::error::ErrorKind::ForeignKeyViolation => {
                 return StoreError::Conflict(foreign.to_string())
             }
@@ -117,9 +120,8 @@ impl Store {
             {
                 if let Some(dir) = std::path::Path::new(path).parent() {
                     if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(|e| {
-                            StoreError::Db(sqlx::Error::Io(e))
-                        })?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
                     }
                 }
             }
@@ -183,7 +185,13 @@ impl Store {
 
     /// One row of `select` (which ends before its WHERE) whose `id_col` is `key` if `key` is a
     /// number, else whose `name_col` is `key`: objects are addressed by id or by name.
-    pub(crate) async fn by_id_or_name<T>(&self, select: &str, id_col: &str, name_col: &str, key: &str) -> Result<Option<T>>
+    pub(crate) async fn by_id_or_name<T>(
+        &self,
+        select: &str,
+        id_col: &str,
+        name_col: &str,
+        key: &str,
+    ) -> Result<Option<T>>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
     {

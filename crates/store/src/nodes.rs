@@ -59,10 +59,15 @@ impl Store {
 
     /// A node by id or hostname.
     pub async fn node(&self, key: &str) -> Result<Node> {
-        self.by_id_or_name::<NodeRow>(&format!("SELECT {NODE_COLS} {NODE_FROM}"), "n.id", "n.hostname", key)
-            .await?
-            .map(Into::into)
-            .ok_or_else(|| StoreError::NotFound(format!("node {key:?}")))
+        self.by_id_or_name::<NodeRow>(
+            &format!("SELECT {NODE_COLS} {NODE_FROM}"),
+            "n.id",
+            "n.hostname",
+            key,
+        )
+        .await?
+        .map(Into::into)
+        .ok_or_else(|| StoreError::NotFound(format!("node {key:?}")))
     }
 
     pub async fn node_by_key_hash(&self, hash: &str) -> Result<Option<Node>> {
@@ -88,7 +93,9 @@ impl Store {
         }
         let where_sql = w.where_sql();
         let total = w
-            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) {NODE_FROM} {where_sql}")))
+            .bind_scalar(sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) {NODE_FROM} {where_sql}"
+            )))
             .fetch_one(self.pool())
             .await?;
         let sql = format!(
@@ -99,7 +106,13 @@ impl Store {
         Ok((rows.into_iter().map(Into::into).collect(), total))
     }
 
-    pub async fn update_node(&self, actor: &str, now: i64, n: &Node, u: &NodeUpdate) -> Result<Node> {
+    pub async fn update_node(
+        &self,
+        actor: &str,
+        now: i64,
+        n: &Node,
+        u: &NodeUpdate,
+    ) -> Result<Node> {
         let mut w = self.write().await?;
         sqlx::query(
             "UPDATE nodes SET boot_state = $1, cpu_cores = $2, mem_mb = $3, disk_gb = $4, region = $5 WHERE id = $6",
@@ -129,7 +142,13 @@ impl Store {
         self.node(&n.id.to_string()).await
     }
 
-    pub async fn set_node_key(&self, actor: &str, now: i64, n: &Node, key_hash: &str) -> Result<()> {
+    pub async fn set_node_key(
+        &self,
+        actor: &str,
+        now: i64,
+        n: &Node,
+        key_hash: &str,
+    ) -> Result<()> {
         let mut w = self.write().await?;
         sqlx::query("UPDATE nodes SET key_hash = $1 WHERE id = $2")
             .bind(key_hash)

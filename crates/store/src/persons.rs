@@ -117,11 +117,17 @@ impl Store {
     /// A person by id or email.
     pub async fn person(&self, key: &str) -> Result<PersonRecord> {
         let row = self
-            .by_id_or_name::<PersonRow>(&format!("SELECT {PERSON_COLS} FROM persons p"), "p.id", "p.email", key)
+            .by_id_or_name::<PersonRow>(
+                &format!("SELECT {PERSON_COLS} FROM persons p"),
+                "p.id",
+                "p.email",
+                key,
+            )
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("person {key:?}")))?;
         let mut v = self.person_records(vec![row]).await?;
-        v.pop().ok_or_else(|| StoreError::NotFound(format!("person {key:?}")))
+        v.pop()
+            .ok_or_else(|| StoreError::NotFound(format!("person {key:?}")))
     }
 
     pub async fn list_persons(&self, f: &PersonFilter, page: Paging) -> Result<(Vec<Person>, i64)> {
@@ -134,7 +140,10 @@ impl Store {
         }
         if let Some(r) = f.role {
             // roles is a sorted comma list; match a whole element.
-            w.add("(',' || p.roles || ',') LIKE {}", Arg::S(format!("%,{},%", r.as_str())));
+            w.add(
+                "(',' || p.roles || ',') LIKE {}",
+                Arg::S(format!("%,{},%", r.as_str())),
+            );
         }
         if let Some(e) = &f.email {
             w.add("p.email = {}", Arg::S(e.clone()));
@@ -151,7 +160,9 @@ impl Store {
         }
         let where_sql = w.where_sql();
         let total = w
-            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) FROM persons p {where_sql}")))
+            .bind_scalar(sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM persons p {where_sql}"
+            )))
             .fetch_one(self.pool())
             .await?;
         let sql = format!(
@@ -241,13 +252,17 @@ impl Store {
 
     pub async fn add_key(&self, actor: &str, now: i64, p: &PersonRecord, key: &str) -> Result<Key> {
         let mut w = self.write().await?;
-        let dup: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE person_id = $1 AND key = $2")
-            .bind(p.person.id)
-            .bind(key)
-            .fetch_one(&mut *w.tx)
-            .await?;
+        let dup: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM keys WHERE person_id = $1 AND key = $2")
+                .bind(p.person.id)
+                .bind(key)
+                .fetch_one(&mut *w.tx)
+                .await?;
         if dup > 0 {
-            return Err(StoreError::Conflict(format!("{} already has this key", p.person.email)));
+            return Err(StoreError::Conflict(format!(
+                "{} already has this key",
+                p.person.email
+            )));
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO keys (person_id, key, created) VALUES ($1, $2, $3) RETURNING id",

@@ -38,8 +38,10 @@ impl Store {
         .bind(node.id)
         .fetch_all(&mut *w.tx)
         .await?;
-        let old: HashMap<String, (i64, String)> =
-            old.into_iter().map(|(id, name, st)| (name, (id, st))).collect();
+        let old: HashMap<String, (i64, String)> = old
+            .into_iter()
+            .map(|(id, name, st)| (name, (id, st)))
+            .collect();
         sqlx::query("DELETE FROM slivers WHERE node_id = $1")
             .bind(node.id)
             .execute(&mut *w.tx)
@@ -52,7 +54,9 @@ impl Store {
                     .fetch_optional(&mut *w.tx)
                     .await?;
             // A sliver of a slice central no longer has is being destroyed; nothing to keep.
-            let Some((slice_id, site_id)) = slice else { continue };
+            let Some((slice_id, site_id)) = slice else {
+                continue;
+            };
             let message: String = s.message.chars().take(2000).collect();
             sqlx::query(
                 "INSERT INTO slivers (slice_id, node_id, state, message, address, updated) \
@@ -99,10 +103,11 @@ impl Store {
 
     /// The node's last reported health, as JSON.
     pub async fn node_health(&self, node_id: i64) -> Result<Option<serde_json::Value>> {
-        let h: Option<Option<String>> = sqlx::query_scalar("SELECT health FROM nodes WHERE id = $1")
-            .bind(node_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let h: Option<Option<String>> =
+            sqlx::query_scalar("SELECT health FROM nodes WHERE id = $1")
+                .bind(node_id)
+                .fetch_optional(self.pool())
+                .await?;
         Ok(h.flatten().and_then(|s| serde_json::from_str(&s).ok()))
     }
 }

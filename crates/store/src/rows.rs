@@ -75,7 +75,8 @@ pub(crate) struct NodeRow {
     pub created: i64,
 }
 
-pub(crate) const NODE_COLS: &str = "n.id, n.hostname, s.login_base AS site, n.site_id, n.boot_state, \
+pub(crate) const NODE_COLS: &str =
+    "n.id, n.hostname, s.login_base AS site, n.site_id, n.boot_state, \
      n.cpu_cores, n.mem_mb, n.disk_gb, n.region, n.last_contact, n.created";
 
 impl From<NodeRow> for Node {

@@ -43,20 +43,31 @@ impl Store {
 
     /// A site by id or `login_base`.
     pub async fn site(&self, key: &str) -> Result<Site> {
-        self.by_id_or_name::<SiteRow>(&format!("SELECT {SITE_COLS} FROM sites"), "id", "login_base", key)
-            .await?
-            .map(Into::into)
-            .ok_or_else(|| StoreError::NotFound(format!("site {key:?}")))
+        self.by_id_or_name::<SiteRow>(
+            &format!("SELECT {SITE_COLS} FROM sites"),
+            "id",
+            "login_base",
+            key,
+        )
+        .await?
+        .map(Into::into)
+        .ok_or_else(|| StoreError::NotFound(format!("site {key:?}")))
     }
 
-    pub async fn list_sites(&self, login_base: Option<&str>, page: Paging) -> Result<(Vec<Site>, i64)> {
+    pub async fn list_sites(
+        &self,
+        login_base: Option<&str>,
+        page: Paging,
+    ) -> Result<(Vec<Site>, i64)> {
         let mut w = Filter::default();
         if let Some(l) = login_base {
             w.add("login_base = {}", Arg::S(l.to_string()));
         }
         let where_sql = w.where_sql();
         let total = w
-            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) FROM sites {where_sql}")))
+            .bind_scalar(sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM sites {where_sql}"
+            )))
             .fetch_one(self.pool())
             .await?;
         let sql = format!(
@@ -67,7 +78,13 @@ impl Store {
         Ok((rows.into_iter().map(Into::into).collect(), total))
     }
 
-    pub async fn update_site(&self, actor: &str, now: i64, site: &Site, u: &SiteUpdate) -> Result<Site> {
+    pub async fn update_site(
+        &self,
+        actor: &str,
+        now: i64,
+        site: &Site,
+        u: &SiteUpdate,
+    ) -> Result<Site> {
         let mut w = self.write().await?;
         sqlx::query(
             "UPDATE sites SET name = $1, url = $2, max_slices = $3, latitude = $4, longitude = $5, enabled = $6 \

@@ -26,7 +26,8 @@ struct SliceRow {
     created: i64,
 }
 
-const SLICE_COLS: &str = "sl.id, sl.name, s.login_base AS site, sl.site_id, sl.description, sl.url, \
+const SLICE_COLS: &str =
+    "sl.id, sl.name, s.login_base AS site, sl.site_id, sl.description, sl.url, \
      sl.expires, sl.enabled, sl.created";
 const SLICE_FROM: &str = "FROM slices sl JOIN sites s ON s.id = sl.site_id";
 
@@ -139,7 +140,12 @@ impl Store {
     /// A slice by id or name.
     pub async fn slice(&self, key: &str) -> Result<Slice> {
         let row = self
-            .by_id_or_name::<SliceRow>(&format!("SELECT {SLICE_COLS} {SLICE_FROM}"), "sl.id", "sl.name", key)
+            .by_id_or_name::<SliceRow>(
+                &format!("SELECT {SLICE_COLS} {SLICE_FROM}"),
+                "sl.id",
+                "sl.name",
+                key,
+            )
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("slice {key:?}")))?;
         self.slice_from_row(row).await
@@ -164,7 +170,9 @@ impl Store {
         }
         let where_sql = w.where_sql();
         let total = w
-            .bind_scalar(sqlx::query_scalar(&format!("SELECT COUNT(*) {SLICE_FROM} {where_sql}")))
+            .bind_scalar(sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) {SLICE_FROM} {where_sql}"
+            )))
             .fetch_one(self.pool())
             .await?;
         let sql = format!(
@@ -179,7 +187,13 @@ impl Store {
         Ok((out, total))
     }
 
-    pub async fn update_slice(&self, actor: &str, now: i64, sl: &Slice, u: &SliceUpdate) -> Result<Slice> {
+    pub async fn update_slice(
+        &self,
+        actor: &str,
+        now: i64,
+        sl: &Slice,
+        u: &SliceUpdate,
+    ) -> Result<Slice> {
         let mut w = self.write().await?;
         sqlx::query("UPDATE slices SET description = $1, url = $2, enabled = $3 WHERE id = $4")
             .bind(u.description.as_deref().unwrap_or(&sl.description))
@@ -188,20 +202,33 @@ impl Store {
             .bind(sl.id)
             .execute(&mut *w.tx)
             .await?;
-        w.slice_event(now, actor, "slice.update", sl, json!(u)).await?;
+        w.slice_event(now, actor, "slice.update", sl, json!(u))
+            .await?;
         w.commit().await?;
         self.slice(&sl.id.to_string()).await
     }
 
-    pub async fn renew_slice(&self, actor: &str, now: i64, sl: &Slice, expires: i64) -> Result<Slice> {
+    pub async fn renew_slice(
+        &self,
+        actor: &str,
+        now: i64,
+        sl: &Slice,
+        expires: i64,
+    ) -> Result<Slice> {
         let mut w = self.write().await?;
         sqlx::query("UPDATE slices SET expires = $1 WHERE id = $2")
             .bind(expires)
             .bind(sl.id)
             .execute(&mut *w.tx)
             .await?;
-        w.slice_event(now, actor, "slice.renew", sl, json!({"from": sl.expires, "to": expires}))
-            .await?;
+        w.slice_event(
+            now,
+            actor,
+            "slice.renew",
+            sl,
+            json!({"from": sl.expires, "to": expires}),
+        )
+        .await?;
         w.commit().await?;
         self.slice(&sl.id.to_string()).await
     }
@@ -212,20 +239,29 @@ impl Store {
             .bind(sl.id)
             .execute(&mut *w.tx)
             .await?;
-        w.slice_event(now, actor, "slice.delete", sl, json!({"nodes": sl.nodes})).await?;
+        w.slice_event(now, actor, "slice.delete", sl, json!({"nodes": sl.nodes}))
+            .await?;
         w.commit().await
     }
 
     /// Adds nodes (ids with hostnames, for the log); those already in the slice are left as they are.
-    pub async fn add_slice_nodes(&self, actor: &str, now: i64, sl: &Slice, nodes: &[(i64, String)]) -> Result<Slice> {
+    pub async fn add_slice_nodes(
+        &self,
+        actor: &str,
+        now: i64,
+        sl: &Slice,
+        nodes: &[(i64, String)],
+    ) -> Result<Slice> {
         let mut w = self.write().await?;
         let mut added = Vec::new();
         for (id, host) in nodes {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM slice_nodes WHERE slice_id = $1 AND node_id = $2")
-                .bind(sl.id)
-                .bind(*id)
-                .fetch_one(&mut *w.tx)
-                .await?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM slice_nodes WHERE slice_id = $1 AND node_id = $2",
+            )
+            .bind(sl.id)
+            .bind(*id)
+            .fetch_one(&mut *w.tx)
+            .await?;
             if n == 0 {
                 sqlx::query("INSERT INTO slice_nodes (slice_id, node_id) VALUES ($1, $2)")
                     .bind(sl.id)
@@ -236,13 +272,20 @@ impl Store {
             }
         }
         if !added.is_empty() {
-            w.slice_event(now, actor, "slice.add_nodes", sl, json!({"nodes": added})).await?;
+            w.slice_event(now, actor, "slice.add_nodes", sl, json!({"nodes": added}))
+                .await?;
         }
         w.commit().await?;
         self.slice(&sl.id.to_string()).await
     }
 
-    pub async fn remove_slice_node(&self, actor: &str, now: i64, sl: &Slice, node: (i64, &str)) -> Result<Slice> {
+    pub async fn remove_slice_node(
+        &self,
+        actor: &str,
+        now: i64,
+        sl: &Slice,
+        node: (i64, &str),
+    ) -> Result<Slice> {
         let mut w = self.write().await?;
         let r = sqlx::query("DELETE FROM slice_nodes WHERE slice_id = $1 AND node_id = $2")
             .bind(sl.id)
@@ -250,9 +293,13 @@ impl Store {
             .execute(&mut *w.tx)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("node {} in slice {}", node.1, sl.name)));
+            return Err(StoreError::NotFound(format!(
+                "node {} in slice {}",
+                node.1, sl.name
+            )));
         }
-        w.slice_event(now, actor, "slice.remove_node", sl, json!({"node": node.1})).await?;
+        w.slice_event(now, actor, "slice.remove_node", sl, json!({"node": node.1}))
+            .await?;
         w.commit().await?;
         self.slice(&sl.id.to_string()).await
     }
@@ -267,12 +314,13 @@ impl Store {
         let mut w = self.write().await?;
         let mut added = Vec::new();
         for (id, email) in persons {
-            let n: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM slice_persons WHERE slice_id = $1 AND person_id = $2")
-                    .bind(sl.id)
-                    .bind(*id)
-                    .fetch_one(&mut *w.tx)
-                    .await?;
+            let n: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM slice_persons WHERE slice_id = $1 AND person_id = $2",
+            )
+            .bind(sl.id)
+            .bind(*id)
+            .fetch_one(&mut *w.tx)
+            .await?;
             if n == 0 {
                 sqlx::query("INSERT INTO slice_persons (slice_id, person_id) VALUES ($1, $2)")
                     .bind(sl.id)
@@ -283,7 +331,14 @@ impl Store {
             }
         }
         if !added.is_empty() {
-            w.slice_event(now, actor, "slice.add_persons", sl, json!({"persons": added})).await?;
+            w.slice_event(
+                now,
+                actor,
+                "slice.add_persons",
+                sl,
+                json!({"persons": added}),
+            )
+            .await?;
         }
         w.commit().await?;
         self.slice(&sl.id.to_string()).await
@@ -303,20 +358,31 @@ impl Store {
             .execute(&mut *w.tx)
             .await?;
         if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("person {} in slice {}", person.1, sl.name)));
+            return Err(StoreError::NotFound(format!(
+                "person {} in slice {}",
+                person.1, sl.name
+            )));
         }
-        w.slice_event(now, actor, "slice.remove_person", sl, json!({"person": person.1}))
-            .await?;
+        w.slice_event(
+            now,
+            actor,
+            "slice.remove_person",
+            sl,
+            json!({"person": person.1}),
+        )
+        .await?;
         w.commit().await?;
         self.slice(&sl.id.to_string()).await
     }
 
     pub async fn is_slice_member(&self, slice_id: i64, person_id: i64) -> Result<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM slice_persons WHERE slice_id = $1 AND person_id = $2")
-            .bind(slice_id)
-            .bind(person_id)
-            .fetch_one(self.pool())
-            .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM slice_persons WHERE slice_id = $1 AND person_id = $2",
+        )
+        .bind(slice_id)
+        .bind(person_id)
+        .fetch_one(self.pool())
+        .await?;
         Ok(n > 0)
     }
 
@@ -392,10 +458,19 @@ impl Store {
     ) -> Result<()> {
         let mut w = self.write().await?;
         if delete_tag(&mut w, sl.id, tag, node.map(|n| n.0)).await? == 0 {
-            return Err(StoreError::NotFound(format!("tag {tag} of slice {}", sl.name)));
+            return Err(StoreError::NotFound(format!(
+                "tag {tag} of slice {}",
+                sl.name
+            )));
         }
-        w.slice_event(now, actor, "slice.tag_delete", sl, json!({"tag": tag, "node": node.map(|n| n.1)}))
-            .await?;
+        w.slice_event(
+            now,
+            actor,
+            "slice.tag_delete",
+            sl,
+            json!({"tag": tag, "node": node.map(|n| n.1)}),
+        )
+        .await?;
         w.commit().await
     }
 
@@ -430,7 +505,12 @@ impl Store {
     }
 }
 
-async fn delete_tag(w: &mut WriteTx<'_>, slice_id: i64, tag: TagName, node_id: Option<i64>) -> Result<u64> {
+async fn delete_tag(
+    w: &mut WriteTx<'_>,
+    slice_id: i64,
+    tag: TagName,
+    node_id: Option<i64>,
+) -> Result<u64> {
     let r = match node_id {
         Some(n) => {
             sqlx::query("DELETE FROM slice_tags WHERE slice_id = $1 AND name = $2 AND node_id = $3")
@@ -441,11 +521,13 @@ async fn delete_tag(w: &mut WriteTx<'_>, slice_id: i64, tag: TagName, node_id: O
                 .await?
         }
         None => {
-            sqlx::query("DELETE FROM slice_tags WHERE slice_id = $1 AND name = $2 AND node_id IS NULL")
-                .bind(slice_id)
-                .bind(tag.as_str())
-                .execute(&mut *w.tx)
-                .await?
+            sqlx::query(
+                "DELETE FROM slice_tags WHERE slice_id = $1 AND name = $2 AND node_id IS NULL",
+            )
+            .bind(slice_id)
+            .bind(tag.as_str())
+            .execute(&mut *w.tx)
+            .await?
         }
     };
     Ok(r.rows_affected())

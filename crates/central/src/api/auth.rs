@@ -3,7 +3,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use slicelab_model::objects::ErrorBody;
 use slicelab_model::time::DAY;
-use slicelab_model::{names, ApiToken, LoginRequest, LoginResponse, NewApiToken, Person, TokenCreate};
+use slicelab_model::{
+    names, ApiToken, LoginRequest, LoginResponse, NewApiToken, Person, TokenCreate,
+};
 use slicelab_store::{StoreError, TokenKind};
 
 use crate::auth::{new_secret, secret_hash, verify_password, Caller, PERSON_TOKEN_PREFIX};
@@ -16,13 +18,19 @@ pub const SESSION_LIFETIME: i64 = 7 * DAY;
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
-pub async fn login(State(st): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+pub async fn login(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
     let rec = match st.store.person(&req.email).await {
         Ok(r) => Some(r),
         Err(StoreError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let hash = rec.as_ref().filter(|r| r.person.enabled).and_then(|r| r.password_hash.clone());
+    let hash = rec
+        .as_ref()
+        .filter(|r| r.person.enabled)
+        .and_then(|r| r.password_hash.clone());
     let ok = verify_password(req.password, hash).await;
     let (Some(rec), true) = (rec, ok) else {
         return Err(ApiError::unauthorized("wrong email or password"));
@@ -52,7 +60,9 @@ pub async fn login(State(st): State<AppState>, ApiJson(req): ApiJson<LoginReques
 pub async fn logout(State(st): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     let me = caller.person()?;
     if let Some(id) = caller.token_id {
-        st.store.delete_token(&caller.label(), crate::now(), me, id).await?;
+        st.store
+            .delete_token(&caller.label(), crate::now(), me, id)
+            .await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -64,7 +74,10 @@ pub async fn whoami(caller: Caller) -> ApiResult<Json<Person>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", responses((status = 200, body = Vec<ApiToken>)))]
-pub async fn list_tokens(State(st): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiToken>>> {
+pub async fn list_tokens(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<ApiToken>>> {
     let me = caller.person()?;
     Ok(Json(st.store.list_tokens(me.person.id).await?))
 }
@@ -81,24 +94,41 @@ pub async fn create_token(
     names::required_text("name", &t.name, 64)?;
     let days = t.days.unwrap_or(365);
     if !(1..=3650).contains(&days) {
-        return Err(ApiError::invalid("days", format!("{days} is outside 1..=3650")));
+        return Err(ApiError::invalid(
+            "days",
+            format!("{days} is outside 1..=3650"),
+        ));
     }
     let token = new_secret(PERSON_TOKEN_PREFIX);
     let now = crate::now();
     let info = st
         .store
-        .create_token(&caller.label(), now, me, TokenKind::Api, &t.name, &secret_hash(&token), now + days * DAY)
+        .create_token(
+            &caller.label(),
+            now,
+            me,
+            TokenKind::Api,
+            &t.name,
+            &secret_hash(&token),
+            now + days * DAY,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(NewApiToken { token, info })))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_token(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let me = caller.person()?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("token id {id:?} is not a number")))?;
-    st.store.delete_token(&caller.label(), crate::now(), me, id).await?;
+    st.store
+        .delete_token(&caller.label(), crate::now(), me, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -30,7 +30,11 @@ pub struct EventQuery {
 /// events of their sites' objects.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
     responses((status = 200, body = Page<Event>)))]
-pub async fn list(State(st): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<EventQuery>) -> ApiResult<Json<Page<Event>>> {
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<EventQuery>,
+) -> ApiResult<Json<Page<Event>>> {
     let me = caller.person()?;
     let p = paging(q.limit, q.offset)?;
     let f = EventFilter {

@@ -27,28 +27,51 @@ pub fn router() -> Router<AppState> {
         .route("/tokens", get(auth::list_tokens).post(auth::create_token))
         .route("/tokens/{id}", delete(auth::delete_token))
         .route("/sites", get(sites::list).post(sites::create))
-        .route("/sites/{site}", get(sites::show).patch(sites::update).delete(sites::remove))
+        .route(
+            "/sites/{site}",
+            get(sites::show).patch(sites::update).delete(sites::remove),
+        )
         .route("/persons", get(persons::list).post(persons::create))
         .route(
             "/persons/{person}",
-            get(persons::show).patch(persons::update).delete(persons::remove),
+            get(persons::show)
+                .patch(persons::update)
+                .delete(persons::remove),
         )
-        .route("/persons/{person}/keys", get(persons::list_keys).post(persons::add_key))
+        .route(
+            "/persons/{person}/keys",
+            get(persons::list_keys).post(persons::add_key),
+        )
         .route("/keys/{id}", delete(persons::delete_key))
         .route("/nodes", get(nodes::list).post(nodes::create))
-        .route("/nodes/{node}", get(nodes::show).patch(nodes::update).delete(nodes::remove))
+        .route(
+            "/nodes/{node}",
+            get(nodes::show).patch(nodes::update).delete(nodes::remove),
+        )
         .route("/nodes/{node}/key", post(nodes::rekey))
         .route("/nodes/{node}/slivers", get(nodes::slivers))
         .route("/slices", get(slices::list).post(slices::create))
-        .route("/slices/{slice}", get(slices::show).patch(slices::update).delete(slices::remove))
+        .route(
+            "/slices/{slice}",
+            get(slices::show)
+                .patch(slices::update)
+                .delete(slices::remove),
+        )
         .route("/slices/{slice}/renew", post(slices::renew))
         .route("/slices/{slice}/nodes", post(slices::add_nodes))
+        .route("/slices/{slice}/nodes/select", post(slices::select_nodes))
         .route("/slices/{slice}/nodes/{node}", delete(slices::remove_node))
         .route("/slices/{slice}/persons", post(slices::add_persons))
-        .route("/slices/{slice}/persons/{person}", delete(slices::remove_person))
+        .route(
+            "/slices/{slice}/persons/{person}",
+            delete(slices::remove_person),
+        )
         .route("/slices/{slice}/slivers", get(slices::slivers))
         .route("/slices/{slice}/tags", get(slices::tags))
-        .route("/slices/{slice}/tags/{tag}", put(slices::set_tag).delete(slices::delete_tag))
+        .route(
+            "/slices/{slice}/tags/{tag}",
+            put(slices::set_tag).delete(slices::delete_tag),
+        )
         .route("/events", get(events::list))
         .route("/node/slivers", get(node::slivers))
         .route("/node/report", post(node::report))
@@ -61,7 +84,10 @@ pub fn paging(limit: Option<i64>, offset: Option<i64>) -> Result<Paging, ApiErro
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     let offset = offset.unwrap_or(0);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid("limit", format!("limit must be 1..={MAX_LIMIT}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1..={MAX_LIMIT}"),
+        ));
     }
     if offset < 0 {
         return Err(ApiError::invalid("offset", "offset must not be negative"));

@@ -91,7 +91,10 @@ pub async fn report(
         return Err(ApiError::invalid("seq", "seq starts at 1"));
     }
     if r.slivers.len() > 10_000 {
-        return Err(ApiError::invalid("slivers", "at most 10000 slivers per report"));
+        return Err(ApiError::invalid(
+            "slivers",
+            "at most 10000 slivers per report",
+        ));
     }
     let node = st.store.node(&node_id.to_string()).await?;
     let acked_seq = st.store.store_report(&node, crate::now(), &r).await?;

@@ -27,7 +27,10 @@ pub struct NodeQuery {
 /// Nodes are public: anyone may list them (PlanetLab published its node list).
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(NodeQuery),
     responses((status = 200, body = Page<Node>)))]
-pub async fn list(State(st): State<AppState>, ApiQuery(q): ApiQuery<NodeQuery>) -> ApiResult<Json<Page<Node>>> {
+pub async fn list(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<NodeQuery>,
+) -> ApiResult<Json<Page<Node>>> {
     let p = paging(q.limit, q.offset)?;
     let site_id = match &q.site {
         Some(s) => Some(st.store.site(s).await?.id),
@@ -59,7 +62,10 @@ pub async fn create(
     let site = match st.store.site(&c.site).await {
         Ok(s) => s,
         Err(StoreError::NotFound(_)) => {
-            return Err(ApiError::invalid("site", format!("unknown site {:?}", c.site)))
+            return Err(ApiError::invalid(
+                "site",
+                format!("unknown site {:?}", c.site),
+            ))
         }
         Err(e) => return Err(e.into()),
     };
@@ -67,9 +73,21 @@ pub async fn create(
     let key = new_secret(NODE_KEY_PREFIX);
     let node = st
         .store
-        .create_node(&caller.label(), crate::now(), &c, site.id, &secret_hash(&key))
+        .create_node(
+            &caller.label(),
+            crate::now(),
+            &c,
+            site.id,
+            &secret_hash(&key),
+        )
         .await?;
-    Ok((StatusCode::CREATED, Json(NodeWithKey { node, node_key: key })))
+    Ok((
+        StatusCode::CREATED,
+        Json(NodeWithKey {
+            node,
+            node_key: key,
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node}", tag = "nodes",
@@ -91,7 +109,10 @@ pub async fn update(
     let n = st.store.node(&node).await?;
     caller.actor.can_manage_node(n.site_id)?;
     u.validate()?;
-    let n = st.store.update_node(&caller.label(), crate::now(), &n, &u).await?;
+    let n = st
+        .store
+        .update_node(&caller.label(), crate::now(), &n, &u)
+        .await?;
     st.changed();
     Ok(Json(n))
 }
@@ -99,10 +120,16 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/nodes/{node}", tag = "nodes",
     params(("node" = String, Path, description = "id or hostname")),
     responses((status = 204), (status = 403, body = ErrorBody)))]
-pub async fn remove(State(st): State<AppState>, caller: Caller, Path(node): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> ApiResult<StatusCode> {
     let n = st.store.node(&node).await?;
     caller.actor.can_manage_node(n.site_id)?;
-    st.store.delete_node(&caller.label(), crate::now(), &n).await?;
+    st.store
+        .delete_node(&caller.label(), crate::now(), &n)
+        .await?;
     st.changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -111,20 +138,31 @@ pub async fn remove(State(st): State<AppState>, caller: Caller, Path(node): Path
 #[utoipa::path(post, path = "/api/v1/nodes/{node}/key", tag = "nodes",
     params(("node" = String, Path, description = "id or hostname")),
     responses((status = 200, body = NodeWithKey), (status = 403, body = ErrorBody)))]
-pub async fn rekey(State(st): State<AppState>, caller: Caller, Path(node): Path<String>) -> ApiResult<Json<NodeWithKey>> {
+pub async fn rekey(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> ApiResult<Json<NodeWithKey>> {
     let n = st.store.node(&node).await?;
     caller.actor.can_manage_node(n.site_id)?;
     let key = new_secret(NODE_KEY_PREFIX);
     st.store
         .set_node_key(&caller.label(), crate::now(), &n, &secret_hash(&key))
         .await?;
-    Ok(Json(NodeWithKey { node: n, node_key: key }))
+    Ok(Json(NodeWithKey {
+        node: n,
+        node_key: key,
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node}/slivers", tag = "nodes",
     params(("node" = String, Path, description = "id or hostname")),
     responses((status = 200, body = Vec<Sliver>)))]
-pub async fn slivers(State(st): State<AppState>, caller: Caller, Path(node): Path<String>) -> ApiResult<Json<Vec<Sliver>>> {
+pub async fn slivers(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+) -> ApiResult<Json<Vec<Sliver>>> {
     caller.person()?;
     let n = st.store.node(&node).await?;
     Ok(Json(st.store.slivers_of_node(n.id).await?))

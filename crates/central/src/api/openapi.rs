@@ -9,13 +9,8 @@ struct Security;
 impl Modify for Security {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let comps = doc.components.get_or_insert_with(Default::default);
-        let bearer = || {
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .build(),
-            )
-        };
+        let bearer =
+            || SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
         comps.add_security_scheme("token", bearer());
         comps.add_security_scheme("node_key", bearer());
     }
@@ -33,7 +28,7 @@ impl Modify for Security {
         persons::list_keys, persons::add_key, persons::delete_key,
         nodes::list, nodes::create, nodes::show, nodes::update, nodes::remove, nodes::rekey, nodes::slivers,
         slices::list, slices::create, slices::show, slices::update, slices::remove, slices::renew,
-        slices::add_nodes, slices::remove_node, slices::add_persons, slices::remove_person,
+        slices::add_nodes, slices::select_nodes, slices::remove_node, slices::add_persons, slices::remove_person,
         slices::slivers, slices::tags, slices::set_tag, slices::delete_tag,
         events::list,
         node::slivers, node::report,

@@ -102,7 +102,11 @@ async fn visible_person(st: &AppState, caller: &Caller, key: &str) -> ApiResult<
 #[utoipa::path(get, path = "/api/v1/persons/{person}", tag = "persons",
     params(("person" = String, Path, description = "id or email")),
     responses((status = 200, body = Person), (status = 403, body = ErrorBody)))]
-pub async fn show(State(st): State<AppState>, caller: Caller, Path(person): Path<String>) -> ApiResult<Json<Person>> {
+pub async fn show(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(person): Path<String>,
+) -> ApiResult<Json<Person>> {
     Ok(Json(visible_person(&st, &caller, &person).await?.person))
 }
 
@@ -123,7 +127,9 @@ pub async fn update(
     u.validate()?;
     let is_self = caller.actor.person_id() == Some(target.id);
     if u.password.is_some() && !is_self && !caller.actor.is_admin() {
-        return Err(ApiError::forbidden("only the person itself and admins may set its password"));
+        return Err(ApiError::forbidden(
+            "only the person itself and admins may set its password",
+        ));
     }
     if u.enabled.is_some() && is_self && !caller.actor.is_admin() {
         return Err(ApiError::forbidden("you cannot enable or disable yourself"));
@@ -136,7 +142,11 @@ pub async fn update(
         // Granting: every role given and every site joined or left must be the caller's to grant.
         let roles = u.roles.clone().unwrap_or_else(|| target.roles.clone());
         let old: BTreeSet<i64> = rec.site_ids.iter().copied().collect();
-        let new: BTreeSet<i64> = new_sites.clone().unwrap_or_else(|| rec.site_ids.clone()).into_iter().collect();
+        let new: BTreeSet<i64> = new_sites
+            .clone()
+            .unwrap_or_else(|| rec.site_ids.clone())
+            .into_iter()
+            .collect();
         let mut touched: Vec<i64> = old.symmetric_difference(&new).copied().collect();
         if u.roles.is_some() {
             touched.extend(new.iter().copied());
@@ -151,7 +161,14 @@ pub async fn update(
     };
     let p = st
         .store
-        .update_person(&caller.label(), crate::now(), &rec, &u, hash, new_sites.as_deref())
+        .update_person(
+            &caller.label(),
+            crate::now(),
+            &rec,
+            &u,
+            hash,
+            new_sites.as_deref(),
+        )
         .await?;
     st.changed();
     Ok(Json(p))
@@ -160,13 +177,21 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/persons/{person}", tag = "persons",
     params(("person" = String, Path, description = "id or email")),
     responses((status = 204), (status = 403, body = ErrorBody)))]
-pub async fn remove(State(st): State<AppState>, caller: Caller, Path(person): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(person): Path<String>,
+) -> ApiResult<StatusCode> {
     let rec = visible_person(&st, &caller, &person).await?;
     let is_pi = rec.site_ids.iter().any(|s| caller.actor.is_pi_of(*s));
     if !(caller.actor.is_admin() || (is_pi && !rec.person.has_role(Role::Admin))) {
-        return Err(ApiError::forbidden("only admins and the person's site PIs may delete a person"));
+        return Err(ApiError::forbidden(
+            "only admins and the person's site PIs may delete a person",
+        ));
     }
-    st.store.delete_person(&caller.label(), crate::now(), &rec).await?;
+    st.store
+        .delete_person(&caller.label(), crate::now(), &rec)
+        .await?;
     st.changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -205,14 +230,20 @@ pub async fn add_key(
 
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
     params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn delete_key(State(st): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete_key(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.person()?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("key id {id:?} is not a number")))?;
     let key = st.store.key(id).await?;
     caller.actor.can_manage_keys(key.person_id)?;
-    st.store.delete_key(&caller.label(), crate::now(), &key).await?;
+    st.store
+        .delete_key(&caller.label(), crate::now(), &key)
+        .await?;
     st.changed();
     Ok(StatusCode::NO_CONTENT)
 }

@@ -22,7 +22,10 @@ pub struct SiteQuery {
 /// Sites are public: anyone may list them.
 #[utoipa::path(get, path = "/api/v1/sites", tag = "sites", params(SiteQuery),
     responses((status = 200, body = Page<Site>)))]
-pub async fn list(State(st): State<AppState>, ApiQuery(q): ApiQuery<SiteQuery>) -> ApiResult<Json<Page<Site>>> {
+pub async fn list(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<SiteQuery>,
+) -> ApiResult<Json<Page<Site>>> {
     let p = paging(q.limit, q.offset)?;
     let (items, total) = st.store.list_sites(q.login_base.as_deref(), p).await?;
     Ok(Json(Page {
@@ -42,7 +45,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<Site>)> {
     caller.actor.require_admin("create sites")?;
     c.validate()?;
-    let site = st.store.create_site(&caller.label(), crate::now(), &c).await?;
+    let site = st
+        .store
+        .create_site(&caller.label(), crate::now(), &c)
+        .await?;
     st.changed();
     Ok((StatusCode::CREATED, Json(site)))
 }
@@ -68,7 +74,10 @@ pub async fn update(
         .actor
         .can_update_site(s.id, u.max_slices.is_some() || u.enabled.is_some())?;
     u.validate()?;
-    let s = st.store.update_site(&caller.label(), crate::now(), &s, &u).await?;
+    let s = st
+        .store
+        .update_site(&caller.label(), crate::now(), &s, &u)
+        .await?;
     st.changed();
     Ok(Json(s))
 }
@@ -76,10 +85,16 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/sites/{site}", tag = "sites",
     params(("site" = String, Path, description = "id or login_base")),
     responses((status = 204), (status = 409, body = slicelab_model::objects::ErrorBody)))]
-pub async fn remove(State(st): State<AppState>, caller: Caller, Path(site): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(site): Path<String>,
+) -> ApiResult<StatusCode> {
     caller.actor.require_admin("delete sites")?;
     let s = st.store.site(&site).await?;
-    st.store.delete_site(&caller.label(), crate::now(), &s).await?;
+    st.store
+        .delete_site(&caller.label(), crate::now(), &s)
+        .await?;
     st.changed();
     Ok(StatusCode::NO_CONTENT)
 }

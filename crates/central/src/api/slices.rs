@@ -6,7 +6,11 @@ use slicelab_model::objects::{ErrorBody, Page};
 use slicelab_model::policy::check_renewal;
 use slicelab_model::sliver::Sliver;
 use slicelab_model::time::{DAY, SLICE_DEFAULT_LIFETIME};
-use slicelab_model::{names, tags, NameList, Slice, SliceCreate, SliceRenew, SliceTag, SliceTagSet, SliceUpdate, TagName};
+use slicelab_model::{
+    names, tags, NameList, Slice, SliceCreate, SliceRenew, SliceTag, SliceTagSet, SliceUpdate,
+    TagName,
+};
+use slicelab_placement::{select, SelectRequest, SelectResult};
 use slicelab_store::{SliceFilter, StoreError};
 
 use crate::api::{paging, NodeParam};
@@ -32,13 +36,18 @@ const MAX_NAMES: usize = 10_000;
 
 async fn resolve_nodes(st: &AppState, names: &[String]) -> ApiResult<Vec<(i64, String)>> {
     if names.len() > MAX_NAMES {
-        return Err(ApiError::invalid("names", format!("at most {MAX_NAMES} names at once")));
+        return Err(ApiError::invalid(
+            "names",
+            format!("at most {MAX_NAMES} names at once"),
+        ));
     }
     let mut out = Vec::new();
     for n in names {
         match st.store.node(n).await {
             Ok(node) => out.push((node.id, node.hostname)),
-            Err(StoreError::NotFound(_)) => return Err(ApiError::invalid("names", format!("unknown node {n:?}"))),
+            Err(StoreError::NotFound(_)) => {
+                return Err(ApiError::invalid("names", format!("unknown node {n:?}")))
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -47,13 +56,18 @@ async fn resolve_nodes(st: &AppState, names: &[String]) -> ApiResult<Vec<(i64, S
 
 async fn resolve_persons(st: &AppState, names: &[String]) -> ApiResult<Vec<(i64, String)>> {
     if names.len() > MAX_NAMES {
-        return Err(ApiError::invalid("names", format!("at most {MAX_NAMES} names at once")));
+        return Err(ApiError::invalid(
+            "names",
+            format!("at most {MAX_NAMES} names at once"),
+        ));
     }
     let mut out = Vec::new();
     for n in names {
         match st.store.person(n).await {
             Ok(p) => out.push((p.person.id, p.person.email)),
-            Err(StoreError::NotFound(_)) => return Err(ApiError::invalid("names", format!("unknown person {n:?}"))),
+            Err(StoreError::NotFound(_)) => {
+                return Err(ApiError::invalid("names", format!("unknown person {n:?}")))
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -70,7 +84,11 @@ async fn slice_for(st: &AppState, caller: &Caller, key: &str) -> ApiResult<(Slic
 
 #[utoipa::path(get, path = "/api/v1/slices", tag = "slices", params(SliceQuery),
     responses((status = 200, body = Page<Slice>)))]
-pub async fn list(State(st): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<SliceQuery>) -> ApiResult<Json<Page<Slice>>> {
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<SliceQuery>,
+) -> ApiResult<Json<Page<Slice>>> {
     caller.person()?;
     let p = paging(q.limit, q.offset)?;
     let mut f = SliceFilter::default();
@@ -95,17 +113,27 @@ pub async fn list(State(st): State<AppState>, caller: Caller, ApiQuery(q): ApiQu
 /// Creates a slice of the site its name starts with; it expires in 4 weeks unless renewed.
 #[utoipa::path(post, path = "/api/v1/slices", tag = "slices", request_body = SliceCreate,
     responses((status = 201, body = Slice), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
-pub async fn create(State(st): State<AppState>, caller: Caller, ApiJson(c): ApiJson<SliceCreate>) -> ApiResult<(StatusCode, Json<Slice>)> {
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(c): ApiJson<SliceCreate>,
+) -> ApiResult<(StatusCode, Json<Slice>)> {
     caller.person()?;
     let base = names::slice_login_base(&c.name).ok_or_else(|| {
-        ApiError::invalid("name", format!("{:?} must be <login_base>_<suffix>", c.name))
+        ApiError::invalid(
+            "name",
+            format!("{:?} must be <login_base>_<suffix>", c.name),
+        )
     })?;
     let site = match st.store.site(base).await {
         Ok(s) => s,
         Err(StoreError::NotFound(_)) => {
             return Err(ApiError::invalid(
                 "name",
-                format!("{:?} must start with a site's login_base; there is no site {base:?}", c.name),
+                format!(
+                    "{:?} must start with a site's login_base; there is no site {base:?}",
+                    c.name
+                ),
             ))
         }
         Err(e) => return Err(e.into()),
@@ -113,12 +141,22 @@ pub async fn create(State(st): State<AppState>, caller: Caller, ApiJson(c): ApiJ
     caller.actor.can_create_slice(site.id)?;
     c.validate(&site.login_base)?;
     if !site.enabled {
-        return Err(ApiError::conflict(format!("site {} is disabled", site.login_base)));
+        return Err(ApiError::conflict(format!(
+            "site {} is disabled",
+            site.login_base
+        )));
     }
     let now = crate::now();
     let sl = st
         .store
-        .create_slice(&caller.label(), now, &c, site.id, site.max_slices, now + SLICE_DEFAULT_LIFETIME)
+        .create_slice(
+            &caller.label(),
+            now,
+            &c,
+            site.id,
+            site.max_slices,
+            now + SLICE_DEFAULT_LIFETIME,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(sl)))
 }
@@ -126,7 +164,11 @@ pub async fn create(State(st): State<AppState>, caller: Caller, ApiJson(c): ApiJ
 #[utoipa::path(get, path = "/api/v1/slices/{slice}", tag = "slices",
     params(("slice" = String, Path, description = "id or name")),
     responses((status = 200, body = Slice), (status = 404, body = ErrorBody)))]
-pub async fn show(State(st): State<AppState>, caller: Caller, Path(slice): Path<String>) -> ApiResult<Json<Slice>> {
+pub async fn show(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(slice): Path<String>,
+) -> ApiResult<Json<Slice>> {
     caller.person()?;
     Ok(Json(st.store.slice(&slice).await?))
 }
@@ -146,7 +188,10 @@ pub async fn update(
         caller.actor.require_admin("enable or disable a slice")?;
     }
     u.validate()?;
-    let sl = st.store.update_slice(&caller.label(), crate::now(), &sl, &u).await?;
+    let sl = st
+        .store
+        .update_slice(&caller.label(), crate::now(), &sl, &u)
+        .await?;
     st.changed();
     Ok(Json(sl))
 }
@@ -154,10 +199,16 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/slices/{slice}", tag = "slices",
     params(("slice" = String, Path, description = "id or name")),
     responses((status = 204), (status = 403, body = ErrorBody)))]
-pub async fn remove(State(st): State<AppState>, caller: Caller, Path(slice): Path<String>) -> ApiResult<StatusCode> {
+pub async fn remove(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(slice): Path<String>,
+) -> ApiResult<StatusCode> {
     let (sl, _) = slice_for(&st, &caller, &slice).await?;
     caller.actor.can_create_slice(sl.site_id)?;
-    st.store.delete_slice(&caller.label(), crate::now(), &sl).await?;
+    st.store
+        .delete_slice(&caller.label(), crate::now(), &sl)
+        .await?;
     st.changed();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -178,11 +229,21 @@ pub async fn renew(
     let requested = match (r.expires, r.days) {
         (Some(e), None) => e,
         (None, Some(d)) if (1..=365).contains(&d) => now + d * DAY,
-        (None, Some(d)) => return Err(ApiError::invalid("days", format!("{d} is outside 1..=365"))),
-        _ => return Err(ApiError::invalid("expires", "give exactly one of expires or days")),
+        (None, Some(d)) => {
+            return Err(ApiError::invalid("days", format!("{d} is outside 1..=365")))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "expires",
+                "give exactly one of expires or days",
+            ))
+        }
     };
     let expires = check_renewal(now, requested)?;
-    let sl = st.store.renew_slice(&caller.label(), now, &sl, expires).await?;
+    let sl = st
+        .store
+        .renew_slice(&caller.label(), now, &sl, expires)
+        .await?;
     st.changed();
     Ok(Json(sl))
 }
@@ -199,9 +260,53 @@ pub async fn add_nodes(
     let (sl, member) = slice_for(&st, &caller, &slice).await?;
     caller.actor.can_use_slice(sl.site_id, member)?;
     let nodes = resolve_nodes(&st, &l.names).await?;
-    let sl = st.store.add_slice_nodes(&caller.label(), crate::now(), &sl, &nodes).await?;
+    crate::broker::admit_nodes(&st, &sl, &nodes).await?;
+    let sl = st
+        .store
+        .add_slice_nodes(&caller.label(), crate::now(), &sl, &nodes)
+        .await?;
     st.changed();
     Ok(Json(sl))
+}
+
+/// Lets the broker choose nodes for the slice: live nodes meeting every constraint, least loaded
+/// first, spread as asked, never over-committing guarantees. 409 explains an impossible request.
+#[utoipa::path(post, path = "/api/v1/slices/{slice}/nodes/select", tag = "slices", request_body = SelectRequest,
+    params(("slice" = String, Path, description = "id or name")),
+    responses((status = 200, body = SelectResult), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn select_nodes(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(slice): Path<String>,
+    ApiJson(req): ApiJson<SelectRequest>,
+) -> ApiResult<Json<SelectResult>> {
+    let (sl, member) = slice_for(&st, &caller, &slice).await?;
+    caller.actor.can_use_slice(sl.site_id, member)?;
+    let sel = req
+        .select
+        .selection()
+        .map_err(|e| ApiError::invalid("select", e.to_string()))?;
+    let now = crate::now();
+    let candidates = st.store.placement_candidates(sl.id, now).await?;
+    // The slice-wide guarantee; node-specific overrides are checked again by admission below.
+    let reserve = st.store.slice_reservation(sl.id, 0).await?;
+    let chosen =
+        select(&sel, reserve, &candidates).map_err(|e| ApiError::conflict(e.to_string()))?;
+    let nodes: Vec<(i64, String)> = chosen
+        .iter()
+        .filter_map(|id| candidates.iter().find(|c| c.node_id == *id))
+        .map(|c| (c.node_id, c.hostname.clone()))
+        .collect();
+    crate::broker::admit_nodes(&st, &sl, &nodes).await?;
+    let slice = st
+        .store
+        .add_slice_nodes(&caller.label(), now, &sl, &nodes)
+        .await?;
+    st.changed();
+    Ok(Json(SelectResult {
+        slice,
+        added: nodes.into_iter().map(|(_, h)| h).collect(),
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/slices/{slice}/nodes/{node}", tag = "slices",
@@ -235,7 +340,10 @@ pub async fn add_persons(
     let (sl, _) = slice_for(&st, &caller, &slice).await?;
     caller.actor.can_admin_slice(sl.site_id)?;
     let persons = resolve_persons(&st, &l.names).await?;
-    let sl = st.store.add_slice_persons(&caller.label(), crate::now(), &sl, &persons).await?;
+    let sl = st
+        .store
+        .add_slice_persons(&caller.label(), crate::now(), &sl, &persons)
+        .await?;
     st.changed();
     Ok(Json(sl))
 }
@@ -256,7 +364,12 @@ pub async fn remove_person(
     }
     let sl = st
         .store
-        .remove_slice_person(&caller.label(), crate::now(), &sl, (p.person.id, &p.person.email))
+        .remove_slice_person(
+            &caller.label(),
+            crate::now(),
+            &sl,
+            (p.person.id, &p.person.email),
+        )
         .await?;
     st.changed();
     Ok(Json(sl))
@@ -265,7 +378,11 @@ pub async fn remove_person(
 #[utoipa::path(get, path = "/api/v1/slices/{slice}/slivers", tag = "slices",
     params(("slice" = String, Path, description = "id or name")),
     responses((status = 200, body = Vec<Sliver>)))]
-pub async fn slivers(State(st): State<AppState>, caller: Caller, Path(slice): Path<String>) -> ApiResult<Json<Vec<Sliver>>> {
+pub async fn slivers(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(slice): Path<String>,
+) -> ApiResult<Json<Vec<Sliver>>> {
     let (sl, _) = slice_for(&st, &caller, &slice).await?;
     Ok(Json(st.store.slivers_of_slice(sl.id).await?))
 }
@@ -273,7 +390,11 @@ pub async fn slivers(State(st): State<AppState>, caller: Caller, Path(slice): Pa
 #[utoipa::path(get, path = "/api/v1/slices/{slice}/tags", tag = "slices",
     params(("slice" = String, Path, description = "id or name")),
     responses((status = 200, body = Vec<SliceTag>)))]
-pub async fn tags(State(st): State<AppState>, caller: Caller, Path(slice): Path<String>) -> ApiResult<Json<Vec<SliceTag>>> {
+pub async fn tags(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(slice): Path<String>,
+) -> ApiResult<Json<Vec<SliceTag>>> {
     let (sl, _) = slice_for(&st, &caller, &slice).await?;
     Ok(Json(st.store.slice_tags(&sl).await?))
 }
@@ -291,7 +412,9 @@ async fn tag_target(
     let node = match node {
         Some(n) => match st.store.node(n).await {
             Ok(n) => Some((n.id, n.hostname)),
-            Err(StoreError::NotFound(_)) => return Err(ApiError::invalid("node", format!("unknown node {n:?}"))),
+            Err(StoreError::NotFound(_)) => {
+                return Err(ApiError::invalid("node", format!("unknown node {n:?}")))
+            }
             Err(e) => return Err(e.into()),
         },
         None => None,
@@ -311,6 +434,7 @@ pub async fn set_tag(
 ) -> ApiResult<Json<SliceTag>> {
     let (sl, tag, node) = tag_target(&st, &caller, &slice, &tag, b.node.as_deref()).await?;
     let value = tags::validate(tag, &b.value)?;
+    crate::broker::admit_tag(&st, &sl, tag, &value, node.as_ref().map(|n| n.0)).await?;
     let t = st
         .store
         .set_slice_tag(

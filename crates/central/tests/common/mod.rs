@@ -75,17 +75,31 @@ impl TestCentral {
     pub async fn start(backend: Backend) -> TestCentral {
         let tmp = tempfile::tempdir().expect("tempdir");
         let (db_url, pg) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}/central.db", tmp.path().display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}/central.db", tmp.path().display()),
+                None,
+            ),
             Backend::Postgres(admin_url) => {
                 let name = format!(
                     "slicelab_test_{}_{}",
                     std::process::id(),
                     COUNTER.fetch_add(1, Ordering::SeqCst)
                 );
-                let mut c = sqlx::PgConnection::connect(&admin_url).await.expect("connect to PostgreSQL");
-                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut c).await.expect("drop db");
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.expect("create db");
-                let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin_url.clone());
+                let mut c = sqlx::PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                    .execute(&mut c)
+                    .await
+                    .expect("drop db");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut c)
+                    .await
+                    .expect("create db");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin_url.clone());
                 (format!("{base}/{name}"), Some((admin_url, name)))
             }
         };
@@ -138,7 +152,10 @@ pub async fn start_central(db_url: &str) -> Running {
 pub async fn login(base: &str, email: &str, password: &str) -> Client {
     let anon = Client::new(base, None);
     let r: LoginResponse = anon
-        .post("/auth/login", &json!({"email": email, "password": password}))
+        .post(
+            "/auth/login",
+            &json!({"email": email, "password": password}),
+        )
         .await
         .unwrap_or_else(|e| panic!("login {email}: {e}"));
     anon.with_token(r.token)
@@ -160,7 +177,10 @@ pub async fn fixture(tc: &TestCentral) -> Fixture {
     let a = &tc.admin;
     for (lb, name) in [("princeton", "Princeton University"), ("mit", "MIT")] {
         let _: Value = a
-            .post("/sites", &json!({"login_base": lb, "name": name, "max_slices": 3}))
+            .post(
+                "/sites",
+                &json!({"login_base": lb, "name": name, "max_slices": 3}),
+            )
             .await
             .expect("site");
     }
@@ -181,11 +201,17 @@ pub async fn fixture(tc: &TestCentral) -> Fixture {
             .expect("person");
     }
     let node_p: NodeWithKey = a
-        .post("/nodes", &json!({"hostname": "node1.princeton.test", "site": "princeton"}))
+        .post(
+            "/nodes",
+            &json!({"hostname": "node1.princeton.test", "site": "princeton"}),
+        )
         .await
         .expect("node");
     let node_m: NodeWithKey = a
-        .post("/nodes", &json!({"hostname": "node1.mit.test", "site": "mit"}))
+        .post(
+            "/nodes",
+            &json!({"hostname": "node1.mit.test", "site": "mit"}),
+        )
         .await
         .expect("node");
     Fixture {
@@ -203,6 +229,8 @@ pub async fn fixture(tc: &TestCentral) -> Fixture {
 pub fn status<T: std::fmt::Debug>(r: Result<T, slicelab_client::ClientError>) -> u16 {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.status().unwrap_or_else(|| panic!("expected an HTTP error, got {e}")),
+        Err(e) => e
+            .status()
+            .unwrap_or_else(|| panic!("expected an HTTP error, got {e}")),
     }
 }

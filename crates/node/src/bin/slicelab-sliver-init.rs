@@ -23,7 +23,7 @@ fn main() {
         let cfg = RuntimeConfig {
             state_dir: PathBuf::from(&args[2]),
             names: NodeNames {
-                bridge: args[4].clone(),
+                gateway_if: args[4].clone(),
                 subnet,
                 nft_table: args[6].clone(),
                 cgroup_parent: args[7].clone(),
@@ -47,7 +47,9 @@ fn main() {
                         .map(|d| d.as_secs() as i64)
                         .unwrap_or(0);
                     match reconcile(&rt, &d, now) {
-                        Ok(o) if !o.actions.is_empty() => println!("applied {} actions", o.actions.len()),
+                        Ok(o) if !o.actions.is_empty() => {
+                            println!("applied {} actions", o.actions.len())
+                        }
                         Ok(_) => {}
                         Err(e) => eprintln!("reconcile: {e}"),
                     }

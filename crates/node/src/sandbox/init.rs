@@ -86,7 +86,10 @@ fn io<T>(what: &str, r: std::io::Result<T>) -> R<T> {
 fn join_cgroups(files: &[PathBuf]) -> R<()> {
     let pid = getpid().to_string();
     for f in files {
-        io(&format!("joining cgroup {}", f.display()), fs::write(f, &pid))?;
+        io(
+            &format!("joining cgroup {}", f.display()),
+            fs::write(f, &pid),
+        )?;
     }
     Ok(())
 }
@@ -96,7 +99,10 @@ fn launch(spec_path: &Path) -> R<()> {
         .map_err(|e| format!("launch spec: {e}"))?;
     let console = io(
         "opening console log",
-        OpenOptions::new().create(true).append(true).open(&spec.console),
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.console),
     )?;
     join_cgroups(&spec.cgroup_procs)?;
     sys(
@@ -131,9 +137,19 @@ fn launch(spec_path: &Path) -> R<()> {
     }
 }
 
-fn mnt(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> R<()> {
+fn mnt(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> R<()> {
     sys(
-        &format!("mounting {} on {}", fstype.or(src).unwrap_or("-"), target.display()),
+        &format!(
+            "mounting {} on {}",
+            fstype.or(src).unwrap_or("-"),
+            target.display()
+        ),
         mount(src, target, fstype, flags, data),
     )
 }
@@ -141,7 +157,13 @@ fn mnt(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, d
 fn bind(src: &Path, target: &Path, extra: MsFlags) -> R<()> {
     sys(
         &format!("bind-mounting {} on {}", src.display(), target.display()),
-        mount(Some(src), target, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+        mount(
+            Some(src),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
     )?;
     if !extra.is_empty() {
         sys(
@@ -160,7 +182,13 @@ fn bind(src: &Path, target: &Path, extra: MsFlags) -> R<()> {
 
 fn build_rootfs(spec: &LaunchSpec) -> R<()> {
     // Nothing we mount may propagate back to the host.
-    mnt(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    mnt(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
     for d in [&spec.rootfs, &spec.upper, &spec.work] {
         io("creating sliver dirs", fs::create_dir_all(d))?;
     }
@@ -170,7 +198,13 @@ fn build_rootfs(spec: &LaunchSpec) -> R<()> {
         spec.upper.display(),
         spec.work.display()
     );
-    mnt(Some("overlay"), &spec.rootfs, Some("overlay"), MsFlags::MS_NODEV, Some(&opts))?;
+    mnt(
+        Some("overlay"),
+        &spec.rootfs,
+        Some("overlay"),
+        MsFlags::MS_NODEV,
+        Some(&opts),
+    )?;
     let r = &spec.rootfs;
     for d in ["proc", "sys", "dev", "tmp", "root"] {
         io(&format!("creating /{d}"), fs::create_dir_all(r.join(d)))?;
@@ -216,7 +250,13 @@ fn build_rootfs(spec: &LaunchSpec) -> R<()> {
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )?;
     io("creating /dev/shm", fs::create_dir_all(dev.join("shm")))?;
-    mnt(Some("tmpfs"), &dev.join("shm"), Some("tmpfs"), nse, Some("mode=1777"))?;
+    mnt(
+        Some("tmpfs"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        nse,
+        Some("mode=1777"),
+    )?;
     for (link, to) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -312,7 +352,12 @@ fn spawn_initscript(script: &str) -> Option<Pid> {
 /// back-off (1 s … 60 s, reset after a minute of uptime), and on SIGTERM stops everything.
 fn supervise(initscript: Option<&str>) -> ! {
     let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         set.add(s);
     }
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);

@@ -82,7 +82,12 @@ pub fn denied_syscalls() -> Vec<c_long> {
         libc::SYS_lookup_dcookie,
     ];
     #[cfg(target_arch = "x86_64")]
-    v.extend([libc::SYS_iopl, libc::SYS_ioperm, libc::SYS_uselib, libc::SYS_ustat]);
+    v.extend([
+        libc::SYS_iopl,
+        libc::SYS_ioperm,
+        libc::SYS_uselib,
+        libc::SYS_ustat,
+    ]);
     v
 }
 

@@ -1,4 +1,4 @@
-//! Fixture for root integration tests: a node instance with its own bridge, subnet, nft table,
+//! Fixture for root integration tests: a node instance with its own gateway interface, subnet, nft table,
 //! cgroup parent and state dir, torn down (via `cleanup`) on drop even when a test fails, plus
 //! counters of every kind of kernel object a sliver creates, for leak checks.
 #![allow(dead_code)]
@@ -30,7 +30,9 @@ pub fn root_or_skip(test: &str) -> Option<()> {
         return None;
     }
     for tool in ["ip", "nft", "nsenter"] {
-        if Command::new(tool).arg("-V").output().is_err() && Command::new(tool).arg("--version").output().is_err() {
+        if Command::new(tool).arg("-V").output().is_err()
+            && Command::new(tool).arg("--version").output().is_err()
+        {
             eprintln!("SKIPPED {test}: `{tool}` is not installed");
             return None;
         }
@@ -49,8 +51,12 @@ pub struct TestNode {
 impl TestNode {
     pub fn new(idx: u8) -> TestNode {
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        // Orphaned sliver inits come back to us, so none lingers as a zombie of a PID 1 that
+        // does not reap.
+        // SAFETY: plain prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let names = NodeNames {
-            bridge: format!("sltest{idx}"),
+            gateway_if: format!("sltest{idx}"),
             subnet: Ipv4Addr::new(10, 79, idx, 0),
             nft_table: format!("slicelab_test{idx}"),
             cgroup_parent: format!("slicelab-test{idx}"),
@@ -58,7 +64,10 @@ impl TestNode {
         // A crashed earlier run may have left this instance's objects.
         let _ = slicelab_node::cleanup(Path::new("/nonexistent"), &names, false);
         let baseline = Counts::take(&names);
-        let dir = tempfile::Builder::new().prefix("slicelab-node-test").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("slicelab-node-test")
+            .tempdir()
+            .expect("tempdir");
         let cfg = RuntimeConfig {
             state_dir: dir.path().to_path_buf(),
             names,
@@ -107,7 +116,14 @@ impl TestNode {
     }
 
     pub fn console(&self, slice: &str) -> String {
-        fs::read_to_string(self.dir.path().join("slivers").join(slice).join("console.log")).unwrap_or_default()
+        fs::read_to_string(
+            self.dir
+                .path()
+                .join("slivers")
+                .join(slice)
+                .join("console.log"),
+        )
+        .unwrap_or_default()
     }
 
     pub fn wait_console(&self, slice: &str, needle: &str, timeout: Duration) {
@@ -118,7 +134,10 @@ impl TestNode {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("{slice}: {needle:?} not in console within {timeout:?}:\n{}", self.console(slice));
+        panic!(
+            "{slice}: {needle:?} not in console within {timeout:?}:\n{}",
+            self.console(slice)
+        );
     }
 
     pub fn address(&self, slice: &str) -> Ipv4Addr {
@@ -135,7 +154,7 @@ impl TestNode {
         Counts::take(self.names())
     }
 
-    /// Everything the test created is gone: same counts as before the node existed (the bridge
+    /// Everything the test created is gone: same counts as before the node existed (the gateway interface
     /// and nft table are the node's own and were removed by cleanup).
     pub fn assert_no_leaks_after_cleanup(mut self) {
         let names = self.cfg.names.clone();
@@ -179,7 +198,10 @@ pub struct Counts {
 
 impl Counts {
     pub fn take(names: &NodeNames) -> Counts {
-        let mounts = fs::read_to_string("/proc/self/mountinfo").map(|s| s.lines().count()).unwrap_or(0);
+        reap_zombies();
+        let mounts = fs::read_to_string("/proc/self/mountinfo")
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
         let mut netns = BTreeSet::new();
         if let Ok(rd) = fs::read_dir("/proc") {
             for e in rd.flatten() {
@@ -221,4 +243,70 @@ pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Reaps zombie children (sliver inits reparented to this test process as subreaper).
+pub fn reap_zombies() {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A network namespace standing for "the uplink side": a veth from the host (`HOST/24`) to the
+/// namespace (`PEER/24`). Deleted on drop.
+pub struct UplinkNs {
+    pub name: String,
+    pub host: Ipv4Addr,
+    pub peer: Ipv4Addr,
+}
+
+impl UplinkNs {
+    pub fn new(idx: u8) -> UplinkNs {
+        let name = format!("slt-up{idx}");
+        let host = Ipv4Addr::new(10, 80, idx, 1);
+        let peer = Ipv4Addr::new(10, 80, idx, 2);
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let veth = format!("slt-up{idx}h");
+        let script = format!(
+            "set -e\nip netns add {name}\nip link add {veth} type veth peer name eth0 netns {name}\n\
+             ip addr add {host}/24 dev {veth}\nip link set {veth} up\n\
+             ip -n {name} addr add {peer}/24 dev eth0\nip -n {name} link set eth0 up\nip -n {name} link set lo up\n"
+        );
+        let o = Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .expect("sh");
+        let ns = UplinkNs { name, host, peer };
+        assert!(
+            o.status.success(),
+            "uplink setup: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        ns
+    }
+
+    /// Runs `f` on a thread inside the namespace.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = fs::File::open(&path).expect("open netns");
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+    }
+}
+
+impl Drop for UplinkNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
 }

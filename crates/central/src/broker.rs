@@ -1,0 +1,67 @@
+//! Glue between the registry and the broker's pure rules (`slicelab_placement`).
+
+use slicelab_model::tags::{self, TagValue};
+use slicelab_model::{Slice, TagName};
+use slicelab_placement::{admit, Reservation};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Refuses (409) adding `nodes` to `slice` if its guarantees would over-commit any of them.
+pub async fn admit_nodes(st: &AppState, slice: &Slice, nodes: &[(i64, String)]) -> ApiResult<()> {
+    let candidates = st
+        .store
+        .placement_candidates(slice.id, crate::now())
+        .await?;
+    for (id, _) in nodes {
+        let want = st.store.slice_reservation(slice.id, *id).await?;
+        if want.is_zero() {
+            continue;
+        }
+        if let Some(c) = candidates.iter().find(|c| c.node_id == *id && !c.in_slice) {
+            admit(c, want).map_err(|e| ApiError::conflict(format!("admission control: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses (409) a new guarantee tag value that would over-commit one of the slice's nodes.
+pub async fn admit_tag(
+    st: &AppState,
+    slice: &Slice,
+    tag: TagName,
+    value: &str,
+    node: Option<i64>,
+) -> ApiResult<()> {
+    if !matches!(tag, TagName::CpuReserve | TagName::MemReserve) {
+        return Ok(());
+    }
+    let mut current: Vec<(TagName, String, Option<i64>)> = Vec::new();
+    for t in st.store.slice_tags(slice).await? {
+        let node_id = match &t.node {
+            Some(h) => Some(st.store.node(h).await?.id),
+            None => None,
+        };
+        if !(t.name == tag && node_id == node) {
+            current.push((t.name, t.value, node_id));
+        }
+    }
+    current.push((tag, value.to_string(), node));
+    let candidates = st
+        .store
+        .placement_candidates(slice.id, crate::now())
+        .await?;
+    for c in candidates.iter().filter(|c| c.in_slice) {
+        let r = tags::resolve(
+            current.iter().map(|(n, v, nid)| TagValue {
+                name: *n,
+                value: v,
+                node_id: *nid,
+            }),
+            c.node_id,
+        );
+        admit(c, Reservation::from_resources(&r))
+            .map_err(|e| ApiError::conflict(format!("admission control: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! The node's SSH gateway: `ssh -p PORT SLICE@NODE [CMD]` opens a shell (or runs `CMD`) inside
+//! the slice's sliver on this node, and `scp`/`sftp` copy files to and from the sliver's root.
+//!
+//! * **Who gets in.** Public-key authentication only. The SSH user name is the slice name; the
+//!   offered key must match one of [`SliverAccess::authorized_keys`] for that slice, looked up
+//!   afresh at every attempt, so removing a person from the slice revokes access as soon as the
+//!   node's desired state no longer lists their key. An unknown slice or a wrong key is refused;
+//!   the client is sent a disconnect whose text says why (see [`auth`]).
+//! * **What runs.** The gateway never enters a sliver itself: [`SliverAccess::command`] hands it a
+//!   [`std::process::Command`] that runs a program inside the sliver; the gateway only wires its
+//!   stdio (pipes, or a pseudo-terminal when the client asked for one), spawns it in a new session
+//!   (`setsid`), and kills that session's process group when the channel closes or the gateway
+//!   shuts down.
+//! * **Files.** The `sftp` subsystem (used by `sftp` and by OpenSSH ≥ 9's `scp`) is served in
+//!   process under [`SliverAccess::root`], every path resolved with `openat2(RESOLVE_IN_ROOT)` so
+//!   that neither `..` nor symlinks can leave the sliver (see [`sftp`]).
+//!
+//! Start it with [`start`] (returns a [`Gateway`] handle that knows its bound address — listen on
+//! port 0 in tests) or [`serve`] (runs until a shutdown future completes).
+
+pub mod auth;
+mod channel;
+mod error;
+pub mod hostkey;
+mod pty;
+mod server;
+mod sftp;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use auth::key_matches;
+pub use error::GatewayError;
+pub use server::{serve, start, Gateway};
+
+/// What the gateway needs from the container runtime. The node crate implements it; tests use a
+/// host directory.
+pub trait SliverAccess: Send + Sync + 'static {
+    /// OpenSSH public key lines (`algorithm base64 [comment]`) allowed into `slice`'s sliver on
+    /// this node; `None` if there is no such sliver here. Called at every authentication attempt.
+    fn authorized_keys(&self, slice: &str) -> Option<Vec<String>>;
+
+    /// A command that, when spawned, runs `argv` (or the sliver's login shell when `None`) inside
+    /// the sliver, with `env` added to its environment.
+    ///
+    /// The gateway sets stdin/stdout/stderr (pipes or a pty slave), adds a `pre_exec` that calls
+    /// `setsid()` (and makes the pty its controlling terminal), and spawns it. The process it
+    /// spawns must stay in that session/process group (the gateway kills the group when the SSH
+    /// channel closes) and must exit with the status of the program run in the sliver.
+    /// For `ssh SLICE@NODE CMD` the gateway passes `["/bin/sh", "-c", CMD]`.
+    fn command(
+        &self,
+        slice: &str,
+        argv: Option<&[String]>,
+        env: &[(String, String)],
+    ) -> std::io::Result<std::process::Command>;
+
+    /// The host path of the sliver's root directory, for the `sftp` subsystem; `None` disables
+    /// file copy for this slice. Files are created by the gateway's own user (root on a node),
+    /// then given to [`SliverAccess::file_owner`].
+    fn root(&self, _slice: &str) -> Option<PathBuf> {
+        None
+    }
+
+    /// Host uid/gid that files and directories created over SFTP should belong to (the sliver's
+    /// user as mapped on the host); `None` leaves them owned by the gateway's user.
+    fn file_owner(&self, _slice: &str) -> Option<(u32, u32)> {
+        None
+    }
+}
+
+/// How to run the gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Address to listen on; port 0 picks a free port (see [`Gateway::local_addr`]).
+    pub listen: SocketAddr,
+    /// The host's private key (OpenSSH format). Created as a new ed25519 key, mode 0600, if the
+    /// file does not exist.
+    pub host_key_path: PathBuf,
+    /// Connections idle this long are closed.
+    pub inactivity_timeout: Duration,
+    /// How long a rejected authentication attempt takes (constant, against timing probes).
+    pub auth_rejection_time: Duration,
+}
+
+impl GatewayConfig {
+    pub fn new(listen: SocketAddr, host_key_path: impl Into<PathBuf>) -> Self {
+        GatewayConfig {
+            listen,
+            host_key_path: host_key_path.into(),
+            inactivity_timeout: Duration::from_secs(3600),
+            auth_rejection_time: Duration::from_millis(200),
+        }
+    }
+}

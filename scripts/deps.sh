@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages slicelab needs to build, run and test (idempotent; needs root).
+set -euo pipefail
+PKGS=(
+  build-essential pkg-config          # crates that build C
+  iproute2 nftables conntrack         # sliver networking, NAT, flow auditing
+  busybox-static                      # the built-in minimal sliver image
+  postgresql                          # the production store; registry tests run against it
+  openssh-client                      # real ssh clients against the SSH gateway
+  runc iperf3 util-linux procps psmisc  # benchmark peer, bandwidth tests, unshare/runuser, ps
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo not found. Install a current Rust toolchain (https://rustup.rs), then re-run." >&2
+  exit 1
+fi

@@ -181,14 +181,17 @@ pub async fn start(cfg: Config) -> Result<Running, CentralError> {
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let waker = state.clone();
+    let sweeper = tokio::spawn(sweep_liveness(store.clone()));
     let app = app(state);
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
                 waker.stop_waiters();
             })
-            .await
+            .await;
+        sweeper.abort();
+        r
     });
     tracing::info!(%addr, db = %redact(&cfg.db_url), "central serving");
     Ok(Running {
@@ -198,6 +201,28 @@ pub async fn start(cfg: Config) -> Result<Running, CentralError> {
         task,
         store,
     })
+}
+
+/// How often central looks for nodes that stopped reporting.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Marks nodes `down` once silent for longer than the live window (they come back `up` on
+/// their next contact). An event is logged for each change.
+async fn sweep_liveness(store: Arc<Store>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        match store
+            .sweep_down_nodes(now(), slicelab_model::time::NODE_LIVE_WINDOW)
+            .await
+        {
+            Ok(down) if !down.is_empty() => {
+                tracing::warn!(nodes = ?down, "nodes stopped reporting")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "liveness sweep failed"),
+        }
+    }
 }
 
 /// The database URL without its password, for logs.

@@ -28,6 +28,8 @@ both_backends!(
     openapi_and_metrics_describe_the_service,
     broker_selects_live_nodes_and_explains_failures,
     admission_control_never_overcommits_guarantees,
+    leases_give_exclusive_windows_that_end_on_time,
+    nodes_go_down_when_silent_and_up_when_back,
 );
 
 const ED25519: &str =
@@ -919,7 +921,7 @@ async fn reports_are_idempotent(b: Backend) {
     assert_eq!(slivers[0].state, SliverState::Running);
     let ev: Page<Event> = tc
         .admin
-        .get("/events?actor=node:node1.princeton.test")
+        .get("/events?actor=node:node1.princeton.test&object_type=slice")
         .await
         .unwrap();
     assert_eq!(ev.total, 2, "creating and running, once each");
@@ -1199,5 +1201,171 @@ async fn admission_control_never_overcommits_guarantees(b: Backend) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("memory guarantees"), "{err}");
+    tc.stop().await;
+}
+
+async fn leases_give_exclusive_windows_that_end_on_time(b: Backend) {
+    use slicelab_model::Lease;
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await;
+    let nk: slicelab_model::NodeWithKey = tc
+        .admin
+        .post(
+            "/nodes",
+            &json!({"hostname": "r.princeton.test", "site": "princeton", "reservable": true}),
+        )
+        .await
+        .unwrap();
+    new_slice(&f.pi_p, "princeton_la").await;
+    new_slice(&f.pi_p, "princeton_lb").await;
+    for s in ["princeton_la", "princeton_lb"] {
+        let _: Slice = f
+            .pi_p
+            .post(
+                &format!("/slices/{s}/nodes"),
+                &json!({"names": ["r.princeton.test", "node1.princeton.test"]}),
+            )
+            .await
+            .unwrap();
+    }
+    let node = Client::new(&tc.base, Some(nk.node_key.clone()));
+    let runs = |d: &DesiredSlivers| {
+        d.slivers
+            .iter()
+            .map(|s| (s.slice_name.clone(), s.run))
+            .collect::<Vec<_>>()
+    };
+    // A reservable node runs nothing outside leases.
+    let d = node
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs(&d),
+        [
+            ("princeton_la".into(), false),
+            ("princeton_lb".into(), false)
+        ]
+    );
+
+    let now = slicelab_central::now();
+    let la: Lease = f
+        .pi_p
+        .post("/leases", &json!({"slice": "princeton_la", "node": "r.princeton.test", "start": now, "end": now + 3}))
+        .await
+        .unwrap();
+    let err = f
+        .pi_p
+        .post::<_, Value>("/leases", &json!({"slice": "princeton_lb", "node": "r.princeton.test", "start": now + 2, "end": now + 10}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    assert!(
+        err.to_string().contains("already leased to princeton_la"),
+        "{err}"
+    );
+    // Back to back is not an overlap.
+    let _: Lease = f
+        .pi_p
+        .post("/leases", &json!({"slice": "princeton_lb", "node": "r.princeton.test", "start": now + 3, "end": now + 60}))
+        .await
+        .unwrap();
+    assert_eq!(
+        status(f.pi_p.post::<_, Value>("/leases", &json!({"slice": "princeton_la", "node": "node1.princeton.test", "start": now, "end": now + 9})).await),
+        422,
+        "non-reservable nodes take no leases"
+    );
+    assert_eq!(
+        status(f.pi_p.post::<_, Value>("/leases", &json!({"slice": "princeton_la", "node": "r.princeton.test", "start": now + 100, "end": now + 90})).await),
+        422
+    );
+    assert_eq!(
+        status(f.user_m.post::<_, Value>("/leases", &json!({"slice": "princeton_la", "node": "r.princeton.test", "start": now + 100, "end": now + 190})).await),
+        403
+    );
+    // During the window only the leasing slice runs...
+    let d = node
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs(&d),
+        [
+            ("princeton_la".into(), true),
+            ("princeton_lb".into(), false)
+        ]
+    );
+    // ...and the node learns of the end on time, without any write: the next lease takes over.
+    let d = node
+        .desired_slivers(Some(&d.revision), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let late = slicelab_central::now() - la.end;
+    assert_eq!(
+        runs(&d),
+        [
+            ("princeton_la".into(), false),
+            ("princeton_lb".into(), true)
+        ]
+    );
+    assert!(late <= 1, "lease end seen {late}s late");
+    let leases: Vec<Lease> = f.pi_p.get("/leases?node=r.princeton.test").await.unwrap();
+    assert_eq!(leases.len(), 1, "ended leases are not listed");
+    // A non-reservable node ignores leases entirely.
+    let d = Client::new(&tc.base, Some(f.node_p.node_key.clone()))
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(d.slivers.iter().all(|s| s.run));
+    tc.stop().await;
+}
+
+async fn nodes_go_down_when_silent_and_up_when_back(b: Backend) {
+    use slicelab_model::{Node, NodeReport, NodeStatus};
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await;
+    let n: Node = tc.anon().get("/nodes/node1.mit.test").await.unwrap();
+    assert_eq!(n.status, NodeStatus::New);
+    let node = Client::new(&tc.base, Some(f.node_m.node_key.clone()));
+    node.report(&NodeReport {
+        seq: 1,
+        slivers: vec![],
+        health: None,
+    })
+    .await
+    .unwrap();
+    let n: Node = tc.anon().get("/nodes/node1.mit.test").await.unwrap();
+    assert_eq!(n.status, NodeStatus::Up);
+    // Central's sweep, run as if three minutes had passed (a second store on the same database).
+    let store = slicelab_store::Store::open(&tc.db_url).await.unwrap();
+    let later = slicelab_central::now() + 180;
+    let down = store
+        .sweep_down_nodes(later, slicelab_model::time::NODE_LIVE_WINDOW)
+        .await
+        .unwrap();
+    assert_eq!(down, ["node1.mit.test"]);
+    assert!(
+        store.sweep_down_nodes(later, 120).await.unwrap().is_empty(),
+        "a node goes down once"
+    );
+    store.close().await;
+    let n: Node = tc.anon().get("/nodes/node1.mit.test").await.unwrap();
+    assert_eq!(n.status, NodeStatus::Down);
+    node.report(&NodeReport {
+        seq: 2,
+        slivers: vec![],
+        health: None,
+    })
+    .await
+    .unwrap();
+    let n: Node = tc.anon().get("/nodes/node1.mit.test").await.unwrap();
+    assert_eq!(n.status, NodeStatus::Up);
+    let ev: Page<Event> = tc
+        .admin
+        .get("/events?object=node1.mit.test&object_type=node")
+        .await
+        .unwrap();
+    let actions: Vec<_> = ev.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["node.up", "node.down", "node.up", "node.create"]);
     tc.stop().await;
 }

@@ -89,6 +89,9 @@ pub enum Command {
     /// Manage slices: their nodes, persons, tags and expiry.
     #[command(subcommand)]
     Slice(SliceCmd),
+    /// Reserve reservable nodes for a slice for a time window.
+    #[command(subcommand)]
+    Lease(LeaseCmd),
     /// Show the audit log: who changed what, when.
     Events(EventsArgs),
     /// Run the central authority (registry and REST API).
@@ -493,6 +496,9 @@ pub enum NodeSub {
         /// Initial boot state [default: boot].
         #[arg(long, value_parser = boot_state_parser())]
         boot_state: Option<BootState>,
+        /// Reservable: slivers run here only during their slice's lease.
+        #[arg(long)]
+        reservable: bool,
     },
     /// List nodes.
     #[command(visible_alias = "ls")]
@@ -529,6 +535,9 @@ pub enum NodeSub {
         disk_gb: Option<i64>,
         #[arg(long)]
         region: Option<String>,
+        /// Make the node reservable (slivers run only during leases) or not.
+        #[arg(long, value_name = "BOOL")]
+        reservable: Option<bool>,
     },
     /// Delete a node.
     #[command(visible_alias = "rm")]
@@ -790,4 +799,33 @@ pub struct CentralArgs {
         default_value = "admin@localhost"
     )]
     pub admin_email: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LeaseCmd {
+    /// Reserve NODE for SLICE: during the window only that slice's sliver runs there.
+    Add {
+        slice: String,
+        node: String,
+        /// Start: RFC 3339, a date, Unix seconds, or `now` [default: now].
+        #[arg(long, value_name = "TIME")]
+        start: Option<String>,
+        /// How long, e.g. `2h`, `30m`, `1d`.
+        #[arg(long, value_name = "DURATION", conflicts_with = "end")]
+        duration: Option<String>,
+        /// End: RFC 3339, a date or Unix seconds.
+        #[arg(long, value_name = "TIME", required_unless_present = "duration")]
+        end: Option<String>,
+    },
+    /// List current and future leases.
+    #[command(visible_alias = "ls")]
+    List {
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long)]
+        slice: Option<String>,
+    },
+    /// Cancel a lease.
+    #[command(visible_alias = "rm")]
+    Delete { id: i64 },
 }

@@ -180,6 +180,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             None => node_daemon(n.daemon).await,
         },
         Command::Slice(c) => slice(out, c).await,
+        Command::Lease(c) => lease(out, c).await,
         Command::Events(a) => events(out, a).await,
         Command::Central(a) => central(a).await,
         Command::Image(c) => image(c).await,
@@ -540,6 +541,7 @@ async fn node(out: Output, c: NodeSub) -> Result<()> {
             disk_gb,
             region,
             boot_state,
+            reservable,
         } => {
             let body = NodeCreate {
                 hostname,
@@ -549,6 +551,7 @@ async fn node(out: Output, c: NodeSub) -> Result<()> {
                 mem_mb: mem_mb.unwrap_or(1024),
                 disk_gb: disk_gb.unwrap_or(10),
                 region: region.unwrap_or_default(),
+                reservable,
             };
             let nk = c_.create_node(&body).await?;
             emit(out, &nk, |nk| node_key_text(nk, c_.base(), now))
@@ -579,6 +582,7 @@ async fn node(out: Output, c: NodeSub) -> Result<()> {
             mem_mb,
             disk_gb,
             region,
+            reservable,
         } => {
             let body = NodeUpdate {
                 boot_state,
@@ -586,15 +590,17 @@ async fn node(out: Output, c: NodeSub) -> Result<()> {
                 mem_mb,
                 disk_gb,
                 region,
+                reservable,
             };
             if body.boot_state.is_none()
                 && body.cpu_cores.is_none()
                 && body.mem_mb.is_none()
                 && body.disk_gb.is_none()
                 && body.region.is_none()
+                && body.reservable.is_none()
             {
                 return Err(nothing_to_change(
-                    "--boot-state, --cpu, --mem-mb, --disk-gb, --region",
+                    "--boot-state, --cpu, --mem-mb, --disk-gb, --region, --reservable",
                 ));
             }
             emit(out, &c_.update_node(&node, &body).await?, |n| {
@@ -887,6 +893,62 @@ async fn slice(out: Output, c: SliceCmd) -> Result<()> {
         SliceCmd::Slivers { slice } => emit_list(out, &c_.slice_slivers(&slice).await?, |l| {
             render::slivers(l, now)
         }),
+    }
+}
+
+// ---------- leases ----------
+
+async fn lease(out: Output, c: LeaseCmd) -> Result<()> {
+    let s = session()?;
+    let c_ = &s.client;
+    let now = timefmt::now();
+    match c {
+        LeaseCmd::Add {
+            slice,
+            node,
+            start,
+            duration,
+            end,
+        } => {
+            let start = match start.as_deref() {
+                None | Some("now") => now,
+                Some(t) => {
+                    timefmt::parse_time(t).map_err(|m| CliError::Usage(format!("--start: {m}")))?
+                }
+            };
+            let end = match (duration, end) {
+                (Some(d), _) => {
+                    start
+                        + timefmt::parse_duration(&d)
+                            .map_err(|m| CliError::Usage(format!("--duration: {m}")))?
+                }
+                (None, Some(e)) => {
+                    timefmt::parse_time(&e).map_err(|m| CliError::Usage(format!("--end: {m}")))?
+                }
+                (None, None) => {
+                    return Err(CliError::Usage("give --duration or --end".into()).into())
+                }
+            };
+            let body = slicelab_model::LeaseCreate {
+                slice,
+                node,
+                start,
+                end,
+            };
+            emit(out, &c_.create_lease(&body).await?, |l| {
+                render::leases(std::slice::from_ref(l), now)
+            })
+        }
+        LeaseCmd::List { node, slice } => emit_list(
+            out,
+            &c_.leases(node.as_deref(), slice.as_deref()).await?,
+            |l| render::leases(l, now),
+        ),
+        LeaseCmd::Delete { id } => {
+            c_.delete_lease(id).await?;
+            eprintln!("Deleted lease {id}.");
+            Ok(())
+        }
     }
 }
 

@@ -113,6 +113,7 @@ pub fn nodes(items: &[Node], now: i64) -> String {
         "mem_mb",
         "disk_gb",
         "region",
+        "status",
         "last_contact",
     ]);
     for n in items {
@@ -125,6 +126,7 @@ pub fn nodes(items: &[Node], now: i64) -> String {
             n.mem_mb.to_string(),
             n.disk_gb.to_string(),
             or_dash(&n.region),
+            n.status.as_str().to_string(),
             last_contact(n, now),
         ]);
     }
@@ -141,6 +143,8 @@ pub fn node(n: &Node, now: i64) -> String {
         ("mem_mb", n.mem_mb.to_string()),
         ("disk_gb", n.disk_gb.to_string()),
         ("region", or_dash(&n.region)),
+        ("status", n.status.as_str().to_string()),
+        ("reservable", n.reservable.to_string()),
         (
             "last_contact",
             n.last_contact
@@ -215,6 +219,20 @@ pub fn slivers(items: &[Sliver], now: i64) -> String {
             s.address.clone().unwrap_or_else(|| "-".into()),
             fmt_relative(s.updated, now),
             truncate(&s.message, 60),
+        ]);
+    }
+    t.render()
+}
+
+pub fn leases(items: &[slicelab_model::Lease], now: i64) -> String {
+    let mut t = Table::new(&["id", "slice", "node", "start", "end"]);
+    for l in items {
+        t.row([
+            l.id.to_string(),
+            l.slice.clone(),
+            l.node.clone(),
+            fmt_time_relative(l.start, now),
+            fmt_time_relative(l.end, now),
         ]);
     }
     t.render()

@@ -472,6 +472,37 @@ impl Client {
             .await
     }
 
+    pub async fn create_lease(
+        &self,
+        body: &slicelab_model::LeaseCreate,
+    ) -> Result<slicelab_model::Lease> {
+        self.post("/leases", body).await
+    }
+
+    pub async fn leases(
+        &self,
+        node: Option<&str>,
+        slice: Option<&str>,
+    ) -> Result<Vec<slicelab_model::Lease>> {
+        let mut q = Vec::new();
+        if let Some(n) = node {
+            q.push(format!("node={}", encode(n)));
+        }
+        if let Some(s) = slice {
+            q.push(format!("slice={}", encode(s)));
+        }
+        let path = if q.is_empty() {
+            "/leases".to_string()
+        } else {
+            format!("/leases?{}", q.join("&"))
+        };
+        self.get(&path).await
+    }
+
+    pub async fn delete_lease(&self, id: i64) -> Result<()> {
+        self.delete(&format!("/leases/{id}")).await
+    }
+
     /// Lets the broker choose nodes: `spec` is the text form, e.g. `count=3, distinct=site`.
     pub async fn select_slice_nodes(
         &self,

@@ -293,7 +293,37 @@ pub struct Node {
     pub region: String,
     /// Last time the node manager talked to central (Unix seconds).
     pub last_contact: Option<i64>,
+    /// Whether its manager is reporting (`up`), has stopped (`down`), or never did (`new`).
+    pub status: NodeStatus,
+    /// Reservable nodes run a sliver only during its slice's lease.
+    pub reservable: bool,
     pub created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    New,
+    Up,
+    Down,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::New => "new",
+            NodeStatus::Up => "up",
+            NodeStatus::Down => "down",
+        }
+    }
+    pub fn parse(s: &str) -> Option<NodeStatus> {
+        match s {
+            "new" => Some(NodeStatus::New),
+            "up" => Some(NodeStatus::Up),
+            "down" => Some(NodeStatus::Down),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -312,6 +342,8 @@ pub struct NodeCreate {
     pub disk_gb: i64,
     #[serde(default)]
     pub region: String,
+    #[serde(default)]
+    pub reservable: bool,
 }
 
 fn default_boot_state() -> BootState {
@@ -372,6 +404,7 @@ pub struct NodeUpdate {
     pub mem_mb: Option<i64>,
     pub disk_gb: Option<i64>,
     pub region: Option<String>,
+    pub reservable: Option<bool>,
 }
 
 impl NodeUpdate {
@@ -482,6 +515,57 @@ pub struct SliceTagSet {
     pub value: String,
     /// Hostname or id: set the tag for this node only.
     pub node: Option<String>,
+}
+
+/// A time-bounded exclusive reservation of a reservable node for a slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Lease {
+    pub id: i64,
+    pub slice: String,
+    pub node: String,
+    /// Unix seconds, inclusive.
+    pub start: i64,
+    /// Unix seconds, exclusive.
+    pub end: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseCreate {
+    /// Slice name or id.
+    pub slice: String,
+    /// Node hostname or id.
+    pub node: String,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Longest single lease.
+pub const LEASE_MAX: i64 = crate::time::WEEK;
+
+impl LeaseCreate {
+    /// Checks the window against `now`: it ends in the future, after it starts, within bounds.
+    pub fn validate(&self, now: i64) -> Invalid<()> {
+        if self.end <= self.start {
+            return Err(ValidationError::new("end", "must be after start"));
+        }
+        if self.end <= now {
+            return Err(ValidationError::new("end", "must be in the future"));
+        }
+        if self.end - self.start > LEASE_MAX {
+            return Err(ValidationError::new(
+                "end",
+                format!(
+                    "a lease lasts at most {} days",
+                    LEASE_MAX / crate::time::DAY
+                ),
+            ));
+        }
+        if self.start > now + crate::time::SLICE_MAX_AHEAD {
+            return Err(ValidationError::new("start", "at most 8 weeks ahead"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -80,7 +80,7 @@ mod tests {
     fn matches_ignoring_comment_and_whitespace() {
         let offered = key(ED_A);
         assert!(key_matches(ED_A, &offered));
-        let no_comment: String = ED_A.rsplitn(2, ' ').nth(1).unwrap().to_string();
+        let no_comment: String = ED_A.rsplit_once(' ').unwrap().0.to_string();
         assert!(key_matches(&format!("  {no_comment}  \n"), &offered));
         assert!(key_matches(&format!("{no_comment} someone else"), &offered));
     }
@@ -108,7 +108,9 @@ mod tests {
             })
         );
         let e = check(Some(vec![]), "pl_x", &offered).unwrap_err();
-        assert!(e.to_string().contains("key not authorized for slice \"pl_x\""));
+        assert!(e
+            .to_string()
+            .contains("key not authorized for slice \"pl_x\""));
         assert!(check(Some(vec!["junk".into(), ED_A.into()]), "pl_x", &offered).is_ok());
     }
 }

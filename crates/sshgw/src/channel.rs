@@ -43,7 +43,9 @@ pub fn env_allowed(name: &str) -> bool {
     matches!(name, "LANG" | "LANGUAGE" | "TERM" | "COLORTERM" | "TZ")
         || (name.starts_with("LC_")
             && name.len() > 3
-            && name[3..].bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+            && name[3..]
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b == b'_'))
 }
 
 struct PtyReq {
@@ -471,7 +473,15 @@ mod tests {
         for ok in ["LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ"] {
             assert!(env_allowed(ok), "{ok}");
         }
-        for bad in ["LD_PRELOAD", "PATH", "BASH_ENV", "LC_", "LC_all", "HOME", "SHELL"] {
+        for bad in [
+            "LD_PRELOAD",
+            "PATH",
+            "BASH_ENV",
+            "LC_",
+            "LC_all",
+            "HOME",
+            "SHELL",
+        ] {
             assert!(!env_allowed(bad), "{bad}");
         }
     }

@@ -23,7 +23,9 @@ pub fn load_or_create(path: &Path) -> Result<PrivateKey, GatewayError> {
         message,
     };
     match std::fs::read_to_string(path) {
-        Ok(text) => return PrivateKey::from_openssh(text.as_bytes()).map_err(|e| bad(e.to_string())),
+        Ok(text) => {
+            return PrivateKey::from_openssh(text.as_bytes()).map_err(|e| bad(e.to_string()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }

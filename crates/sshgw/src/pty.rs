@@ -79,9 +79,9 @@ impl Master {
     pub async fn write_all(&self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let mut guard = self.fd.writable().await?;
-            match guard
-                .try_io(|fd| nix::unistd::write(fd.get_ref().as_fd(), data).map_err(io::Error::from))
-            {
+            match guard.try_io(|fd| {
+                nix::unistd::write(fd.get_ref().as_fd(), data).map_err(io::Error::from)
+            }) {
                 Ok(Ok(n)) => data = &data[n..],
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(Err(e)) => return Err(e),

@@ -68,10 +68,12 @@ pub async fn start(
             addr: cfg.listen,
             source,
         })?;
-    let local_addr = listener.local_addr().map_err(|source| GatewayError::Listen {
-        addr: cfg.listen,
-        source,
-    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| GatewayError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
     let config = Arc::new(russh::server::Config {
         server_id: russh::SshId::Standard("SSH-2.0-slicelab_sshgw".into()),
         // keyboard-interactive is only offered to tell a client whose keys were all refused why
@@ -133,7 +135,10 @@ async fn accept_loop(
     }
     drop(listener);
     let all_done = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, all_done).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, all_done)
+        .await
+        .is_err()
+    {
         conns.shutdown().await;
     }
 }
@@ -287,14 +292,17 @@ impl russh::server::Handler for ConnHandler {
         response: Option<russh::server::Response<'a>>,
     ) -> Result<Auth, Self::Error> {
         // Never accepts: only shows a client whose keys were all refused the reason.
-        let why = self.refusal.clone().unwrap_or(match self.access.authorized_keys(user) {
-            None => Refusal::NoSliver {
-                slice: user.to_string(),
-            },
-            Some(_) => Refusal::KeyNotAuthorized {
-                slice: user.to_string(),
-            },
-        });
+        let why = self
+            .refusal
+            .clone()
+            .unwrap_or(match self.access.authorized_keys(user) {
+                None => Refusal::NoSliver {
+                    slice: user.to_string(),
+                },
+                Some(_) => Refusal::KeyNotAuthorized {
+                    slice: user.to_string(),
+                },
+            });
         if response.is_none() {
             tracing::info!(peer = %self.peer, "ssh login refused: {why}");
             return Ok(Auth::Partial {
@@ -318,7 +326,9 @@ impl russh::server::Handler for ConnHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(slice) = self.slice.clone() else {
-            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         let ctx = Ctx {

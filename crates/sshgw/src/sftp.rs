@@ -27,10 +27,10 @@ use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
 use nix::unistd::{fchownat, unlinkat, Gid, Uid, UnlinkatFlags};
 use russh::server::Msg;
 use russh::{Channel, ChannelMsg};
-use tokio::io::AsyncWriteExt;
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
 };
+use tokio::io::AsyncWriteExt;
 
 /// Largest read the client gets in one reply.
 const MAX_READ: u32 = 256 * 1024;
@@ -39,11 +39,7 @@ const DIR_BATCH: usize = 128;
 /// Open handles per session.
 const MAX_HANDLES: usize = 256;
 
-pub(crate) async fn run(
-    channel: Channel<Msg>,
-    root: PathBuf,
-    owner: Option<(u32, u32)>,
-) {
+pub(crate) async fn run(channel: Channel<Msg>, root: PathBuf, owner: Option<(u32, u32)>) {
     let root_fd = match std::fs::File::open(&root) {
         Ok(f) => OwnedFd::from(f),
         Err(e) => {

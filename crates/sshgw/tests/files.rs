@@ -64,7 +64,12 @@ async fn sftp_batch_mkdir_put_ls_rename_get_rm() {
     let mut c = client(&h, "/usr/bin/sftp", &k);
     c.arg("-b").arg(&batch).arg("pl_demo@127.0.0.1");
     let out = output(c).await;
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     assert!(text(&out.stdout).contains("a.txt"), "{}", text(&out.stdout));
     assert_eq!(std::fs::read_to_string(&got).unwrap(), "hello sliver\n");
     assert!(!h.access.dir("pl_demo").join("d").exists());
@@ -91,7 +96,10 @@ async fn sftp_cannot_leave_the_sliver_root() {
         let out = output(c).await;
         assert!(!out.status.success(), "{remote} was copied");
         let got = std::fs::read_to_string(&dest).unwrap_or_default();
-        assert!(!got.contains("host secret"), "{remote} leaked the host file");
+        assert!(
+            !got.contains("host secret"),
+            "{remote} leaked the host file"
+        );
     }
     // Writing through a symlink lands inside the root, never on the host file.
     let local = h.tmp.path().join("evil.txt");

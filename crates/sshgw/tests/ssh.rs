@@ -24,7 +24,11 @@ async fn stderr_is_separate_from_stdout() {
     let out = output(h.ssh("pl_demo", &k, &["echo to-out; echo to-err >&2"])).await;
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), "to-out\n");
-    assert!(text(&out.stderr).contains("to-err\n"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("to-err\n"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!text(&out.stderr).contains("to-out"));
 }
 
@@ -101,7 +105,8 @@ async fn wrong_key_is_refused_with_a_message() {
     let h = Harness::start().await;
     let alice = h.key("alice");
     let mallory = h.key("mallory");
-    h.access.set_keys("pl_demo", vec![alice.public_line.clone()]);
+    h.access
+        .set_keys("pl_demo", vec![alice.public_line.clone()]);
     let out = output(h.ssh_opts("pl_demo", &mallory, &["-o", "BatchMode=no"], &["true"])).await;
     assert_eq!(out.status.code(), Some(255));
     let stderr = text(&out.stderr);
@@ -117,10 +122,15 @@ async fn wrong_key_in_batch_mode_is_refused() {
     let h = Harness::start().await;
     let alice = h.key("alice");
     let mallory = h.key("mallory");
-    h.access.set_keys("pl_demo", vec![alice.public_line.clone()]);
+    h.access
+        .set_keys("pl_demo", vec![alice.public_line.clone()]);
     let out = output(h.ssh("pl_demo", &mallory, &["true"])).await;
     assert_eq!(out.status.code(), Some(255));
-    assert!(text(&out.stderr).contains("Permission denied"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Permission denied"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +160,11 @@ async fn many_concurrent_sessions() {
     h.access.set_keys("pl_demo", vec![k.public_line.clone()]);
     let runs: Vec<_> = (0..8)
         .map(|i| {
-            let c = h.ssh("pl_demo", &k, &[&format!("sleep 0.2; echo run-{i}; exit {i}")]);
+            let c = h.ssh(
+                "pl_demo",
+                &k,
+                &[&format!("sleep 0.2; echo run-{i}; exit {i}")],
+            );
             tokio::spawn(output(c))
         })
         .collect();
@@ -164,7 +178,12 @@ async fn many_concurrent_sessions() {
 fn alive(pid: i32) -> bool {
     // A zombie is dead for our purpose (its parent, the gateway, reaps it).
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -188,7 +207,8 @@ async fn start_blocking_session(
 ) -> (tokio::process::Child, Vec<i32>) {
     use tokio::io::AsyncBufReadExt;
     let mut c = h.ssh("pl_demo", k, &[cmd]);
-    c.stdout(std::process::Stdio::piped());
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
     let mut child = c.spawn().unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut pids = Vec::new();

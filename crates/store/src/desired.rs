@@ -48,6 +48,13 @@ impl Store {
                     .push(SliverKey { person, key });
             }
             let runs = node.boot_state.runs_slivers();
+            // On a reservable node only the slice holding the current lease runs; the others
+            // are kept, paused.
+            let leased_to = if node.reservable {
+                Some(self.active_lease(node.id, now).await?)
+            } else {
+                None
+            };
             for (id, name, expires, enabled) in slices {
                 let tags =
                     tag_rows
@@ -64,7 +71,7 @@ impl Store {
                     slice_id: id,
                     slice_name: name,
                     expires,
-                    run: runs && enabled != 0,
+                    run: runs && enabled != 0 && leased_to.is_none_or(|holder| holder == Some(id)),
                     keys: keys_by_slice.remove(&id).unwrap_or_default(),
                     resources: tags::resolve(tags, node.id),
                 });

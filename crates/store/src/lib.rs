@@ -9,6 +9,7 @@
 mod auth;
 mod desired;
 mod events;
+mod leases;
 mod nodes;
 mod persons;
 mod placement;

@@ -3,7 +3,7 @@ use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate};
 
 use crate::events::NewEvent;
 use crate::rows::{NodeRow, NODE_COLS};
-use crate::{conflict_or, Arg, Filter, Paging, Result, Store, StoreError};
+use crate::{conflict_or, Arg, Filter, Paging, Result, Store, StoreError, WriteTx};
 
 #[derive(Debug, Clone, Default)]
 pub struct NodeFilter {
@@ -25,8 +25,8 @@ impl Store {
     ) -> Result<Node> {
         let mut w = self.write().await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO nodes (hostname, site_id, boot_state, cpu_cores, mem_mb, disk_gb, region, key_hash, created) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+            "INSERT INTO nodes (hostname, site_id, boot_state, cpu_cores, mem_mb, disk_gb, region, key_hash, created, reservable) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(&c.hostname)
         .bind(site_id)
@@ -37,6 +37,7 @@ impl Store {
         .bind(&c.region)
         .bind(key_hash)
         .bind(now)
+        .bind(i64::from(c.reservable))
         .fetch_one(&mut *w.tx)
         .await
         .map_err(|e| conflict_or(e, &format!("a node with hostname {:?} already exists", c.hostname), ""))?;
@@ -115,13 +116,15 @@ impl Store {
     ) -> Result<Node> {
         let mut w = self.write().await?;
         sqlx::query(
-            "UPDATE nodes SET boot_state = $1, cpu_cores = $2, mem_mb = $3, disk_gb = $4, region = $5 WHERE id = $6",
+            "UPDATE nodes SET boot_state = $1, cpu_cores = $2, mem_mb = $3, disk_gb = $4, region = $5, reservable = $6 \
+             WHERE id = $7",
         )
         .bind(u.boot_state.unwrap_or(n.boot_state).as_str())
         .bind(u.cpu_cores.unwrap_or(n.cpu_cores))
         .bind(u.mem_mb.unwrap_or(n.mem_mb))
         .bind(u.disk_gb.unwrap_or(n.disk_gb))
         .bind(u.region.as_deref().unwrap_or(&n.region))
+        .bind(i64::from(u.reservable.unwrap_or(n.reservable)))
         .bind(n.id)
         .execute(&mut *w.tx)
         .await?;
@@ -194,13 +197,82 @@ impl Store {
     }
 
     /// Records that the node manager talked to central (not an event: it happens every poll).
-    pub async fn touch_node(&self, node_id: i64, now: i64) -> Result<()> {
+    pub async fn touch_node(&self, node: &Node, now: i64) -> Result<()> {
         let mut w = self.write().await?;
         sqlx::query("UPDATE nodes SET last_contact = $1 WHERE id = $2")
             .bind(now)
-            .bind(node_id)
+            .bind(node.id)
             .execute(&mut *w.tx)
             .await?;
+        w.mark_up(node, now).await?;
         w.commit().await
+    }
+
+    /// Marks `down` (with an event) every `up` node silent since before `now - window`; returns
+    /// their hostnames. Safe to run on several central replicas at once: each node flips once.
+    pub async fn sweep_down_nodes(&self, now: i64, window: i64) -> Result<Vec<String>> {
+        let stale: Vec<(i64, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, hostname, site_id, last_contact FROM nodes \
+             WHERE status = 'up' AND (last_contact IS NULL OR last_contact < $1)",
+        )
+        .bind(now - window)
+        .fetch_all(self.pool())
+        .await?;
+        let mut down = Vec::new();
+        for (id, hostname, site_id, last) in stale {
+            let mut w = self.write().await?;
+            let r = sqlx::query(
+                "UPDATE nodes SET status = 'down' WHERE id = $1 AND status = 'up' \
+                 AND (last_contact IS NULL OR last_contact < $2)",
+            )
+            .bind(id)
+            .bind(now - window)
+            .execute(&mut *w.tx)
+            .await?;
+            if r.rows_affected() == 1 {
+                w.event(
+                    now,
+                    NewEvent {
+                        actor: "system",
+                        action: "node.down",
+                        object_type: "node",
+                        object_id: id,
+                        object_name: &hostname,
+                        site_id: Some(site_id),
+                        detail: json!({"last_contact": last}),
+                    },
+                )
+                .await?;
+                down.push(hostname);
+            }
+            w.commit().await?;
+        }
+        Ok(down)
+    }
+}
+
+impl WriteTx<'_> {
+    /// A node that talks to central is `up`; the change from `new` or `down` is an event.
+    pub(crate) async fn mark_up(&mut self, node: &Node, now: i64) -> Result<()> {
+        let r = sqlx::query("UPDATE nodes SET status = 'up' WHERE id = $1 AND status <> 'up'")
+            .bind(node.id)
+            .execute(&mut *self.tx)
+            .await?;
+        if r.rows_affected() == 1 {
+            self.event(
+                now,
+                NewEvent {
+                    actor: &format!("node:{}", node.hostname),
+                    action: "node.up",
+                    object_type: "node",
+                    object_id: node.id,
+                    object_name: &node.hostname,
+                    site_id: Some(node.site_id),
+                    detail: json!({}),
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 }

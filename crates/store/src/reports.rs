@@ -97,6 +97,7 @@ impl Store {
         .bind(node.id)
         .execute(&mut *w.tx)
         .await?;
+        w.mark_up(node, now).await?;
         w.commit().await?;
         Ok(r.seq)
     }

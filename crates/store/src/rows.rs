@@ -1,6 +1,6 @@
 //! Row shapes as the SQL returns them, and their conversion to model types.
 
-use slicelab_model::{BootState, Event, Key, Node, Role, Site};
+use slicelab_model::{BootState, Event, Key, Node, NodeStatus, Role, Site};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct SiteRow {
@@ -72,12 +72,14 @@ pub(crate) struct NodeRow {
     pub disk_gb: i64,
     pub region: String,
     pub last_contact: Option<i64>,
+    pub status: String,
+    pub reservable: i64,
     pub created: i64,
 }
 
 pub(crate) const NODE_COLS: &str =
     "n.id, n.hostname, s.login_base AS site, n.site_id, n.boot_state, \
-     n.cpu_cores, n.mem_mb, n.disk_gb, n.region, n.last_contact, n.created";
+     n.cpu_cores, n.mem_mb, n.disk_gb, n.region, n.last_contact, n.status, n.reservable, n.created";
 
 impl From<NodeRow> for Node {
     fn from(r: NodeRow) -> Node {
@@ -93,6 +95,8 @@ impl From<NodeRow> for Node {
             disk_gb: r.disk_gb,
             region: r.region,
             last_contact: r.last_contact,
+            status: NodeStatus::parse(&r.status).unwrap_or(NodeStatus::Down),
+            reservable: r.reservable != 0,
             created: r.created,
         }
     }

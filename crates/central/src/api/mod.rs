@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod leases;
 pub mod node;
 pub mod nodes;
 pub mod openapi;
@@ -73,6 +74,8 @@ pub fn router() -> Router<AppState> {
             put(slices::set_tag).delete(slices::delete_tag),
         )
         .route("/events", get(events::list))
+        .route("/leases", get(leases::list).post(leases::create))
+        .route("/leases/{id}", delete(leases::remove))
         .route("/node/slivers", get(node::slivers))
         .route("/node/report", post(node::report))
 }

@@ -55,7 +55,7 @@ pub async fn slivers(
         let node = st.store.node(&node_id.to_string()).await?;
         let now = crate::now();
         if !touched && node.last_contact.is_none_or(|t| now - t >= CONTACT_EVERY) {
-            st.store.touch_node(node.id, now).await?;
+            st.store.touch_node(&node, now).await?;
             touched = true;
         }
         let desired = st.store.desired_slivers(&node, now).await?;
@@ -66,13 +66,18 @@ pub async fn slivers(
         if left.is_zero() || st.is_stopping() {
             return Ok(Json(desired));
         }
+        // Leases start and end, and slices expire, with no write to wake us: wake for them.
+        let mut nap = left.min(RECHECK);
+        if let Some(b) = st.store.next_boundary(node.id, now).await? {
+            nap = nap.min(Duration::from_secs((b - now).max(0) as u64));
+        }
         tokio::select! {
             r = changes.changed() => {
                 if r.is_err() || st.is_stopping() {
                     return Ok(Json(desired));
                 }
             }
-            _ = tokio::time::sleep(left.min(RECHECK)) => {}
+            _ = tokio::time::sleep(nap) => {}
         }
     }
 }

@@ -2,7 +2,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, events, node, nodes, persons, sites, slices};
+use super::{auth, events, leases, node, nodes, persons, sites, slices};
 
 struct Security;
 
@@ -31,6 +31,7 @@ impl Modify for Security {
         slices::add_nodes, slices::select_nodes, slices::remove_node, slices::add_persons, slices::remove_person,
         slices::slivers, slices::tags, slices::set_tag, slices::delete_tag,
         events::list,
+        leases::list, leases::create, leases::remove,
         node::slivers, node::report,
     ),
     components(schemas(slicelab_model::tags::Resources, slicelab_model::tags::PortForward,

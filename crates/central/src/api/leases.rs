@@ -1,0 +1,91 @@
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use slicelab_model::objects::ErrorBody;
+use slicelab_model::{Lease, LeaseCreate};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseQuery {
+    /// Node hostname or id.
+    pub node: Option<String>,
+    /// Slice name or id.
+    pub slice: Option<String>,
+}
+
+/// Current and future leases, in time order.
+#[utoipa::path(get, path = "/api/v1/leases", tag = "leases", params(LeaseQuery),
+    responses((status = 200, body = Vec<Lease>)))]
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<LeaseQuery>,
+) -> ApiResult<Json<Vec<Lease>>> {
+    caller.person()?;
+    let node = match &q.node {
+        Some(n) => Some(st.store.node(n).await?.id),
+        None => None,
+    };
+    let slice = match &q.slice {
+        Some(s) => Some(st.store.slice(s).await?.id),
+        None => None,
+    };
+    Ok(Json(st.store.list_leases(node, slice, crate::now()).await?))
+}
+
+/// Reserves a reservable node for a slice: during the window only that slice's sliver runs there.
+#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", request_body = LeaseCreate,
+    responses((status = 201, body = Lease), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(c): ApiJson<LeaseCreate>,
+) -> ApiResult<(StatusCode, Json<Lease>)> {
+    let me = caller.person()?;
+    let slice = st.store.slice(&c.slice).await?;
+    let member = st.store.is_slice_member(slice.id, me.person.id).await?;
+    caller.actor.can_use_slice(slice.site_id, member)?;
+    let node = st.store.node(&c.node).await?;
+    if !node.reservable {
+        return Err(ApiError::invalid(
+            "node",
+            format!("{} is not reservable", node.hostname),
+        ));
+    }
+    let now = crate::now();
+    c.validate(now)?;
+    let lease = st
+        .store
+        .create_lease(&caller.label(), now, &slice, &node, c.start, c.end)
+        .await?;
+    st.changed();
+    Ok((StatusCode::CREATED, Json(lease)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = i64, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody)))]
+pub async fn remove(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let me = caller.person()?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("lease id {id:?} is not a number")))?;
+    let lease = st.store.lease(id).await?;
+    let slice = st.store.slice(&lease.slice).await?;
+    let member = st.store.is_slice_member(slice.id, me.person.id).await?;
+    caller.actor.can_use_slice(slice.site_id, member)?;
+    st.store
+        .delete_lease(&caller.label(), crate::now(), &lease, &slice)
+        .await?;
+    st.changed();
+    Ok(StatusCode::NO_CONTENT)
+}

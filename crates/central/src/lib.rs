@@ -66,10 +66,11 @@ pub fn now() -> i64 {
 /// Largest request body accepted (an initscript is at most 64 KiB; reports may list many slivers).
 const BODY_LIMIT: usize = 4 << 20;
 
-/// The whole HTTP application over `state`.
-pub fn app(state: AppState) -> Router {
+/// The whole HTTP application over `state`; `extra` adds routes of other layers (the web UI).
+pub fn app(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api::router())
+        .merge(extra)
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_page))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -163,6 +164,11 @@ impl Running {
 
 /// Opens the store (migrating it), creates the first admin if needed, and starts serving.
 pub async fn start(cfg: Config) -> Result<Running, CentralError> {
+    start_with_routes(cfg, Router::new()).await
+}
+
+/// Like [`start`], also serving `extra` routes (e.g. the web interface) over the same state.
+pub async fn start_with_routes(cfg: Config, extra: Router<AppState>) -> Result<Running, CentralError> {
     let store = Arc::new(Store::open(&cfg.db_url).await?);
     let generated_admin_password = bootstrap(&store, &cfg).await?;
     let (tx, _rx) = watch::channel(0u64);
@@ -182,7 +188,7 @@ pub async fn start(cfg: Config) -> Result<Running, CentralError> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let waker = state.clone();
     let sweeper = tokio::spawn(sweep_liveness(store.clone()));
-    let app = app(state);
+    let app = app(state, extra);
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move {

@@ -168,7 +168,10 @@ pub async fn start(cfg: Config) -> Result<Running, CentralError> {
 }
 
 /// Like [`start`], also serving `extra` routes (e.g. the web interface) over the same state.
-pub async fn start_with_routes(cfg: Config, extra: Router<AppState>) -> Result<Running, CentralError> {
+pub async fn start_with_routes(
+    cfg: Config,
+    extra: Router<AppState>,
+) -> Result<Running, CentralError> {
     let store = Arc::new(Store::open(&cfg.db_url).await?);
     let generated_admin_password = bootstrap(&store, &cfg).await?;
     let (tx, _rx) = watch::channel(0u64);
@@ -177,6 +180,7 @@ pub async fn start_with_routes(cfg: Config, extra: Router<AppState>) -> Result<R
         changes: Arc::new(tx),
         metrics: Arc::new(Metrics::default()),
         stopping: Default::default(),
+        node_changes: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -212,12 +216,20 @@ pub async fn start_with_routes(cfg: Config, extra: Router<AppState>) -> Result<R
 /// How often central looks for nodes that stopped reporting.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Marks nodes `down` once silent for longer than the live window (they come back `up` on
-/// their next contact). An event is logged for each change.
+/// Background upkeep: marks nodes `down` once silent for longer than the live window (they come
+/// back `up` on their next contact; each change is an event), and rolls up old usage samples.
 async fn sweep_liveness(store: Arc<Store>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
+    let mut last_rollup = 0;
     loop {
         tick.tick().await;
+        // Usage older than a day is rolled up hourly (raw rows are 1 per sliver per ~10 s).
+        if now() - last_rollup >= api::usage::ROLLUP_EVERY {
+            last_rollup = now();
+            if let Err(e) = store.rollup_usage(now()).await {
+                tracing::error!(error = %e, "usage rollup failed");
+            }
+        }
         match store
             .sweep_down_nodes(now(), slicelab_model::time::NODE_LIVE_WINDOW)
             .await

@@ -32,6 +32,8 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// Node long-polls waiting right now.
     pub watchers: AtomicI64,
+    /// Desired-sliver computations for long-polls (each is a few queries).
+    pub desired_computed: AtomicI64,
 }
 
 impl Metrics {
@@ -108,6 +110,15 @@ impl Metrics {
             out,
             "slicelab_node_watchers {}",
             self.watchers.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP slicelab_desired_computations_total Desired-sliver computations by node long-polls.\n",
+        );
+        out.push_str("# TYPE slicelab_desired_computations_total counter\n");
+        let _ = writeln!(
+            out,
+            "slicelab_desired_computations_total {}",
+            self.desired_computed.load(Ordering::Relaxed)
         );
         out
     }

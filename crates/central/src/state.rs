@@ -1,5 +1,6 @@
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use slicelab_store::Store;
 use tokio::sync::watch;
@@ -10,8 +11,11 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
-    /// Bumped after every committed write; node long-polls wait on it.
+    /// Bumped after a committed write that may concern any node (a person's keys, a site).
     pub changes: Arc<watch::Sender<u64>>,
+    /// Bumped per node (by hostname) after a write that concerns only some nodes, so a change
+    /// to one slice wakes the long-polls of its nodes, not of all nodes.
+    pub node_changes: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     pub metrics: Arc<Metrics>,
     /// Set when shutting down: waiting long-polls answer at once instead of holding shutdown.
     pub stopping: Arc<AtomicBool>,
@@ -21,6 +25,29 @@ impl AppState {
     /// Wakes waiting node long-polls: the registry changed.
     pub fn changed(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Wakes the long-polls of these nodes only.
+    pub fn changed_nodes<'a>(&self, hostnames: impl IntoIterator<Item = &'a String>) {
+        if let Ok(map) = self.node_changes.lock() {
+            for h in hostnames {
+                if let Some(tx) = map.get(h) {
+                    tx.send_modify(|v| *v = v.wrapping_add(1));
+                }
+            }
+        }
+    }
+
+    /// The change signal of one node, for its long-poll.
+    pub fn watch_node(&self, hostname: &str) -> watch::Receiver<u64> {
+        match self.node_changes.lock() {
+            Ok(mut map) => map
+                .entry(hostname.to_string())
+                .or_insert_with(|| watch::channel(0).0)
+                .subscribe(),
+            // A poisoned map only loses targeted wake-ups; the periodic re-check still runs.
+            Err(_) => watch::channel(0).1,
+        }
     }
 
     pub fn stop_waiters(&self) {

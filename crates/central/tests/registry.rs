@@ -30,6 +30,8 @@ both_backends!(
     admission_control_never_overcommits_guarantees,
     leases_give_exclusive_windows_that_end_on_time,
     nodes_go_down_when_silent_and_up_when_back,
+    usage_is_counted_once_summed_and_rolled_up,
+    a_change_wakes_only_the_nodes_it_concerns,
 );
 
 const ED25519: &str =
@@ -1367,5 +1369,170 @@ async fn nodes_go_down_when_silent_and_up_when_back(b: Backend) {
         .unwrap();
     let actions: Vec<_> = ev.items.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["node.up", "node.down", "node.up", "node.create"]);
+    tc.stop().await;
+}
+
+async fn usage_is_counted_once_summed_and_rolled_up(b: Backend) {
+    use slicelab_model::{UsageBatch, UsageSample, UsageSeries, UsageTotal};
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await;
+    new_slice(&f.pi_p, "princeton_u1").await;
+    new_slice(&f.pi_p, "princeton_u2").await;
+    let node = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
+    let now = slicelab_central::now();
+    let sample = |slice: Option<&str>, time: i64, cpu_s: f64, tx: u64| UsageSample {
+        slice: slice.map(str::to_string),
+        time,
+        interval_s: 10,
+        cpu_s,
+        mem_bytes: 1 << 20,
+        disk_bytes: 2 << 20,
+        tx_bytes: tx,
+        rx_bytes: tx / 2,
+        tx_pkts: tx / 1000,
+        rx_pkts: tx / 2000,
+    };
+    let t0 = (now / 3600) * 3600 - 2 * 86_400; // two days ago, on an hour boundary
+    let mut samples = Vec::new();
+    for i in 0..6 {
+        samples.push(sample(Some("princeton_u1"), t0 + 10 * i, 2.0, 10_000));
+        samples.push(sample(Some("princeton_u2"), t0 + 10 * i, 0.5, 40_000));
+        samples.push(sample(None, t0 + 10 * i, 2.5, 50_000));
+    }
+    samples.push(sample(Some("princeton_u1"), now - 5, 1.0, 1_000));
+    samples.push(sample(Some("no_such_slice"), now - 5, 9.0, 9));
+    let batch = UsageBatch { seq: 1, samples };
+    assert_eq!(
+        node.post::<_, Value>("/node/usage", &batch).await.unwrap()["acked_seq"],
+        1
+    );
+    // Resent (the node did not see the ack): acknowledged, not counted again.
+    assert_eq!(
+        node.post::<_, Value>("/node/usage", &batch).await.unwrap()["acked_seq"],
+        1
+    );
+    let q = |scope: &str| format!("/usage?{scope}from={}&to={}&step=3600", t0 - 3600, now + 10);
+    let s1: UsageSeries = f.user_p.get(&q("slice=princeton_u1&")).await.unwrap();
+    assert!((s1.total_cpu_s - 13.0).abs() < 1e-9, "{s1:?}");
+    assert_eq!(s1.total_tx_bytes, 61_000);
+    assert_eq!(s1.points[0].t, t0);
+    assert!((s1.points[0].cpu_load - 12.0 / 3600.0).abs() < 1e-9);
+    // Node, site and platform totals are public.
+    let plat: UsageSeries = tc.anon().get(&q("")).await.unwrap();
+    assert!(
+        (plat.total_cpu_s - 15.0).abs() < 1e-9,
+        "node totals only: {plat:?}"
+    );
+    let site: UsageSeries = tc.anon().get(&q("site=princeton&")).await.unwrap();
+    assert_eq!(site.total_tx_bytes, 300_000);
+    let other: UsageSeries = tc.anon().get(&q("site=mit&")).await.unwrap();
+    assert!(other.points.is_empty());
+    assert_eq!(
+        status(tc.anon().get::<Value>(&q("slice=princeton_u1&")).await),
+        401
+    );
+    let top: Vec<UsageTotal> = f
+        .user_p
+        .get(&format!("/usage/top?by=tx&from={}", t0 - 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        top.iter().map(|t| t.slice.as_str()).collect::<Vec<_>>(),
+        ["princeton_u2", "princeton_u1"]
+    );
+    // Bad batches are refused whole.
+    for bad in [
+        UsageBatch {
+            seq: 2,
+            samples: vec![sample(None, now, -1.0, 0)],
+        },
+        UsageBatch {
+            seq: 2,
+            samples: vec![sample(None, now + 3600, 1.0, 0)],
+        },
+        UsageBatch {
+            seq: 2,
+            samples: vec![sample(None, now - 30 * 86_400, 1.0, 0)],
+        },
+        UsageBatch {
+            seq: 0,
+            samples: vec![],
+        },
+    ] {
+        assert_eq!(
+            status(node.post::<_, Value>("/node/usage", &bad).await),
+            422
+        );
+    }
+    assert_eq!(
+        status(f.pi_p.post::<_, Value>("/node/usage", &batch).await),
+        403
+    );
+    // Rolling up raw rows older than a day keeps every total.
+    let store = slicelab_store::Store::open(&tc.db_url).await.unwrap();
+    let folded = store.rollup_usage(now).await.unwrap();
+    assert_eq!(folded, 18);
+    assert_eq!(store.rollup_usage(now).await.unwrap(), 0);
+    store.close().await;
+    let s1b: UsageSeries = f.user_p.get(&q("slice=princeton_u1&")).await.unwrap();
+    assert_eq!(s1b.total_tx_bytes, s1.total_tx_bytes);
+    assert!((s1b.total_cpu_s - s1.total_cpu_s).abs() < 1e-9);
+    tc.stop().await;
+}
+
+async fn desired_computations(tc: &TestCentral) -> i64 {
+    let text = reqwest::get(format!("{}/metrics", tc.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("slicelab_desired_computations_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("metric present")
+}
+
+async fn a_change_wakes_only_the_nodes_it_concerns(b: Backend) {
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await;
+    new_slice(&f.pi_p, "princeton_w").await;
+    let np = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
+    let nm = Client::new(&tc.base, Some(f.node_m.node_key.clone()));
+    let rp = np
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .revision;
+    let rm = nm
+        .desired_slivers(None, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .revision;
+    let pp =
+        tokio::spawn(async move { np.desired_slivers(Some(&rp), Duration::from_secs(20)).await });
+    let pm =
+        tokio::spawn(async move { nm.desired_slivers(Some(&rm), Duration::from_secs(3)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = desired_computations(&tc).await;
+    let _: Slice = f
+        .pi_p
+        .post(
+            "/slices/princeton_w/nodes",
+            &json!({"names": ["node1.princeton.test"]}),
+        )
+        .await
+        .unwrap();
+    let d = pp.await.unwrap().unwrap();
+    assert_eq!(d.slivers.len(), 1);
+    let after = desired_computations(&tc).await;
+    assert_eq!(
+        after - before,
+        1,
+        "only the concerned node's poll recomputed its slivers"
+    );
+    assert!(!pm.is_finished(), "the other node's poll keeps waiting");
+    let d = pm.await.unwrap().unwrap();
+    assert!(d.slivers.is_empty());
     tc.stop().await;
 }

@@ -99,6 +99,15 @@ pub enum Command {
     /// Manage sliver root filesystem images on this node.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Start a local testbed: a central and N node managers in network namespaces, with a demo
+    /// slice on every node (as root; Ctrl-C or `slicelab down` tears it down).
+    #[command(after_help = "Example: sudo slicelab up --nodes 4 --sites 2")]
+    Up(UpArgs),
+    /// Tear down the local testbed started by `slicelab up` (also the leftovers of a crashed one).
+    Down(DownArgs),
+    /// Run a command in every sliver of a slice (over SSH, in parallel) and summarise.
+    #[command(after_help = "Example: slicelab exec demo_slice -- uname -n")]
+    Exec(ExecArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example: slicelab completions bash > ~/.local/share/bash-completion/completions/slicelab"
@@ -114,7 +123,7 @@ impl Command {
     /// Daemons log at `info` by default; user commands only at `warn`.
     pub fn is_daemon(&self) -> bool {
         match self {
-            Command::Central(_) | Command::Image(_) => true,
+            Command::Central(_) | Command::Image(_) | Command::Up(_) | Command::Down(_) => true,
             Command::Node(n) => {
                 n.command.is_none() || matches!(n.command, Some(NodeSub::Cleanup(_)))
             }
@@ -450,6 +459,17 @@ pub struct NodeDaemonArgs {
         help_heading = "Node manager"
     )]
     pub state_dir: PathBuf,
+    /// Run the SSH gateway (`ssh SLICE@NODE`) on this address, e.g. `0.0.0.0:22`.
+    #[arg(
+        long,
+        env = "SLICELAB_SSH_LISTEN",
+        value_name = "ADDR",
+        help_heading = "Node manager"
+    )]
+    pub ssh_listen: Option<SocketAddr>,
+    /// The SSH gateway's host key (created if missing) [default: STATE_DIR/ssh_host_ed25519_key].
+    #[arg(long, value_name = "FILE", help_heading = "Node manager")]
+    pub ssh_host_key: Option<PathBuf>,
     #[command(flatten)]
     pub names: NodeNamesArgs,
 }
@@ -828,4 +848,59 @@ pub enum LeaseCmd {
     /// Cancel a lease.
     #[command(visible_alias = "rm")]
     Delete { id: i64 },
+}
+
+// ---------- local testbed and exec ----------
+
+/// Where `slicelab up` keeps the testbed's state, logs and keys.
+pub const DEFAULT_TESTBED_DIR: &str = "/var/lib/slicelab/up";
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// How many nodes (node managers) to start.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=40))]
+    pub nodes: u8,
+    /// Over how many demo sites to spread them (`demo`, `site2`, ...).
+    #[arg(long, value_name = "S", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub sites: u8,
+    /// Start the testbed, print how to use it and return (stop it with `slicelab down`).
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// Port of central's API on the testbed bridge.
+    #[arg(long, value_name = "PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// The testbed's directory (state, logs, keys).
+    #[arg(long, env = "SLICELAB_UP_DIR", value_name = "DIR", default_value = DEFAULT_TESTBED_DIR)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The testbed's directory.
+    #[arg(long, env = "SLICELAB_UP_DIR", value_name = "DIR", default_value = DEFAULT_TESTBED_DIR)]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The slice whose slivers run the command.
+    pub slice: String,
+    /// Only these nodes (hostnames, comma-separated) [default: all nodes of the slice].
+    #[arg(long, value_delimiter = ',', value_name = "HOST,...")]
+    pub nodes: Vec<String>,
+    /// Give up on a node after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+    /// Port of the nodes' SSH gateways.
+    #[arg(long, short = 'p', value_name = "PORT", default_value_t = 22)]
+    pub port: u16,
+    /// SSH private key [default: ssh's own defaults, plus the local testbed's generated key].
+    #[arg(long, short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// At most this many nodes at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub parallel: usize,
+    /// The command and its arguments (after `--`), run with `sh -c` in each sliver.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }

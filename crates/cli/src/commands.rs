@@ -648,6 +648,8 @@ async fn node_daemon(a: NodeDaemonArgs) -> Result<()> {
         key,
         state_dir: a.state_dir,
         names: node_names(&a.names),
+        ssh_listen: a.ssh_listen,
+        ssh_host_key: a.ssh_host_key,
         ..Default::default()
     })
     .await?;

@@ -11,9 +11,11 @@ pub mod sliver;
 pub mod ssh_key;
 pub mod tags;
 pub mod time;
+pub mod usage;
 
 pub use error::{Invalid, ValidationError};
 pub use objects::*;
 pub use policy::{Actor, Denied};
 pub use sliver::{DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus};
 pub use tags::{Resources, TagName};
+pub use usage::{UsageBatch, UsagePoint, UsageSample, UsageSeries, UsageTotal};

@@ -1,8 +1,9 @@
 //! The node manager daemon: long-polls central for desired slivers, reconciles, reports.
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use slicelab_client::Client;
@@ -16,6 +17,7 @@ use crate::error::NodeError;
 use crate::names::NodeNames;
 use crate::plan::{plan, Action};
 use crate::runtime::{default_init_exe, LinuxRuntime, Runtime, RuntimeConfig};
+use crate::ssh::{NodeAccess, SharedDesired};
 use crate::state;
 
 #[derive(Debug, Clone)]
@@ -32,6 +34,11 @@ pub struct Config {
     pub init_exe: Option<PathBuf>,
     /// How often to reconcile without news from central (crashed slivers, expiry).
     pub reconcile_every: Duration,
+    /// Where the SSH gateway (`ssh SLICE@NODE`) listens; `None`: no gateway.
+    pub ssh_listen: Option<SocketAddr>,
+    /// The gateway's host key (OpenSSH format, created if missing); `None`:
+    /// `<state_dir>/ssh_host_ed25519_key`.
+    pub ssh_host_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -43,6 +50,8 @@ impl Default for Config {
             names: NodeNames::default(),
             init_exe: None,
             reconcile_every: Duration::from_secs(10),
+            ssh_listen: None,
+            ssh_host_key: None,
         }
     }
 }
@@ -217,6 +226,11 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Hands the gateway the new desired state: logins are checked against it from now on.
+fn publish(shared: &SharedDesired, desired: Option<DesiredSlivers>) {
+    *shared.write().unwrap_or_else(|p| p.into_inner()) = desired;
+}
+
 fn cache_path(state_dir: &Path) -> PathBuf {
     state_dir.join("desired.json")
 }
@@ -239,11 +253,27 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             })??,
     );
     let client = Client::new(&cfg.central, Some(cfg.key.clone()));
+    let shared: SharedDesired = Arc::new(RwLock::new(None));
     // The last answer survives restarts, so a node that cannot reach central keeps (and restarts)
     // what it had instead of waiting with nothing running.
     let mut desired: Option<DesiredSlivers> = fs::read(cache_path(&cfg.state_dir))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    publish(&shared, desired.clone());
+    let gateway = match cfg.ssh_listen {
+        Some(listen) => {
+            let key = cfg
+                .ssh_host_key
+                .clone()
+                .unwrap_or_else(|| cfg.state_dir.join("ssh_host_ed25519_key"));
+            let access = Arc::new(NodeAccess::new(shared.clone(), rt.clone()));
+            let gw = slicelab_sshgw::start(slicelab_sshgw::GatewayConfig::new(listen, key), access)
+                .await?;
+            info!(listen = %gw.local_addr(), "SSH gateway listening (ssh SLICE@NODE)");
+            Some(gw)
+        }
+        None => None,
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<DesiredSlivers>(4);
     let poll_client = client.clone();
     let mut after = desired.as_ref().map(|d| d.revision.clone());
@@ -288,6 +318,7 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 }
                 info!(revision = %d.revision, slivers = d.slivers.len(), "desired slivers changed");
                 desired = Some(d);
+                publish(&shared, desired.clone());
             }
             _ = tick.tick() => {}
             _ = tokio::signal::ctrl_c() => break,
@@ -315,6 +346,9 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
         }
     }
     poller.abort();
+    if let Some(gw) = gateway {
+        gw.shutdown().await;
+    }
     info!("node manager stopping; slivers keep running");
     Ok(())
 }

@@ -40,6 +40,8 @@ pub enum NodeError {
     NoAddress(String),
     #[error("this needs root (uid 0)")]
     NotRoot,
+    #[error("SSH gateway: {0}")]
+    Gateway(#[from] slicelab_sshgw::GatewayError),
     #[error(transparent)]
     Client(#[from] slicelab_client::ClientError),
 }

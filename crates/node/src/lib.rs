@@ -6,7 +6,8 @@
 //! - [`runtime`]: the `Runtime` trait, `LinuxRuntime` (real) and `FakeRuntime` (records calls);
 //! - [`sandbox`]: the security boundary (launcher, sliver init, exec helper, caps, seccomp);
 //! - [`cgroup`], [`net`], [`image`]: one concern each; [`names`]: how everything is named;
-//! - [`daemon`]: the long-poll / reconcile / report loop.
+//! - [`daemon`]: the long-poll / reconcile / report loop;
+//! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`).
 //!
 //! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
 //! before any thread or tokio runtime exists.
@@ -22,6 +23,7 @@ pub mod net;
 pub mod plan;
 pub mod runtime;
 pub mod sandbox;
+pub mod ssh;
 pub mod state;
 
 use std::path::Path;
@@ -36,6 +38,7 @@ pub use names::NodeNames;
 pub use plan::{plan, Action, ObservedSliver};
 pub use runtime::{FakeRuntime, LinuxRuntime, Runtime, RuntimeConfig};
 pub use sandbox::maybe_run_sliver_init;
+pub use ssh::NodeAccess;
 
 /// What `cleanup` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

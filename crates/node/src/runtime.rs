@@ -256,6 +256,17 @@ impl LinuxRuntime {
     /// The command that runs `argv` inside the running sliver (same confinement as its init).
     /// Stdio is inherited unless the caller sets it.
     pub fn exec_command(&self, slice: &str, argv: &[String]) -> Result<Command, NodeError> {
+        self.exec_command_env(slice, argv, &[])
+    }
+
+    /// [`Self::exec_command`] with `env` added to (and overriding) the sliver's environment.
+    pub fn exec_command_env(
+        &self,
+        slice: &str,
+        argv: &[String],
+        env: &[(String, String)],
+    ) -> Result<Command, NodeError> {
+        names::check_slice_name(slice)?;
         let init = self.init_of(slice).ok_or_else(|| NodeError::Start {
             slice: slice.into(),
             message: "not running".into(),
@@ -264,7 +275,7 @@ impl LinuxRuntime {
             init_pid: init.pid,
             cgroup_procs: self.cgroups.procs_files(slice),
             argv: argv.to_vec(),
-            env: vec![],
+            env: env.to_vec(),
         };
         let json = serde_json::to_string(&spec).map_err(|e| NodeError::Invalid {
             what: "exec spec",

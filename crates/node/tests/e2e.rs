@@ -95,6 +95,7 @@ fn slice_added_on_central_runs_and_removal_destroys_it() {
             names: node.names().clone(),
             init_exe: Some(INIT_EXE.into()),
             reconcile_every: Duration::from_secs(1),
+            ..Default::default()
         };
         let daemon = tokio::spawn(slicelab_node::run(cfg));
 

@@ -17,6 +17,7 @@ mod reports;
 mod rows;
 mod sites;
 mod slices;
+mod usage;
 
 use std::str::FromStr;
 
@@ -29,6 +30,7 @@ pub use events::{EventFilter, NewEvent};
 pub use nodes::NodeFilter;
 pub use persons::{PersonFilter, PersonRecord};
 pub use slices::SliceFilter;
+pub use usage::{UsageRank, UsageScope};
 
 #[derive(Debug, Error)]
 pub enum StoreError {

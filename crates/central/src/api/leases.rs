@@ -64,7 +64,7 @@ pub async fn create(
         .store
         .create_lease(&caller.label(), now, &slice, &node, c.start, c.end)
         .await?;
-    st.changed();
+    st.changed_nodes([&node.hostname]);
     Ok((StatusCode::CREATED, Json(lease)))
 }
 
@@ -86,6 +86,6 @@ pub async fn remove(
     st.store
         .delete_lease(&caller.label(), crate::now(), &lease, &slice)
         .await?;
-    st.changed();
+    st.changed_nodes([&lease.node]);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod persons;
 pub mod sites;
 pub mod slices;
+pub mod usage;
 
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -78,6 +79,9 @@ pub fn router() -> Router<AppState> {
         .route("/leases/{id}", delete(leases::remove))
         .route("/node/slivers", get(node::slivers))
         .route("/node/report", post(node::report))
+        .route("/node/usage", post(usage::ingest))
+        .route("/usage", get(usage::series))
+        .route("/usage/top", get(usage::top))
 }
 
 pub const DEFAULT_LIMIT: i64 = 100;

@@ -46,12 +46,17 @@ pub async fn slivers(
     let wait = Duration::from_secs(q.wait.unwrap_or(30).min(MAX_WAIT));
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = st.changes.subscribe();
+    let mut mine = match &caller.actor {
+        slicelab_model::Actor::Node { hostname, .. } => st.watch_node(hostname),
+        _ => return Err(ApiError::forbidden("node key required")),
+    };
     let _watching = WatcherGuard::new(&st.metrics.watchers);
     let mut touched = false;
     loop {
         // Mark the current change as seen before reading, so a write landing while we compute
         // wakes the next wait instead of being missed.
         changes.borrow_and_update();
+        mine.borrow_and_update();
         let node = st.store.node(&node_id.to_string()).await?;
         let now = crate::now();
         if !touched && node.last_contact.is_none_or(|t| now - t >= CONTACT_EVERY) {
@@ -59,6 +64,9 @@ pub async fn slivers(
             touched = true;
         }
         let desired = st.store.desired_slivers(&node, now).await?;
+        st.metrics
+            .desired_computed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if q.after.as_deref() != Some(desired.revision.as_str()) {
             return Ok(Json(desired));
         }
@@ -73,6 +81,11 @@ pub async fn slivers(
         }
         tokio::select! {
             r = changes.changed() => {
+                if r.is_err() || st.is_stopping() {
+                    return Ok(Json(desired));
+                }
+            }
+            r = mine.changed() => {
                 if r.is_err() || st.is_stopping() {
                     return Ok(Json(desired));
                 }

@@ -113,7 +113,7 @@ pub async fn update(
         .store
         .update_node(&caller.label(), crate::now(), &n, &u)
         .await?;
-    st.changed();
+    st.changed_nodes([&n.hostname]);
     Ok(Json(n))
 }
 
@@ -130,7 +130,7 @@ pub async fn remove(
     st.store
         .delete_node(&caller.label(), crate::now(), &n)
         .await?;
-    st.changed();
+    st.changed_nodes([&n.hostname]);
     Ok(StatusCode::NO_CONTENT)
 }
 

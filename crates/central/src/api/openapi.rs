@@ -2,7 +2,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, events, leases, node, nodes, persons, sites, slices};
+use super::{auth, events, leases, node, nodes, persons, sites, slices, usage};
 
 struct Security;
 
@@ -33,6 +33,7 @@ impl Modify for Security {
         events::list,
         leases::list, leases::create, leases::remove,
         node::slivers, node::report,
+        usage::series, usage::top, usage::ingest,
     ),
     components(schemas(slicelab_model::tags::Resources, slicelab_model::tags::PortForward,
         slicelab_model::sliver::SliverSpec, slicelab_model::sliver::SliverKey, slicelab_model::SliverStatus,

@@ -49,7 +49,6 @@ pub async fn create(
         .store
         .create_site(&caller.label(), crate::now(), &c)
         .await?;
-    st.changed();
     Ok((StatusCode::CREATED, Json(site)))
 }
 

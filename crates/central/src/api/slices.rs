@@ -192,7 +192,7 @@ pub async fn update(
         .store
         .update_slice(&caller.label(), crate::now(), &sl, &u)
         .await?;
-    st.changed();
+    st.changed_nodes(&sl.nodes);
     Ok(Json(sl))
 }
 
@@ -209,7 +209,7 @@ pub async fn remove(
     st.store
         .delete_slice(&caller.label(), crate::now(), &sl)
         .await?;
-    st.changed();
+    st.changed_nodes(&sl.nodes);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -244,7 +244,7 @@ pub async fn renew(
         .store
         .renew_slice(&caller.label(), now, &sl, expires)
         .await?;
-    st.changed();
+    st.changed_nodes(&sl.nodes);
     Ok(Json(sl))
 }
 
@@ -265,7 +265,7 @@ pub async fn add_nodes(
         .store
         .add_slice_nodes(&caller.label(), crate::now(), &sl, &nodes)
         .await?;
-    st.changed();
+    st.changed_nodes(nodes.iter().map(|(_, h)| h));
     Ok(Json(sl))
 }
 
@@ -302,7 +302,7 @@ pub async fn select_nodes(
         .store
         .add_slice_nodes(&caller.label(), now, &sl, &nodes)
         .await?;
-    st.changed();
+    st.changed_nodes(nodes.iter().map(|(_, h)| h));
     Ok(Json(SelectResult {
         slice,
         added: nodes.into_iter().map(|(_, h)| h).collect(),
@@ -324,7 +324,7 @@ pub async fn remove_node(
         .store
         .remove_slice_node(&caller.label(), crate::now(), &sl, (n.id, &n.hostname))
         .await?;
-    st.changed();
+    st.changed_nodes([&n.hostname]);
     Ok(Json(sl))
 }
 
@@ -344,7 +344,7 @@ pub async fn add_persons(
         .store
         .add_slice_persons(&caller.label(), crate::now(), &sl, &persons)
         .await?;
-    st.changed();
+    st.changed_nodes(&sl.nodes);
     Ok(Json(sl))
 }
 
@@ -371,7 +371,7 @@ pub async fn remove_person(
             (p.person.id, &p.person.email),
         )
         .await?;
-    st.changed();
+    st.changed_nodes(&sl.nodes);
     Ok(Json(sl))
 }
 
@@ -446,7 +446,7 @@ pub async fn set_tag(
             node.as_ref().map(|(id, h)| (*id, h.as_str())),
         )
         .await?;
-    st.changed();
+    st.changed_nodes(&sl.nodes);
     Ok(Json(t))
 }
 
@@ -469,6 +469,6 @@ pub async fn delete_tag(
             node.as_ref().map(|(id, h)| (*id, h.as_str())),
         )
         .await?;
-    st.changed();
+    st.changed_nodes(&sl.nodes);
     Ok(StatusCode::NO_CONTENT)
 }

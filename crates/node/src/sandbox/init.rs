@@ -476,6 +476,12 @@ fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
     let mut env = sliver_env(&hostname);
+    // A variable given by the caller (e.g. TERM from an SSH pty) replaces the default: with two
+    // entries of one name, which one a program sees depends on its libc.
+    env.retain(|kv| {
+        let name = kv.as_bytes().split(|b| *b == b'=').next().unwrap_or_default();
+        !spec.env.iter().any(|(k, _)| k.as_bytes() == name)
+    });
     env.extend(
         spec.env
             .iter()

@@ -1,0 +1,132 @@
+//! The node side of the SSH gateway (`slicelab-sshgw`): who may enter which sliver, and how.
+//!
+//! * Keys come from the node's *current* desired state, shared with the daemon loop
+//!   ([`SharedDesired`]): the gateway asks at every login attempt, so removing a person from a
+//!   slice revokes their access as soon as the long-poll brings the new state (well under a
+//!   second after the change on central). Sessions already open are not cut.
+//! * Commands run through the same exec helper as `slicelab exec` (see
+//!   [`crate::sandbox`]): it joins the sliver's cgroup and namespaces, forks into the PID
+//!   namespace, confines itself like the init and exits with the command's status. It does not
+//!   call `setsid`, so it stays in the session the gateway made (and kills at channel close).
+//! * A pty, when asked for, is the helper's inherited stdio: a terminal of the *host's* devpts.
+//!   The shell gets a working terminal (line editing, window size, job control), but `tty`
+//!   inside the sliver names a `/dev/pts/N` that its own devpts does not have.
+//! * Files (`sftp`, `scp`) are served under `/proc/<init pid>/root`: the overlay root is mounted
+//!   only inside the sliver's mount namespace, so that link is the host's way into it.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, RwLock};
+
+use slicelab_model::objects::BootState;
+use slicelab_model::DesiredSlivers;
+use slicelab_sshgw::SliverAccess;
+
+use crate::runtime::LinuxRuntime;
+
+/// The desired state as last received from central, shared between the daemon loop (writer)
+/// and the SSH gateway (reader).
+pub type SharedDesired = Arc<RwLock<Option<DesiredSlivers>>>;
+
+/// The node manager's [`SliverAccess`].
+pub struct NodeAccess {
+    desired: SharedDesired,
+    rt: Arc<LinuxRuntime>,
+}
+
+impl NodeAccess {
+    pub fn new(desired: SharedDesired, rt: Arc<LinuxRuntime>) -> Self {
+        Self { desired, rt }
+    }
+}
+
+/// The keys allowed into `slice` under `desired` at time `now`: `None` when no sliver of that
+/// slice should be running here (unknown, expired, stopped, or the node is not in `boot`).
+pub fn slice_keys(desired: Option<&DesiredSlivers>, slice: &str, now: i64) -> Option<Vec<String>> {
+    let d = desired?;
+    if d.boot_state != BootState::Boot {
+        return None;
+    }
+    d.slivers
+        .iter()
+        .find(|s| s.slice_name == slice && s.run && s.expires > now)
+        .map(|s| s.keys.iter().map(|k| k.key.clone()).collect())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl SliverAccess for NodeAccess {
+    fn authorized_keys(&self, slice: &str) -> Option<Vec<String>> {
+        // A poisoned lock only means a writer panicked mid-assignment of a whole value; the
+        // value is still a complete state.
+        let g = self.desired.read().unwrap_or_else(|p| p.into_inner());
+        slice_keys(g.as_ref(), slice, now())
+    }
+
+    fn command(
+        &self,
+        slice: &str,
+        argv: Option<&[String]>,
+        env: &[(String, String)],
+    ) -> io::Result<Command> {
+        let login = ["/bin/sh".to_string(), "-l".to_string()];
+        let argv = match argv {
+            Some([]) => return Err(io::Error::other("empty command")),
+            Some(a) => a,
+            None => &login[..],
+        };
+        self.rt
+            .exec_command_env(slice, argv, env)
+            .map_err(|e| io::Error::other(format!("sliver {slice}: {e}")))
+    }
+
+    fn root(&self, slice: &str) -> Option<PathBuf> {
+        let init = self.rt.init_of(slice)?;
+        Some(PathBuf::from(format!("/proc/{}/root", init.pid)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slicelab_model::{Resources, SliverSpec};
+
+    fn desired(boot: BootState) -> DesiredSlivers {
+        DesiredSlivers {
+            node_id: 1,
+            hostname: "n1".into(),
+            boot_state: boot,
+            revision: "r".into(),
+            slivers: vec![SliverSpec {
+                slice_id: 1,
+                slice_name: "pl_a".into(),
+                expires: 100,
+                run: true,
+                keys: vec![slicelab_model::sliver::SliverKey {
+                    person: "a@x".into(),
+                    key: "ssh-ed25519 AAAA a@x".into(),
+                }],
+                resources: Resources::default(),
+            }],
+        }
+    }
+
+    #[test]
+    fn keys_only_for_live_slivers_on_booted_nodes() {
+        let d = desired(BootState::Boot);
+        assert_eq!(slice_keys(Some(&d), "pl_a", 10).map(|k| k.len()), Some(1));
+        assert_eq!(slice_keys(Some(&d), "pl_b", 10), None);
+        assert_eq!(slice_keys(Some(&d), "pl_a", 100), None, "expired");
+        assert_eq!(slice_keys(None, "pl_a", 10), None);
+        assert_eq!(
+            slice_keys(Some(&desired(BootState::Safeboot)), "pl_a", 10),
+            None
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! The node's SSH gateway against a real sliver, a real central (in-process, SQLite) and the real
+//! OpenSSH client: login runs in the sliver, exit status and pty come through, files copy, a key
+//! not in the slice is refused, and removing a person from the slice revokes access in seconds.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::*;
+use slicelab_client::Client;
+use slicelab_model::objects::{KeyCreate, NodeWithKey, PersonCreate, Role, SliceCreate};
+
+const SLICE: &str = "pl_ssh";
+
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    (path, public.trim().to_string())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The gateway tells a refused client why through keyboard-interactive, which BatchMode disables.
+const TELL_WHY: &[&str] = &["-o", "BatchMode=no"];
+
+/// `ssh` with `key` as `user` at 127.0.0.1:`port`, non-interactive, no host key bookkeeping.
+fn ssh(port: u16, key: &Path, user: &str, extra: &[&str], cmd: &[&str]) -> Output {
+    // `extra` first: for options given twice, ssh keeps the first value.
+    Command::new("ssh")
+        .args(extra)
+        .args(["-p", &port.to_string(), "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            // Not LogLevel=ERROR: the gateway's refusal text comes as a disconnect message,
+            // which ssh prints at the default level only.
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .arg(format!("{user}@127.0.0.1"))
+        .args(cmd)
+        .output()
+        .expect("running ssh")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn have_ssh() -> bool {
+    Command::new("ssh").arg("-V").output().is_ok()
+        && Command::new("ssh-keygen").arg("--help").output().is_ok()
+}
+
+#[test]
+fn ssh_into_sliver_with_slice_keys_only() {
+    let Some(()) = root_or_skip("ssh_into_sliver_with_slice_keys_only") else {
+        return;
+    };
+    if !have_ssh() {
+        eprintln!("SKIPPED ssh_into_sliver_with_slice_keys_only: the OpenSSH client is not installed");
+        return;
+    }
+    let node = TestNode::new(9);
+    let empty_node = node.counts();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (alice_key, alice_pub) = keygen(keys.path(), "alice");
+    let (bob_key, bob_pub) = keygen(keys.path(), "bob");
+    let port = free_port();
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let db = tempfile::tempdir().expect("tempdir");
+    tokio_rt.block_on(async {
+        let central = slicelab_central::start(slicelab_central::Config {
+            db_url: format!("sqlite://{}/central.db", db.path().display()),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_email: "admin@ssh.test".into(),
+            admin_password: Some("admin-password-1".into()),
+        })
+        .await
+        .expect("central");
+        let base = format!("http://{}", central.addr);
+        let anon = Client::new(&base, None);
+        let admin = anon.with_token(
+            anon.login("admin@ssh.test", "admin-password-1")
+                .await
+                .expect("login")
+                .token,
+        );
+        let _: serde_json::Value = admin
+            .post(
+                "/sites",
+                &serde_json::json!({"login_base": "pl", "name": "PL", "max_slices": 3}),
+            )
+            .await
+            .expect("site");
+        for (email, key) in [("alice@pl.test", &alice_pub), ("bob@pl.test", &bob_pub)] {
+            admin
+                .create_person(&PersonCreate {
+                    email: email.into(),
+                    first_name: "A".into(),
+                    last_name: "B".into(),
+                    password: None,
+                    roles: vec![Role::User],
+                    sites: vec!["pl".into()],
+                })
+                .await
+                .expect("person");
+            admin
+                .add_key(email, &KeyCreate { key: key.clone() })
+                .await
+                .expect("key");
+        }
+        let nk: NodeWithKey = admin
+            .post(
+                "/nodes",
+                &serde_json::json!({"hostname": "node1.pl.test", "site": "pl"}),
+            )
+            .await
+            .expect("node");
+        admin
+            .create_slice(&SliceCreate {
+                name: SLICE.into(),
+                description: String::new(),
+                url: String::new(),
+            })
+            .await
+            .expect("slice");
+        admin
+            .add_slice_persons(SLICE, &["alice@pl.test".into()])
+            .await
+            .expect("persons");
+        admin
+            .add_slice_nodes(SLICE, &["node1.pl.test".into()])
+            .await
+            .expect("nodes");
+
+        let cfg = slicelab_node::Config {
+            central: base.clone(),
+            key: nk.node_key.clone(),
+            state_dir: node.dir.path().to_path_buf(),
+            names: node.names().clone(),
+            init_exe: Some(INIT_EXE.into()),
+            reconcile_every: Duration::from_secs(1),
+            ssh_listen: Some(SocketAddr::from(([127, 0, 0, 1], port))),
+            ssh_host_key: None,
+        };
+        let daemon = tokio::spawn(slicelab_node::run(cfg));
+        let t0 = Instant::now();
+        while node.rt().init_of(SLICE).is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "sliver never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let checks = tokio::task::spawn_blocking(move || {
+            // A login runs in the sliver: its hostname is the slice name.
+            let o = ssh(port, &alice_key, SLICE, &[], &["hostname"]);
+            assert!(o.status.success(), "{}", text(&o));
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), SLICE);
+            // Exit status comes back.
+            let o = ssh(port, &alice_key, SLICE, &[], &["exit 7"]);
+            assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+            // With a pty (-tt): stdin is a terminal and TERM comes from the client.
+            let o = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "TERM=vt100 ssh -tt -p {port} -i {} -o IdentitiesOnly=yes -o BatchMode=yes \
+                     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+                     {SLICE}@127.0.0.1 'test -t 0 && echo tty:$TERM' </dev/null",
+                    alice_key.display()
+                ))
+                .output()
+                .expect("ssh -tt");
+            assert!(o.status.success(), "{}", text(&o));
+            assert!(
+                String::from_utf8_lossy(&o.stdout).contains("tty:vt100"),
+                "{}",
+                text(&o)
+            );
+            // Files copy into the sliver's root (scp speaks sftp with OpenSSH >= 9).
+            let local = keys.path().join("hello.txt");
+            std::fs::write(&local, "hello sliver\n").expect("write");
+            let o = Command::new("scp")
+                .args(["-P", &port.to_string(), "-i"])
+                .arg(&alice_key)
+                .args([
+                    "-o",
+                    "IdentitiesOnly=yes",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "StrictHostKeyChecking=no",
+                    "-o",
+                    "UserKnownHostsFile=/dev/null",
+                    "-o",
+                    "LogLevel=ERROR",
+                ])
+                .arg(&local)
+                .arg(format!("{SLICE}@127.0.0.1:/root/hello.txt"))
+                .output()
+                .expect("scp");
+            assert!(o.status.success(), "scp: {}", text(&o));
+            let o = ssh(port, &alice_key, SLICE, &[], &["cat /root/hello.txt"]);
+            assert_eq!(String::from_utf8_lossy(&o.stdout), "hello sliver\n", "{}", text(&o));
+            // Bob's key is registered, but Bob is not in the slice.
+            let o = ssh(port, &bob_key, SLICE, TELL_WHY, &["hostname"]);
+            assert!(!o.status.success(), "{}", text(&o));
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("key not authorized"),
+                "{}",
+                text(&o)
+            );
+            // A slice without a sliver here.
+            let o = ssh(port, &alice_key, "pl_nope", &[], &["hostname"]);
+            assert!(!o.status.success(), "{}", text(&o));
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("no sliver"),
+                "{}",
+                text(&o)
+            );
+            alice_key
+        })
+        .await;
+        let alice_key = match checks {
+            Ok(k) => k,
+            Err(e) => {
+                daemon.abort();
+                central.shutdown().await;
+                std::panic::resume_unwind(e.into_panic());
+            }
+        };
+
+        // Removing Alice from the slice revokes her access once the node has the new state.
+        admin
+            .remove_slice_person(SLICE, "alice@pl.test")
+            .await
+            .expect("remove person");
+        let t0 = Instant::now();
+        let revoked = loop {
+            let k = alice_key.clone();
+            let o = tokio::task::spawn_blocking(move || ssh(port, &k, SLICE, TELL_WHY, &["true"]))
+                .await
+                .expect("ssh task");
+            if !o.status.success() {
+                break Some((t0.elapsed(), o));
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        daemon.abort();
+        let _ = daemon.await;
+        central.shutdown().await;
+        let (took, o) = revoked.expect("access still granted 10 s after the person was removed");
+        eprintln!("person removed → login refused after {took:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("key not authorized"),
+            "{}",
+            text(&o)
+        );
+    });
+    drop(tokio_rt);
+    // Stop the sliver so the leak check compares against an empty node.
+    let _ = slicelab_node::Runtime::destroy(node.rt(), SLICE);
+    assert_eq!(node.counts(), empty_node, "ssh sessions leaked kernel objects");
+    node.assert_no_leaks_after_cleanup();
+}

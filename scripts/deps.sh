@@ -8,6 +8,7 @@ PKGS=(
   postgresql                          # the production store; registry tests run against it
   openssh-client                      # real ssh clients against the SSH gateway
   runc iperf3 util-linux procps psmisc  # benchmark peer, bandwidth tests, unshare/runuser, ps
+  chromium chromium-driver fonts-liberation  # the web interface's end-to-end test (headless)
 )
 missing=()
 for p in "${PKGS[@]}"; do

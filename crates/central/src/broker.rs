@@ -9,12 +9,17 @@ use crate::state::AppState;
 
 /// Refuses (409) adding `nodes` to `slice` if its guarantees would over-commit any of them.
 pub async fn admit_nodes(st: &AppState, slice: &Slice, nodes: &[(i64, String)]) -> ApiResult<()> {
+    let ids: Vec<i64> = nodes.iter().map(|(id, _)| *id).collect();
+    let wants = st.store.slice_reservations(slice.id, &ids).await?;
+    if wants.iter().all(|w| w.is_zero()) {
+        // Nothing guaranteed: nothing to over-commit (and no need to gather every node's facts).
+        return Ok(());
+    }
     let candidates = st
         .store
         .placement_candidates(slice.id, crate::now())
         .await?;
-    for (id, _) in nodes {
-        let want = st.store.slice_reservation(slice.id, *id).await?;
+    for (id, want) in ids.iter().zip(wants) {
         if want.is_zero() {
             continue;
         }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod batch;
 pub mod broker;
 pub mod error;
 pub mod extract;
@@ -181,6 +182,7 @@ pub async fn start_with_routes(
         metrics: Arc::new(Metrics::default()),
         stopping: Default::default(),
         node_changes: Default::default(),
+        reports: batch::start(store.clone()),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -63,6 +63,8 @@ pub enum Output {
     Json,
 }
 
+// Parsed once per process; boxing the node daemon's flags would only obscure the matches.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Log in to a central and remember the session.

@@ -134,8 +134,8 @@ where
 }
 
 /// The saved login with environment overrides, and a client for it.
-struct Session {
-    client: Client,
+pub(crate) struct Session {
+    pub(crate) client: Client,
     path: PathBuf,
 }
 
@@ -144,7 +144,7 @@ fn load_config() -> Result<(Config, PathBuf)> {
     Ok((Config::load(&path)?, path))
 }
 
-fn session() -> Result<Session> {
+pub(crate) fn session() -> Result<Session> {
     let (file, path) = load_config()?;
     let config = file.with_env();
     let central = config.central.clone().ok_or(CliError::NoCentral)?;
@@ -184,6 +184,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Events(a) => events(out, a).await,
         Command::Central(a) => central(a).await,
         Command::Image(c) => image(c).await,
+        Command::Up(a) => crate::up::up(a).await,
+        Command::Down(a) => crate::up::down(a).await,
+        Command::Exec(a) => crate::exec::exec(a).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "slicelab", &mut buf);

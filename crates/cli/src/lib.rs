@@ -6,10 +6,12 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod exec;
 pub mod password;
 pub mod render;
 pub mod table;
 pub mod timefmt;
+pub mod up;
 
 pub use cli::{Cli, Command, Output};
 pub use commands::run;

@@ -94,7 +94,13 @@ pub fn cleanup(
     }
     let rules = net::count_rules(names);
     for v in net::list_veths(names) {
-        cmd::run("ip", &["link", "del", &v], None)?;
+        // A killed sliver's netns is torn down asynchronously by the kernel, taking its veth
+        // pair with it: one listed a moment ago may be gone by now, which is what we want.
+        if let Err(e) = cmd::run("ip", &["link", "del", &v], None) {
+            if net::link_exists(&v) {
+                return Err(e);
+            }
+        }
         report.veths += 1;
     }
     report.gateway_if = net::link_exists(&names.gateway_if);

@@ -84,7 +84,9 @@ fn ssh_into_sliver_with_slice_keys_only() {
         return;
     };
     if !have_ssh() {
-        eprintln!("SKIPPED ssh_into_sliver_with_slice_keys_only: the OpenSSH client is not installed");
+        eprintln!(
+            "SKIPPED ssh_into_sliver_with_slice_keys_only: the OpenSSH client is not installed"
+        );
         return;
     }
     let node = TestNode::new(9);
@@ -177,10 +179,7 @@ fn ssh_into_sliver_with_slice_keys_only() {
         let daemon = tokio::spawn(slicelab_node::run(cfg));
         let t0 = Instant::now();
         while node.rt().init_of(SLICE).is_none() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "sliver never ran"
-            );
+            assert!(t0.elapsed() < Duration::from_secs(20), "sliver never ran");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
@@ -233,7 +232,12 @@ fn ssh_into_sliver_with_slice_keys_only() {
                 .expect("scp");
             assert!(o.status.success(), "scp: {}", text(&o));
             let o = ssh(port, &alice_key, SLICE, &[], &["cat /root/hello.txt"]);
-            assert_eq!(String::from_utf8_lossy(&o.stdout), "hello sliver\n", "{}", text(&o));
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                "hello sliver\n",
+                "{}",
+                text(&o)
+            );
             // Bob's key is registered, but Bob is not in the slice.
             let o = ssh(port, &bob_key, SLICE, TELL_WHY, &["hostname"]);
             assert!(!o.status.success(), "{}", text(&o));
@@ -295,6 +299,10 @@ fn ssh_into_sliver_with_slice_keys_only() {
     drop(tokio_rt);
     // Stop the sliver so the leak check compares against an empty node.
     let _ = slicelab_node::Runtime::destroy(node.rt(), SLICE);
-    assert_eq!(node.counts(), empty_node, "ssh sessions leaked kernel objects");
+    assert_eq!(
+        node.counts(),
+        empty_node,
+        "ssh sessions leaked kernel objects"
+    );
     node.assert_no_leaks_after_cleanup();
 }

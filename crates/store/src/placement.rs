@@ -61,23 +61,41 @@ impl Store {
 
     /// The guarantees `slice_id` asks on `node_id` given its tags (whether or not it is there yet).
     pub async fn slice_reservation(&self, slice_id: i64, node_id: i64) -> Result<Reservation> {
+        Ok(self
+            .slice_reservations(slice_id, &[node_id])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// The guarantees `slice_id` asks on each of `node_ids`, in order, from one query.
+    pub async fn slice_reservations(
+        &self,
+        slice_id: i64,
+        node_ids: &[i64],
+    ) -> Result<Vec<Reservation>> {
         let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
             "SELECT name, value, node_id FROM slice_tags WHERE slice_id = $1 AND name IN ('cpu_reserve', 'mem_reserve')",
         )
         .bind(slice_id)
         .fetch_all(self.pool())
         .await?;
-        let r = tags::resolve(
-            rows.iter().filter_map(|(n, v, nid)| {
-                Some(TagValue {
-                    name: TagName::parse(n).ok()?,
-                    value: v,
-                    node_id: *nid,
-                })
-            }),
-            node_id,
-        );
-        Ok(Reservation::from_resources(&r))
+        Ok(node_ids
+            .iter()
+            .map(|node_id| {
+                let r = tags::resolve(
+                    rows.iter().filter_map(|(n, v, nid)| {
+                        Some(TagValue {
+                            name: TagName::parse(n).ok()?,
+                            value: v,
+                            node_id: *nid,
+                        })
+                    }),
+                    *node_id,
+                );
+                Reservation::from_resources(&r)
+            })
+            .collect())
     }
 
     /// Every node as the broker sees it while placing `slice_id`. Guarantees of `slice_id` itself

@@ -6,7 +6,7 @@ use serde_json::json;
 use slicelab_model::{Node, NodeReport, SliverState};
 
 use crate::events::NewEvent;
-use crate::{Result, Store};
+use crate::{Result, Store, WriteTx};
 
 pub(crate) fn parse_state(s: &str) -> Option<SliverState> {
     Some(match s {
@@ -22,13 +22,36 @@ impl Store {
     /// Stores a report batch unless one with this `seq` (or later) is already stored; returns the
     /// highest stored `seq`. Sliver state changes become events.
     pub async fn store_report(&self, node: &Node, now: i64, r: &NodeReport) -> Result<i64> {
+        let mut acked = self.store_reports(now, &[(node, r)]).await?;
+        Ok(acked.pop().unwrap_or(0))
+    }
+
+    /// Stores many nodes' reports in one transaction (one commit, one fsync): central's group
+    /// commit, so thousands of nodes reporting at once do not queue behind one fsync each.
+    /// Returns each report's acknowledged `seq`, in order.
+    pub async fn store_reports(
+        &self,
+        now: i64,
+        reports: &[(&Node, &NodeReport)],
+    ) -> Result<Vec<i64>> {
         let mut w = self.write().await?;
+        let mut acked = Vec::with_capacity(reports.len());
+        for (node, r) in reports {
+            acked.push(w.report(node, now, r).await?);
+        }
+        w.commit().await?;
+        Ok(acked)
+    }
+}
+
+impl WriteTx<'_> {
+    async fn report(&mut self, node: &Node, now: i64, r: &NodeReport) -> Result<i64> {
+        let w = self;
         let last: i64 = sqlx::query_scalar("SELECT report_seq FROM nodes WHERE id = $1")
             .bind(node.id)
             .fetch_one(&mut *w.tx)
             .await?;
         if r.seq <= last {
-            w.commit().await?;
             return Ok(last);
         }
         let old: Vec<(i64, String, String)> = sqlx::query_as(
@@ -98,10 +121,11 @@ impl Store {
         .execute(&mut *w.tx)
         .await?;
         w.mark_up(node, now).await?;
-        w.commit().await?;
         Ok(r.seq)
     }
+}
 
+impl Store {
     /// The node's last reported health, as JSON.
     pub async fn node_health(&self, node_id: i64) -> Result<Option<serde_json::Value>> {
         let h: Option<Option<String>> =

@@ -255,19 +255,14 @@ impl Store {
         let mut w = self.write().await?;
         let mut added = Vec::new();
         for (id, host) in nodes {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM slice_nodes WHERE slice_id = $1 AND node_id = $2",
+            let r = sqlx::query(
+                "INSERT INTO slice_nodes (slice_id, node_id) VALUES ($1, $2) ON CONFLICT (slice_id, node_id) DO NOTHING",
             )
             .bind(sl.id)
             .bind(*id)
-            .fetch_one(&mut *w.tx)
+            .execute(&mut *w.tx)
             .await?;
-            if n == 0 {
-                sqlx::query("INSERT INTO slice_nodes (slice_id, node_id) VALUES ($1, $2)")
-                    .bind(sl.id)
-                    .bind(*id)
-                    .execute(&mut *w.tx)
-                    .await?;
+            if r.rows_affected() == 1 {
                 added.push(host.clone());
             }
         }

@@ -107,10 +107,7 @@ pub fn chart(series: &[(i64, f64)], style: &ChartStyle<'_>) -> String {
     } else {
         format!("{} ({})", xml_escape(style.title), xml_escape(style.unit))
     };
-    let _ = write!(
-        s,
-        r#"<text class="title" x="{LEFT}" y="18">{title}</text>"#
-    );
+    let _ = write!(s, r#"<text class="title" x="{LEFT}" y="18">{title}</text>"#);
     let (x0, x1, y0, y1) = (LEFT, w - RIGHT, TOP, h - BOTTOM);
     if pts.is_empty() {
         let _ = write!(

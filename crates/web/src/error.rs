@@ -80,7 +80,8 @@ impl WebError {
     /// The message for people: internal details stay in the log.
     pub fn public_message(&self) -> String {
         match self {
-            WebError::Internal(_) | WebError::Store(StoreError::Db(_) | StoreError::Migrate(_) | StoreError::BadUrl(_)) => {
+            WebError::Internal(_)
+            | WebError::Store(StoreError::Db(_) | StoreError::Migrate(_) | StoreError::BadUrl(_)) => {
                 "something went wrong on the server; it has been logged".into()
             }
             e => e.to_string(),
@@ -113,6 +114,9 @@ impl IntoResponse for WebError {
                 p { a href="/" { "Back to the overview" } " · " a href="/login" { "Log in as someone else" } }
             }
         };
-        respond(status, Page::new(heading, Section::None, &viewer).render(body))
+        respond(
+            status,
+            Page::new(heading, Section::None, &viewer).render(body),
+        )
     }
 }

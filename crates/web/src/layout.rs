@@ -18,7 +18,9 @@ impl Notice {
     pub fn render(&self) -> Markup {
         match self {
             Notice::Ok(m) => html! { div.notice.ok role="status" { (m) } },
-            Notice::Error(m) => html! { div.notice.error role="alert" { strong { "Not done: " } (m) } },
+            Notice::Error(m) => {
+                html! { div.notice.error role="alert" { strong { "Not done: " } (m) } }
+            }
             Notice::Info(m) => html! { div.notice.info { (m) } },
         }
     }
@@ -188,7 +190,11 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 pub fn fmt_time(t: i64) -> String {
     let (y, mo, d) = civil(t.div_euclid(86_400));
     let s = t.rem_euclid(86_400);
-    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02} UTC", s / 3600, s % 3600 / 60)
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02} UTC",
+        s / 3600,
+        s % 3600 / 60
+    )
 }
 
 /// `13:07`
@@ -227,7 +233,10 @@ pub fn parse_local_input(s: &str) -> Option<i64> {
         Some(x) => x.parse().ok()?,
         None => 0,
     };
-    if tp.next().is_some() || !(0..24).contains(&hh) || !(0..60).contains(&mm) || !(0..60).contains(&ss)
+    if tp.next().is_some()
+        || !(0..24).contains(&hh)
+        || !(0..60).contains(&mm)
+        || !(0..60).contains(&ss)
     {
         return None;
     }

@@ -63,7 +63,10 @@ pub fn router() -> Router<AppState> {
         .route("/slices/{slice}", get(slices::slice_page))
         .route("/slices/{slice}/usage", get(slices::usage_page))
         .route("/slices/{slice}/nodes", post(slices::add_nodes))
-        .route("/slices/{slice}/nodes/{node}/remove", post(slices::remove_node))
+        .route(
+            "/slices/{slice}/nodes/{node}/remove",
+            post(slices::remove_node),
+        )
         .route("/slices/{slice}/persons", post(slices::add_person))
         .route(
             "/slices/{slice}/persons/{person}/remove",
@@ -71,7 +74,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/slices/{slice}/renew", post(slices::renew))
         .route("/slices/{slice}/tags", post(slices::set_tag))
-        .route("/slices/{slice}/tags/{tag}/remove", post(slices::remove_tag))
+        .route(
+            "/slices/{slice}/tags/{tag}/remove",
+            post(slices::remove_tag),
+        )
         .route("/slices/{slice}/enabled", post(slices::set_enabled))
         .route("/admin", get(admin::mission_control))
         .route("/admin/events", get(admin::events))

@@ -262,10 +262,7 @@ fn login_page(
 pub async fn login_form(viewer: Viewer, Query(q): Query<LoginQuery>) -> Response {
     let token = new_secret("");
     let next = safe_next(q.next.as_deref().unwrap_or("/my")).to_string();
-    let mut r = respond(
-        StatusCode::OK,
-        login_page(&viewer, &next, "", &token, None),
-    );
+    let mut r = respond(StatusCode::OK, login_page(&viewer, &next, "", &token, None));
     r.headers_mut()
         .append(SET_COOKIE, set_cookie(LOGIN_COOKIE, &token, 3600));
     r
@@ -285,7 +282,13 @@ pub async fn login(
         let token = new_secret("");
         let mut r = respond(
             status,
-            login_page(&viewer, &next, &email, &token, Some(Notice::Error(msg.into()))),
+            login_page(
+                &viewer,
+                &next,
+                &email,
+                &token,
+                Some(Notice::Error(msg.into())),
+            ),
         );
         r.headers_mut()
             .append(SET_COOKIE, set_cookie(LOGIN_COOKIE, &token, 3600));

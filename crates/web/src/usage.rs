@@ -75,12 +75,20 @@ pub fn fmt_bytes(b: u64) -> String {
 }
 
 /// The CPU and bandwidth charts of `scope` over `range`, ending now.
-pub async fn plots(st: &AppState, scope: &UsageScope, range: Range, base_url: &str) -> WebResult<Markup> {
+pub async fn plots(
+    st: &AppState,
+    scope: &UsageScope,
+    range: Range,
+    base_url: &str,
+) -> WebResult<Markup> {
     let now = slicelab_central::now();
     let (window, step) = range.window();
     let to = (now / step + 1) * step;
     let series = st.store.usage_series(scope, to - window, to, step).await?;
-    let cpu = chart(&cpu_points(&series), &ChartStyle::new("Aggregate CPU load", "cores busy"));
+    let cpu = chart(
+        &cpu_points(&series),
+        &ChartStyle::new("Aggregate CPU load", "cores busy"),
+    );
     let bw = chart(
         &bandwidth_points(&series),
         &ChartStyle::new("Aggregate bandwidth", "GB/day"),

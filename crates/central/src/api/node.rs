@@ -115,6 +115,20 @@ pub async fn report(
         ));
     }
     let node = st.store.node(&node_id.to_string()).await?;
-    let acked_seq = st.store.store_report(&node, crate::now(), &r).await?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let pending = crate::batch::Pending {
+        node,
+        report: r,
+        now: crate::now(),
+        reply,
+    };
+    if st.reports.send(pending).await.is_err() {
+        return Err(ApiError::internal("central is shutting down"));
+    }
+    let acked_seq = match answer.await {
+        Ok(Ok(seq)) => seq,
+        Ok(Err(m)) if !m.is_empty() => return Err(ApiError::conflict(m)),
+        _ => return Err(ApiError::internal("internal error; see the central's log")),
+    };
     Ok(Json(ReportAck { acked_seq }))
 }

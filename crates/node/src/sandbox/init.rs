@@ -479,7 +479,11 @@ fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
     // A variable given by the caller (e.g. TERM from an SSH pty) replaces the default: with two
     // entries of one name, which one a program sees depends on its libc.
     env.retain(|kv| {
-        let name = kv.as_bytes().split(|b| *b == b'=').next().unwrap_or_default();
+        let name = kv
+            .as_bytes()
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or_default();
         !spec.env.iter().any(|(k, _)| k.as_bytes() == name)
     });
     env.extend(

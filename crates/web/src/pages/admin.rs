@@ -50,7 +50,13 @@ pub async fn mission_control(
     let stale = nodes.iter().filter(|n| is_stale(n, now)).count();
     let (slices, _) = st
         .store
-        .list_slices(&SliceFilter::default(), Paging { limit: 1000, offset: 0 })
+        .list_slices(
+            &SliceFilter::default(),
+            Paging {
+                limit: 1000,
+                offset: 0,
+            },
+        )
         .await?;
     let mut running_by_slice: HashMap<i64, usize> = HashMap::new();
     for s in &slices {
@@ -191,5 +197,7 @@ pub async fn events(
             }
         }
     };
-    Ok(ok(Page::new("Event log", Section::Events, &viewer).render(body)))
+    Ok(ok(
+        Page::new("Event log", Section::Events, &viewer).render(body)
+    ))
 }

@@ -32,7 +32,13 @@ pub struct PageQuery {
 pub async fn all_nodes(st: &AppState, f: &NodeFilter) -> WebResult<Vec<Node>> {
     Ok(st
         .store
-        .list_nodes(f, Paging { limit: 1000, offset: 0 })
+        .list_nodes(
+            f,
+            Paging {
+                limit: 1000,
+                offset: 0,
+            },
+        )
         .await?
         .0)
 }
@@ -57,7 +63,7 @@ pub fn boot_form(viewer: &Viewer, n: &Node, back: &str) -> Markup {
             input type="hidden" name="back" value=(back);
             select name="boot_state" aria-label="boot state" {
                 @for b in [BootState::Boot, BootState::Safeboot, BootState::Reinstall, BootState::Disabled] {
-                    option value=(b.as_str()) selected[b == n.boot_state] { (b.as_str()) " — " (public::boot_state_help(b)) }
+                    option value=(b.as_str()) title=(public::boot_state_help(b)) selected[b == n.boot_state] { (b.as_str()) }
                 }
             }
             button.small type="submit" { "Apply" }

@@ -27,8 +27,7 @@ use crate::usage::{plots, Range};
 
 /// Whether a node has missed its reports (flagged on the pages).
 pub fn is_stale(n: &Node, now: i64) -> bool {
-    n.status == NodeStatus::Down
-        || n.last_contact.is_none_or(|t| now - t > NODE_LIVE_WINDOW)
+    n.status == NodeStatus::Down || n.last_contact.is_none_or(|t| now - t > NODE_LIVE_WINDOW)
 }
 
 fn status_badge(n: &Node, now: i64) -> Markup {
@@ -53,7 +52,16 @@ pub async fn overview(
     Query(q): Query<PageQuery>,
 ) -> WebResult<Response> {
     let now = slicelab_central::now();
-    let (sites, _) = st.store.list_sites(None, Paging { limit: 1000, offset: 0 }).await?;
+    let (sites, _) = st
+        .store
+        .list_sites(
+            None,
+            Paging {
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await?;
     let nodes = all_nodes(&st, &NodeFilter::default()).await?;
     let mut running: HashMap<i64, usize> = HashMap::new();
     let mut running_slices = BTreeSet::new();
@@ -66,7 +74,10 @@ pub async fn overview(
         }
     }
     let up = nodes.iter().filter(|n| n.status == NodeStatus::Up).count();
-    let down = nodes.iter().filter(|n| n.status == NodeStatus::Down).count();
+    let down = nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Down)
+        .count();
     let pins: Vec<Pin> = sites
         .iter()
         .filter_map(|s| {
@@ -82,7 +93,13 @@ pub async fn overview(
             })
         })
         .collect();
-    let plots = plots(&st, &UsageScope::Platform, Range::parse(q.range.as_deref()), "/").await?;
+    let plots = plots(
+        &st,
+        &UsageScope::Platform,
+        Range::parse(q.range.as_deref()),
+        "/",
+    )
+    .await?;
     let body = html! {
         h1 { "Platform overview" }
         p.sub { "Sites contribute machines (nodes); researchers' experiments (slices) run in isolated containers (slivers) on them." }
@@ -288,7 +305,10 @@ pub async fn site_page(
                 site_id: Some(site.id),
                 ..Default::default()
             },
-            Paging { limit: 1, offset: 0 },
+            Paging {
+                limit: 1,
+                offset: 0,
+            },
         )
         .await?;
     let base = format!("/sites/{}", site.login_base);
@@ -345,7 +365,10 @@ pub async fn site_manage(
                 site_id: Some(site.id),
                 ..Default::default()
             },
-            Paging { limit: 1000, offset: 0 },
+            Paging {
+                limit: 1000,
+                offset: 0,
+            },
         )
         .await?;
     let nodes = all_nodes(
@@ -363,7 +386,10 @@ pub async fn site_manage(
                 site_id: Some(site.id),
                 ..Default::default()
             },
-            Paging { limit: 1000, offset: 0 },
+            Paging {
+                limit: 1000,
+                offset: 0,
+            },
         )
         .await?;
     let here = format!("/sites/{}/manage", site.login_base);
@@ -435,7 +461,10 @@ pub struct LookupQuery {
 }
 
 /// Checks a lookup request; returns (hostname, address, from, to).
-async fn check_lookup(st: &AppState, q: &LookupQuery) -> Result<(String, IpAddr, i64, i64), String> {
+async fn check_lookup(
+    st: &AppState,
+    q: &LookupQuery,
+) -> Result<(String, IpAddr, i64, i64), String> {
     let node = q.node.as_deref().unwrap_or("").trim();
     if node.is_empty() {
         return Err("choose the node that sent the traffic".into());

@@ -46,7 +46,13 @@ pub async fn my_slices(
     viewer: Viewer,
     Query(q): Query<PageQuery>,
 ) -> WebResult<Response> {
-    let m = render_my(&st, &viewer, ok_notice(q.ok.as_deref()), &CreateValues::default()).await?;
+    let m = render_my(
+        &st,
+        &viewer,
+        ok_notice(q.ok.as_deref()),
+        &CreateValues::default(),
+    )
+    .await?;
     Ok(ok(m))
 }
 
@@ -58,7 +64,10 @@ async fn render_my(
 ) -> WebResult<Markup> {
     let me = viewer.person()?;
     let now = slicelab_central::now();
-    let all = Paging { limit: 1000, offset: 0 };
+    let all = Paging {
+        limit: 1000,
+        offset: 0,
+    };
     let mut slices: BTreeMap<String, Slice> = BTreeMap::new();
     let filters: Vec<SliceFilter> = if viewer.actor.is_admin() {
         vec![SliceFilter::default()]
@@ -163,10 +172,23 @@ pub async fn create(
         url: c.url.clone(),
     };
     match create_slice(&st, &viewer, &c).await {
-        Ok(sl) => Ok(see_other(&format!("/slices/{}?ok=created", url_encode(&sl.name)))),
-        Err(e @ (WebError::BadRequest(_) | WebError::Conflict(_) | WebError::Store(StoreError::Conflict(_)))) => {
+        Ok(sl) => Ok(see_other(&format!(
+            "/slices/{}?ok=created",
+            url_encode(&sl.name)
+        ))),
+        Err(
+            e @ (WebError::BadRequest(_)
+            | WebError::Conflict(_)
+            | WebError::Store(StoreError::Conflict(_))),
+        ) => {
             let status = e.status();
-            let m = render_my(&st, &viewer, Some(Notice::Error(e.public_message())), &values).await?;
+            let m = render_my(
+                &st,
+                &viewer,
+                Some(Notice::Error(e.public_message())),
+                &values,
+            )
+            .await?;
             Ok(respond(status, m))
         }
         Err(e) => Err(e),
@@ -193,7 +215,10 @@ async fn create_slice(st: &AppState, viewer: &Viewer, c: &SliceCreate) -> WebRes
     viewer.actor.can_create_slice(site.id)?;
     c.validate(&site.login_base)?;
     if !site.enabled {
-        return Err(WebError::Conflict(format!("site {} is disabled", site.login_base)));
+        return Err(WebError::Conflict(format!(
+            "site {} is disabled",
+            site.login_base
+        )));
     }
     let now = slicelab_central::now();
     Ok(st
@@ -402,7 +427,11 @@ async fn finish(
 ) -> WebResult<Response> {
     match r {
         Ok(code) => Ok(see_other(&format!("/slices/{}?ok={code}", url_encode(key)))),
-        Err(e @ (WebError::BadRequest(_) | WebError::Conflict(_) | WebError::Store(StoreError::Conflict(_)))) => {
+        Err(
+            e @ (WebError::BadRequest(_)
+            | WebError::Conflict(_)
+            | WebError::Store(StoreError::Conflict(_))),
+        ) => {
             let status = e.status();
             let m = render_slice(st, viewer, key, Some(Notice::Error(e.public_message()))).await?;
             Ok(respond(status, m))
@@ -431,7 +460,9 @@ pub async fn add_nodes(
     let r = async {
         let names = form.all("node");
         if names.is_empty() {
-            return Err(WebError::BadRequest("choose at least one node to add".into()));
+            return Err(WebError::BadRequest(
+                "choose at least one node to add".into(),
+            ));
         }
         let mut nodes = Vec::new();
         for n in names {
@@ -493,7 +524,9 @@ pub async fn add_person(
         let p = match st.store.person(email).await {
             Ok(p) => p,
             Err(StoreError::NotFound(_)) => {
-                return Err(WebError::BadRequest(format!("there is no person {email:?}")))
+                return Err(WebError::BadRequest(format!(
+                    "there is no person {email:?}"
+                )))
             }
             Err(e) => return Err(e.into()),
         };
@@ -549,7 +582,11 @@ pub async fn remove_person(
         Ok("person_removed")
     }
     .await;
-    if viewer.actor.person_id() == Some(p.person.id) && r.is_ok() && !viewer.actor.is_admin() && !viewer.actor.has_role_at(Role::Pi, sl.site_id) {
+    if viewer.actor.person_id() == Some(p.person.id)
+        && r.is_ok()
+        && !viewer.actor.is_admin()
+        && !viewer.actor.has_role_at(Role::Pi, sl.site_id)
+    {
         // Having left, the person may no longer see the slice.
         return Ok(see_other("/my"));
     }
@@ -571,7 +608,9 @@ pub async fn renew(
             .parse()
             .map_err(|_| WebError::BadRequest(format!("days: {raw:?} is not a whole number")))?;
         if days < 1 {
-            return Err(WebError::BadRequest("days: renew by at least one day".into()));
+            return Err(WebError::BadRequest(
+                "days: renew by at least one day".into(),
+            ));
         }
         let now = slicelab_central::now();
         let expires = check_renewal(now, now.saturating_add(days.saturating_mul(DAY)))?;
@@ -723,4 +762,3 @@ pub async fn usage_page(
     };
     Ok(ok(Page::new(&base, Section::Mine, &viewer).render(body)))
 }
-

@@ -61,7 +61,13 @@ impl TestCentral {
     }
 
     /// A JSON API call with a bearer token; panics unless it succeeds.
-    pub async fn api(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Value {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut rq = self
             .http
             .request(method.clone(), format!("{}/api/v1{path}", self.base))
@@ -235,7 +241,11 @@ impl SimNode {
             .await
             .expect("usage");
         let status = r.status();
-        assert!(status.is_success(), "usage: {status} {}", r.text().await.unwrap_or_default());
+        assert!(
+            status.is_success(),
+            "usage: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 }
 
@@ -295,7 +305,12 @@ impl Web {
         let a = self
             .post(
                 "/login",
-                &[("login_token", &token), ("email", email), ("password", password), ("next", "/my")],
+                &[
+                    ("login_token", &token),
+                    ("email", email),
+                    ("password", password),
+                    ("next", "/my"),
+                ],
             )
             .await;
         assert_eq!(a.status, 303, "login as {email}: {}", a.body);

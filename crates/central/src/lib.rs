@@ -183,6 +183,7 @@ pub async fn start_with_routes(
         stopping: Default::default(),
         node_changes: Default::default(),
         reports: batch::start(store.clone()),
+        lookups: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -196,7 +197,8 @@ pub async fn start_with_routes(
     let sweeper = tokio::spawn(sweep_liveness(store.clone()));
     let app = app(state, extra);
     let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
+        // The peer address feeds the public lookup's per-client rate limit.
+        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
                 waker.stop_waiters();
@@ -230,6 +232,9 @@ async fn sweep_liveness(store: Arc<Store>) {
             last_rollup = now();
             if let Err(e) = store.rollup_usage(now()).await {
                 tracing::error!(error = %e, "usage rollup failed");
+            }
+            if let Err(e) = store.expire_flows(now(), api::flows::FLOW_RETENTION).await {
+                tracing::error!(error = %e, "flow expiry failed");
             }
         }
         match store

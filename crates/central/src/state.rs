@@ -17,6 +17,8 @@ pub struct AppState {
     /// to one slice wakes the long-polls of its nodes, not of all nodes.
     pub node_changes: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     pub metrics: Arc<Metrics>,
+    /// Rate limits of the public flow lookup.
+    pub lookups: Arc<crate::api::flows::RateLimiter>,
     /// Group commit of node reports.
     pub reports: crate::batch::ReportQueue,
     /// Set when shutting down: waiting long-polls answer at once instead of holding shutdown.

@@ -236,6 +236,10 @@ fn log_file(dir: &Path, name: &str) -> Result<File> {
 /// Replaces (or with `lines` empty, removes) our marked block in `path`. Written in place, not
 /// renamed over: in containers /etc/hosts is often a bind mount.
 fn set_block(path: &str, lines: &[String]) -> Result<bool> {
+    // No /etc/ssh: no OpenSSH client to serve; nothing to clean either.
+    if Path::new(path).parent().is_some_and(|d| !d.is_dir()) {
+        return Ok(false);
+    }
     let old = match fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && lines.is_empty() => return Ok(false),

@@ -4,6 +4,7 @@
 //! so validation, permission and expiry rules are unit-tested without a database or root.
 
 pub mod error;
+pub mod flows;
 pub mod names;
 pub mod objects;
 pub mod policy;
@@ -14,6 +15,7 @@ pub mod time;
 pub mod usage;
 
 pub use error::{Invalid, ValidationError};
+pub use flows::{Flow, FlowBatch, FlowRecord, FlowTotal, LookupResult};
 pub use objects::*;
 pub use policy::{Actor, Denied};
 pub use sliver::{DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus};

@@ -9,6 +9,7 @@
 mod auth;
 mod desired;
 mod events;
+mod flows;
 mod leases;
 mod nodes;
 mod persons;
@@ -27,6 +28,7 @@ use thiserror::Error;
 
 pub use auth::{AuthSubject, TokenKind};
 pub use events::{EventFilter, NewEvent};
+pub use flows::{FlowFilter, LookupRow};
 pub use nodes::NodeFilter;
 pub use persons::{PersonFilter, PersonRecord};
 pub use slices::SliceFilter;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod flows;
 pub mod leases;
 pub mod node;
 pub mod nodes;
@@ -80,6 +81,10 @@ pub fn router() -> Router<AppState> {
         .route("/node/slivers", get(node::slivers))
         .route("/node/report", post(node::report))
         .route("/node/usage", post(usage::ingest))
+        .route("/node/flows", post(flows::ingest))
+        .route("/flows", get(flows::list))
+        .route("/flows/totals", get(flows::totals))
+        .route("/lookup", get(flows::lookup))
         .route("/usage", get(usage::series))
         .route("/usage/top", get(usage::top))
 }

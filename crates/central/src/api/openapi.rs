@@ -2,7 +2,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, events, leases, node, nodes, persons, sites, slices, usage};
+use super::{auth, events, flows, leases, node, nodes, persons, sites, slices, usage};
 
 struct Security;
 
@@ -34,6 +34,7 @@ impl Modify for Security {
         leases::list, leases::create, leases::remove,
         node::slivers, node::report,
         usage::series, usage::top, usage::ingest,
+        flows::ingest, flows::list, flows::totals, flows::lookup,
     ),
     components(schemas(slicelab_model::tags::Resources, slicelab_model::tags::PortForward,
         slicelab_model::sliver::SliverSpec, slicelab_model::sliver::SliverKey, slicelab_model::SliverStatus,

@@ -1,0 +1,239 @@
+//! Packet auditing: flow ingest from nodes, flow queries, and the public "who sent this?" lookup.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use slicelab_model::flows::{LookupMatch, LookupResult};
+use slicelab_model::objects::ErrorBody;
+use slicelab_model::sliver::ReportAck;
+use slicelab_model::time::DAY;
+use slicelab_model::{Flow, FlowBatch, FlowTotal};
+use slicelab_store::FlowFilter;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+
+/// Raw flows are kept this long, then folded into per-slice daily totals.
+pub const FLOW_RETENTION: i64 = 30 * DAY;
+/// The longest window one lookup or query may cover.
+const MAX_WINDOW: i64 = 31 * DAY;
+
+/// A node's flow records. Repeats of an acknowledged `seq` are ignored (nothing stored twice).
+#[utoipa::path(post, path = "/api/v1/node/flows", tag = "node", request_body = FlowBatch,
+    responses((status = 200, body = ReportAck), (status = 422, body = ErrorBody)),
+    security(("node_key" = [])))]
+pub async fn ingest(State(st): State<AppState>, caller: Caller, ApiJson(b): ApiJson<FlowBatch>) -> ApiResult<Json<ReportAck>> {
+    let node_id = caller.actor.as_node()?;
+    b.validate(crate::now())?;
+    let node = st.store.node(&node_id.to_string()).await?;
+    let acked_seq = st.store.store_flows(&node, &b).await?;
+    Ok(Json(ReportAck { acked_seq }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct FlowQuery {
+    /// Slice name.
+    pub slice: Option<String>,
+    /// Node hostname or id.
+    pub node: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+fn window(from: Option<i64>, to: Option<i64>) -> ApiResult<(i64, i64)> {
+    let now = crate::now();
+    let to = to.unwrap_or(now);
+    let from = from.unwrap_or(to - DAY);
+    if from > to {
+        return Err(ApiError::invalid("from", "must not be after to"));
+    }
+    if to - from > MAX_WINDOW {
+        return Err(ApiError::invalid("from", "the window may span at most 31 days"));
+    }
+    Ok((from, to))
+}
+
+/// Flows of a slice (its persons, its site's PIs, admins) or of a node (its site's techs and PIs,
+/// admins), newest first.
+#[utoipa::path(get, path = "/api/v1/flows", tag = "flows", params(FlowQuery),
+    responses((status = 200, body = Vec<Flow>), (status = 403, body = ErrorBody)))]
+pub async fn list(State(st): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<FlowQuery>) -> ApiResult<Json<Vec<Flow>>> {
+    let me = caller.person()?;
+    let (from, to) = window(q.from, q.to)?;
+    let mut f = FlowFilter {
+        from: Some(from),
+        to: Some(to),
+        ..Default::default()
+    };
+    let mut allowed = caller.actor.is_admin();
+    if let Some(s) = &q.slice {
+        // The slice may be gone; its records are its site's business.
+        let site = match st.store.slice(s).await {
+            Ok(sl) => {
+                let member = st.store.is_slice_member(sl.id, me.person.id).await?;
+                allowed |= caller.actor.can_use_slice(sl.site_id, member).is_ok();
+                Some(sl.site_id)
+            }
+            Err(slicelab_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if site.is_none() {
+            if let Some(base) = slicelab_model::names::slice_login_base(s) {
+                if let Ok(site) = st.store.site(base).await {
+                    allowed |= caller.actor.is_pi_of(site.id);
+                }
+            }
+        }
+        f.slice = Some(s.clone());
+    }
+    if let Some(n) = &q.node {
+        let node = st.store.node(n).await?;
+        if q.slice.is_none() {
+            allowed |= caller.actor.can_manage_node(node.site_id).is_ok();
+        }
+        f.node_id = Some(node.id);
+    }
+    if !allowed {
+        return Err(ApiError::forbidden(
+            "flows are visible to admins, a slice's persons and site PIs, and a node's site techs and PIs; name the slice or node",
+        ));
+    }
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=100_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1..=100000"));
+    }
+    Ok(Json(st.store.list_flows(&f, limit).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TotalsQuery {
+    pub slice: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Per-slice daily traffic totals, kept after raw flows expire.
+#[utoipa::path(get, path = "/api/v1/flows/totals", tag = "flows", params(TotalsQuery),
+    responses((status = 200, body = Vec<FlowTotal>)))]
+pub async fn totals(State(st): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<TotalsQuery>) -> ApiResult<Json<Vec<FlowTotal>>> {
+    caller.person()?;
+    let now = crate::now();
+    let to = q.to.unwrap_or(now);
+    let from = q.from.unwrap_or(to - 365 * DAY);
+    Ok(Json(st.store.flow_totals(q.slice.as_deref(), from, to).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LookupQuery {
+    /// The node (hostname or id) the traffic came from.
+    pub node: String,
+    /// The complainant's address: the remote end of the traffic.
+    pub remote: String,
+    pub port: Option<u16>,
+    /// Unix seconds (default: a day before `to`).
+    pub from: Option<i64>,
+    /// Unix seconds (default: now).
+    pub to: Option<i64>,
+}
+
+/// Per-client token buckets for the public lookup.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+/// Lookups a client may burst, and how fast its allowance refills.
+const BURST: f64 = 20.0;
+const PER_SECOND: f64 = 1.0 / 3.0;
+
+impl RateLimiter {
+    /// Takes one token for `ip`; `Err(seconds to wait)` when it has none.
+    pub fn take(&self, ip: IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let Ok(mut map) = self.buckets.lock() else {
+            return Ok(());
+        };
+        if map.len() > 100_000 {
+            // Forget idle clients rather than grow without bound.
+            map.retain(|_, (t, at)| *t < BURST || now.duration_since(*at).as_secs() < 60);
+        }
+        let (tokens, at) = map.entry(ip).or_insert((BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * PER_SECOND).min(BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / PER_SECOND).ceil() as u64)
+        }
+    }
+}
+
+/// "Who sent this?": for anyone, no login. Given the node and the remote address that received
+/// traffic, names the slice(s) responsible and their PIs. It reveals nothing about traffic to any
+/// other address, and is rate-limited per client.
+#[utoipa::path(get, path = "/api/v1/lookup", tag = "flows", params(LookupQuery), security(()),
+    responses((status = 200, body = LookupResult), (status = 429, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn lookup(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiQuery(q): ApiQuery<LookupQuery>,
+) -> ApiResult<Json<LookupResult>> {
+    if let Err(wait) = st.lookups.take(peer.ip()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many lookups from {}; try again in {wait}s", peer.ip()),
+        ));
+    }
+    let remote: IpAddr = q
+        .remote
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::invalid("remote", format!("{:?} is not an IP address", q.remote)))?;
+    let (from, to) = window(q.from, q.to)?;
+    let node = st.store.node(&q.node).await?;
+    let rows = st.store.lookup_flows(node.id, remote, q.port, from, to).await?;
+    let mut matches = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (description, url, site) = match st.store.slice(&r.slice).await {
+            Ok(sl) => (sl.description, sl.url, sl.site),
+            Err(_) => (
+                "(slice since deleted)".to_string(),
+                String::new(),
+                slicelab_model::names::slice_login_base(&r.slice).unwrap_or_default().to_string(),
+            ),
+        };
+        matches.push(LookupMatch {
+            contacts: st.store.slice_contacts(&r.slice).await?,
+            slice: r.slice,
+            description,
+            url,
+            site,
+            first_seen: r.first_seen,
+            last_seen: r.last_seen,
+            flows: r.flows,
+            tx_bytes: u64::try_from(r.tx_bytes).unwrap_or(0),
+            rx_bytes: u64::try_from(r.rx_bytes).unwrap_or(0),
+        });
+    }
+    Ok(Json(LookupResult {
+        node: node.hostname,
+        remote: remote.to_string(),
+        from,
+        to,
+        matches,
+    }))
+}

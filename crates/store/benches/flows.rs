@@ -1,0 +1,167 @@
+//! `cargo bench -p slicelab-store --bench flows`: ingest of 1,000,000 synthetic flow records
+//! into the central store, then the public lookup over them (goals: >= 100,000 records/s,
+//! lookup under 50 ms). SQLite by default; `SLICELAB_BENCH_PG=postgres://...` (a server admin
+//! URL) measures PostgreSQL as well. Under `cargo test` it runs a 20,000-record smoke version.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use slicelab_model::{FlowBatch, FlowRecord, NodeCreate, SiteCreate, SliceCreate};
+use slicelab_store::Store;
+
+const SLICES: usize = 20;
+const NODES: usize = 50;
+const REMOTES: u32 = 100_000;
+const BATCH: usize = 10_000;
+
+/// A small deterministic generator, so runs are comparable.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+fn remote(i: u32) -> IpAddr {
+    IpAddr::from([100, 64 + (i >> 16) as u8, (i >> 8) as u8, i as u8])
+}
+
+async fn run(url: &str, records: usize) -> Result<(f64, Duration, Duration), Box<dyn std::error::Error>> {
+    let store = Store::open(url).await?;
+    let now = 1_800_000_000;
+    let site = store
+        .create_site(
+            "bench",
+            now,
+            &SiteCreate {
+                login_base: "bench".into(),
+                name: "Bench".into(),
+                url: String::new(),
+                max_slices: 100,
+                latitude: None,
+                longitude: None,
+            },
+        )
+        .await?;
+    let mut nodes = Vec::new();
+    for n in 0..NODES {
+        let c = NodeCreate {
+            hostname: format!("n{n}.bench.test"),
+            site: "bench".into(),
+            boot_state: slicelab_model::BootState::Boot,
+            cpu_cores: 4,
+            mem_mb: 8192,
+            disk_gb: 100,
+            region: String::new(),
+            reservable: false,
+        };
+        nodes.push(store.create_node("bench", now, &c, site.id, &format!("hash{n}")).await?);
+    }
+    for s in 0..SLICES {
+        let c = SliceCreate {
+            name: format!("bench_s{s}"),
+            description: String::new(),
+            url: String::new(),
+        };
+        store.create_slice("bench", now, &c, site.id, 100, now + 86_400).await?;
+    }
+    let mut rng = Lcg(42);
+    let mut seqs = vec![0i64; NODES];
+    let mut ct = vec![0u32; NODES];
+    let mut made = 0;
+    let start = Instant::now();
+    while made < records {
+        let n = (rng.next() as usize) % NODES;
+        let count = BATCH.min(records - made);
+        let flows = (0..count)
+            .map(|_| {
+                ct[n] += 1;
+                let t = now - 86_400 + (rng.next() % 86_400) as i64;
+                let tx = rng.next() % 100_000;
+                FlowRecord {
+                    slice: format!("bench_s{}", rng.next() as usize % SLICES),
+                    proto: if rng.next() % 4 == 0 { 17 } else { 6 },
+                    src: IpAddr::from([10, 77, 0, 2 + (rng.next() % 200) as u8]),
+                    sport: (rng.next() % 60_000) as u16 + 1024,
+                    dst: remote(rng.next() as u32 % REMOTES),
+                    dport: [80, 443, 53, 8080][rng.next() as usize % 4],
+                    nat_src: Some(IpAddr::from([198, 51, 100, n as u8])),
+                    nat_sport: Some((rng.next() % 60_000) as u16 + 1024),
+                    ct_id: ct[n],
+                    start: t,
+                    end: t + (rng.next() % 600) as i64,
+                    done: true,
+                    tx_bytes: tx,
+                    tx_pkts: tx / 1400 + 1,
+                    rx_bytes: tx * 3,
+                    rx_pkts: tx / 500 + 1,
+                }
+            })
+            .collect();
+        seqs[n] += 1;
+        store.store_flows(&nodes[n], &FlowBatch { seq: seqs[n], flows }).await?;
+        made += count;
+    }
+    let ingest = start.elapsed();
+    let rate = records as f64 / ingest.as_secs_f64();
+    // Lookups of random remotes on random nodes over the whole day, as a complainant would ask.
+    let mut times = Vec::new();
+    let mut found = 0;
+    for _ in 0..50 {
+        let n = (rng.next() as usize) % NODES;
+        let r = remote(rng.next() as u32 % REMOTES);
+        let t = Instant::now();
+        let rows = store.lookup_flows(nodes[n].id, r, None, now - 86_400, now + 600).await?;
+        times.push(t.elapsed());
+        found += rows.len();
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    let worst = times[times.len() - 1];
+    if records >= 100_000 {
+        assert!(found > 0, "lookups over {records} records found some slices");
+    }
+    store.close().await;
+    Ok((rate, median, worst))
+}
+
+async fn measure(label: &str, url: &str, records: usize) {
+    match run(url, records).await {
+        Ok((rate, median, worst)) => println!(
+            "flows/{label}: ingested {records} records at {rate:.0} records/s (goal >= 100000, {:.2}x); \
+             public lookup median {:.2} ms, worst {:.2} ms (goal < 50 ms)",
+            rate / 100_000.0,
+            median.as_secs_f64() * 1000.0,
+            worst.as_secs_f64() * 1000.0
+        ),
+        Err(e) => {
+            eprintln!("flows/{label}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let bench = std::env::args().any(|a| a == "--bench");
+    let records = if bench { 1_000_000 } else { 20_000 };
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("flows: {e}");
+            std::process::exit(1);
+        }
+    };
+    measure("sqlite", &format!("sqlite://{}/bench.db", dir.path().display()), records).await;
+    if let Ok(admin) = std::env::var("SLICELAB_BENCH_PG") {
+        use sqlx::Connection;
+        let name = format!("slicelab_bench_{}", std::process::id());
+        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+        if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+            let _ = sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await;
+            measure("postgres", &format!("{base}/{name}"), records).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+        }
+    }
+}

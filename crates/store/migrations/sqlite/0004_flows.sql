@@ -1,0 +1,38 @@
+-- Flow records (packet auditing) and per-slice daily totals kept after raw flows expire.
+ALTER TABLE nodes ADD COLUMN flow_seq INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE flows (
+    node_id     INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+    -- The name stays when the slice is deleted: complaints arrive after the fact.
+    slice_name  TEXT NOT NULL,
+    proto       INTEGER NOT NULL,
+    src         TEXT NOT NULL,
+    sport       INTEGER NOT NULL,
+    dst         TEXT NOT NULL,
+    dport       INTEGER NOT NULL,
+    nat_src     TEXT,
+    nat_sport   INTEGER,
+    ct_id       INTEGER NOT NULL,
+    t_start     INTEGER NOT NULL,
+    t_end       INTEGER NOT NULL,
+    done        INTEGER NOT NULL,
+    tx_bytes    INTEGER NOT NULL,
+    tx_pkts     INTEGER NOT NULL,
+    rx_bytes    INTEGER NOT NULL,
+    rx_pkts     INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX flows_key ON flows(node_id, ct_id, t_start);
+-- The public lookup: by remote address and time.
+CREATE INDEX flows_remote ON flows(dst, t_start);
+CREATE INDEX flows_slice ON flows(slice_name, t_start);
+CREATE INDEX flows_end ON flows(t_end);
+
+CREATE TABLE flow_totals (
+    slice_name  TEXT NOT NULL,
+    day         INTEGER NOT NULL,
+    node_id     INTEGER NOT NULL,
+    flows       INTEGER NOT NULL,
+    tx_bytes    INTEGER NOT NULL,
+    rx_bytes    INTEGER NOT NULL,
+    PRIMARY KEY (slice_name, day, node_id)
+);

@@ -94,6 +94,22 @@ pub enum Command {
     /// Reserve reservable nodes for a slice for a time window.
     #[command(subcommand)]
     Lease(LeaseCmd),
+    /// Show resource usage over time: of a slice, a node, a site or the whole platform.
+    #[command(
+        after_help = "Examples:\n  slicelab usage princeton_codeen --since 24h --step 1h\n  slicelab usage --top --by tx"
+    )]
+    Usage(UsageArgs),
+    /// Show the network flows of a slice or node (packet auditing).
+    Flows(FlowsArgs),
+    /// Who sent this? Name the slice behind traffic from a node to an address (no login needed).
+    #[command(
+        after_help = "Example: slicelab lookup --node node1.princeton.edu --remote 203.0.113.9 --since 2h"
+    )]
+    Lookup(LookupArgs),
+    /// Simulate N nodes (real protocol and reconciler, fake runtime) against a real central and
+    /// measure how fast changes propagate.
+    #[command(after_help = "Example: slicelab sim --nodes 1000")]
+    Sim(SimArgs),
     /// Show the audit log: who changed what, when.
     Events(EventsArgs),
     /// Run the central authority (registry and REST API).
@@ -905,4 +921,75 @@ pub struct ExecArgs {
     /// The command and its arguments (after `--`), run with `sh -c` in each sliver.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The slice (omit for the platform, or use --node / --site).
+    #[arg(conflicts_with_all = ["node", "site", "top"])]
+    pub slice: Option<String>,
+    /// A node's own totals.
+    #[arg(long, conflicts_with_all = ["site", "top"])]
+    pub node: Option<String>,
+    /// A site's nodes' totals.
+    #[arg(long, conflicts_with = "top")]
+    pub site: Option<String>,
+    /// The top consumers among slices instead of a series.
+    #[arg(long)]
+    pub top: bool,
+    /// With --top: rank by cpu, tx or rx.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "tx", "rx"])]
+    pub by: String,
+    /// Start of the window: a duration ago (24h, 7d), RFC 3339 or Unix seconds [default: 24h].
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Length of one point, e.g. 10m, 1h [default: about 100 points].
+    #[arg(long, value_name = "DURATION")]
+    pub step: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    /// The slice whose flows to show.
+    #[arg(long)]
+    pub slice: Option<String>,
+    /// The node whose flows to show.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Start of the window [default: 24h].
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// The node the traffic came from (hostname).
+    #[arg(long)]
+    pub node: String,
+    /// The address that received it.
+    #[arg(long)]
+    pub remote: String,
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Start of the window [default: 24h].
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Central to ask, if not the logged-in one.
+    #[arg(long, env = "SLICELAB_CENTRAL")]
+    pub central: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// How many simulated nodes.
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: usize,
+    /// Database for the simulated central [default: a temporary SQLite file].
+    #[arg(long)]
+    pub db: Option<String>,
+    /// Longest wait for one phase, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
 }

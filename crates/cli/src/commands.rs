@@ -181,6 +181,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Slice(c) => slice(out, c).await,
         Command::Lease(c) => lease(out, c).await,
+        Command::Usage(a) => usage(out, a).await,
+        Command::Flows(a) => flows(out, a).await,
+        Command::Lookup(a) => lookup(out, a).await,
+        Command::Sim(a) => sim(a).await,
         Command::Events(a) => events(out, a).await,
         Command::Central(a) => central(a).await,
         Command::Image(c) => image(c).await,
@@ -957,6 +961,83 @@ async fn lease(out: Output, c: LeaseCmd) -> Result<()> {
     }
 }
 
+// ---------- usage, flows, lookup ----------
+
+/// `--since` as Unix seconds: a duration ago, RFC 3339 or Unix seconds; 24h by default.
+fn since(v: Option<&str>, now: i64) -> Result<i64> {
+    match v {
+        None => Ok(now - 86_400),
+        Some(v) => {
+            Ok(timefmt::parse_since(v, now)
+                .map_err(|m| CliError::Usage(format!("--since: {m}")))?)
+        }
+    }
+}
+
+async fn usage(out: Output, a: UsageArgs) -> Result<()> {
+    let s = session()?;
+    let c_ = &s.client;
+    let now = timefmt::now();
+    let from = since(a.since.as_deref(), now)?;
+    if a.top {
+        let top = c_.usage_top(&a.by, from, now + 1).await?;
+        return emit_list(out, &top, render::usage_top);
+    }
+    let step = a
+        .step
+        .as_deref()
+        .map(|v| timefmt::parse_duration(v).map_err(|m| CliError::Usage(format!("--step: {m}"))))
+        .transpose()?;
+    let scope = match (&a.slice, &a.node, &a.site) {
+        (Some(sl), _, _) => format!("slice={sl}"),
+        (_, Some(n), _) => format!("node={n}"),
+        (_, _, Some(si)) => format!("site={si}"),
+        _ => String::new(),
+    };
+    let series = c_.usage(&scope, from, now + 1, step).await?;
+    emit(out, &series, render::usage)
+}
+
+async fn flows(out: Output, a: FlowsArgs) -> Result<()> {
+    let s = session()?;
+    let now = timefmt::now();
+    let from = since(a.since.as_deref(), now)?;
+    let flows = s
+        .client
+        .flows(a.slice.as_deref(), a.node.as_deref(), from, now, a.limit)
+        .await?;
+    emit_list(out, &flows, render::flows)
+}
+
+async fn lookup(out: Output, a: LookupArgs) -> Result<()> {
+    let now = timefmt::now();
+    let from = since(a.since.as_deref(), now)?;
+    // Anyone may ask: use the logged-in central if there is one, without needing a login.
+    let base = match a.central {
+        Some(c) => c,
+        None => session()?.client.base().to_string(),
+    };
+    let client = Client::new(&base, None);
+    let r = client.lookup(&a.node, &a.remote, a.port, from, now).await?;
+    emit(out, &r, render::lookup)
+}
+
+async fn sim(a: SimArgs) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the slicelab binary")?;
+    eprintln!(
+        "simulating {} nodes against a new central (this takes a while)...",
+        a.nodes
+    );
+    let report = slicelab_sim::run(slicelab_sim::SimConfig {
+        nodes: a.nodes,
+        exe,
+        db: a.db,
+        timeout: std::time::Duration::from_secs(a.timeout),
+    })
+    .await?;
+    print(&report.to_string())
+}
+
 // ---------- events ----------
 
 async fn events(out: Output, a: EventsArgs) -> Result<()> {
@@ -1022,14 +1103,22 @@ async fn central(a: CentralArgs) -> Result<()> {
     let admin_password = std::env::var("SLICELAB_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
-    let running = slicelab_central::start(slicelab_central::Config {
-        db_url: db_url.clone(),
-        listen: a.listen,
-        admin_email: a.admin_email.clone(),
-        admin_password,
-    })
+    let running = slicelab_central::start_with_routes(
+        slicelab_central::Config {
+            db_url: db_url.clone(),
+            listen: a.listen,
+            admin_email: a.admin_email.clone(),
+            admin_password,
+        },
+        slicelab_web::router(),
+    )
     .await
-    .with_context(|| format!("starting central (database {db_url})"))?;
+    .with_context(|| {
+        format!(
+            "starting central (database {})",
+            slicelab_central::redact(&db_url)
+        )
+    })?;
     let url = format!("http://{}", running.addr);
     let mut text = format!(
         "central: serving {url}/api/v1 (database {})\n",

@@ -271,3 +271,133 @@ pub fn events(items: &[Event]) -> String {
     }
     t.render()
 }
+
+fn bytes(n: u64) -> String {
+    const U: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < U.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+pub fn usage(s: &slicelab_model::UsageSeries) -> String {
+    let mut t = Table::new(&["time", "cpu_s", "cores_busy", "tx", "rx", "mem_max"]);
+    for p in &s.points {
+        t.row([
+            fmt_time(p.t),
+            format!("{:.1}", p.cpu_s),
+            format!("{:.2}", p.cpu_load),
+            bytes(p.tx_bytes),
+            bytes(p.rx_bytes),
+            bytes(p.mem_bytes),
+        ]);
+    }
+    format!(
+        "{} from {} to {}, step {}s: {:.1} CPU-s, {} sent, {} received\n{}",
+        s.scope,
+        fmt_time(s.from),
+        fmt_time(s.to),
+        s.step,
+        s.total_cpu_s,
+        bytes(s.total_tx_bytes),
+        bytes(s.total_rx_bytes),
+        if s.points.is_empty() {
+            "(no samples)\n".to_string()
+        } else {
+            t.render()
+        }
+    )
+}
+
+pub fn usage_top(items: &[slicelab_model::UsageTotal]) -> String {
+    let mut t = Table::new(&["slice", "cpu_s", "tx", "rx"]);
+    for u in items {
+        t.row([
+            u.slice.clone(),
+            format!("{:.1}", u.cpu_s),
+            bytes(u.tx_bytes),
+            bytes(u.rx_bytes),
+        ]);
+    }
+    t.render()
+}
+
+fn proto(p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        58 => "icmp6".into(),
+        n => n.to_string(),
+    }
+}
+
+pub fn flows(items: &[slicelab_model::Flow]) -> String {
+    let mut t = Table::new(&[
+        "start", "node", "slice", "proto", "source", "remote", "sent", "received", "state",
+    ]);
+    for f in items {
+        let r = &f.flow;
+        t.row([
+            fmt_time(r.start),
+            f.node.clone(),
+            r.slice.clone(),
+            proto(r.proto),
+            format!("{}:{}", r.src, r.sport),
+            format!("{}:{}", r.dst, r.dport),
+            bytes(r.tx_bytes),
+            bytes(r.rx_bytes),
+            if r.done {
+                "ended".into()
+            } else {
+                "open".into()
+            },
+        ]);
+    }
+    t.render()
+}
+
+pub fn lookup(r: &slicelab_model::LookupResult) -> String {
+    if r.matches.is_empty() {
+        return format!(
+            "No slice on {} exchanged traffic with {} between {} and {}.\n",
+            r.node,
+            r.remote,
+            fmt_time(r.from),
+            fmt_time(r.to)
+        );
+    }
+    let mut out = format!("Traffic between {} and {}:\n", r.node, r.remote);
+    for m in &r.matches {
+        out.push_str(&format!(
+            "\n  slice {} (site {}): {} flow(s), {} sent, {} received, {} .. {}\n",
+            m.slice,
+            m.site,
+            m.flows,
+            bytes(m.tx_bytes),
+            bytes(m.rx_bytes),
+            fmt_time(m.first_seen),
+            fmt_time(m.last_seen)
+        ));
+        if !m.description.is_empty() {
+            out.push_str(&format!("    what: {}\n", m.description));
+        }
+        if !m.url.is_empty() {
+            out.push_str(&format!("    url:  {}\n", m.url));
+        }
+        for c in &m.contacts {
+            out.push_str(&format!(
+                "    contact: {} <{}> ({})\n",
+                c.name, c.email, c.role
+            ));
+        }
+    }
+    out
+}

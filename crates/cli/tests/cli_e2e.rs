@@ -365,3 +365,130 @@ async fn cli_against_a_real_central() {
 
     running.shutdown().await;
 }
+
+/// The broker, leases, usage and the public lookup, through the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_leases_usage_and_lookup_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = slicelab_central::start(slicelab_central::Config {
+        db_url: format!("sqlite://{}/c.db", dir.path().display()),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_email: ADMIN.into(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+    })
+    .await
+    .expect("central starts");
+    let env = Env {
+        central: format!("http://{}", running.addr),
+        config: dir.path().join("cli").join("config.toml"),
+    };
+    let o = env
+        .run(
+            &[
+                "login",
+                "--central",
+                &env.central,
+                "--email",
+                ADMIN,
+                "--password-stdin",
+            ],
+            Some(&format!("{ADMIN_PASSWORD}\n")),
+            &[],
+        )
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    env.ok(&["site", "add", "lab", "--name", "Lab"]).await;
+    let mut keys = Vec::new();
+    for (host, reservable) in [("a.lab.test", false), ("r.lab.test", true)] {
+        let mut args = vec!["node", "add", host, "--site", "lab"];
+        if reservable {
+            args.push("--reservable");
+        }
+        let nk = env.json(&args).await;
+        keys.push(nk["node_key"].as_str().expect("key").to_string());
+    }
+    env.ok(&["slice", "add", "lab_exp", "--description", "experiment"])
+        .await;
+
+    // The broker finds no live node yet and says why.
+    let (code, err) = env
+        .code(&["slice", "add-nodes", "lab_exp", "--select", "count=1"])
+        .await;
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("live nodes (left 0)"), "{err}");
+    // A node that reports becomes live; now the broker picks it.
+    let node = slicelab_client::Client::new(&env.central, Some(keys[0].clone()));
+    node.report(&slicelab_model::NodeReport {
+        seq: 1,
+        slivers: vec![],
+        health: None,
+    })
+    .await
+    .expect("report");
+    let o = env
+        .ok(&["slice", "add-nodes", "lab_exp", "--select", "count=1"])
+        .await;
+    assert!(o.stderr.contains("a.lab.test"), "{}", o.stderr);
+
+    // Leases: one on the reservable node, an overlapping one refused.
+    let l = env
+        .json(&["lease", "add", "lab_exp", "r.lab.test", "--duration", "1h"])
+        .await;
+    assert_eq!(l["node"], "r.lab.test");
+    let (code, err) = env
+        .code(&["lease", "add", "lab_exp", "r.lab.test", "--duration", "10m"])
+        .await;
+    assert_eq!(code, 5, "{err}");
+    let leases = env.json(&["lease", "list", "--node", "r.lab.test"]).await;
+    assert_eq!(leases.as_array().map(Vec::len), Some(1));
+
+    // Usage the node reported shows up in `slicelab usage`.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let batch = slicelab_model::UsageBatch {
+        seq: 1,
+        samples: vec![slicelab_model::UsageSample {
+            slice: Some("lab_exp".into()),
+            time: now - 30,
+            interval_s: 10,
+            cpu_s: 4.5,
+            mem_bytes: 1 << 20,
+            disk_bytes: 0,
+            tx_bytes: 123_456,
+            rx_bytes: 1000,
+            tx_pkts: 100,
+            rx_pkts: 10,
+        }],
+    };
+    let _: Value = node.post("/node/usage", &batch).await.expect("usage");
+    let u = env.json(&["usage", "lab_exp", "--since", "1h"]).await;
+    assert_eq!(u["total_tx_bytes"], 123_456);
+    let top = env.json(&["usage", "--top", "--by", "tx"]).await;
+    assert_eq!(top[0]["slice"], "lab_exp");
+    let o = env.ok(&["usage", "lab_exp"]).await;
+    assert!(o.stdout.contains("4.5 CPU-s"), "{}", o.stdout);
+
+    // The public lookup needs no login.
+    let o = env
+        .run(
+            &[
+                "lookup",
+                "--node",
+                "a.lab.test",
+                "--remote",
+                "203.0.113.1",
+                "--central",
+                &env.central,
+            ],
+            None,
+            &[("SLICELAB_CONFIG", "/nonexistent/config.toml")],
+        )
+        .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("No slice on a.lab.test"), "{}", o.stdout);
+    let flows = env.json(&["flows", "--slice", "lab_exp"]).await;
+    assert_eq!(flows.as_array().map(Vec::len), Some(0));
+    running.shutdown().await;
+}

@@ -472,6 +472,72 @@ impl Client {
             .await
     }
 
+    /// A usage series; `scope` is `slice=NAME`, `node=HOST`, `site=BASE` or empty (platform).
+    pub async fn usage(
+        &self,
+        scope: &str,
+        from: i64,
+        to: i64,
+        step: Option<i64>,
+    ) -> Result<slicelab_model::UsageSeries> {
+        let mut path = format!("/usage?from={from}&to={to}");
+        if let Some((k, v)) = scope.split_once('=') {
+            path.push_str(&format!("&{k}={}", encode(v)));
+        }
+        if let Some(s) = step {
+            path.push_str(&format!("&step={s}"));
+        }
+        self.get(&path).await
+    }
+
+    pub async fn usage_top(
+        &self,
+        by: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<slicelab_model::UsageTotal>> {
+        self.get(&format!("/usage/top?by={}&from={from}&to={to}", encode(by)))
+            .await
+    }
+
+    pub async fn flows(
+        &self,
+        slice: Option<&str>,
+        node: Option<&str>,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<slicelab_model::Flow>> {
+        let mut path = format!("/flows?from={from}&to={to}&limit={limit}");
+        if let Some(s) = slice {
+            path.push_str(&format!("&slice={}", encode(s)));
+        }
+        if let Some(n) = node {
+            path.push_str(&format!("&node={}", encode(n)));
+        }
+        self.get(&path).await
+    }
+
+    /// The public "who sent this?" lookup.
+    pub async fn lookup(
+        &self,
+        node: &str,
+        remote: &str,
+        port: Option<u16>,
+        from: i64,
+        to: i64,
+    ) -> Result<slicelab_model::LookupResult> {
+        let mut path = format!(
+            "/lookup?node={}&remote={}&from={from}&to={to}",
+            encode(node),
+            encode(remote)
+        );
+        if let Some(p) = port {
+            path.push_str(&format!("&port={p}"));
+        }
+        self.get(&path).await
+    }
+
     pub async fn create_lease(
         &self,
         body: &slicelab_model::LeaseCreate,

@@ -45,7 +45,11 @@ impl Auditor {
                 loop {
                     let stopping = stop2.load(Ordering::Relaxed);
                     // One last quick pass after stop, so what is queued is saved.
-                    let wait = if stopping { Duration::ZERO } else { batch_every };
+                    let wait = if stopping {
+                        Duration::ZERO
+                    } else {
+                        batch_every
+                    };
                     match collector.next_batch(wait) {
                         Ok(recs) => unsaved.extend(recs),
                         Err(e) => {
@@ -63,7 +67,10 @@ impl Auditor {
                         match saved {
                             Ok(_) => unsaved.clear(),
                             Err(e) => {
-                                warn!("flow journal: {e}; keeping {} records in memory", unsaved.len());
+                                warn!(
+                                    "flow journal: {e}; keeping {} records in memory",
+                                    unsaved.len()
+                                );
                                 if unsaved.len() > MAX_UNSAVED {
                                     let excess = unsaved.len() - MAX_UNSAVED;
                                     unsaved.drain(..excess);

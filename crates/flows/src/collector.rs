@@ -208,7 +208,11 @@ impl Collector {
     }
 
     /// Reads whatever events are queued; waits up to `first_wait` for the first one.
-    fn drain_events(&mut self, out: &mut Vec<FlowRecord>, first_wait: Duration) -> Result<(), FlowError> {
+    fn drain_events(
+        &mut self,
+        out: &mut Vec<FlowRecord>,
+        first_wait: Duration,
+    ) -> Result<(), FlowError> {
         let mut wait = first_wait;
         while out.len() < self.opts.max_batch {
             let got = self
@@ -231,7 +235,9 @@ impl Collector {
                         match m {
                             Ok(Message::Conntrack(kind, ct)) => {
                                 self.stats.events += 1;
-                                if let Some(r) = self.tracker.observe(kind, *ct, now, &*self.resolve) {
+                                if let Some(r) =
+                                    self.tracker.observe(kind, *ct, now, &*self.resolve)
+                                {
                                     out.push(r);
                                 }
                             }
@@ -254,7 +260,9 @@ impl Collector {
         let seq = self.dump_seq;
         // The rest of an earlier dump that failed midway may still be queued (the kernel goes on
         // as we read): read it away so it is not taken for this one.
-        while let Ok(Recv::Data(_) | Recv::Skipped) = self.dump.recv(&mut self.buf, Duration::ZERO) {}
+        while let Ok(Recv::Data(_) | Recv::Skipped) = self.dump.recv(&mut self.buf, Duration::ZERO)
+        {
+        }
         self.dump
             .send(&nl::dump_request(seq))
             .ctx(|| "requesting a conntrack dump".into())?;
@@ -290,7 +298,10 @@ impl Collector {
             for m in nl::parse_datagram(&self.buf[..n]) {
                 match m {
                     Ok(Message::Conntrack(EventKind::Dumped, ct)) => {
-                        if let Some(r) = self.tracker.observe(EventKind::Dumped, *ct, now, &*self.resolve) {
+                        if let Some(r) =
+                            self.tracker
+                                .observe(EventKind::Dumped, *ct, now, &*self.resolve)
+                        {
                             out.push(r);
                         }
                     }

@@ -53,7 +53,10 @@ fn batch_name(seq: u64) -> String {
 }
 
 fn parse_batch_name(name: &str) -> Option<u64> {
-    name.strip_prefix("batch-")?.strip_suffix(".json")?.parse().ok()
+    name.strip_prefix("batch-")?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
 }
 
 impl FlowJournal {
@@ -111,7 +114,10 @@ impl FlowJournal {
                         Ok(b) => format!("holds seq {} instead of {seq}", b.seq),
                         Err(e) => e.to_string(),
                     };
-                    warn!("flow journal: setting aside damaged batch {}: {why}", path.display());
+                    warn!(
+                        "flow journal: setting aside damaged batch {}: {why}",
+                        path.display()
+                    );
                     let aside = path.with_extension("json.corrupt");
                     fs::rename(&path, &aside).ctx(|| format!("renaming {}", path.display()))?;
                     removed = true;
@@ -183,7 +189,10 @@ impl FlowJournal {
             total -= size;
             self.dropped_batches += 1;
             self.dropped_flows += flows as u64;
-            warn!("flow journal over {} bytes: dropped unsent batch {seq} ({flows} flows)", self.max_bytes);
+            warn!(
+                "flow journal over {} bytes: dropped unsent batch {seq} ({flows} flows)",
+                self.max_bytes
+            );
         }
         Ok(())
     }
@@ -270,11 +279,11 @@ mod tests {
             slice: "pl_a".into(),
             proto: 6,
             src: "10.77.0.2".parse().unwrap(),
-            sport: 40000 + i,
+            sport: 40000u16.wrapping_add(i),
             dst: "192.0.2.2".parse().unwrap(),
             dport: 9000,
             nat_src: Some("192.0.2.1".parse().unwrap()),
-            nat_sport: Some(40000 + i),
+            nat_sport: Some(40000u16.wrapping_add(i)),
             ct_id: i.into(),
             start: 1_700_000_000,
             end: 1_700_000_001,
@@ -308,7 +317,13 @@ mod tests {
         );
         // The file is the POST body.
         let body: FlowBatch = serde_json::from_slice(&j.body(2).unwrap()).unwrap();
-        assert_eq!(body, FlowBatch { seq: 2, flows: vec![rec(3)] });
+        assert_eq!(
+            body,
+            FlowBatch {
+                seq: 2,
+                flows: vec![rec(3)]
+            }
+        );
         drop(j);
         let mut j = FlowJournal::open(d.path(), u64::MAX).unwrap();
         assert_eq!(j.pending_seqs(), vec![1, 2]);
@@ -344,7 +359,11 @@ mod tests {
         j.append(&[rec(3)]).unwrap();
         drop(j);
         // A crash during an append: half a temp file that was never renamed.
-        fs::write(d.path().join(format!("{}.tmp", batch_name(4))), b"{\"seq\":4,\"flo").unwrap();
+        fs::write(
+            d.path().join(format!("{}.tmp", batch_name(4))),
+            b"{\"seq\":4,\"flo",
+        )
+        .unwrap();
         // A crash during an ack: new `acked` written, batches not yet deleted; and a torn temp
         // file of the ack after it.
         fs::write(d.path().join("acked"), b"1").unwrap();
@@ -381,7 +400,12 @@ mod tests {
     #[test]
     fn size_limit_drops_the_oldest_batches_but_keeps_the_newest() {
         let d = tempfile::tempdir().unwrap();
-        let one = serde_json::to_vec(&FlowBatch { seq: 1, flows: vec![rec(1)] }).unwrap().len() as u64;
+        let one = serde_json::to_vec(&FlowBatch {
+            seq: 1,
+            flows: vec![rec(1)],
+        })
+        .unwrap()
+        .len() as u64;
         let mut j = FlowJournal::open(d.path(), one * 2 + 10).unwrap();
         for i in 1..=4 {
             j.append(&[rec(i)]).unwrap();
@@ -397,7 +421,9 @@ mod tests {
     fn big_appends_are_split_into_batches_central_accepts() {
         let d = tempfile::tempdir().unwrap();
         let mut j = FlowJournal::open(d.path(), u64::MAX).unwrap();
-        let many: Vec<FlowRecord> = (0..(MAX_FLOWS_PER_BATCH + 5)).map(|i| rec(i as u16)).collect();
+        let many: Vec<FlowRecord> = (0..(MAX_FLOWS_PER_BATCH + 5))
+            .map(|i| rec(i as u16))
+            .collect();
         assert_eq!(j.append(&many).unwrap(), Some(2));
         let p = j.pending().unwrap();
         assert_eq!(p[0].1.len(), MAX_FLOWS_PER_BATCH);

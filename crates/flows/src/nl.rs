@@ -80,7 +80,10 @@ pub enum ParseError {
     #[error("message too short for nfgenmsg")]
     ShortNfgen,
     #[error("attribute {attr}: {why}")]
-    Attr { attr: &'static str, why: &'static str },
+    Attr {
+        attr: &'static str,
+        why: &'static str,
+    },
     #[error("conntrack message without an original tuple")]
     NoOrigTuple,
 }
@@ -136,7 +139,10 @@ pub enum Message {
     /// End of a multipart dump.
     Done,
     /// NLMSG_ERROR: `errno` 0 is an acknowledgement.
-    Error { errno: i32, seq: u32 },
+    Error {
+        errno: i32,
+        seq: u32,
+    },
     /// Anything else (other subsystems, overrun notices…): skipped.
     Other(u16),
 }
@@ -337,8 +343,7 @@ fn parse_conntrack(buf: &[u8]) -> Result<Conntrack, ParseError> {
                         }
                         // The kernel sends 0 until the entry dies.
                         CTA_TIMESTAMP_STOP => {
-                            ct.stop_ns =
-                                Some(be_u64(tv, "CTA_TIMESTAMP_STOP")?).filter(|&s| s != 0)
+                            ct.stop_ns = Some(be_u64(tv, "CTA_TIMESTAMP_STOP")?).filter(|&s| s != 0)
                         }
                         _ => {}
                     }
@@ -430,7 +435,7 @@ pub fn dump_request(seq: u32) -> Vec<u8> {
     b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     b.extend_from_slice(&seq.to_ne_bytes());
     b.extend_from_slice(&0u32.to_ne_bytes()); // pid: the kernel fills in ours
-    // nfgenmsg: AF_UNSPEC = every family, NFNETLINK_V0, res_id 0.
+                                              // nfgenmsg: AF_UNSPEC = every family, NFNETLINK_V0, res_id 0.
     b.extend_from_slice(&[0, 0, 0, 0]);
     b
 }
@@ -673,11 +678,17 @@ mod tests {
         // Length field larger than what was received.
         let mut b = good.clone();
         b[0..4].copy_from_slice(&((good.len() + 100) as u32).to_ne_bytes());
-        assert!(matches!(&parse_datagram(&b)[..], [Err(ParseError::Frame(_))]));
+        assert!(matches!(
+            &parse_datagram(&b)[..],
+            [Err(ParseError::Frame(_))]
+        ));
         // Length field smaller than a header: cannot advance, must not loop forever.
         let mut b = good.clone();
         b[0..4].copy_from_slice(&3u32.to_ne_bytes());
-        assert!(matches!(&parse_datagram(&b)[..], [Err(ParseError::Frame(_))]));
+        assert!(matches!(
+            &parse_datagram(&b)[..],
+            [Err(ParseError::Frame(_))]
+        ));
         // A good message followed by a few stray bytes: the message survives.
         let mut b = good.clone();
         b.extend([1, 2, 3]);
@@ -737,7 +748,10 @@ mod tests {
             // counters with a 4-byte 64-bit value
             [
                 payload.to_vec(),
-                nested(CTA_COUNTERS_ORIG, &[attr(CTA_COUNTERS_BYTES, &[0, 0, 0, 1])]),
+                nested(
+                    CTA_COUNTERS_ORIG,
+                    &[attr(CTA_COUNTERS_BYTES, &[0, 0, 0, 1])],
+                ),
             ]
             .concat(),
             // empty protocol number

@@ -65,7 +65,12 @@ impl NlSocket {
         Ok(NlSocket { fd })
     }
 
-    fn setsockopt(&self, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    fn setsockopt(
+        &self,
+        level: libc::c_int,
+        name: libc::c_int,
+        value: libc::c_int,
+    ) -> io::Result<()> {
         // SAFETY: value is a live c_int and the length says so.
         cvt(unsafe {
             libc::setsockopt(
@@ -134,7 +139,10 @@ impl NlSocket {
             return Err(io::Error::last_os_error());
         }
         if n as usize != msg.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short netlink send"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short netlink send",
+            ));
         }
         Ok(())
     }

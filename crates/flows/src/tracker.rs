@@ -180,13 +180,7 @@ impl Tracker {
         }
     }
 
-    fn insert(
-        &mut self,
-        key: Key,
-        ct: &Conntrack,
-        now: i64,
-        resolve: &Resolver,
-    ) -> Option<()> {
+    fn insert(&mut self, key: Key, ct: &Conntrack, now: i64, resolve: &Resolver) -> Option<()> {
         let slice = resolve(ct.orig.src)?;
         let l = Live {
             slice,
@@ -240,7 +234,14 @@ impl Tracker {
         out
     }
 
-    fn record(&mut self, ct: &Conntrack, slice: String, start: i64, end: i64, done: bool) -> FlowRecord {
+    fn record(
+        &mut self,
+        ct: &Conntrack,
+        slice: String,
+        start: i64,
+        end: i64,
+        done: bool,
+    ) -> FlowRecord {
         self.stats.records += 1;
         let o = ct.counters_orig.unwrap_or_default();
         let r = ct.counters_reply.unwrap_or_default();
@@ -308,7 +309,9 @@ mod tests {
         ct.stop_ns = None;
         assert_eq!(t.observe(EventKind::New, ct.clone(), 100, &*r), None);
         let fin = sample();
-        let rec = t.observe(EventKind::Destroy, fin, 105, &*r).expect("record");
+        let rec = t
+            .observe(EventKind::Destroy, fin, 105, &*r)
+            .expect("record");
         assert_eq!(rec.slice, "pl_a");
         assert!(rec.done);
         assert_eq!((rec.start, rec.end), (1_700_000_000, 1_700_000_005));
@@ -335,7 +338,9 @@ mod tests {
     fn destroy_without_new_is_still_reported() {
         let r = resolver();
         let mut t = Tracker::new(cfg());
-        let rec = t.observe(EventKind::Destroy, sample(), 5, &*r).expect("record");
+        let rec = t
+            .observe(EventKind::Destroy, sample(), 5, &*r)
+            .expect("record");
         assert!(rec.done);
         assert_eq!(rec.slice, "pl_a");
     }
@@ -357,31 +362,70 @@ mod tests {
         let mut ct = sample();
         ct.start_ns = Some(1_000 * 1_000_000_000);
         ct.stop_ns = None;
-        t.observe(EventKind::New, with_counters(ct.clone(), 100, 0), 1_000, &*r);
+        t.observe(
+            EventKind::New,
+            with_counters(ct.clone(), 100, 0),
+            1_000,
+            &*r,
+        );
         // Too young at the first dump.
         t.begin_dump(true);
-        assert_eq!(t.observe(EventKind::Dumped, with_counters(ct.clone(), 200, 50), 1_005, &*r), None);
+        assert_eq!(
+            t.observe(
+                EventKind::Dumped,
+                with_counters(ct.clone(), 200, 50),
+                1_005,
+                &*r
+            ),
+            None
+        );
         assert!(t.finish_dump(1_005).is_empty());
         // Old enough: one update with cumulative counters.
         t.begin_dump(true);
         let u = t
-            .observe(EventKind::Dumped, with_counters(ct.clone(), 300, 60), 1_012, &*r)
+            .observe(
+                EventKind::Dumped,
+                with_counters(ct.clone(), 300, 60),
+                1_012,
+                &*r,
+            )
             .expect("update");
         assert!(!u.done);
-        assert_eq!((u.start, u.end, u.tx_bytes, u.rx_bytes), (1_000, 1_012, 300, 60));
+        assert_eq!(
+            (u.start, u.end, u.tx_bytes, u.rx_bytes),
+            (1_000, 1_012, 300, 60)
+        );
         assert!(t.finish_dump(1_012).is_empty());
         // Idle since: no new record.
         t.begin_dump(true);
-        assert_eq!(t.observe(EventKind::Dumped, with_counters(ct.clone(), 300, 60), 1_020, &*r), None);
+        assert_eq!(
+            t.observe(
+                EventKind::Dumped,
+                with_counters(ct.clone(), 300, 60),
+                1_020,
+                &*r
+            ),
+            None
+        );
         t.finish_dump(1_020);
         // A resync dump never emits.
         t.begin_dump(false);
-        assert_eq!(t.observe(EventKind::Dumped, with_counters(ct.clone(), 400, 60), 1_021, &*r), None);
+        assert_eq!(
+            t.observe(
+                EventKind::Dumped,
+                with_counters(ct.clone(), 400, 60),
+                1_021,
+                &*r
+            ),
+            None
+        );
         t.finish_dump(1_021);
         // The final record, same identity.
         let mut fin = with_counters(ct.clone(), 500, 70);
         fin.stop_ns = Some(1_030 * 1_000_000_000);
-        let d = t.observe(EventKind::Destroy, fin, 1_030, &*r).expect("done");
+        let d = t
+            .observe(EventKind::Destroy, fin, 1_030, &*r)
+            .expect("done");
         assert!(d.done);
         assert_eq!((d.ct_id, d.start), (u.ct_id, u.start));
         assert_eq!((d.end, d.tx_bytes), (1_030, 500));
@@ -392,6 +436,7 @@ mod tests {
         let r = resolver();
         let mut t = Tracker::new(cfg());
         let mut ct = sample();
+        ct.start_ns = Some(90 * 1_000_000_000);
         ct.stop_ns = None;
         t.observe(EventKind::New, with_counters(ct.clone(), 10, 10), 100, &*r);
         // Missing from one dump only: kept (its destroy may still sit in the socket).
@@ -405,10 +450,14 @@ mod tests {
         let closed = t.finish_dump(150);
         assert_eq!(closed.len(), 1);
         assert!(closed[0].done);
-        assert_eq!((closed[0].tx_bytes, closed[0].end), (10, 100));
+        assert_eq!(
+            (closed[0].tx_bytes, closed[0].start, closed[0].end),
+            (10, 90, 100)
+        );
         assert_eq!(t.stats.closed_without_destroy, 1);
         // The destroy event turns up after all: not a second record.
-        assert_eq!(t.observe(EventKind::Destroy, sample(), 151, &*r), None);
+        ct.stop_ns = Some(140 * 1_000_000_000);
+        assert_eq!(t.observe(EventKind::Destroy, ct, 151, &*r), None);
         assert_eq!(t.stats.late_destroys_suppressed, 1);
     }
 

@@ -11,7 +11,7 @@ use slicelab_model::objects::{
     SliceTagSet, SliceUpdate, TokenCreate,
 };
 use slicelab_model::sliver::{ReportAck, Sliver};
-use slicelab_model::{DesiredSlivers, NodeReport, TagName};
+use slicelab_model::{DesiredSlivers, NodeReport, TagName, UsageBatch};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -187,6 +187,12 @@ impl Client {
     /// Sends one report batch; central acknowledges the highest `seq` it holds.
     pub async fn report(&self, report: &NodeReport) -> Result<ReportAck> {
         self.post("/node/report", report).await
+    }
+
+    /// Sends one batch of usage samples; central acknowledges the highest `seq` it holds (a batch
+    /// at or below it is ignored, so resending never counts twice).
+    pub async fn send_usage(&self, batch: &UsageBatch) -> Result<ReportAck> {
+        self.post("/node/usage", batch).await
     }
 }
 

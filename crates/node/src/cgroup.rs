@@ -23,6 +23,8 @@ pub enum Layout {
     /// may share one).
     V1 {
         cpu: Option<PathBuf>,
+        /// The hierarchy carrying `cpuacct` (the same as `cpu` when they are co-mounted).
+        cpuacct: Option<PathBuf>,
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
         other: Vec<PathBuf>,
@@ -53,6 +55,7 @@ impl Cgroups {
         }
         let info = fs::read_to_string("/proc/self/mountinfo").ctx(|| "reading mountinfo".into())?;
         let (mut cpu, mut memory, mut pids, mut other) = (None, None, None, Vec::<PathBuf>::new());
+        let mut cpuacct = None;
         for line in info.lines() {
             // ... mountpoint(5th) ... - fstype source superopts
             let Some((pre, post)) = line.split_once(" - ") else {
@@ -77,8 +80,11 @@ impl Cgroups {
             if has("pids") {
                 pids = Some(mp.clone());
             }
-            if has("cpuacct") && !has("cpu") {
-                other.push(mp);
+            if has("cpuacct") {
+                cpuacct = Some(mp.clone());
+                if !has("cpu") {
+                    other.push(mp);
+                }
             }
         }
         if cpu.is_none() && memory.is_none() && pids.is_none() {
@@ -92,6 +98,7 @@ impl Cgroups {
         Ok(Cgroups {
             layout: Layout::V1 {
                 cpu,
+                cpuacct,
                 memory,
                 pids,
                 other,
@@ -108,6 +115,7 @@ impl Cgroups {
                 memory,
                 pids,
                 other,
+                ..
             } => {
                 let mut v: Vec<PathBuf> =
                     [cpu, memory, pids].into_iter().flatten().cloned().collect();
@@ -149,6 +157,33 @@ impl Cgroups {
         }
     }
 
+    /// CPU time the sliver used since its cgroup was created, in nanoseconds.
+    pub fn cpu_usage_ns(&self, slice: &str) -> Option<u64> {
+        match &self.layout {
+            Layout::V2 { root } => {
+                let stat = fs::read_to_string(root.join(&self.parent).join(slice).join("cpu.stat"))
+                    .ok()?;
+                stat.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec "))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|us| us * 1000)
+            }
+            Layout::V1 { cpuacct, .. } => {
+                let d = cpuacct.as_ref()?.join(&self.parent).join(slice);
+                read_u64(&d.join("cpuacct.usage"))
+            }
+        }
+    }
+
+    /// Memory charged to the sliver now (page cache included, as the limit counts it).
+    pub fn mem_usage(&self, slice: &str) -> Option<u64> {
+        let d = self.memory_dir(slice)?;
+        match &self.layout {
+            Layout::V2 { .. } => read_u64(&d.join("memory.current")),
+            Layout::V1 { .. } => read_u64(&d.join("memory.usage_in_bytes")),
+        }
+    }
+
     /// Creates the sliver's cgroups (idempotent) and applies its limits.
     pub fn create(&self, slice: &str, r: &Resources) -> Result<(), NodeError> {
         if let Layout::V2 { root } = &self.layout {
@@ -165,6 +200,11 @@ impl Cgroups {
     }
 
     /// Writes the limits; `None` resets to unlimited so a removed tag takes effect live.
+    ///
+    /// `cpu_share` (1..=1024, default 1) maps linearly: ×256 `cpu.shares` on v1 (share 4 equals a
+    /// plain task group's 1024), ×10 `cpu.weight` on v2 (share 10 equals the default weight 100).
+    /// Only ratios between siblings matter, so 1:3 shares give 1:3 CPU under contention.
+    /// `cpu_pct` is a CFS bandwidth cap: `pct`% of one core per 100 ms period.
     pub fn apply(&self, slice: &str, r: &Resources) -> Result<(), NodeError> {
         let share = u64::from(r.cpu_share.unwrap_or(1).max(1));
         match &self.layout {
@@ -294,6 +334,10 @@ impl Cgroups {
         }
         Ok(())
     }
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn opt(v: Option<u64>) -> String {

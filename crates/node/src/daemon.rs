@@ -13,6 +13,7 @@ use slicelab_model::{
 };
 use tracing::{info, warn};
 
+use crate::accounting::{self, Accountant};
 use crate::error::NodeError;
 use crate::names::NodeNames;
 use crate::plan::{plan, Action};
@@ -39,6 +40,10 @@ pub struct Config {
     /// The gateway's host key (OpenSSH format, created if missing); `None`:
     /// `<state_dir>/ssh_host_ed25519_key`.
     pub ssh_host_key: Option<PathBuf>,
+    /// How often usage is sampled (and queued batches sent) and bwmon checks daily caps.
+    pub usage_every: Duration,
+    /// Length of bwmon's accounting day (`net_max_kbyte` is per day); shorter only in tests.
+    pub bwmon_day: Duration,
 }
 
 impl Default for Config {
@@ -52,6 +57,8 @@ impl Default for Config {
             reconcile_every: Duration::from_secs(10),
             ssh_listen: None,
             ssh_host_key: None,
+            usage_every: Duration::from_secs(10),
+            bwmon_day: Duration::from_secs(crate::accounting::DAY_S as u64),
         }
     }
 }
@@ -116,7 +123,8 @@ pub fn statuses(
             .iter()
             .find(|s| s.slice_name == o.slice_name && s.expires > now);
         let (state, message) = if o.running {
-            (SliverState::Running, String::new())
+            // A throttle is detail of a running sliver (see `accounting`).
+            (SliverState::Running, o.note.clone().unwrap_or_default())
         } else if let Some(f) = &o.failure {
             (SliverState::Failed, f.clone())
         } else if want.is_some_and(|s| s.run) {
@@ -226,6 +234,32 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// One accounting round: sample, queue, apply bwmon, then send what is queued. Runs between
+/// reconcile rounds (never concurrently), so throttles and spec updates do not race.
+async fn account(rt: &Arc<LinuxRuntime>, acct: &Arc<std::sync::Mutex<Accountant>>, client: &Client) {
+    let (rt2, acct2) = (rt.clone(), acct.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        let mut a = acct2.lock().unwrap_or_else(|p| p.into_inner());
+        a.tick(&rt2, now())
+    })
+    .await;
+    match done {
+        Ok(Ok(t)) => {
+            for c in t.throttles {
+                match c.reason {
+                    Some(r) => info!(slice = %c.slice, reason = %r, "bwmon: sliver throttled"),
+                    None => info!(slice = %c.slice, "bwmon: throttle lifted"),
+                }
+            }
+        }
+        Ok(Err(e)) => warn!(error = %e, "usage sampling failed"),
+        Err(e) => warn!(error = %e, "usage sampling panicked"),
+    }
+    if let Err(e) = accounting::flush(acct, client).await {
+        warn!(error = %e, "cannot send usage; kept on disk for the next round");
+    }
+}
+
 /// Hands the gateway the new desired state: logins are checked against it from now on.
 fn publish(shared: &SharedDesired, desired: Option<DesiredSlivers>) {
     *shared.write().unwrap_or_else(|p| p.into_inner()) = desired;
@@ -302,6 +336,15 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
         }
     });
     let mut reporter = Reporter::load(&cfg.state_dir);
+    let acct = Arc::new(std::sync::Mutex::new(Accountant::open(
+        &cfg.state_dir,
+        cfg.usage_every.as_secs().max(1) as u32,
+        cfg.bwmon_day.as_secs().max(1) as i64,
+    )?));
+    let mut usage_tick = tokio::time::interval(cfg.usage_every);
+    usage_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick fires at once; the first sample is one interval in.
+    usage_tick.tick().await;
     let mut tick = tokio::time::interval(cfg.reconcile_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -321,6 +364,10 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 publish(&shared, desired.clone());
             }
             _ = tick.tick() => {}
+            _ = usage_tick.tick() => {
+                account(&rt, &acct, &client).await;
+                continue;
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }

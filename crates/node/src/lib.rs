@@ -5,7 +5,8 @@
 //! - [`plan`]: the reconciler's pure planner (desired vs. observed → actions);
 //! - [`runtime`]: the `Runtime` trait, `LinuxRuntime` (real) and `FakeRuntime` (records calls);
 //! - [`sandbox`]: the security boundary (launcher, sliver init, exec helper, caps, seccomp);
-//! - [`cgroup`], [`net`], [`image`]: one concern each; [`names`]: how everything is named;
+//! - [`cgroup`], [`net`], [`image`], [`disk`]: one concern each; [`names`]: how everything is named;
+//! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
 //! - [`daemon`]: the long-poll / reconcile / report loop;
 //! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`).
 //!
@@ -14,8 +15,10 @@
 
 pub mod bench;
 pub mod cgroup;
+pub mod accounting;
 mod cmd;
 pub mod daemon;
+pub mod disk;
 mod error;
 pub mod image;
 pub mod names;
@@ -84,6 +87,8 @@ pub fn cleanup(
             rec.init = None;
             let _ = state::save(state_dir, &rec);
         }
+        // The quota filesystem of the writable layer is mounted on the host (see `disk`).
+        disk::unmount(&names::sliver_dir(state_dir, s))?;
         if purge {
             let dir = names::sliver_dir(state_dir, s);
             if dir.exists() {

@@ -101,6 +101,81 @@ pub fn attach(n: &NodeNames, slice: &str, pid: i32, addr: Ipv4Addr) -> Result<()
     Ok(())
 }
 
+/// Egress rate of a throttled sliver (bwmon, past its daily `net_max_kbyte`): 64 kbit/s, enough
+/// for an interactive shell, useless for bulk transfer. PlanetLab's bwmon likewise fell back to a
+/// low per-sliver cap until the day rolled over.
+pub const THROTTLE_RATE: u64 = 64_000;
+
+/// The egress rate to enforce on a sliver, bits/s: its `net_max_rate`, lowered to
+/// [`THROTTLE_RATE`] while it is throttled; `None`: unshaped.
+pub fn effective_rate(net_max_rate: Option<u64>, throttled: bool) -> Option<u64> {
+    match (net_max_rate, throttled) {
+        (r, false) => r,
+        (Some(r), true) => Some(r.min(THROTTLE_RATE)),
+        (None, true) => Some(THROTTLE_RATE),
+    }
+}
+
+/// The `tc` batch that shapes (or unshapes) the sliver's `eth0`. Egress of the sliver is what
+/// leaves its `eth0`, so the qdisc sits on that side, in the sliver's netns, where the sliver
+/// (without CAP_NET_ADMIN) cannot change it. HTB rather than TBF: veth hands over GSO super-
+/// packets, which HTB accounts without dropping. The burst is 10 ms at the rate, at least a few
+/// full-size frames, so the average holds over any second.
+fn shaping_script(rate: Option<u64>) -> String {
+    match rate {
+        None => "qdisc del dev eth0 root\n".into(),
+        Some(r) => {
+            let burst = (r / 8 / 100).max(4 * 1514);
+            format!(
+                "qdisc replace dev eth0 root handle 1: htb default 1\n\
+                 class replace dev eth0 parent 1: classid 1:1 htb rate {r}bit ceil {r}bit \
+                 burst {burst} cburst {burst}\n"
+            )
+        }
+    }
+}
+
+/// Applies `rate` (bits/s; `None`: none) to the egress of the sliver whose init is `pid`. Live:
+/// the qdisc is replaced in place.
+pub fn set_egress_rate(pid: i32, rate: Option<u64>) -> Result<(), NodeError> {
+    let netns = format!("--net=/proc/{pid}/ns/net");
+    match run("nsenter", &[&netns, "tc", "-batch", "-"], Some(&shaping_script(rate))) {
+        Ok(_) => Ok(()),
+        // Deleting a root qdisc that is the default already fails; that is "unshaped".
+        Err(_) if rate.is_none() => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Counters of the sliver's veth as the sliver sees them (host-side rx is sliver tx).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VethCounters {
+    /// Identifies this incarnation of the veth: counters restart with a new one.
+    pub ifindex: u64,
+    pub tx_bytes: u64,
+    pub rx_bytes: u64,
+    pub tx_pkts: u64,
+    pub rx_pkts: u64,
+}
+
+pub fn veth_counters(slice: &str) -> Option<VethCounters> {
+    let base = std::path::Path::new("/sys/class/net").join(names::veth_name(slice));
+    let read = |f: &str| -> Option<u64> {
+        std::fs::read_to_string(base.join(f))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(VethCounters {
+        ifindex: read("ifindex")?,
+        tx_bytes: read("statistics/rx_bytes")?,
+        rx_bytes: read("statistics/tx_bytes")?,
+        tx_pkts: read("statistics/rx_packets")?,
+        rx_pkts: read("statistics/tx_packets")?,
+    })
+}
+
 /// Removes the host end of the veth if it still exists (normally it dies with the netns).
 pub fn detach(slice: &str) -> Result<(), NodeError> {
     let veth = names::veth_name(slice);
@@ -251,5 +326,17 @@ mod tests {
         assert!(s.contains("ip saddr 10.77.7.0/24 ip daddr != 10.77.7.0/24 masquerade"));
         assert!(s.contains("ip daddr 10.77.7.0/24 drop"));
         assert_eq!(n.gateway(), Ipv4Addr::new(10, 77, 7, 1));
+    }
+
+    #[test]
+    fn throttling_lowers_but_never_raises_the_rate() {
+        assert_eq!(effective_rate(None, false), None);
+        assert_eq!(effective_rate(Some(5_000_000), false), Some(5_000_000));
+        assert_eq!(effective_rate(Some(5_000_000), true), Some(THROTTLE_RATE));
+        assert_eq!(effective_rate(Some(10_000), true), Some(10_000));
+        assert_eq!(effective_rate(None, true), Some(THROTTLE_RATE));
+        let s = shaping_script(Some(5_000_000));
+        assert!(s.contains("htb rate 5000000bit ceil 5000000bit burst 6250 "));
+        assert!(shaping_script(None).starts_with("qdisc del dev eth0 root"));
     }
 }

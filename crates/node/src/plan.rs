@@ -21,6 +21,8 @@ pub struct ObservedSliver {
     pub retry_after: i64,
     /// For reports only; the planner ignores it.
     pub address: Option<std::net::Ipv4Addr>,
+    /// Detail for people (e.g. a bandwidth throttle); for reports only.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,10 +46,13 @@ impl Action {
     }
 }
 
-/// Changes that a running sliver cannot take live: its root filesystem or its service.
+/// Changes that a running sliver cannot take live: its root filesystem, its service, or whether
+/// its writable layer lives on a quota filesystem (the files move between the two). Every limit
+/// (CPU, memory, tasks, egress rate, daily cap, a changed `disk_max` size) is applied live.
 fn needs_restart(old: &SliverSpec, new: &SliverSpec) -> bool {
     old.resources.image != new.resources.image
         || old.resources.initscript != new.resources.initscript
+        || old.resources.disk_max.is_some() != new.resources.disk_max.is_some()
 }
 
 /// What to do so that the node matches `desired`. Destroys come first so that addresses and
@@ -132,6 +137,7 @@ mod tests {
             failure: None,
             retry_after: 0,
             address: None,
+            note: None,
         }
     }
 
@@ -207,6 +213,23 @@ mod tests {
             plan(&[limits.clone()], &[obs(&old, true)], 10),
             vec![Action::Update(limits)]
         );
+        let mut rate = old.clone();
+        rate.resources.net_max_rate = Some(5_000_000);
+        rate.resources.cpu_share = Some(3);
+        rate.resources.net_max_kbyte = Some(100);
+        assert_eq!(
+            plan(&[rate.clone()], &[obs(&old, true)], 10),
+            vec![Action::Update(rate)]
+        );
+        let mut disk = old.clone();
+        disk.resources.disk_max = Some(50 << 20);
+        assert_eq!(plan(&[disk.clone()], &[obs(&old, true)], 10).len(), 3);
+        let mut bigger = disk.clone();
+        bigger.resources.disk_max = Some(80 << 20);
+        assert_eq!(
+            plan(&[bigger.clone()], &[obs(&disk, true)], 10),
+            vec![Action::Update(bigger)]
+        );
         let mut script = old.clone();
         script.resources.initscript = Some("sleep 1".into());
         assert_eq!(
@@ -239,6 +262,7 @@ mod tests {
             failure: None,
             retry_after: 0,
             address: None,
+            note: None,
         };
         assert_eq!(
             plan(std::slice::from_ref(&a), std::slice::from_ref(&lost), 10),

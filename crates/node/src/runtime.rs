@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use slicelab_model::SliverSpec;
 
 use crate::cgroup::Cgroups;
+use crate::disk;
 use crate::error::{IoContext, NodeError};
 use crate::image;
 use crate::names::{self, NodeNames};
@@ -161,11 +162,14 @@ impl LinuxRuntime {
         self.cgroups.create(slice, &rec.spec.resources)?;
         net::detach(slice)?;
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+        let disk_max = rec.spec.resources.disk_max;
+        disk::place_layer(&dir, disk_max)?;
+        let (upper, work) = disk::layer_dirs(&dir, disk_max.is_some());
         let launch = LaunchSpec {
             slice: slice.into(),
             lower,
-            upper: dir.join("upper"),
-            work: dir.join("work"),
+            upper,
+            work,
             rootfs: dir.join("rootfs"),
             console: dir.join("console.log"),
             cgroup_procs: self.cgroups.procs_files(slice),
@@ -238,7 +242,12 @@ impl LinuxRuntime {
         let Some(id) = ProcId::of(pid) else {
             return Err(abort(&mut child, Some(pid), "sliver init vanished".into()));
         };
+        let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
         let wire = net::attach(n, slice, pid, address)
+            .and_then(|_| match rate {
+                Some(r) => net::set_egress_rate(pid, Some(r)),
+                None => Ok(()),
+            })
             .and_then(|_| net::set_ports(n, slice, address, &rec.spec.resources.ports));
         if let Err(e) = wire {
             let _ = net::remove_ports(n, Some(slice));
@@ -284,6 +293,22 @@ impl LinuxRuntime {
         let mut c = Command::new(&self.cfg.init_exe);
         c.env_clear().env(EXEC_ENV, json);
         Ok(c)
+    }
+
+    /// Throttles (`Some(reason)`) or un-throttles the sliver's egress (bwmon). Recorded, so a
+    /// restart keeps it; applied live if the sliver runs.
+    pub fn set_throttle(&self, slice: &str, reason: Option<String>) -> Result<(), NodeError> {
+        let mut rec = self.record(slice)?;
+        if rec.throttled == reason {
+            return Ok(());
+        }
+        rec.throttled = reason;
+        state::save(&self.cfg.state_dir, &rec)?;
+        if let Some(init) = self.init_of(slice) {
+            let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
+            net::set_egress_rate(init.pid, rate)?;
+        }
+        Ok(())
     }
 
     fn stop_init(&self, slice: &str, init: Option<ProcId>) {
@@ -356,6 +381,7 @@ impl Runtime for LinuxRuntime {
                 failure: rec.as_ref().and_then(|r| r.failure.clone()),
                 retry_after: rec.as_ref().map_or(0, |r| r.retry_after),
                 address: rec.as_ref().and_then(|r| r.address),
+                note: rec.as_ref().and_then(|r| r.throttled.clone()),
                 spec: rec.map(|r| r.spec),
             });
         }
@@ -383,6 +409,7 @@ impl Runtime for LinuxRuntime {
             failure: None,
             failures: 0,
             retry_after: 0,
+            throttled: old.as_ref().and_then(|r| r.throttled.clone()),
         };
         state::save(&self.cfg.state_dir, &rec)
     }
@@ -395,10 +422,19 @@ impl Runtime for LinuxRuntime {
         rec.failure = None;
         rec.retry_after = 0;
         state::save(&self.cfg.state_dir, &rec)?;
-        if self.init_of(slice).is_some() {
-            self.cgroups.apply(slice, &spec.resources)?;
+        if let Some(init) = self.init_of(slice) {
+            let r = &spec.resources;
+            self.cgroups.apply(slice, r)?;
             if let Some(a) = rec.address {
-                net::set_ports(&self.cfg.names, slice, a, &spec.resources.ports)?;
+                net::set_ports(&self.cfg.names, slice, a, &r.ports)?;
+            }
+            let rate = net::effective_rate(r.net_max_rate, rec.throttled.is_some());
+            net::set_egress_rate(init.pid, rate)?;
+            let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+            // Growth is online; a lower `disk_max` is not applied to an existing layer (see
+            // `disk`), and adding or removing one restarts the sliver (see `plan`).
+            if let (Some(max), true) = (r.disk_max, disk::is_mounted(&dir)) {
+                disk::ensure(&dir, max)?;
             }
         }
         Ok(())
@@ -434,6 +470,7 @@ impl Runtime for LinuxRuntime {
         self.stop_init(slice, rec.init);
         net::remove_ports(&self.cfg.names, Some(slice))?;
         net::detach(slice)?;
+        disk::unmount(&names::sliver_dir(&self.cfg.state_dir, slice))?;
         rec.init = None;
         state::save(&self.cfg.state_dir, &rec)
     }
@@ -445,7 +482,9 @@ impl Runtime for LinuxRuntime {
         net::remove_ports(&self.cfg.names, Some(slice))?;
         net::detach(slice)?;
         self.cgroups.remove(slice)?;
-        remove_sliver_dir(&names::sliver_dir(&self.cfg.state_dir, slice))
+        let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+        disk::unmount(&dir)?;
+        remove_sliver_dir(&dir)
     }
 
     fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError> {
@@ -532,6 +571,7 @@ impl Runtime for FakeRuntime {
                     failure: None,
                     retry_after: 0,
                     address: None,
+                    note: None,
                 })
                 .collect()
         }))

@@ -68,6 +68,9 @@ pub struct SliverRecord {
     pub failures: u32,
     #[serde(default)]
     pub retry_after: i64,
+    /// Set while bwmon throttles the sliver (daily egress cap reached): why, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<String>,
 }
 
 pub fn record_path(state_dir: &Path, slice: &str) -> PathBuf {
@@ -165,6 +168,7 @@ mod tests {
             failure: None,
             failures: 0,
             retry_after: 0,
+            throttled: None,
         };
         save(dir.path(), &rec).unwrap();
         assert_eq!(load(dir.path(), "pl_a").unwrap(), Some(rec));

@@ -175,6 +175,7 @@ fn ssh_into_sliver_with_slice_keys_only() {
             reconcile_every: Duration::from_secs(1),
             ssh_listen: Some(SocketAddr::from(([127, 0, 0, 1], port))),
             ssh_host_key: None,
+            ..Default::default()
         };
         let daemon = tokio::spawn(slicelab_node::run(cfg));
         let t0 = Instant::now();

@@ -418,3 +418,69 @@ async fn admin_disables_a_slice_everywhere_and_sees_node_health() {
     assert!(a.body.contains("An admin disabled this slice"));
     tc.stop().await;
 }
+
+/// The public lookup names the slice that sent traffic to an address, and its PIs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_names_the_slice_behind_a_flow() {
+    let tc = TestCentral::start().await;
+    let fx = fixture(&tc).await;
+    let admin = tc.api_login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    tc.api(
+        Method::POST,
+        "/slices",
+        &admin,
+        Some(json!({"name": "princeton_crawl", "description": "a polite web crawler"})),
+    )
+    .await;
+    let now = slicelab_central::now();
+    let node = &fx.nodes[0];
+    let flow = json!({"seq": 1, "flows": [{
+        "slice": "princeton_crawl", "proto": 6, "src": "10.77.0.2", "sport": 40000,
+        "dst": "192.0.2.77", "dport": 80, "nat_src": null, "nat_sport": null, "ct_id": 7,
+        "start": now - 600, "end": now - 500, "done": true,
+        "tx_bytes": 5000, "tx_pkts": 5, "rx_bytes": 100, "rx_pkts": 2}]});
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/node/flows", tc.base))
+        .bearer_auth(&node.key)
+        .json(&flow)
+        .send()
+        .await
+        .expect("flows");
+    assert!(r.status().is_success(), "{}", r.status());
+    let web = Web::new(&tc.base);
+    let window = |t: i64| {
+        // The form's UTC datetime-local format.
+        let d = t.div_euclid(86_400);
+        let s = t.rem_euclid(86_400);
+        let (y, m, dd) = civil(d);
+        format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}", s / 3600, s % 3600 / 60)
+    };
+    let q = format!(
+        "/lookup?node={}&addr=192.0.2.77&from={}&to={}",
+        node.hostname,
+        window(now - 3600),
+        window(now + 60)
+    );
+    let a = web.get(&q).await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("princeton_crawl"), "{}", a.body);
+    assert!(a.body.contains("a polite web crawler"));
+    assert!(a.body.contains("mailto:"), "the PI is named");
+    // Another address that saw nothing learns nothing.
+    let a = web.get(&q.replace("192.0.2.77", "192.0.2.78")).await;
+    assert!(a.body.contains("No records") && !a.body.contains("princeton_crawl"));
+    tc.stop().await;
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}

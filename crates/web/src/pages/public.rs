@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -460,11 +460,11 @@ pub struct LookupQuery {
     to: Option<String>,
 }
 
-/// Checks a lookup request; returns (hostname, address, from, to).
+/// Checks a lookup request; returns (node id, hostname, address, from, to).
 async fn check_lookup(
     st: &AppState,
     q: &LookupQuery,
-) -> Result<(String, IpAddr, i64, i64), String> {
+) -> Result<(i64, String, IpAddr, i64, i64), String> {
     let node = q.node.as_deref().unwrap_or("").trim();
     if node.is_empty() {
         return Err("choose the node that sent the traffic".into());
@@ -490,37 +490,102 @@ async fn check_lookup(
     if to - from > WEEK {
         return Err("the window may span at most 7 days".into());
     }
-    Ok((n.hostname, addr, from, to))
+    Ok((n.id, n.hostname, addr, from, to))
+}
+
+/// The answer to a lookup: the slices that exchanged traffic with `addr`, and who answers for them.
+async fn lookup_answer(
+    st: &AppState,
+    node_id: i64,
+    host: &str,
+    addr: IpAddr,
+    from: i64,
+    to: i64,
+) -> WebResult<Markup> {
+    let rows = st.store.lookup_flows(node_id, addr, None, from, to).await?;
+    if rows.is_empty() {
+        return Ok(html! {
+            div.card id="lookup-result" {
+                h2 { "Result" }
+                div.notice.info {
+                    strong { "No records. " }
+                    "No slice on " (host) " exchanged traffic with " (addr.to_string()) " between "
+                    (fmt_time(from)) " and " (fmt_time(to)) " (UTC). Check the node and the time window."
+                }
+            }
+        });
+    }
+    let mut found = Vec::new();
+    for r in rows {
+        let slice = st.store.slice(&r.slice).await.ok();
+        let contacts = st.store.slice_contacts(&r.slice).await?;
+        found.push((r, slice, contacts));
+    }
+    Ok(html! {
+        div.card id="lookup-result" {
+            h2 { "Result" }
+            p { "Traffic between " strong { (host) } " and " strong { (addr.to_string()) } " came from:" }
+            @for (r, slice, contacts) in &found {
+                div.card.match {
+                    h3 { "Slice " (r.slice) }
+                    @if let Some(sl) = slice {
+                        @if !sl.description.is_empty() { p { (sl.description) } }
+                        @if !sl.url.is_empty() { p { a href=(sl.url) rel="nofollow noopener" { (sl.url) } } }
+                    } @else {
+                        p.muted { "(this slice has since been deleted)" }
+                    }
+                    p.muted {
+                        (r.flows) " flow(s) from " (fmt_time(r.first_seen)) " to " (fmt_time(r.last_seen))
+                        " · " (r.tx_bytes) " bytes sent, " (r.rx_bytes) " received"
+                    }
+                    @if contacts.is_empty() {
+                        p { "Responsible: the platform admins." }
+                    } @else {
+                        p { "Responsible: "
+                            @for (i, c) in contacts.iter().enumerate() {
+                                @if i > 0 { ", " }
+                                (c.name) " <" a href={ "mailto:" (c.email) } { (c.email) } ">"
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// "Who sent this?": anyone who saw traffic from a node asks which slice sent it.
 pub async fn lookup(
     State(st): State<AppState>,
     viewer: Viewer,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(q): Query<LookupQuery>,
 ) -> WebResult<Response> {
     let now = slicelab_central::now();
     let asked = q.node.is_some() || q.addr.is_some();
     let (status, result) = if asked && q.addr.is_some() {
-        match check_lookup(&st, &q).await {
-            Ok((host, addr, from, to)) => (
-                StatusCode::OK,
-                Some(html! {
-                    div.card id="lookup-result" {
-                        h2 { "Result" }
-                        div.notice.info {
-                            strong { "No records. " }
-                            "Flow auditing is not recorded by this central yet, so no flow from "
-                            (host) " to " (addr.to_string()) " between " (fmt_time(from)) " and " (fmt_time(to))
-                            " can be attributed to a slice. Contact the node's site or the platform admins."
-                        }
-                    }
-                }),
-            ),
-            Err(m) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(Notice::Error(m).render()),
-            ),
+        // Same per-client allowance as the API's lookup: the form is the same public door.
+        if let Err(wait) = st.lookups.take(peer.ip()) {
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(
+                    Notice::Error(format!(
+                        "Too many lookups from your address; try again in {wait} s."
+                    ))
+                    .render(),
+                ),
+            )
+        } else {
+            match check_lookup(&st, &q).await {
+                Ok((node_id, host, addr, from, to)) => (
+                    StatusCode::OK,
+                    Some(lookup_answer(&st, node_id, &host, addr, from, to).await?),
+                ),
+                Err(m) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(Notice::Error(m).render()),
+                ),
+            }
         }
     } else {
         (StatusCode::OK, None)

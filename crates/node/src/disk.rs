@@ -1,0 +1,263 @@
+//! Disk quota of a sliver's writable layer (`disk_max`).
+//!
+//! These machines have no XFS project quota, so a sliver with `disk_max` gets its own ext4
+//! filesystem in an image file, `<sliver_dir>/disk.img`, loop-mounted on the host at
+//! `<sliver_dir>/disk`; the overlay's upper and work dirs live on it. Writing past the quota fails
+//! with ENOSPC inside that sliver only. The mount is made on the host (not in the sliver's mount
+//! namespace) so the node manager can grow it online and `cleanup` can find it by path; the
+//! sliver's init copies it into its own namespace when it builds the overlay.
+//!
+//! Sizing: the filesystem's *usable* size is made at least `disk_max` (the image is grown by the
+//! ext4 metadata overhead, no blocks reserved for root). Raising `disk_max` grows it online
+//! (`losetup -c` + `resize2fs`). Lowering it is not applied to an existing layer: shrinking ext4
+//! needs it unmounted and the data to fit, so the layer keeps its size until the sliver is
+//! recreated. Adding or removing `disk_max` moves the layer's files between the image and a plain
+//! directory, which needs the sliver stopped (the planner restarts it for that change).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{umount2, MntFlags};
+
+use crate::cmd::run;
+use crate::error::{IoContext, NodeError};
+
+const IMAGE: &str = "disk.img";
+const MOUNT: &str = "disk";
+
+pub fn image_path(sliver_dir: &Path) -> PathBuf {
+    sliver_dir.join(IMAGE)
+}
+
+pub fn mount_point(sliver_dir: &Path) -> PathBuf {
+    sliver_dir.join(MOUNT)
+}
+
+/// Upper and work dirs of the sliver's overlay, given whether it has a quota.
+pub fn layer_dirs(sliver_dir: &Path, quota: bool) -> (PathBuf, PathBuf) {
+    if quota {
+        let m = mount_point(sliver_dir);
+        (m.join("upper"), m.join("work"))
+    } else {
+        (sliver_dir.join("upper"), sliver_dir.join("work"))
+    }
+}
+
+/// The source device of the mount at `path`, if something is mounted there.
+fn mounted_device(path: &Path) -> Option<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_str()?;
+    // The last mount on a path is the visible one.
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mp = pre.split_whitespace().nth(4)?;
+            let src = post.split_whitespace().nth(1)?;
+            (unescape(mp) == want).then(|| src.to_string())
+        })
+        .last()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+pub fn is_mounted(sliver_dir: &Path) -> bool {
+    mounted_device(&mount_point(sliver_dir)).is_some()
+}
+
+/// Makes the sliver's quota filesystem exist, be mounted and hold at least `disk_max` bytes.
+/// Idempotent; grows an existing one online.
+pub fn ensure(sliver_dir: &Path, disk_max: u64) -> Result<(), NodeError> {
+    let img = image_path(sliver_dir);
+    let mp = mount_point(sliver_dir);
+    if !img.exists() {
+        let tmp = sliver_dir.join("disk.img.tmp");
+        let f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        f.set_len(disk_max)
+            .ctx(|| format!("sizing {}", tmp.display()))?;
+        drop(f);
+        let path = tmp.to_string_lossy();
+        // -m 0: no blocks reserved for root (the sliver's root is what the quota is for).
+        run(
+            "mkfs.ext4",
+            &["-q", "-F", "-m", "0", "-E", "nodiscard", &path],
+            None,
+        )?;
+        // Renamed only once complete, so a crash never leaves a half-made image in use.
+        fs::rename(&tmp, &img).ctx(|| format!("renaming {}", tmp.display()))?;
+    }
+    if !is_mounted(sliver_dir) {
+        fs::create_dir_all(&mp).ctx(|| format!("creating {}", mp.display()))?;
+        run(
+            "mount",
+            &[
+                "-t",
+                "ext4",
+                "-o",
+                "loop,noatime",
+                &img.to_string_lossy(),
+                &mp.to_string_lossy(),
+            ],
+            None,
+        )?;
+    }
+    for d in ["upper", "work"] {
+        let p = mp.join(d);
+        fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
+    }
+    grow(sliver_dir, disk_max)
+}
+
+/// Usable bytes of the mounted quota filesystem (what the sliver can fill).
+fn usable(mp: &Path) -> Result<u64, NodeError> {
+    let st = nix::sys::statvfs::statvfs(mp).ctx(|| format!("statfs {}", mp.display()))?;
+    Ok(st.blocks() * st.fragment_size())
+}
+
+/// Grows the image until its filesystem offers `want` usable bytes (never shrinks).
+fn grow(sliver_dir: &Path, want: u64) -> Result<(), NodeError> {
+    let img = image_path(sliver_dir);
+    let mp = mount_point(sliver_dir);
+    // ext4 metadata grows with the filesystem, so one step may fall slightly short.
+    for _ in 0..4 {
+        let have = usable(&mp)?;
+        if have >= want {
+            return Ok(());
+        }
+        let dev = mounted_device(&mp).ok_or_else(|| NodeError::Invalid {
+            what: "disk quota",
+            message: format!("{} is not mounted", mp.display()),
+        })?;
+        let len = fs::metadata(&img)
+            .ctx(|| format!("stat {}", img.display()))?
+            .len();
+        let new_len = (len + (want - have)).div_ceil(1 << 20) << 20;
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&img)
+            .and_then(|f| f.set_len(new_len))
+            .ctx(|| format!("growing {}", img.display()))?;
+        run("losetup", &["-c", &dev], None)?;
+        run("resize2fs", &[&dev], None)?;
+    }
+    Ok(())
+}
+
+/// Bytes in use on the quota filesystem, if the sliver has one mounted.
+pub fn used(sliver_dir: &Path) -> Option<u64> {
+    if !is_mounted(sliver_dir) {
+        return None;
+    }
+    let st = nix::sys::statvfs::statvfs(&mount_point(sliver_dir)).ok()?;
+    Some(st.blocks().saturating_sub(st.blocks_free()) * st.fragment_size())
+}
+
+/// Unmounts the quota filesystem if mounted (the loop device goes with it: `mount -o loop`
+/// sets autoclear).
+pub fn unmount(sliver_dir: &Path) -> Result<(), NodeError> {
+    let mp = mount_point(sliver_dir);
+    while mounted_device(&mp).is_some() {
+        if let Err(e) = umount2(&mp, MntFlags::empty()) {
+            // Busy (a stray process): detach it; the kernel frees it when the last user goes.
+            umount2(&mp, MntFlags::MNT_DETACH).ctx(|| format!("unmounting {}: {e}", mp.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves the writable layer to where `quota` says it belongs (image or plain directory), with the
+/// sliver stopped. Called before a start; a no-op when it is already there.
+pub fn place_layer(sliver_dir: &Path, disk_max: Option<u64>) -> Result<(), NodeError> {
+    let plain_upper = sliver_dir.join("upper");
+    match disk_max {
+        Some(max) => {
+            let fresh = !image_path(sliver_dir).exists();
+            ensure(sliver_dir, max)?;
+            if fresh && has_entries(&plain_upper) {
+                copy_tree(&plain_upper, &mount_point(sliver_dir).join("upper"))?;
+                clear_dir(&plain_upper)?;
+            }
+        }
+        None => {
+            let img = image_path(sliver_dir);
+            if img.exists() {
+                if !is_mounted(sliver_dir) {
+                    let f = fs::metadata(&img).ctx(|| format!("stat {}", img.display()))?;
+                    ensure(sliver_dir, f.len())?;
+                }
+                fs::create_dir_all(&plain_upper)
+                    .ctx(|| format!("creating {}", plain_upper.display()))?;
+                copy_tree(&mount_point(sliver_dir).join("upper"), &plain_upper)?;
+                unmount(sliver_dir)?;
+                fs::remove_file(&img).ctx(|| format!("removing {}", img.display()))?;
+                let _ = fs::remove_dir(mount_point(sliver_dir));
+            }
+            // The overlay's work dir must be empty-ish and on the upper's filesystem.
+            fs::create_dir_all(sliver_dir.join("work")).ctx(|| "creating work dir".into())?;
+        }
+    }
+    Ok(())
+}
+
+fn has_entries(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_some())
+}
+
+/// `cp -a` keeps owners, modes, links and the overlay's whiteouts and xattrs.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), NodeError> {
+    if !from.exists() {
+        return Ok(());
+    }
+    let src = format!("{}/.", from.display());
+    run("cp", &["-a", &src, &to.to_string_lossy()], None).map(|_| ())
+}
+
+fn clear_dir(dir: &Path) -> Result<(), NodeError> {
+    for e in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))?.flatten() {
+        let p = e.path();
+        let r = if p.is_dir() && !p.is_symlink() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        r.ctx(|| format!("removing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Bytes used by a plain (quota-less) writable layer: the blocks of every file in it.
+pub fn tree_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total += m.blocks() * 512;
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_dirs_follow_the_quota() {
+        let d = Path::new("/s/pl_a");
+        assert_eq!(layer_dirs(d, false).0, Path::new("/s/pl_a/upper"));
+        assert_eq!(layer_dirs(d, true).0, Path::new("/s/pl_a/disk/upper"));
+        assert_eq!(layer_dirs(d, true).1, Path::new("/s/pl_a/disk/work"));
+        assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+}

@@ -77,6 +77,8 @@ pub struct Collector {
     need_resync: bool,
     dump_seq: u32,
     buf: Vec<u8>,
+    /// Records produced outside `next_batch` (by `open`), handed out by the next call.
+    carry: Vec<FlowRecord>,
     stats: CollectorStats,
 }
 
@@ -147,14 +149,15 @@ impl Collector {
             dump_seq: 0,
             // Dump datagrams are at most ~32 KiB, events far smaller.
             buf: vec![0; 256 << 10],
+            carry: Vec::new(),
             stats: CollectorStats {
                 rcvbuf_bytes: granted as u64,
                 ..Default::default()
             },
         };
         // The initial dump learns flows that exist already; it reports nothing by itself.
-        let initial = c.run_dump(false)?;
-        debug_assert!(initial.is_empty());
+        // (A first dump cannot close anything — that takes two — but keep whatever it gives.)
+        c.carry = c.run_dump(false)?;
         c.need_resync = false;
         Ok(c)
     }
@@ -171,7 +174,7 @@ impl Collector {
     /// entries). An empty vector is normal.
     pub fn next_batch(&mut self, max_wait: Duration) -> Result<Vec<FlowRecord>, FlowError> {
         let deadline = Instant::now() + max_wait;
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.carry);
         loop {
             if self.need_resync {
                 // Events were lost: learn the table again. Destroys were not lost with
@@ -199,7 +202,7 @@ impl Collector {
     /// Dumps the table now and reports long flows (as the periodic timer would). For tests and
     /// for a final report before shutdown.
     pub fn report_now(&mut self) -> Result<Vec<FlowRecord>, FlowError> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.carry);
         self.drain_events(&mut out, Duration::ZERO)?;
         out.extend(self.run_dump(true)?);
         self.drain_events(&mut out, Duration::ZERO)?;

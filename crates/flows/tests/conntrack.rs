@@ -650,8 +650,29 @@ fn burst_of_short_flows_into_a_tiny_buffer_loses_none() {
     );
     const FLOWS: u64 = 300;
     let sent: Vec<Sent> = in_netns(&tb.ns("a"), || {
-        (0..FLOWS)
-            .map(|_| udp_client(SLIVER_A, "pl_alpha", 1, 100))
+        // All sockets bound first, so each flow has its own port (a port reused while the
+        // previous flow's entry lives would simply continue that flow).
+        let socks: Vec<UdpSocket> = (0..FLOWS)
+            .map(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind udp"))
+            .collect();
+        let mut buf = [0u8; 64];
+        socks
+            .iter()
+            .map(|s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))
+                    .expect("timeout");
+                s.send_to(&[1u8; 100], (REMOTE, UDP_PORT)).expect("send");
+                s.recv(&mut buf).expect("udp echo");
+                Sent {
+                    slice: "pl_alpha",
+                    proto: 17,
+                    src: SLIVER_A,
+                    sport: s.local_addr().expect("local addr").port(),
+                    payload: 100,
+                    datagrams: 1,
+                    long: false,
+                }
+            })
             .collect()
     })
     .join()

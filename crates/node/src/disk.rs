@@ -9,7 +9,9 @@
 //!
 //! Sizing: the filesystem's *usable* size is made at least `disk_max` (the image is grown by the
 //! ext4 metadata overhead, no blocks reserved for root). Raising `disk_max` grows it online
-//! (`losetup -c` + `resize2fs`). Lowering it is not applied to an existing layer: shrinking ext4
+//! (`losetup -c` + `resize2fs`), which the kernel allows only with CAP_SYS_RESOURCE; a node
+//! manager without it (some containers) grows the layer offline at the sliver's next start
+//! instead. Lowering it is not applied to an existing layer: shrinking ext4
 //! needs it unmounted and the data to fit, so the layer keeps its size until the sliver is
 //! recreated. Adding or removing `disk_max` moves the layer's files between the image and a plain
 //! directory, which needs the sliver stopped (the planner restarts it for that change).
@@ -71,46 +73,92 @@ pub fn is_mounted(sliver_dir: &Path) -> bool {
 }
 
 /// Makes the sliver's quota filesystem exist, be mounted and hold at least `disk_max` bytes.
-/// Idempotent; grows an existing one online.
-pub fn ensure(sliver_dir: &Path, disk_max: u64) -> Result<(), NodeError> {
+/// Idempotent. Returns whether the size is fully applied: growing a *mounted* filesystem needs
+/// online resize (CAP_SYS_RESOURCE); without it the growth waits for the next start, when the
+/// layer is grown offline (`offline_ok`: the sliver is stopped, so the mount may be cycled).
+pub fn ensure(sliver_dir: &Path, disk_max: u64, offline_ok: bool) -> Result<bool, NodeError> {
     let img = image_path(sliver_dir);
     let mp = mount_point(sliver_dir);
     if !img.exists() {
         let tmp = sliver_dir.join("disk.img.tmp");
-        let f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        f.set_len(disk_max)
-            .ctx(|| format!("sizing {}", tmp.display()))?;
-        drop(f);
-        let path = tmp.to_string_lossy();
-        // -m 0: no blocks reserved for root (the sliver's root is what the quota is for).
-        run(
-            "mkfs.ext4",
-            &["-q", "-F", "-m", "0", "-E", "nodiscard", &path],
-            None,
-        )?;
+        make_image(&tmp, &mp, disk_max)?;
         // Renamed only once complete, so a crash never leaves a half-made image in use.
         fs::rename(&tmp, &img).ctx(|| format!("renaming {}", tmp.display()))?;
     }
     if !is_mounted(sliver_dir) {
-        fs::create_dir_all(&mp).ctx(|| format!("creating {}", mp.display()))?;
-        run(
-            "mount",
-            &[
-                "-t",
-                "ext4",
-                "-o",
-                "loop,noatime",
-                &img.to_string_lossy(),
-                &mp.to_string_lossy(),
-            ],
-            None,
-        )?;
+        mount(&img, &mp)?;
     }
     for d in ["upper", "work"] {
         let p = mp.join(d);
         fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
     }
-    grow(sliver_dir, disk_max)
+    let have = usable(&mp)?;
+    if have >= disk_max {
+        return Ok(true);
+    }
+    if grow_online(&img, &mp, have, disk_max).is_ok() {
+        return Ok(true);
+    }
+    if !offline_ok {
+        return Ok(false);
+    }
+    unmount(sliver_dir)?;
+    grow_offline(&img, have, disk_max)?;
+    mount(&img, &mp)?;
+    Ok(usable(&mp)? >= disk_max)
+}
+
+fn mount(img: &Path, mp: &Path) -> Result<(), NodeError> {
+    fs::create_dir_all(mp).ctx(|| format!("creating {}", mp.display()))?;
+    run(
+        "mount",
+        &[
+            "-t",
+            "ext4",
+            "-o",
+            "loop,noatime",
+            &img.to_string_lossy(),
+            &mp.to_string_lossy(),
+        ],
+        None,
+    )
+    .map(|_| ())
+}
+
+fn mkfs(img: &Path, len: u64) -> Result<(), NodeError> {
+    let f = fs::File::create(img).ctx(|| format!("creating {}", img.display()))?;
+    f.set_len(len).ctx(|| format!("sizing {}", img.display()))?;
+    drop(f);
+    // -m 0: no blocks reserved for root (the sliver's root is what the quota is for).
+    run(
+        "mkfs.ext4",
+        &["-q", "-F", "-m", "0", "-E", "nodiscard", &img.to_string_lossy()],
+        None,
+    )
+    .map(|_| ())
+}
+
+/// A fresh image whose filesystem offers at least `want` usable bytes: ext4's metadata takes a
+/// few percent, measured by a trial mount and added to the image.
+fn make_image(img: &Path, mp: &Path, want: u64) -> Result<(), NodeError> {
+    let mut len = want;
+    for _ in 0..4 {
+        mkfs(img, len)?;
+        mount(img, mp)?;
+        let have = usable(mp);
+        umount_path(mp)?;
+        let have = have?;
+        if have >= want {
+            return Ok(());
+        }
+        len = next_len(len, have, want);
+    }
+    Ok(())
+}
+
+/// The image length that should give `want` usable bytes, from one that gave `have`.
+fn next_len(len: u64, have: u64, want: u64) -> u64 {
+    (len + want.saturating_sub(have)).div_ceil(1 << 20) << 20
 }
 
 /// Usable bytes of the mounted quota filesystem (what the sliver can fill).
@@ -119,32 +167,52 @@ fn usable(mp: &Path) -> Result<u64, NodeError> {
     Ok(st.blocks() * st.fragment_size())
 }
 
-/// Grows the image until its filesystem offers `want` usable bytes (never shrinks).
-fn grow(sliver_dir: &Path, want: u64) -> Result<(), NodeError> {
-    let img = image_path(sliver_dir);
-    let mp = mount_point(sliver_dir);
+fn image_len(img: &Path) -> Result<u64, NodeError> {
+    Ok(fs::metadata(img)
+        .ctx(|| format!("stat {}", img.display()))?
+        .len())
+}
+
+fn set_len(img: &Path, len: u64) -> Result<(), NodeError> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .and_then(|f| f.set_len(len))
+        .ctx(|| format!("growing {}", img.display()))
+}
+
+/// Grows the mounted filesystem in place (the kernel's online resize needs CAP_SYS_RESOURCE).
+fn grow_online(img: &Path, mp: &Path, mut have: u64, want: u64) -> Result<(), NodeError> {
+    let dev = mounted_device(mp).ok_or_else(|| NodeError::Invalid {
+        what: "disk quota",
+        message: format!("{} is not mounted", mp.display()),
+    })?;
     // ext4 metadata grows with the filesystem, so one step may fall slightly short.
     for _ in 0..4 {
-        let have = usable(&mp)?;
         if have >= want {
             return Ok(());
         }
-        let dev = mounted_device(&mp).ok_or_else(|| NodeError::Invalid {
-            what: "disk quota",
-            message: format!("{} is not mounted", mp.display()),
-        })?;
-        let len = fs::metadata(&img)
-            .ctx(|| format!("stat {}", img.display()))?
-            .len();
-        let new_len = (len + (want - have)).div_ceil(1 << 20) << 20;
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&img)
-            .and_then(|f| f.set_len(new_len))
-            .ctx(|| format!("growing {}", img.display()))?;
+        let old = image_len(img)?;
+        set_len(img, next_len(old, have, want))?;
         run("losetup", &["-c", &dev], None)?;
-        run("resize2fs", &[&dev], None)?;
+        if let Err(e) = run("resize2fs", &[&dev], None) {
+            // Leave the image as the filesystem knows it; the offline path grows it again.
+            let _ = set_len(img, old);
+            let _ = run("losetup", &["-c", &dev], None);
+            return Err(e);
+        }
+        have = usable(mp)?;
     }
+    Ok(())
+}
+
+/// Grows the unmounted filesystem image.
+fn grow_offline(img: &Path, have: u64, want: u64) -> Result<(), NodeError> {
+    let path = img.to_string_lossy();
+    set_len(img, next_len(image_len(img)?, have, want))?;
+    // resize2fs insists on a freshly checked filesystem; -p repairs only what is safe.
+    run("e2fsck", &["-f", "-p", &path], None)?;
+    run("resize2fs", &[&path], None)?;
     Ok(())
 }
 
@@ -160,7 +228,11 @@ pub fn used(sliver_dir: &Path) -> Option<u64> {
 /// Unmounts the quota filesystem if mounted (the loop device goes with it: `mount -o loop`
 /// sets autoclear).
 pub fn unmount(sliver_dir: &Path) -> Result<(), NodeError> {
-    let mp = mount_point(sliver_dir);
+    umount_path(&mount_point(sliver_dir))
+}
+
+fn umount_path(mp: &Path) -> Result<(), NodeError> {
+    let mp = mp.to_path_buf();
     while mounted_device(&mp).is_some() {
         if let Err(e) = umount2(&mp, MntFlags::empty()) {
             // Busy (a stray process): detach it; the kernel frees it when the last user goes.
@@ -177,7 +249,7 @@ pub fn place_layer(sliver_dir: &Path, disk_max: Option<u64>) -> Result<(), NodeE
     match disk_max {
         Some(max) => {
             let fresh = !image_path(sliver_dir).exists();
-            ensure(sliver_dir, max)?;
+            ensure(sliver_dir, max, true)?;
             if fresh && has_entries(&plain_upper) {
                 copy_tree(&plain_upper, &mount_point(sliver_dir).join("upper"))?;
                 clear_dir(&plain_upper)?;
@@ -187,8 +259,7 @@ pub fn place_layer(sliver_dir: &Path, disk_max: Option<u64>) -> Result<(), NodeE
             let img = image_path(sliver_dir);
             if img.exists() {
                 if !is_mounted(sliver_dir) {
-                    let f = fs::metadata(&img).ctx(|| format!("stat {}", img.display()))?;
-                    ensure(sliver_dir, f.len())?;
+                    mount(&img, &mount_point(sliver_dir))?;
                 }
                 fs::create_dir_all(&plain_upper)
                     .ctx(|| format!("creating {}", plain_upper.display()))?;

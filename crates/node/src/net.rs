@@ -120,31 +120,37 @@ pub fn effective_rate(net_max_rate: Option<u64>, throttled: bool) -> Option<u64>
 /// leaves its `eth0`, so the qdisc sits on that side, in the sliver's netns, where the sliver
 /// (without CAP_NET_ADMIN) cannot change it. HTB rather than TBF: veth hands over GSO super-
 /// packets, which HTB accounts without dropping. The burst is 10 ms at the rate, at least a few
-/// full-size frames, so the average holds over any second.
-fn shaping_script(rate: Option<u64>) -> String {
+/// full-size frames, so the average holds over any second. `installed`: our HTB is already
+/// there, so only its class changes (HTB cannot be "replaced" by itself), with no gap.
+fn shaping_script(rate: Option<u64>, installed: bool) -> String {
     match rate {
         None => "qdisc del dev eth0 root\n".into(),
         Some(r) => {
             let burst = (r / 8 / 100).max(4 * 1514);
-            format!(
-                "qdisc replace dev eth0 root handle 1: htb default 1\n\
-                 class replace dev eth0 parent 1: classid 1:1 htb rate {r}bit ceil {r}bit \
+            let class = format!(
+                "dev eth0 parent 1: classid 1:1 htb rate {r}bit ceil {r}bit \
                  burst {burst} cburst {burst}\n"
-            )
+            );
+            if installed {
+                format!("class change {class}")
+            } else {
+                format!("qdisc replace dev eth0 root handle 1: htb default 1\nclass add {class}")
+            }
         }
     }
 }
 
 /// Applies `rate` (bits/s; `None`: none) to the egress of the sliver whose init is `pid`. Live:
-/// the qdisc is replaced in place.
+/// an existing shaper is changed in place.
 pub fn set_egress_rate(pid: i32, rate: Option<u64>) -> Result<(), NodeError> {
     let netns = format!("--net=/proc/{pid}/ns/net");
-    match run("nsenter", &[&netns, "tc", "-batch", "-"], Some(&shaping_script(rate))) {
-        Ok(_) => Ok(()),
-        // Deleting a root qdisc that is the default already fails; that is "unshaped".
-        Err(_) if rate.is_none() => Ok(()),
-        Err(e) => Err(e),
+    let shown = run("nsenter", &[&netns, "tc", "qdisc", "show", "dev", "eth0"], None)?;
+    let installed = shown.contains("qdisc htb 1: root");
+    if rate.is_none() && !installed {
+        return Ok(());
     }
+    let script = shaping_script(rate, installed);
+    run("nsenter", &[&netns, "tc", "-batch", "-"], Some(&script)).map(|_| ())
 }
 
 /// Counters of the sliver's veth as the sliver sees them (host-side rx is sliver tx).
@@ -335,8 +341,10 @@ mod tests {
         assert_eq!(effective_rate(Some(5_000_000), true), Some(THROTTLE_RATE));
         assert_eq!(effective_rate(Some(10_000), true), Some(10_000));
         assert_eq!(effective_rate(None, true), Some(THROTTLE_RATE));
-        let s = shaping_script(Some(5_000_000));
-        assert!(s.contains("htb rate 5000000bit ceil 5000000bit burst 6250 "));
-        assert!(shaping_script(None).starts_with("qdisc del dev eth0 root"));
+        let s = shaping_script(Some(5_000_000), false);
+        assert!(s.starts_with("qdisc replace dev eth0 root handle 1: htb"));
+        assert!(s.contains("class add dev eth0 parent 1: classid 1:1 htb rate 5000000bit ceil 5000000bit burst 6250 "));
+        assert!(shaping_script(Some(1), true).starts_with("class change dev eth0"));
+        assert!(shaping_script(None, true).starts_with("qdisc del dev eth0 root"));
     }
 }

@@ -434,7 +434,13 @@ impl Runtime for LinuxRuntime {
             // Growth is online; a lower `disk_max` is not applied to an existing layer (see
             // `disk`), and adding or removing one restarts the sliver (see `plan`).
             if let (Some(max), true) = (r.disk_max, disk::is_mounted(&dir)) {
-                disk::ensure(&dir, max)?;
+                if !disk::ensure(&dir, max, false)? {
+                    tracing::warn!(
+                        slice,
+                        "disk_max raised, but online resize is not permitted here \
+                         (no CAP_SYS_RESOURCE); it applies at the sliver's next start"
+                    );
+                }
             }
         }
         Ok(())

@@ -18,7 +18,10 @@ const BATCH: usize = 10_000;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -27,7 +30,10 @@ fn remote(i: u32) -> IpAddr {
     IpAddr::from([100, 64 + (i >> 16) as u8, (i >> 8) as u8, i as u8])
 }
 
-async fn run(url: &str, records: usize) -> Result<(f64, Duration, Duration), Box<dyn std::error::Error>> {
+async fn run(
+    url: &str,
+    records: usize,
+) -> Result<(f64, Duration, Duration), Box<dyn std::error::Error>> {
     let store = Store::open(url).await?;
     let now = 1_800_000_000;
     let site = store
@@ -56,7 +62,11 @@ async fn run(url: &str, records: usize) -> Result<(f64, Duration, Duration), Box
             region: String::new(),
             reservable: false,
         };
-        nodes.push(store.create_node("bench", now, &c, site.id, &format!("hash{n}")).await?);
+        nodes.push(
+            store
+                .create_node("bench", now, &c, site.id, &format!("hash{n}"))
+                .await?,
+        );
     }
     for s in 0..SLICES {
         let c = SliceCreate {
@@ -64,7 +74,9 @@ async fn run(url: &str, records: usize) -> Result<(f64, Duration, Duration), Box
             description: String::new(),
             url: String::new(),
         };
-        store.create_slice("bench", now, &c, site.id, 100, now + 86_400).await?;
+        store
+            .create_slice("bench", now, &c, site.id, 100, now + 86_400)
+            .await?;
     }
     let mut rng = Lcg(42);
     let mut seqs = vec![0i64; NODES];
@@ -100,7 +112,15 @@ async fn run(url: &str, records: usize) -> Result<(f64, Duration, Duration), Box
             })
             .collect();
         seqs[n] += 1;
-        store.store_flows(&nodes[n], &FlowBatch { seq: seqs[n], flows }).await?;
+        store
+            .store_flows(
+                &nodes[n],
+                &FlowBatch {
+                    seq: seqs[n],
+                    flows,
+                },
+            )
+            .await?;
         made += count;
     }
     let ingest = start.elapsed();
@@ -112,7 +132,9 @@ async fn run(url: &str, records: usize) -> Result<(f64, Duration, Duration), Box
         let n = (rng.next() as usize) % NODES;
         let r = remote(rng.next() as u32 % REMOTES);
         let t = Instant::now();
-        let rows = store.lookup_flows(nodes[n].id, r, None, now - 86_400, now + 600).await?;
+        let rows = store
+            .lookup_flows(nodes[n].id, r, None, now - 86_400, now + 600)
+            .await?;
         times.push(t.elapsed());
         found += rows.len();
     }
@@ -120,7 +142,10 @@ async fn run(url: &str, records: usize) -> Result<(f64, Duration, Duration), Box
     let median = times[times.len() / 2];
     let worst = times[times.len() - 1];
     if records >= 100_000 {
-        assert!(found > 0, "lookups over {records} records found some slices");
+        assert!(
+            found > 0,
+            "lookups over {records} records found some slices"
+        );
     }
     store.close().await;
     Ok((rate, median, worst))
@@ -145,7 +170,10 @@ async fn measure(label: &str, url: &str, records: usize) {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let records = if bench { 1_000_000 } else { 20_000 };
+    let records = std::env::var("SLICELAB_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if bench { 1_000_000 } else { 20_000 });
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -153,15 +181,27 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    measure("sqlite", &format!("sqlite://{}/bench.db", dir.path().display()), records).await;
+    measure(
+        "sqlite",
+        &format!("sqlite://{}/bench.db", dir.path().display()),
+        records,
+    )
+    .await;
     if let Ok(admin) = std::env::var("SLICELAB_BENCH_PG") {
         use sqlx::Connection;
         let name = format!("slicelab_bench_{}", std::process::id());
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin.clone());
         if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-            let _ = sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await;
+            let _ = sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut c)
+                .await;
             measure("postgres", &format!("{base}/{name}"), records).await;
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut c)
+                .await;
         }
     }
 }

@@ -12,7 +12,8 @@ use crate::{Arg, Filter, Result, Store};
 /// Rows per INSERT statement (18 parameters each; under both backends' parameter limits).
 const CHUNK: usize = 500;
 
-const COLS: &str = "node_id, slice_name, proto, src, sport, dst, dport, nat_src, nat_sport, ct_id, \
+const COLS: &str =
+    "node_id, slice_name, proto, src, sport, dst, dport, nat_src, nat_sport, ct_id, \
      t_start, t_end, done, tx_bytes, tx_pkts, rx_bytes, rx_pkts";
 
 fn i(v: u64) -> i64 {
@@ -94,7 +95,12 @@ impl Store {
                     if c > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("${}", r * 17 + c + 1));
+                    // SQLite resolves each named `$N` by a linear search over the statement's
+                    // names (quadratic in a 8,500-parameter insert); anonymous `?` costs nothing.
+                    match self.backend() {
+                        crate::Backend::Sqlite => sql.push('?'),
+                        crate::Backend::Postgres => sql.push_str(&format!("${}", r * 17 + c + 1)),
+                    }
                 }
                 sql.push(')');
             }
@@ -210,17 +216,20 @@ impl Store {
              CAST(SUM(rx_bytes) AS BIGINT) FROM flows {} GROUP BY slice_name ORDER BY MIN(t_start)",
             w.where_sql()
         );
-        let rows: Vec<(String, i64, i64, i64, i64, i64)> = w.bind(sqlx::query_as(&sql)).fetch_all(self.pool()).await?;
+        let rows: Vec<(String, i64, i64, i64, i64, i64)> =
+            w.bind(sqlx::query_as(&sql)).fetch_all(self.pool()).await?;
         Ok(rows
             .into_iter()
-            .map(|(slice, first_seen, last_seen, flows, tx_bytes, rx_bytes)| LookupRow {
-                slice,
-                first_seen,
-                last_seen,
-                flows,
-                tx_bytes,
-                rx_bytes,
-            })
+            .map(
+                |(slice, first_seen, last_seen, flows, tx_bytes, rx_bytes)| LookupRow {
+                    slice,
+                    first_seen,
+                    last_seen,
+                    flows,
+                    tx_bytes,
+                    rx_bytes,
+                },
+            )
             .collect())
     }
 
@@ -249,7 +258,12 @@ impl Store {
     }
 
     /// Daily traffic totals of a slice (or all slices) from expired flows, oldest first.
-    pub async fn flow_totals(&self, slice: Option<&str>, from: i64, to: i64) -> Result<Vec<FlowTotal>> {
+    pub async fn flow_totals(
+        &self,
+        slice: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<FlowTotal>> {
         let mut w = Filter::default();
         if let Some(s) = slice {
             w.add("slice_name = {}", Arg::S(s.to_string()));
@@ -261,7 +275,8 @@ impl Store {
              CAST(SUM(rx_bytes) AS BIGINT) FROM flow_totals {} GROUP BY slice_name, day ORDER BY day, slice_name",
             w.where_sql()
         );
-        let rows: Vec<(String, i64, i64, i64, i64)> = w.bind(sqlx::query_as(&sql)).fetch_all(self.pool()).await?;
+        let rows: Vec<(String, i64, i64, i64, i64)> =
+            w.bind(sqlx::query_as(&sql)).fetch_all(self.pool()).await?;
         Ok(rows
             .into_iter()
             .map(|(slice, day, flows, tx, rx)| FlowTotal {
@@ -275,7 +290,10 @@ impl Store {
     }
 
     /// Contacts of a slice's site (its PIs), by the slice's name: works for deleted slices too.
-    pub async fn slice_contacts(&self, slice_name: &str) -> Result<Vec<slicelab_model::flows::Contact>> {
+    pub async fn slice_contacts(
+        &self,
+        slice_name: &str,
+    ) -> Result<Vec<slicelab_model::flows::Contact>> {
         let Some(base) = slicelab_model::names::slice_login_base(slice_name) else {
             return Ok(Vec::new());
         };

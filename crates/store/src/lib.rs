@@ -147,6 +147,10 @@ impl Store {
                             "PRAGMA synchronous = FULL",
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 10000",
+                            // Flow and usage tables grow large; a bigger page cache keeps their
+                            // index inserts from re-reading pages (default is only 2 MiB).
+                            "PRAGMA cache_size = -65536",
+                            "PRAGMA temp_store = MEMORY",
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }

@@ -25,7 +25,6 @@ CREATE UNIQUE INDEX flows_key ON flows(node_id, ct_id, t_start);
 -- The public lookup: by remote address and time.
 CREATE INDEX flows_remote ON flows(dst, t_start);
 CREATE INDEX flows_slice ON flows(slice_name, t_start);
-CREATE INDEX flows_end ON flows(t_end);
 
 CREATE TABLE flow_totals (
     slice_name  TEXT NOT NULL,

@@ -79,8 +79,8 @@ async fn run(
             .await?;
     }
     let mut rng = Lcg(42);
-    let mut seqs = vec![0i64; NODES];
-    let mut ct = vec![0u32; NODES];
+    let mut seqs = [0i64; NODES];
+    let mut ct = [0u32; NODES];
     let mut made = 0;
     let start = Instant::now();
     while made < records {
@@ -93,7 +93,7 @@ async fn run(
                 let tx = rng.next() % 100_000;
                 FlowRecord {
                     slice: format!("bench_s{}", rng.next() as usize % SLICES),
-                    proto: if rng.next() % 4 == 0 { 17 } else { 6 },
+                    proto: if rng.next().is_multiple_of(4) { 17 } else { 6 },
                     src: IpAddr::from([10, 77, 0, 2 + (rng.next() % 200) as u8]),
                     sport: (rng.next() % 60_000) as u16 + 1024,
                     dst: remote(rng.next() as u32 % REMOTES),

@@ -107,6 +107,22 @@ fn nft_tables() -> BTreeSet<String> {
     sh("nft list tables").lines().map(String::from).collect()
 }
 
+/// Held for the whole test by every test that runs `slicelab up` (see `web_e2e.rs`): they use
+/// the same bridge and namespace names, so they must not run at the same time.
+const UP_LOCK: &str = "/run/slicelab-up-test.lock";
+
+fn up_lock() -> nix::fcntl::Flock<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(UP_LOCK)
+        .expect("opening the testbed test lock");
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("locking the testbed test lock")
+}
+
 /// Runs `slicelab down` on drop, so a failing test leaves no testbed behind.
 struct Testbed {
     dir: tempfile::TempDir,
@@ -176,6 +192,7 @@ fn up_ssh_exec_down_leaves_nothing() {
             return;
         }
     }
+    let _lock = up_lock();
     if !Leftovers::take(Path::new("/nonexistent-slicelab"))
         .netns
         .is_empty()

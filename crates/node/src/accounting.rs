@@ -212,7 +212,8 @@ impl Accountant {
             let veth = net::veth_counters(s);
             let d = veth_delta(old.veth.as_ref(), veth.as_ref());
             let dir = names::sliver_dir(&state_dir, s);
-            let disk_bytes = disk::used(&dir).unwrap_or_else(|| disk::tree_bytes(&dir.join("upper")));
+            let disk_bytes =
+                disk::used(&dir).unwrap_or_else(|| disk::tree_bytes(&dir.join("upper")));
             samples.push(UsageSample {
                 slice: Some(s.clone()),
                 time: now,
@@ -354,9 +355,9 @@ pub async fn flush(
                 fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
                 sent += 1;
             }
-            Err(ClientError::Api { status, message, .. })
-                if matches!(status, 400 | 413 | 422) =>
-            {
+            Err(ClientError::Api {
+                status, message, ..
+            }) if matches!(status, 400 | 413 | 422) => {
                 // Central will never take it; keeping it would block every later batch.
                 warn!(seq, status, %message, "usage batch rejected by central; dropped");
                 fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
@@ -381,7 +382,9 @@ fn veth_delta(old: Option<&VethCounters>, new: Option<&VethCounters>) -> VethCou
         return VethCounters::default();
     };
     match old {
-        Some(o) if o.ifindex == n.ifindex && n.tx_bytes >= o.tx_bytes && n.rx_bytes >= o.rx_bytes => {
+        Some(o)
+            if o.ifindex == n.ifindex && n.tx_bytes >= o.tx_bytes && n.rx_bytes >= o.rx_bytes =>
+        {
             VethCounters {
                 ifindex: n.ifindex,
                 tx_bytes: n.tx_bytes - o.tx_bytes,
@@ -487,7 +490,8 @@ fn uplink_counters() -> Option<(String, VethCounters)> {
         (f.next()? == "00000000").then(|| iface.to_string())
     })?;
     let base = Path::new("/sys/class/net").join(&iface);
-    let read = |f: &str| -> Option<u64> { fs::read_to_string(base.join(f)).ok()?.trim().parse().ok() };
+    let read =
+        |f: &str| -> Option<u64> { fs::read_to_string(base.join(f)).ok()?.trim().parse().ok() };
     Some((
         iface.clone(),
         VethCounters {

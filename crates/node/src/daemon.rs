@@ -236,7 +236,11 @@ fn now() -> i64 {
 
 /// One accounting round: sample, queue, apply bwmon, then send what is queued. Runs between
 /// reconcile rounds (never concurrently), so throttles and spec updates do not race.
-async fn account(rt: &Arc<LinuxRuntime>, acct: &Arc<std::sync::Mutex<Accountant>>, client: &Client) {
+async fn account(
+    rt: &Arc<LinuxRuntime>,
+    acct: &Arc<std::sync::Mutex<Accountant>>,
+    client: &Client,
+) {
     let (rt2, acct2) = (rt.clone(), acct.clone());
     let done = tokio::task::spawn_blocking(move || {
         let mut a = acct2.lock().unwrap_or_else(|p| p.into_inner());

@@ -50,14 +50,12 @@ fn mounted_device(path: &Path) -> Option<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_str()?;
     // The last mount on a path is the visible one.
-    info.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mp = pre.split_whitespace().nth(4)?;
-            let src = post.split_whitespace().nth(1)?;
-            (unescape(mp) == want).then(|| src.to_string())
-        })
-        .last()
+    info.lines().rev().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let mp = pre.split_whitespace().nth(4)?;
+        let src = post.split_whitespace().nth(1)?;
+        (unescape(mp) == want).then(|| src.to_string())
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -132,7 +130,15 @@ fn mkfs(img: &Path, len: u64) -> Result<(), NodeError> {
     // -m 0: no blocks reserved for root (the sliver's root is what the quota is for).
     run(
         "mkfs.ext4",
-        &["-q", "-F", "-m", "0", "-E", "nodiscard", &img.to_string_lossy()],
+        &[
+            "-q",
+            "-F",
+            "-m",
+            "0",
+            "-E",
+            "nodiscard",
+            &img.to_string_lossy(),
+        ],
         None,
     )
     .map(|_| ())
@@ -236,7 +242,8 @@ fn umount_path(mp: &Path) -> Result<(), NodeError> {
     while mounted_device(&mp).is_some() {
         if let Err(e) = umount2(&mp, MntFlags::empty()) {
             // Busy (a stray process): detach it; the kernel frees it when the last user goes.
-            umount2(&mp, MntFlags::MNT_DETACH).ctx(|| format!("unmounting {}: {e}", mp.display()))?;
+            umount2(&mp, MntFlags::MNT_DETACH)
+                .ctx(|| format!("unmounting {}: {e}", mp.display()))?;
         }
     }
     Ok(())
@@ -289,7 +296,10 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), NodeError> {
 }
 
 fn clear_dir(dir: &Path) -> Result<(), NodeError> {
-    for e in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))?.flatten() {
+    for e in fs::read_dir(dir)
+        .ctx(|| format!("listing {}", dir.display()))?
+        .flatten()
+    {
         let p = e.path();
         let r = if p.is_dir() && !p.is_symlink() {
             fs::remove_dir_all(&p)

@@ -13,9 +13,9 @@
 //! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
 //! before any thread or tokio runtime exists.
 
+pub mod accounting;
 pub mod bench;
 pub mod cgroup;
-pub mod accounting;
 mod cmd;
 pub mod daemon;
 pub mod disk;

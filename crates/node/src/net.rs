@@ -144,7 +144,11 @@ fn shaping_script(rate: Option<u64>, installed: bool) -> String {
 /// an existing shaper is changed in place.
 pub fn set_egress_rate(pid: i32, rate: Option<u64>) -> Result<(), NodeError> {
     let netns = format!("--net=/proc/{pid}/ns/net");
-    let shown = run("nsenter", &[&netns, "tc", "qdisc", "show", "dev", "eth0"], None)?;
+    let shown = run(
+        "nsenter",
+        &[&netns, "tc", "qdisc", "show", "dev", "eth0"],
+        None,
+    )?;
     let installed = shown.contains("qdisc htb 1: root");
     if rate.is_none() && !installed {
         return Ok(());

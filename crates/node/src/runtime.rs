@@ -302,13 +302,14 @@ impl LinuxRuntime {
         if rec.throttled == reason {
             return Ok(());
         }
-        rec.throttled = reason;
-        state::save(&self.cfg.state_dir, &rec)?;
+        // Applied before it is recorded: if tc fails, the record still differs from what bwmon
+        // wants, so the next round tries again.
         if let Some(init) = self.init_of(slice) {
-            let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
+            let rate = net::effective_rate(rec.spec.resources.net_max_rate, reason.is_some());
             net::set_egress_rate(init.pid, rate)?;
         }
-        Ok(())
+        rec.throttled = reason;
+        state::save(&self.cfg.state_dir, &rec)
     }
 
     fn stop_init(&self, slice: &str, init: Option<ProcId>) {

@@ -69,7 +69,10 @@ fn cpu_share_divides_a_core_and_cpu_pct_caps_it_live() {
         "cpu_share 1:3 on one core: {:.3} vs {:.3} cores, ratio {ratio:.2}",
         got[0], got[1]
     );
-    assert!((3.0 * 0.85..=3.0 * 1.15).contains(&ratio), "ratio {ratio:.2}");
+    assert!(
+        (3.0 * 0.85..=3.0 * 1.15).contains(&ratio),
+        "ratio {ratio:.2}"
+    );
 
     // Live: equal shares now, without a restart.
     let init = node.rt().init_of("pl_hi");
@@ -133,7 +136,13 @@ impl Drop for Iperf {
 /// Runs an iperf3 client in the sliver's network namespace (its egress path: eth0 and the
 /// qdisc on it) for `secs`, skipping the first second (slow start); returns the rate the server
 /// received, bits/s.
-fn iperf_from(node: &TestNode, slice: &str, server: std::net::Ipv4Addr, port: u16, secs: u32) -> Child {
+fn iperf_from(
+    node: &TestNode,
+    slice: &str,
+    server: std::net::Ipv4Addr,
+    port: u16,
+    secs: u32,
+) -> Child {
     let init = node.rt().init_of(slice).expect("running").pid;
     Command::new("nsenter")
         .arg(format!("--net=/proc/{init}/ns/net"))
@@ -209,7 +218,10 @@ fn net_max_rate_shapes_egress_live_and_leaves_others_alone() {
     slow.resources.net_max_rate = Some(10_000_000);
     node.rt().update(&slow).unwrap();
     let bps = received_bps(iperf_from(&node, "pl_slow", up.peer, 5301, 4));
-    eprintln!("net_max_rate changed live to 10 Mbit/s: {:.2} Mbit/s", bps / 1e6);
+    eprintln!(
+        "net_max_rate changed live to 10 Mbit/s: {:.2} Mbit/s",
+        bps / 1e6
+    );
     assert!((9e6..=11e6).contains(&bps), "{:.2} Mbit/s", bps / 1e6);
     assert_eq!(node.rt().init_of("pl_slow"), init, "restarted");
 
@@ -247,7 +259,9 @@ fn loop_devices() -> usize {
 fn fill(node: &TestNode, slice: &str, path: &str, mib: u32) -> (f64, bool) {
     let o = node.sh(
         slice,
-        &format!("dd if=/dev/zero of={path} bs=1M count={mib} 2>&1; sync; stat -c 'size=%s' {path}"),
+        &format!(
+            "dd if=/dev/zero of={path} bs=1M count={mib} 2>&1; sync; stat -c 'size=%s' {path}"
+        ),
     );
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     let size = out
@@ -255,7 +269,10 @@ fn fill(node: &TestNode, slice: &str, path: &str, mib: u32) -> (f64, bool) {
         .find_map(|l| l.strip_prefix("size="))
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or_else(|| panic!("no size: {out}"));
-    (size as f64 / (1 << 20) as f64, out.contains("No space left"))
+    (
+        size as f64 / (1 << 20) as f64,
+        out.contains("No space left"),
+    )
 }
 
 #[test]
@@ -301,9 +318,11 @@ fn disk_max_stops_a_writer_near_the_quota_and_grows_live() {
         node.rt().destroy(s).unwrap();
     }
     assert_eq!(node.counts(), empty, "destroy leaked kernel objects");
-    wait_until("the loop device to be released", Duration::from_secs(10), || {
-        loop_devices() <= loops
-    });
+    wait_until(
+        "the loop device to be released",
+        Duration::from_secs(10),
+        || loop_devices() <= loops,
+    );
     node.assert_no_leaks_after_cleanup();
 }
 
@@ -317,7 +336,8 @@ fn sink_rate(node: &TestNode, slice: &str, up: &UplinkNs, port: u16, secs: u64) 
         let l = std::net::TcpListener::bind(addr).expect("bind sink");
         let _ = tx.send(());
         let (mut c, _) = l.accept().expect("accept");
-        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut buf = vec![0u8; 65536];
         let t0 = Instant::now();
         let mut counted = 0u64;
@@ -333,7 +353,8 @@ fn sink_rate(node: &TestNode, slice: &str, up: &UplinkNs, port: u16, secs: u64) 
         }
         counted as f64 * 8.0 / secs as f64
     });
-    rx.recv_timeout(Duration::from_secs(5)).expect("sink listening");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("sink listening");
     let init = node.rt().init_of(slice).expect("running").pid;
     let mut client = Command::new("nsenter")
         .arg(format!("--net=/proc/{init}/ns/net"))
@@ -377,21 +398,37 @@ fn net_max_kbyte_throttles_past_the_daily_cap_until_rollover() {
     // 2 MB: past the 500 KB cap.
     let before = received_bps(iperf_from(&node, "pl_capped", up.peer, 5401, 2));
     let t = acct.tick(node.rt(), t0 + 10).unwrap();
-    let sent = t.samples.iter().find(|s| s.slice.as_deref() == Some("pl_capped")).unwrap();
+    let sent = t
+        .samples
+        .iter()
+        .find(|s| s.slice.as_deref() == Some("pl_capped"))
+        .unwrap();
     eprintln!(
         "before the cap: {:.0} Mbit/s; {} KB sent today",
         before / 1e6,
         sent.tx_bytes / 1024
     );
-    assert_eq!(t.throttles.len(), 1, "not throttled after {} bytes", sent.tx_bytes);
-    let note = node.rt().list().unwrap()[0].note.clone().unwrap_or_default();
+    assert_eq!(
+        t.throttles.len(),
+        1,
+        "not throttled after {} bytes",
+        sent.tx_bytes
+    );
+    let note = node.rt().list().unwrap()[0]
+        .note
+        .clone()
+        .unwrap_or_default();
     assert!(note.contains("daily egress cap of 500 KB"), "{note}");
     // Measured with a plain TCP sink: iperf3's control connection would queue behind its data.
     let throttled = sink_rate(&node, "pl_capped", &up, 5402, 4);
     eprintln!("throttled: {:.1} kbit/s", throttled / 1e3);
     assert!(throttled < 100e3, "{throttled} bit/s");
     // Still throttled later the same day.
-    assert!(acct.tick(node.rt(), t0 + day - 5).unwrap().throttles.is_empty());
+    assert!(acct
+        .tick(node.rt(), t0 + day - 5)
+        .unwrap()
+        .throttles
+        .is_empty());
     // The day rolls over: the throttle is lifted.
     let t = acct.tick(node.rt(), t0 + day + 1).unwrap();
     assert_eq!(t.throttles.len(), 1);

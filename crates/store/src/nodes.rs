@@ -153,7 +153,10 @@ impl Store {
         key_hash: &str,
     ) -> Result<()> {
         let mut w = self.write().await?;
-        sqlx::query("UPDATE nodes SET key_hash = $1 WHERE id = $2")
+        // A new key means a new (or reinstalled) node manager whose batch counters start again at 1.
+        sqlx::query(
+            "UPDATE nodes SET key_hash = $1, report_seq = 0, usage_seq = 0, flow_seq = 0 WHERE id = $2",
+        )
             .bind(key_hash)
             .bind(n.id)
             .execute(&mut *w.tx)

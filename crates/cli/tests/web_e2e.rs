@@ -1,0 +1,603 @@
+//! The web interface end to end against a real local testbed (issue #7): `slicelab up --nodes 2
+//! --detach` starts central and two real node managers in network namespaces; headless Chromium
+//! (Debian's `chromium` + `chromium-driver`, over WebDriver) then
+//! - logs in as the testbed's PI, creates a slice, adds both nodes from the slice page and waits
+//!   until the real node managers report both slivers `running`;
+//! - opens the slice's usage plots and waits for the chart drawn from the usage samples the real
+//!   node managers send;
+//! - logs in as the admin, puts node 1 in safeboot from mission control and waits until node 1's
+//!   manager stopped its sliver while node 2's still runs;
+//! - without login, opens a public node page and the "who sent this?" lookup form.
+//!
+//! Screenshots go to `target/web-e2e-screenshots/`. `slicelab down` runs at the end (also on
+//! failure, from a drop guard) and the test checks that nothing is left. Root only; it says
+//! SKIPPED otherwise, and when the browser is missing outside CI. It holds the lock shared with
+//! `up_e2e.rs` (both use the same bridge and namespace names).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, Locator};
+use serde_json::json;
+
+const EXE: &str = env!("CARGO_BIN_EXE_slicelab");
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// Held for the whole test by every test that runs `slicelab up` (see `up_e2e.rs`).
+const UP_LOCK: &str = "/run/slicelab-up-test.lock";
+const NODE1: &str = "node1.demo.slicelab.test";
+const NODE2: &str = "node2.demo.slicelab.test";
+/// The slice the PI creates (slice names are `<login_base>_<name>`; the demo site is `demo`).
+const SLICE: &str = "demo_webtest";
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The folder screenshots are written to.
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("web-e2e-screenshots")
+}
+
+/// Whether the browser is installed; under CI its absence is a failure, not a skip.
+fn browser_available() -> bool {
+    let ok = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install chromium and chromium-driver (.ci/run)"
+        );
+        eprintln!("SKIPPED web_e2e: needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
+    }
+    ok
+}
+
+// ---------- the testbed ----------
+
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn lines_with(s: &str, needles: &[&str]) -> Vec<String> {
+    s.lines()
+        .filter(|l| needles.iter().any(|n| l.contains(n)))
+        .map(String::from)
+        .collect()
+}
+
+/// What a testbed could leave behind, by its names (as in `up_e2e.rs`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Leftovers {
+    netns: Vec<String>,
+    links: Vec<String>,
+    mounts: Vec<String>,
+    cgroups: Vec<String>,
+    processes: Vec<String>,
+    etc_lines: usize,
+}
+
+impl Leftovers {
+    fn take(dir: &Path) -> Leftovers {
+        let d = dir.to_string_lossy().into_owned();
+        let mut cgroups = Vec::new();
+        for base in fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if base
+                .file_name()
+                .to_string_lossy()
+                .starts_with("slicelab-up-")
+            {
+                cgroups.push(base.path().display().to_string());
+            }
+            for e in fs::read_dir(base.path()).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with("slicelab-up-") {
+                    cgroups.push(e.path().display().to_string());
+                }
+            }
+        }
+        let mut processes = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if let Ok(c) = fs::read(e.path().join("cmdline")) {
+                let c = String::from_utf8_lossy(&c).replace('\0', " ");
+                if c.contains(&d) && !c.contains("cargo") {
+                    processes.push(c);
+                }
+            }
+        }
+        let etc = fs::read_to_string("/etc/hosts").unwrap_or_default()
+            + &fs::read_to_string("/etc/ssh/ssh_known_hosts").unwrap_or_default();
+        Leftovers {
+            netns: lines_with(&sh("ip netns list"), &["slup"]),
+            links: lines_with(&sh("ip -o link show"), &["slup"]),
+            mounts: lines_with(
+                &fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+                &["slup", &d],
+            ),
+            cgroups,
+            processes,
+            etc_lines: lines_with(&etc, &["slicelab"]).len(),
+        }
+    }
+}
+
+/// Runs `slicelab down` on drop, so a failing test leaves no testbed behind.
+struct Testbed {
+    dir: tempfile::TempDir,
+    home: PathBuf,
+}
+
+impl Testbed {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(EXE)
+            .args(args)
+            .env("SLICELAB_UP_DIR", self.dir.path())
+            .env("SLICELAB_CONFIG", self.home.join("config.toml"))
+            // No personal key of whoever runs the test: the testbed generates one.
+            .env("HOME", &self.home)
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .env_remove("SUDO_USER")
+            .env_remove("SLICELAB_TOKEN")
+            .env_remove("SLICELAB_CENTRAL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running slicelab")
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+/// What `slicelab up` printed: the central URL and the demo accounts.
+#[derive(Debug)]
+struct Summary {
+    central: String,
+    /// role (`admin`, `pi`, `user`) → (email, password)
+    accounts: BTreeMap<String, (String, String)>,
+}
+
+impl Summary {
+    fn parse(out: &str) -> Summary {
+        let mut central = String::new();
+        let mut accounts = BTreeMap::new();
+        for l in out.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["central", url, ..] => central = url.to_string(),
+                [role @ ("admin" | "pi" | "user"), email, "password", pw] => {
+                    accounts.insert(role.to_string(), (email.to_string(), pw.to_string()));
+                }
+                _ => {}
+            }
+        }
+        Summary { central, accounts }
+    }
+
+    fn account(&self, role: &str) -> (&str, &str) {
+        let (e, p) = self
+            .accounts
+            .get(role)
+            .unwrap_or_else(|| panic!("`slicelab up` printed no {role} account: {self:?}"));
+        (e, p)
+    }
+}
+
+// ---------- the browser ----------
+
+struct Driver {
+    child: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+async fn start_driver() -> Res<(Driver, Client)> {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let child = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = http.get(format!("{url}/status")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("chromedriver did not start within 20 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let profile = tempfile::tempdir()?;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--no-proxy-server", "--window-size=1280,1400",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = Client::with_capabilities_and_connector(&url, &caps, connector).await?;
+    Ok((
+        Driver {
+            child,
+            _profile: profile,
+        },
+        client,
+    ))
+}
+
+async fn shot(c: &Client, name: &str) -> Res<()> {
+    let dir = screenshot_dir();
+    fs::create_dir_all(&dir)?;
+    let png = c.screenshot().await?;
+    fs::write(dir.join(format!("{name}.png")), png)?;
+    Ok(())
+}
+
+/// Waits up to `secs` until the text of the element at `css` satisfies `ok`, reloading `reload`
+/// meanwhile (every `every`). Fails at once if `fatal` holds for the text.
+async fn wait_for(
+    c: &Client,
+    css: &str,
+    reload: Option<&str>,
+    secs: u64,
+    ok: impl Fn(&str) -> bool,
+    fatal: impl Fn(&str) -> bool,
+) -> Res<String> {
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut last = String::new();
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            last = e.text().await.unwrap_or_default();
+            if ok(&last) {
+                return Ok(last);
+            }
+            if fatal(&last) {
+                return Err(format!("{css}: {last:?} after {:.0?}", started.elapsed()).into());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{css}: last text {last:?} after {secs} s").into());
+        }
+        match reload {
+            Some(u) => {
+                tokio::time::sleep(Duration::from_millis(750)).await;
+                c.goto(u).await?;
+            }
+            None => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> Res<String> {
+    wait_for(c, css, None, 20, ok, |_| false).await
+}
+
+async fn fill(c: &Client, css: &str, text: &str) -> Res<()> {
+    let e = c.find(Locator::Css(css)).await?;
+    e.clear().await?;
+    e.send_keys(text).await?;
+    Ok(())
+}
+
+async fn click(c: &Client, css: &str) -> Res<()> {
+    c.find(Locator::Css(css)).await?.click().await?;
+    Ok(())
+}
+
+async fn login(c: &Client, base: &str, email: &str, password: &str) -> Res<()> {
+    c.goto(&format!("{base}/login")).await?;
+    fill(c, "#login input[name=email]", email).await?;
+    fill(c, "#login input[name=password]", password).await?;
+    click(c, "#login button[type=submit]").await?;
+    wait_text(c, "header .who span", |t| t == email).await?;
+    Ok(())
+}
+
+async fn logout(c: &Client) -> Res<()> {
+    click(c, "header .who form button").await?;
+    wait_text(c, "header .who a", |t| t == "Log in").await?;
+    Ok(())
+}
+
+fn sliver_state(node: &str) -> String {
+    format!(r#"#slivers tr[data-node="{node}"] td.state"#)
+}
+
+/// A sliver state that will not turn into the awaited one by waiting.
+fn failed(t: &str) -> bool {
+    t == "failed"
+}
+
+/// The browser flow; returns what it observed of the usage chart, for the log.
+async fn flow(c: &Client, s: &Summary) -> Res<String> {
+    let base = s.central.as_str();
+    let (pi, pi_pw) = s.account("pi");
+    let (admin, admin_pw) = s.account("admin");
+
+    // A PI logs in and creates a slice ...
+    let t = Instant::now();
+    login(c, base, pi, pi_pw).await?;
+    shot(c, "01-my-slices").await?;
+    fill(c, "#create-slice input[name=name]", SLICE).await?;
+    fill(
+        c,
+        "#create-slice textarea[name=description]",
+        "Browser end-to-end test on the local testbed",
+    )
+    .await?;
+    click(c, "#create-slice button[type=submit]").await?;
+    wait_text(c, "main h1", |t| t.contains(SLICE)).await?;
+
+    // ... adds both nodes from the slice page ...
+    for h in [NODE1, NODE2] {
+        click(c, &format!(r#"#add-nodes input[value="{h}"]"#)).await?;
+    }
+    click(c, "#add-nodes button[type=submit]").await?;
+    wait_text(c, ".notice.ok", |t| t.contains("Nodes added")).await?;
+
+    // ... and sees both slivers running: the real node managers created them.
+    let page = format!("{base}/slices/{SLICE}");
+    for h in [NODE1, NODE2] {
+        wait_for(c, &sliver_state(h), Some(&page), 90, |t| t == "running", failed).await?;
+    }
+    eprintln!("both slivers running {:.1?} after login", t.elapsed());
+    shot(c, "02-slice-running").await?;
+
+    // The usage plots: the real node managers sample their slivers and send the samples; wait
+    // until the CPU chart draws a line from them.
+    click(c, "#usage-link").await?;
+    wait_text(c, "main h1", |t| t.contains("Usage of")).await?;
+    let usage = format!("{base}/slices/{SLICE}/usage?range=6h");
+    let t = Instant::now();
+    let line_css = ".chart-cpu svg.chart path.line";
+    wait_for(
+        c,
+        line_css,
+        Some(&usage),
+        60,
+        |_| true, // present is enough: a line is drawn only from samples
+        |_| false,
+    )
+    .await
+    .map_err(|e| format!("no usage line drawn from real samples within 60 s: {e}"))?;
+    let line = c.find(Locator::Css(line_css)).await?;
+    let points: usize = line
+        .attr("data-points")
+        .await?
+        .unwrap_or_default()
+        .parse()?;
+    assert!(points >= 1, "the CPU chart has {points} points");
+    let d = line.attr("d").await?.unwrap_or_default();
+    assert!(d.starts_with('M'), "path {d}");
+    // A drawn chart: axes, grid and the same series on the bandwidth chart.
+    for css in [
+        ".chart-cpu svg.chart g.axis line",
+        ".chart-cpu svg.chart g.grid text",
+        ".chart-bw svg.chart path.line",
+    ] {
+        c.find(Locator::Css(css))
+            .await
+            .map_err(|e| format!("{css}: {e}"))?;
+    }
+    let cpu_text = c
+        .find(Locator::Css(".plots .muted"))
+        .await?
+        .text()
+        .await?;
+    let observed = format!(
+        "CPU chart line with {points} point(s) {:.1?} after the slivers ran; {cpu_text}",
+        t.elapsed()
+    );
+    shot(c, "03-slice-usage").await?;
+    logout(c).await?;
+
+    // An admin puts node 1 in safeboot from mission control ...
+    login(c, base, admin, admin_pw).await?;
+    let mission = format!("{base}/admin");
+    c.goto(&mission).await?;
+    let row = format!(r#"tr[data-node="{NODE1}"]"#);
+    // `slicelab up`'s demo slice runs there too.
+    wait_for(
+        c,
+        &format!("{row} td.slivers"),
+        Some(&mission),
+        30,
+        |t| t == "2 running / 2",
+        |_| false,
+    )
+    .await?;
+    shot(c, "04-mission-control").await?;
+    c.find(Locator::Css(&format!("{row} select[name=boot_state]")))
+        .await?
+        .select_by_value("safeboot")
+        .await?;
+    click(c, &format!("{row} form.boot button")).await?;
+    wait_text(c, ".notice.ok", |t| t.contains("Boot state changed")).await?;
+
+    // ... node 1's manager stops its slivers, node 2's keep running.
+    let t = Instant::now();
+    wait_for(
+        c,
+        &format!("{row} td.slivers"),
+        Some(&mission),
+        60,
+        |t| t == "0 running / 2",
+        |_| false,
+    )
+    .await?;
+    eprintln!("node 1's slivers stopped {:.1?} after safeboot", t.elapsed());
+    shot(c, "05-mission-control-safeboot").await?;
+    wait_for(
+        c,
+        &sliver_state(NODE1),
+        Some(&page),
+        30,
+        |t| t == "stopped",
+        failed,
+    )
+    .await?;
+    let other = wait_text(c, &sliver_state(NODE2), |_| true).await?;
+    assert_eq!(other, "running", "node 2's sliver after node 1's safeboot");
+    shot(c, "06-slice-after-safeboot").await?;
+    logout(c).await?;
+    c.delete_all_cookies().await?;
+
+    // Without login: the public node pages and the lookup form.
+    c.goto(&format!("{base}/nodes/{NODE2}")).await?;
+    wait_text(c, "main h1", |t| t == NODE2).await?;
+    wait_text(c, "#what h2", |t| t == "What is this machine?").await?;
+    wait_text(c, "#running-count", |t| t == "2").await?;
+    c.goto(&format!("{base}/nodes/{NODE1}")).await?;
+    wait_text(c, "#running-count", |t| t == "0").await?;
+    shot(c, "07-public-node").await?;
+    click(c, r#"#what a[href^="/lookup"]"#).await?;
+    wait_text(c, "main h1", |t| t == "Who sent this?").await?;
+    fill(c, "#lookup input[name=addr]", "192.0.2.7").await?;
+    click(c, "#lookup button[type=submit]").await?;
+    wait_text(c, "#lookup-result", |t| t.contains("No records")).await?;
+    wait_text(c, "header .who a", |t| t == "Log in").await?;
+    shot(c, "08-lookup").await?;
+    c.goto(base).await?;
+    wait_text(c, "main h1", |t| t == "Platform overview").await?;
+    shot(c, "09-overview").await?;
+    Ok(observed)
+}
+
+/// Serializes the tests that run `slicelab up` (same bridge and namespace names).
+fn up_lock() -> nix::fcntl::Flock<fs::File> {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(UP_LOCK)
+        .expect("opening the testbed test lock");
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("locking the testbed test lock")
+}
+
+#[test]
+fn web_against_real_testbed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root for slicelab up");
+        return;
+    }
+    if !browser_available() {
+        return;
+    }
+    let _lock = up_lock();
+    if !Leftovers::take(Path::new("/nonexistent-slicelab"))
+        .netns
+        .is_empty()
+    {
+        eprintln!("SKIPPED web_e2e: a `slicelab up` testbed is running here");
+        return;
+    }
+    let shots = screenshot_dir();
+    if let Ok(rd) = fs::read_dir(&shots) {
+        for e in rd.flatten() {
+            if e.path().extension().is_some_and(|x| x == "png") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("slicelab-web-e2e")
+        .tempdir()
+        .expect("tempdir");
+    let home = dir.path().join("home");
+    fs::create_dir_all(&home).expect("home");
+    let tb = Testbed { dir, home };
+    let dirp = tb.dir.path().to_path_buf();
+
+    let t0 = Instant::now();
+    let o = tb.run(&["up", "--nodes", "2", "--detach"]);
+    assert!(o.status.success(), "up: {}", text(&o));
+    eprintln!("up --nodes 2 took {:.1?}", t0.elapsed());
+    let summary = Summary::parse(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(summary.central, "http://10.99.0.1:8080", "{}", text(&o));
+    assert_eq!(summary.account("pi").0, "pi@demo.slicelab.test");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let r: Res<String> = rt.block_on(async {
+        let (mut driver, client) = start_driver().await?;
+        let r = flow(&client, &summary).await;
+        if r.is_err() {
+            let _ = shot(&client, "failure").await;
+        }
+        let _ = client.close().await;
+        let _ = driver.child.kill().await;
+        r
+    });
+    drop(rt);
+    if let Err(e) = &r {
+        eprintln!("--- testbed logs ---");
+        for f in ["central.err.log", "node1.err.log", "node2.err.log"] {
+            let log = fs::read_to_string(dirp.join("logs").join(f)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!("{f}:");
+            for l in tail.iter().rev() {
+                eprintln!("  {l}");
+            }
+        }
+        panic!(
+            "web e2e failed after {:.1?}: {e} (screenshots in {})",
+            t0.elapsed(),
+            shots.display()
+        );
+    }
+    if let Ok(observed) = &r {
+        eprintln!("usage: {observed}");
+    }
+
+    let o = tb.run(&["down"]);
+    assert!(o.status.success(), "down: {}", text(&o));
+    assert_eq!(Leftovers::take(&dirp), Leftovers::default());
+    eprintln!(
+        "up → browser flow → down took {:.1?} (screenshots in {})",
+        t0.elapsed(),
+        shots.display()
+    );
+}

@@ -33,6 +33,7 @@ both_backends!(
     usage_is_counted_once_summed_and_rolled_up,
     a_change_wakes_only_the_nodes_it_concerns,
     flows_are_stored_once_and_the_public_lookup_names_the_slice,
+    a_throttled_sliver_tells_its_slice_through_events,
 );
 
 const ED25519: &str =
@@ -893,6 +894,7 @@ async fn reports_are_idempotent(b: Backend) {
             state,
             message: String::new(),
             address: Some("10.0.0.2".into()),
+            throttled: None,
         }],
         health: None,
     };
@@ -1630,5 +1632,36 @@ async fn flows_are_stored_once_and_the_public_lookup_names_the_slice(b: Backend)
         }
     }
     assert!(limited, "40 rapid lookups must hit the rate limit");
+    tc.stop().await;
+}
+
+async fn a_throttled_sliver_tells_its_slice_through_events(b: Backend) {
+    use slicelab_model::{NodeReport, SliverState, SliverStatus};
+    let tc = TestCentral::start(b).await;
+    let f = fixture(&tc).await;
+    new_slice(&f.pi_p, "princeton_bw").await;
+    let node = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
+    let report = |seq, throttled: Option<&str>| NodeReport {
+        seq,
+        slivers: vec![SliverStatus {
+            slice_name: "princeton_bw".into(),
+            state: SliverState::Running,
+            message: String::new(),
+            address: None,
+            throttled: throttled.map(str::to_string),
+        }],
+        health: None,
+    };
+    let why = "throttled to 64 kbit/s until the day rolls over: daily egress cap of 500 KB reached";
+    node.report(&report(1, None)).await.unwrap();
+    node.report(&report(2, Some(why))).await.unwrap();
+    node.report(&report(3, Some(why))).await.unwrap();
+    let slivers: Vec<slicelab_model::sliver::Sliver> = f.pi_p.get("/slices/princeton_bw/slivers").await.unwrap();
+    assert_eq!(slivers[0].throttled.as_deref(), Some(why));
+    node.report(&report(4, None)).await.unwrap();
+    let ev: Page<Event> = f.pi_p.get("/events?object=princeton_bw").await.unwrap();
+    let actions: Vec<_> = ev.items.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["sliver.unthrottled", "sliver.throttled", "sliver.state", "slice.create"]);
+    assert_eq!(ev.items[1].detail["message"], why);
     tc.stop().await;
 }

@@ -20,9 +20,7 @@
 //!
 //! How the node manager uses it: see this crate's `README.md` and [`Auditor`].
 
-use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
 
 mod auditor;
 mod collector;
@@ -38,41 +36,6 @@ pub use error::FlowError;
 pub use journal::{FlowBatch, FlowJournal};
 pub use tracker::Resolver;
 
-/// One network flow seen by the node's conntrack, attributed to the slice whose sliver sent it.
-/// A long flow is reported several times (`done: false`) with growing counters, then once with
-/// `done: true`; `(ct_id, start)` identifies it across those records.
-///
-/// Same shape as `slicelab_model::flows::FlowRecord` (the wire type); kept here until the lead
-/// unifies them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowRecord {
-    /// The attributed slice.
-    pub slice: String,
-    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
-    pub proto: u8,
-    /// Original (pre-NAT) source: the sliver's own address.
-    pub src: IpAddr,
-    /// For ICMP: the echo id.
-    pub sport: u16,
-    /// The remote end.
-    pub dst: IpAddr,
-    pub dport: u16,
-    /// The source as seen outside (the reply tuple's destination).
-    pub nat_src: Option<IpAddr>,
-    pub nat_sport: Option<u16>,
-    /// The kernel's conntrack id: with `start`, identifies the flow across periodic records.
-    pub ct_id: u32,
-    /// Unix seconds, first seen (the kernel's timestamp when `nf_conntrack_timestamp` is on).
-    pub start: i64,
-    /// Unix seconds, last seen, or destroyed when `done`.
-    pub end: i64,
-    /// True on the last record of the flow (the entry was destroyed).
-    pub done: bool,
-    /// Original direction (sliver → remote), IP-layer bytes (headers included) and packets.
-    pub tx_bytes: u64,
-    pub tx_pkts: u64,
-    /// Reply direction (remote → sliver).
-    pub rx_bytes: u64,
-    pub rx_pkts: u64,
-}
+/// The wire type central stores: one flow attributed to a slice; `(ct_id, start)` identifies a
+/// long flow across its periodic (`done: false`) records and its last one.
+pub use slicelab_model::FlowRecord;

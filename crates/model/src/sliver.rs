@@ -89,6 +89,9 @@ pub struct SliverStatus {
     /// Address of the sliver on the node's internal network, if it has one.
     #[serde(default)]
     pub address: Option<String>,
+    /// Why the sliver's egress is throttled (its daily byte cap is spent), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -130,4 +133,7 @@ pub struct Sliver {
     pub message: String,
     pub address: Option<String>,
     pub updated: i64,
+    /// Why its egress is throttled (daily byte cap spent), if it is.
+    #[serde(default)]
+    pub throttled: Option<String>,
 }

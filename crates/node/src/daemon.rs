@@ -123,8 +123,7 @@ pub fn statuses(
             .iter()
             .find(|s| s.slice_name == o.slice_name && s.expires > now);
         let (state, message) = if o.running {
-            // A throttle is detail of a running sliver (see `accounting`).
-            (SliverState::Running, o.note.clone().unwrap_or_default())
+            (SliverState::Running, String::new())
         } else if let Some(f) = &o.failure {
             (SliverState::Failed, f.clone())
         } else if want.is_some_and(|s| s.run) {
@@ -137,6 +136,9 @@ pub fn statuses(
             state,
             message,
             address: o.address.map(|a| a.to_string()),
+            // A throttle is detail of the sliver whatever its state (see `accounting`); central
+            // turns its start and end into events that tell the slice's persons.
+            throttled: o.note.clone(),
         });
     }
     Ok(out)

@@ -54,16 +54,16 @@ impl WriteTx<'_> {
         if r.seq <= last {
             return Ok(last);
         }
-        let old: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT ss.slice_id, sl.name, ss.state FROM slivers ss JOIN slices sl ON sl.id = ss.slice_id \
+        let old: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT sl.name, ss.state, ss.throttled FROM slivers ss JOIN slices sl ON sl.id = ss.slice_id \
              WHERE ss.node_id = $1",
         )
         .bind(node.id)
         .fetch_all(&mut *w.tx)
         .await?;
-        let old: HashMap<String, (i64, String)> = old
+        let old: HashMap<String, (String, Option<String>)> = old
             .into_iter()
-            .map(|(id, name, st)| (name, (id, st)))
+            .map(|(name, st, thr)| (name, (st, thr)))
             .collect();
         sqlx::query("DELETE FROM slivers WHERE node_id = $1")
             .bind(node.id)
@@ -81,9 +81,10 @@ impl WriteTx<'_> {
                 continue;
             };
             let message: String = s.message.chars().take(2000).collect();
+            let throttled: Option<String> = s.throttled.as_ref().map(|t| t.chars().take(500).collect());
             sqlx::query(
-                "INSERT INTO slivers (slice_id, node_id, state, message, address, updated) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO slivers (slice_id, node_id, state, message, address, updated, throttled) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(slice_id)
             .bind(node.id)
@@ -91,9 +92,27 @@ impl WriteTx<'_> {
             .bind(&message)
             .bind(s.address.as_deref())
             .bind(now)
+            .bind(throttled.clone())
             .execute(&mut *w.tx)
             .await?;
-            let before = old.get(&s.slice_name).map(|(_, st)| st.as_str());
+            let was_throttled = old.get(&s.slice_name).is_some_and(|(_, t)| t.is_some());
+            if was_throttled != throttled.is_some() {
+                // bwmon: the slice's persons learn of a throttle (and its end) from the event log.
+                w.event(
+                    now,
+                    NewEvent {
+                        actor: &actor,
+                        action: if throttled.is_some() { "sliver.throttled" } else { "sliver.unthrottled" },
+                        object_type: "slice",
+                        object_id: slice_id,
+                        object_name: &s.slice_name,
+                        site_id: Some(site_id),
+                        detail: json!({"node": node.hostname, "message": throttled}),
+                    },
+                )
+                .await?;
+            }
+            let before = old.get(&s.slice_name).map(|(st, _)| st.as_str());
             if before != Some(s.state.as_str()) {
                 w.event(
                     now,

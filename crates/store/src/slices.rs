@@ -478,8 +478,9 @@ impl Store {
     }
 
     async fn slivers(&self, cond: &str, id: i64) -> Result<Vec<Sliver>> {
-        let rows: Vec<(String, String, String, String, Option<String>, i64)> = sqlx::query_as(&format!(
-            "SELECT sl.name, n.hostname, ss.state, ss.message, ss.address, ss.updated FROM slivers ss \
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(String, String, String, String, Option<String>, i64, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT sl.name, n.hostname, ss.state, ss.message, ss.address, ss.updated, ss.throttled FROM slivers ss \
              JOIN slices sl ON sl.id = ss.slice_id JOIN nodes n ON n.id = ss.node_id WHERE {cond} \
              ORDER BY sl.name, n.hostname"
         ))
@@ -488,13 +489,14 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(slice, node, state, message, address, updated)| Sliver {
+            .map(|(slice, node, state, message, address, updated, throttled)| Sliver {
                 slice,
                 node,
                 state: crate::reports::parse_state(&state).unwrap_or(SliverState::Failed),
                 message,
                 address,
                 updated,
+                throttled,
             })
             .collect())
     }

@@ -32,6 +32,9 @@ const NODE1: &str = "node1.demo.slicelab.test";
 const NODE2: &str = "node2.demo.slicelab.test";
 /// The slice the PI creates (slice names are `<login_base>_<name>`; the demo site is `demo`).
 const SLICE: &str = "demo_webtest";
+/// The slivers' initscript: about two seconds of CPU work (forks of `date`), then idle.
+const INITSCRIPT: &str =
+    "end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done; exec sleep 1000000";
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -49,6 +52,7 @@ fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let target = target.canonicalize().unwrap_or(target);
     target.join("web-e2e-screenshots")
 }
 
@@ -366,6 +370,15 @@ async fn flow(c: &Client, s: &Summary) -> Res<String> {
     click(c, "#create-slice button[type=submit]").await?;
     wait_text(c, "main h1", |t| t.contains(SLICE)).await?;
 
+    // ... gives it an initscript that does some work (so its usage is more than idle noise) ...
+    c.find(Locator::Css("#set-tag select[name=tag]"))
+        .await?
+        .select_by_value("initscript")
+        .await?;
+    fill(c, "#set-tag input[name=value]", INITSCRIPT).await?;
+    click(c, "#set-tag button[type=submit]").await?;
+    wait_text(c, ".notice.ok", |t| t.contains("Tag set")).await?;
+
     // ... adds both nodes from the slice page ...
     for h in [NODE1, NODE2] {
         click(c, &format!(r#"#add-nodes input[value="{h}"]"#)).await?;
@@ -376,28 +389,50 @@ async fn flow(c: &Client, s: &Summary) -> Res<String> {
     // ... and sees both slivers running: the real node managers created them.
     let page = format!("{base}/slices/{SLICE}");
     for h in [NODE1, NODE2] {
-        wait_for(c, &sliver_state(h), Some(&page), 90, |t| t == "running", failed).await?;
+        wait_for(
+            c,
+            &sliver_state(h),
+            Some(&page),
+            90,
+            |t| t == "running",
+            failed,
+        )
+        .await?;
     }
     eprintln!("both slivers running {:.1?} after login", t.elapsed());
     shot(c, "02-slice-running").await?;
 
-    // The usage plots: the real node managers sample their slivers and send the samples; wait
-    // until the CPU chart draws a line from them.
+    // The usage plots: the real node managers sample their slivers (every 10 s) and send the
+    // samples; wait until the CPU chart draws a line through a non-zero load from them. (The
+    // 6-hour window's step is 5 minutes, so a fresh slice has one or two points.)
     click(c, "#usage-link").await?;
     wait_text(c, "main h1", |t| t.contains("Usage of")).await?;
     let usage = format!("{base}/slices/{SLICE}/usage?range=6h");
+    c.goto(&usage).await?;
     let t = Instant::now();
     let line_css = ".chart-cpu svg.chart path.line";
-    wait_for(
-        c,
-        line_css,
-        Some(&usage),
-        60,
-        |_| true, // present is enough: a line is drawn only from samples
-        |_| false,
-    )
-    .await
-    .map_err(|e| format!("no usage line drawn from real samples within 60 s: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let max_load = loop {
+        let mut max = 0.0f64;
+        for p in c
+            .find_all(Locator::Css(".chart-cpu svg.chart circle"))
+            .await?
+        {
+            let v: f64 = p.attr("data-v").await?.unwrap_or_default().parse()?;
+            max = max.max(v);
+        }
+        if max > 0.0 && c.find(Locator::Css(line_css)).await.is_ok() {
+            break max;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no CPU load drawn from real usage samples within 60 s (max point {max})"
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        c.goto(&usage).await?;
+    };
     let line = c.find(Locator::Css(line_css)).await?;
     let points: usize = line
         .attr("data-points")
@@ -417,13 +452,9 @@ async fn flow(c: &Client, s: &Summary) -> Res<String> {
             .await
             .map_err(|e| format!("{css}: {e}"))?;
     }
-    let cpu_text = c
-        .find(Locator::Css(".plots .muted"))
-        .await?
-        .text()
-        .await?;
+    let cpu_text = c.find(Locator::Css(".plots .muted")).await?.text().await?;
     let observed = format!(
-        "CPU chart line with {points} point(s) {:.1?} after the slivers ran; {cpu_text}",
+        "CPU chart line with {points} point(s), highest {max_load} cores busy, {:.1?} after the slivers ran; {cpu_text}",
         t.elapsed()
     );
     shot(c, "03-slice-usage").await?;
@@ -463,7 +494,10 @@ async fn flow(c: &Client, s: &Summary) -> Res<String> {
         |_| false,
     )
     .await?;
-    eprintln!("node 1's slivers stopped {:.1?} after safeboot", t.elapsed());
+    eprintln!(
+        "node 1's slivers stopped {:.1?} after safeboot",
+        t.elapsed()
+    );
     shot(c, "05-mission-control-safeboot").await?;
     wait_for(
         c,

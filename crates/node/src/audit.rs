@@ -44,7 +44,9 @@ impl AddressBook {
             return Some(s);
         }
         {
-            let Ok(mut last) = self.refreshed.lock() else { return None };
+            let Ok(mut last) = self.refreshed.lock() else {
+                return None;
+            };
             if last.elapsed() < Duration::from_secs(1) {
                 return None;
             }
@@ -65,7 +67,11 @@ impl Audit {
     /// Opens the collector in the calling thread's network namespace (the node manager's, which
     /// holds the slivers' NAT) and starts it. `None`, with a warning, when conntrack is not
     /// available: the node still runs slivers, unaudited, and says so.
-    pub fn start(state_dir: &Path, rt: Arc<dyn Runtime + Send + Sync>) -> Option<Audit> {
+    pub fn start(
+        state_dir: &Path,
+        rt: Arc<dyn Runtime + Send + Sync>,
+        update_every: Duration,
+    ) -> Option<Audit> {
         let book = Arc::new(AddressBook {
             map: RwLock::new(HashMap::new()),
             refreshed: Mutex::new(Instant::now() - Duration::from_secs(2)),
@@ -76,7 +82,11 @@ impl Audit {
             let book = book.clone();
             move |ip: IpAddr| book.resolve(ip)
         };
-        let collector = match Collector::open(CollectorOptions::default(), resolver) {
+        let opts = CollectorOptions {
+            update_interval: update_every,
+            ..CollectorOptions::default()
+        };
+        let collector = match Collector::open(opts, resolver) {
             Ok(c) => c,
             Err(e) => {
                 warn!(error = %e, "packet auditing is OFF: cannot open conntrack events");

@@ -44,6 +44,11 @@ pub struct Config {
     pub usage_every: Duration,
     /// Length of bwmon's accounting day (`net_max_kbyte` is per day); shorter only in tests.
     pub bwmon_day: Duration,
+    /// Record every flow slivers send (conntrack events in this network namespace) and ship
+    /// the records to central: PlanetLab's packet auditing. On by default.
+    pub audit_flows: bool,
+    /// How often long flows get an interim record (with running totals); shorter only in tests.
+    pub flow_update_every: Duration,
 }
 
 impl Default for Config {
@@ -59,6 +64,8 @@ impl Default for Config {
             ssh_host_key: None,
             usage_every: Duration::from_secs(10),
             bwmon_day: Duration::from_secs(crate::accounting::DAY_S as u64),
+            audit_flows: true,
+            flow_update_every: Duration::from_secs(30),
         }
     }
 }
@@ -341,6 +348,13 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             }
         }
     });
+    // Opened before the first reconcile, so the conntrack accounting it switches on covers the
+    // slivers' first flows.
+    let audit = if cfg.audit_flows {
+        crate::audit::Audit::start(&cfg.state_dir, rt.clone(), cfg.flow_update_every)
+    } else {
+        None
+    };
     let mut reporter = Reporter::load(&cfg.state_dir);
     let acct = Arc::new(std::sync::Mutex::new(Accountant::open(
         &cfg.state_dir,
@@ -372,6 +386,9 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             _ = tick.tick() => {}
             _ = usage_tick.tick() => {
                 account(&rt, &acct, &client).await;
+                if let Some(a) = &audit {
+                    a.send(&client).await;
+                }
                 continue;
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -399,6 +416,9 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
         }
     }
     poller.abort();
+    if let Some(a) = audit {
+        let _ = tokio::task::spawn_blocking(move || a.stop()).await;
+    }
     if let Some(gw) = gateway {
         gw.shutdown().await;
     }

@@ -14,6 +14,7 @@
 //! before any thread or tokio runtime exists.
 
 pub mod accounting;
+pub mod audit;
 pub mod bench;
 pub mod cgroup;
 mod cmd;

@@ -65,13 +65,22 @@ impl FlowBatch {
         }
         for f in &self.flows {
             if f.end < f.start {
-                return Err(ValidationError::new("end", "a flow cannot end before it starts"));
+                return Err(ValidationError::new(
+                    "end",
+                    "a flow cannot end before it starts",
+                ));
             }
             if f.end > now + crate::usage::ACCEPT_FUTURE {
-                return Err(ValidationError::new("end", "is in the future by central's clock"));
+                return Err(ValidationError::new(
+                    "end",
+                    "is in the future by central's clock",
+                ));
             }
             if f.slice.len() > crate::names::SLICE_NAME_MAX {
-                return Err(ValidationError::new("slice", "is longer than any slice name"));
+                return Err(ValidationError::new(
+                    "slice",
+                    "is longer than any slice name",
+                ));
             }
         }
         Ok(())

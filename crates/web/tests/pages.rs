@@ -452,7 +452,7 @@ async fn lookup_names_the_slice_behind_a_flow() {
         // The form's UTC datetime-local format.
         let d = t.div_euclid(86_400);
         let s = t.rem_euclid(86_400);
-        let (y, m, dd) = civil(d);
+        let (y, m, dd) = slicelab_model::time::civil_from_days(d);
         format!("{y:04}-{m:02}-{dd:02}T{:02}:{:02}", s / 3600, s % 3600 / 60)
     };
     let q = format!(
@@ -470,17 +470,4 @@ async fn lookup_names_the_slice_behind_a_flow() {
     let a = web.get(&q.replace("192.0.2.77", "192.0.2.78")).await;
     assert!(a.body.contains("No records") && !a.body.contains("princeton_crawl"));
     tc.stop().await;
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }

@@ -517,7 +517,7 @@ async fn flow(c: &Client, s: &Summary) -> Res<String> {
     // Without login: the public node pages and the lookup form.
     c.goto(&format!("{base}/nodes/{NODE2}")).await?;
     wait_text(c, "main h1", |t| t == NODE2).await?;
-    wait_text(c, "#what h2", |t| t == "WRONG on purpose").await?;
+    wait_text(c, "#what h2", |t| t == "What is this machine?").await?;
     wait_text(c, "#running-count", |t| t == "2").await?;
     c.goto(&format!("{base}/nodes/{NODE1}")).await?;
     wait_text(c, "#running-count", |t| t == "0").await?;

@@ -75,11 +75,21 @@ pub struct Caller {
     /// For persons: their record, and the token used (for logout).
     pub person: Option<PersonRecord>,
     pub token_id: Option<i64>,
+    /// For node managers: their node as the key lookup found it (saves fetching it again).
+    pub node: Option<slicelab_model::Node>,
 }
 
 impl Caller {
     pub fn label(&self) -> String {
         self.actor.label()
+    }
+
+    /// The node behind this request (node key), or 403.
+    pub fn node_or_403(&self) -> Result<&slicelab_model::Node, ApiError> {
+        self.actor.as_node()?;
+        self.node
+            .as_ref()
+            .ok_or_else(|| ApiError::forbidden("this endpoint is for node managers (node key)"))
     }
 
     /// The person behind this request, or 401.
@@ -102,6 +112,7 @@ impl FromRequestParts<AppState> for Caller {
                 actor: Actor::Anonymous,
                 person: None,
                 token_id: None,
+                node: None,
             });
         };
         let secret = h
@@ -122,10 +133,11 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(Caller {
                 actor: Actor::Node {
                     id: node.id,
-                    hostname: node.hostname,
+                    hostname: node.hostname.clone(),
                 },
                 person: None,
                 token_id: None,
+                node: Some(node),
             });
         }
         let subject = state
@@ -143,6 +155,7 @@ impl FromRequestParts<AppState> for Caller {
             },
             person: Some(subject.person),
             token_id: Some(subject.token_id),
+            node: None,
         })
     }
 }

@@ -184,6 +184,7 @@ pub async fn start_with_routes(
         node_changes: Default::default(),
         reports: batch::start(store.clone()),
         lookups: Default::default(),
+        desired_cache: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

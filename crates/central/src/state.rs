@@ -17,6 +17,9 @@ pub struct AppState {
     /// to one slice wakes the long-polls of its nodes, not of all nodes.
     pub node_changes: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
     pub metrics: Arc<Metrics>,
+    /// Each node's last computed desired slivers, with the change generations (registry-wide,
+    /// node's own) they were computed at and when the clock alone changes them next.
+    pub desired_cache: Arc<Mutex<HashMap<i64, CachedDesired>>>,
     /// Rate limits of the public flow lookup.
     pub lookups: Arc<crate::api::flows::RateLimiter>,
     /// Group commit of node reports.
@@ -25,7 +28,42 @@ pub struct AppState {
     pub stopping: Arc<AtomicBool>,
 }
 
+pub struct CachedDesired {
+    generation: (u64, u64),
+    desired: Arc<slicelab_model::DesiredSlivers>,
+    next_change: Option<i64>,
+}
+
+type DesiredHit = (Arc<slicelab_model::DesiredSlivers>, Option<i64>);
+
 impl AppState {
+    /// The node's desired slivers as last computed, if nothing concerning it changed since.
+    pub fn cached_desired(&self, node_id: i64, generation: (u64, u64), now: i64) -> Option<DesiredHit> {
+        let map = self.desired_cache.lock().ok()?;
+        let c = map.get(&node_id)?;
+        (c.generation == generation && c.next_change.is_none_or(|t| t > now))
+            .then(|| (c.desired.clone(), c.next_change))
+    }
+
+    pub fn cache_desired(
+        &self,
+        node_id: i64,
+        generation: (u64, u64),
+        desired: Arc<slicelab_model::DesiredSlivers>,
+        next_change: Option<i64>,
+    ) {
+        if let Ok(mut map) = self.desired_cache.lock() {
+            map.insert(
+                node_id,
+                CachedDesired {
+                    generation,
+                    desired,
+                    next_change,
+                },
+            );
+        }
+    }
+
     /// Wakes waiting node long-polls: the registry changed.
     pub fn changed(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));

@@ -11,7 +11,15 @@ use crate::{Result, Store};
 
 impl Store {
     pub async fn desired_slivers(&self, node: &Node, now: i64) -> Result<DesiredSlivers> {
+        Ok(self.desired_slivers_until(node, now).await?.0)
+    }
+
+    /// The desired slivers, and the next moment they change by the clock alone (a slice
+    /// expiring, a lease starting or ending), so a long-poll knows when to look again without
+    /// asking the database.
+    pub async fn desired_slivers_until(&self, node: &Node, now: i64) -> Result<(DesiredSlivers, Option<i64>)> {
         let mut slivers = Vec::new();
+        let mut next: Option<i64> = None;
         if node.boot_state != slicelab_model::BootState::Disabled {
             let slices: Vec<(i64, String, i64, i64)> = sqlx::query_as(
                 "SELECT sl.id, sl.name, sl.expires, sl.enabled FROM slices sl \
@@ -55,6 +63,12 @@ impl Store {
             } else {
                 None
             };
+            next = slices.iter().map(|s| s.2).min();
+            if node.reservable {
+                if let Some(b) = self.next_lease_boundary(node.id, now).await? {
+                    next = Some(next.map_or(b, |n| n.min(b)));
+                }
+            }
             for (id, name, expires, enabled) in slices {
                 let tags =
                     tag_rows
@@ -78,12 +92,15 @@ impl Store {
             }
         }
         let revision = DesiredSlivers::compute_revision(node.id, node.boot_state, &slivers);
-        Ok(DesiredSlivers {
-            node_id: node.id,
-            hostname: node.hostname.clone(),
-            boot_state: node.boot_state,
-            revision,
-            slivers,
-        })
+        Ok((
+            DesiredSlivers {
+                node_id: node.id,
+                hostname: node.hostname.clone(),
+                boot_state: node.boot_state,
+                revision,
+                slivers,
+            },
+            next,
+        ))
     }
 }

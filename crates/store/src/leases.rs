@@ -144,25 +144,15 @@ impl Store {
         .await?)
     }
 
-    /// The next moment after `now` when the node's desired slivers change by the clock alone:
-    /// a lease starting or ending, or a slice expiring.
-    pub async fn next_boundary(&self, node_id: i64, now: i64) -> Result<Option<i64>> {
-        let lease: Option<i64> = sqlx::query_scalar(
+    /// The next lease start or end on `node_id` after `now`.
+    pub(crate) async fn next_lease_boundary(&self, node_id: i64, now: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
             "SELECT MIN(CASE WHEN t_start > $2 THEN t_start ELSE t_end END) FROM leases \
              WHERE node_id = $1 AND t_end > $2",
         )
         .bind(node_id)
         .bind(now)
         .fetch_one(self.pool())
-        .await?;
-        let expiry: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(sl.expires) FROM slices sl JOIN slice_nodes sn ON sn.slice_id = sl.id \
-             WHERE sn.node_id = $1 AND sl.expires > $2",
-        )
-        .bind(node_id)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?;
-        Ok([lease, expiry].into_iter().flatten().min())
+        .await?)
     }
 }

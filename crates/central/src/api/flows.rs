@@ -31,9 +31,8 @@ const MAX_WINDOW: i64 = 31 * DAY;
     responses((status = 200, body = ReportAck), (status = 422, body = ErrorBody)),
     security(("node_key" = [])))]
 pub async fn ingest(State(st): State<AppState>, caller: Caller, ApiJson(b): ApiJson<FlowBatch>) -> ApiResult<Json<ReportAck>> {
-    let node_id = caller.actor.as_node()?;
+    let node = caller.node_or_403()?.clone();
     b.validate(crate::now())?;
-    let node = st.store.node(&node_id.to_string()).await?;
     let acked_seq = st.store.store_flows(&node, &b).await?;
     Ok(Json(ReportAck { acked_seq }))
 }

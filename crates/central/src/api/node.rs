@@ -42,55 +42,72 @@ pub async fn slivers(
     caller: Caller,
     ApiQuery(q): ApiQuery<SliversQuery>,
 ) -> ApiResult<Json<DesiredSlivers>> {
-    let node_id = caller.actor.as_node()?;
+    let mut node = caller.node_or_403()?.clone();
     let wait = Duration::from_secs(q.wait.unwrap_or(30).min(MAX_WAIT));
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = st.changes.subscribe();
-    let mut mine = match &caller.actor {
-        slicelab_model::Actor::Node { hostname, .. } => st.watch_node(hostname),
-        _ => return Err(ApiError::forbidden("node key required")),
-    };
+    let mut mine = st.watch_node(&node.hostname);
     let _watching = WatcherGuard::new(&st.metrics.watchers);
     let mut touched = false;
+    // The first round uses the node the key lookup found; after a wake it is read again.
+    let mut refetch = false;
+    // A timer wake re-reads the database even if no local write happened: another central
+    // replica on the same PostgreSQL may have written.
+    let mut force = false;
     loop {
         // Mark the current change as seen before reading, so a write landing while we compute
         // wakes the next wait instead of being missed.
-        changes.borrow_and_update();
-        mine.borrow_and_update();
-        let node = st.store.node(&node_id.to_string()).await?;
+        let generation = (*changes.borrow_and_update(), *mine.borrow_and_update());
+        if refetch {
+            node = st.store.node(&node.id.to_string()).await?;
+        }
+        refetch = true;
         let now = crate::now();
         if !touched && node.last_contact.is_none_or(|t| now - t >= CONTACT_EVERY) {
             st.store.touch_node(&node, now).await?;
             touched = true;
         }
-        let desired = st.store.desired_slivers(&node, now).await?;
-        st.metrics
-            .desired_computed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A node that just applied a change polls again at once: answer that from memory while
+        // nothing concerning it has changed since, instead of recomputing (10,000 nodes re-polling
+        // after a slice lands on all of them would otherwise mean 10,000 recomputations).
+        let cached = if force { None } else { st.cached_desired(node.id, generation, now) };
+        let (desired, next_change) = match cached {
+            Some(hit) => hit,
+            None => {
+                let (d, next) = st.store.desired_slivers_until(&node, now).await?;
+                st.metrics
+                    .desired_computed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let d = std::sync::Arc::new(d);
+                st.cache_desired(node.id, generation, d.clone(), next);
+                (d, next)
+            }
+        };
         if q.after.as_deref() != Some(desired.revision.as_str()) {
-            return Ok(Json(desired));
+            return Ok(Json((*desired).clone()));
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() || st.is_stopping() {
-            return Ok(Json(desired));
+            return Ok(Json((*desired).clone()));
         }
         // Leases start and end, and slices expire, with no write to wake us: wake for them.
         let mut nap = left.min(RECHECK);
-        if let Some(b) = st.store.next_boundary(node.id, now).await? {
+        if let Some(b) = next_change {
             nap = nap.min(Duration::from_secs((b - now).max(0) as u64));
         }
+        force = false;
         tokio::select! {
             r = changes.changed() => {
                 if r.is_err() || st.is_stopping() {
-                    return Ok(Json(desired));
+                    return Ok(Json((*desired).clone()));
                 }
             }
             r = mine.changed() => {
                 if r.is_err() || st.is_stopping() {
-                    return Ok(Json(desired));
+                    return Ok(Json((*desired).clone()));
                 }
             }
-            _ = tokio::time::sleep(nap) => {}
+            _ = tokio::time::sleep(nap) => { force = true; }
         }
     }
 }
@@ -104,7 +121,7 @@ pub async fn report(
     caller: Caller,
     ApiJson(r): ApiJson<NodeReport>,
 ) -> ApiResult<Json<ReportAck>> {
-    let node_id = caller.actor.as_node()?;
+    let node = caller.node_or_403()?.clone();
     if r.seq < 1 {
         return Err(ApiError::invalid("seq", "seq starts at 1"));
     }
@@ -114,7 +131,6 @@ pub async fn report(
             "at most 10000 slivers per report",
         ));
     }
-    let node = st.store.node(&node_id.to_string()).await?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let pending = crate::batch::Pending {
         node,

@@ -137,10 +137,9 @@ pub async fn ingest(
     caller: Caller,
     ApiJson(b): ApiJson<UsageBatch>,
 ) -> ApiResult<Json<ReportAck>> {
-    let node_id = caller.actor.as_node()?;
+    let node = caller.node_or_403()?.clone();
     let now = crate::now();
     b.validate(now)?;
-    let node = st.store.node(&node_id.to_string()).await?;
     let acked_seq = st.store.store_usage(&node, &b).await?;
     Ok(Json(ReportAck { acked_seq }))
 }

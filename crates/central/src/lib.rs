@@ -199,12 +199,15 @@ pub async fn start_with_routes(
     let app = app(state, extra);
     let task = tokio::spawn(async move {
         // The peer address feeds the public lookup's per-client rate limit.
-        let r = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.await;
-                waker.stop_waiters();
-            })
-            .await;
+        let r = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+            waker.stop_waiters();
+        })
+        .await;
         sweeper.abort();
         r
     });

@@ -38,7 +38,12 @@ type DesiredHit = (Arc<slicelab_model::DesiredSlivers>, Option<i64>);
 
 impl AppState {
     /// The node's desired slivers as last computed, if nothing concerning it changed since.
-    pub fn cached_desired(&self, node_id: i64, generation: (u64, u64), now: i64) -> Option<DesiredHit> {
+    pub fn cached_desired(
+        &self,
+        node_id: i64,
+        generation: (u64, u64),
+        now: i64,
+    ) -> Option<DesiredHit> {
         let map = self.desired_cache.lock().ok()?;
         let c = map.get(&node_id)?;
         (c.generation == generation && c.next_change.is_none_or(|t| t > now))

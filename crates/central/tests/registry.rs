@@ -1553,48 +1553,94 @@ async fn flows_are_stored_once_and_the_public_lookup_names_the_slice(b: Backend)
     new_slice(&f.pi_p, "princeton_quiet").await;
     let node = Client::new(&tc.base, Some(f.node_p.node_key.clone()));
     let now = slicelab_central::now();
-    let flow = |slice: &str, ct_id: u32, dst: &str, dport: u16, end: i64, done: bool, tx: u64| FlowRecord {
-        slice: slice.into(),
-        proto: 6,
-        src: "10.77.0.2".parse().unwrap(),
-        sport: 40000 + ct_id as u16,
-        dst: dst.parse().unwrap(),
-        dport,
-        nat_src: Some("198.51.100.7".parse().unwrap()),
-        nat_sport: Some(50000),
-        ct_id,
-        start: now - 100,
-        end,
-        done,
-        tx_bytes: tx,
-        tx_pkts: tx / 1000,
-        rx_bytes: tx / 10,
-        rx_pkts: tx / 10_000,
+    let flow = |slice: &str, ct_id: u32, dst: &str, dport: u16, end: i64, done: bool, tx: u64| {
+        FlowRecord {
+            slice: slice.into(),
+            proto: 6,
+            src: "10.77.0.2".parse().unwrap(),
+            sport: 40000 + ct_id as u16,
+            dst: dst.parse().unwrap(),
+            dport,
+            nat_src: Some("198.51.100.7".parse().unwrap()),
+            nat_sport: Some(50000),
+            ct_id,
+            start: now - 100,
+            end,
+            done,
+            tx_bytes: tx,
+            tx_pkts: tx / 1000,
+            rx_bytes: tx / 10,
+            rx_pkts: tx / 10_000,
+        }
     };
     // A long flow reported while alive, then again (in the same batch and the next) when done.
     let b1 = FlowBatch {
         seq: 1,
         flows: vec![
-            flow("princeton_crawl", 1, "203.0.113.9", 80, now - 60, false, 1000),
-            flow("princeton_crawl", 1, "203.0.113.9", 80, now - 50, false, 5000),
+            flow(
+                "princeton_crawl",
+                1,
+                "203.0.113.9",
+                80,
+                now - 60,
+                false,
+                1000,
+            ),
+            flow(
+                "princeton_crawl",
+                1,
+                "203.0.113.9",
+                80,
+                now - 50,
+                false,
+                5000,
+            ),
             flow("princeton_quiet", 2, "203.0.113.50", 53, now - 90, true, 64),
         ],
     };
-    let b2 = FlowBatch { seq: 2, flows: vec![flow("princeton_crawl", 1, "203.0.113.9", 80, now - 10, true, 9000)] };
-    assert_eq!(node.post::<_, Value>("/node/flows", &b1).await.unwrap()["acked_seq"], 1);
-    assert_eq!(node.post::<_, Value>("/node/flows", &b2).await.unwrap()["acked_seq"], 2);
-    assert_eq!(node.post::<_, Value>("/node/flows", &b1).await.unwrap()["acked_seq"], 2, "resent batch ignored");
+    let b2 = FlowBatch {
+        seq: 2,
+        flows: vec![flow(
+            "princeton_crawl",
+            1,
+            "203.0.113.9",
+            80,
+            now - 10,
+            true,
+            9000,
+        )],
+    };
+    assert_eq!(
+        node.post::<_, Value>("/node/flows", &b1).await.unwrap()["acked_seq"],
+        1
+    );
+    assert_eq!(
+        node.post::<_, Value>("/node/flows", &b2).await.unwrap()["acked_seq"],
+        2
+    );
+    assert_eq!(
+        node.post::<_, Value>("/node/flows", &b1).await.unwrap()["acked_seq"],
+        2,
+        "resent batch ignored"
+    );
     let flows: Vec<Flow> = f.pi_p.get("/flows?slice=princeton_crawl").await.unwrap();
     assert_eq!(flows.len(), 1, "one record per flow");
     assert_eq!(flows[0].flow.tx_bytes, 9000);
     assert!(flows[0].flow.done);
     // Flows are private: another site's PI may not read them.
-    assert_eq!(status(f.pi_m.get::<Value>("/flows?slice=princeton_crawl").await), 403);
+    assert_eq!(
+        status(f.pi_m.get::<Value>("/flows?slice=princeton_crawl").await),
+        403
+    );
     assert_eq!(status(f.user_p.get::<Value>("/flows").await), 403);
     // The public lookup, no login: the complainant's address names the slice and its PIs.
     let anon = tc.anon();
     let r: LookupResult = anon
-        .get(&format!("/lookup?node=node1.princeton.test&remote=203.0.113.9&from={}&to={}", now - 3600, now))
+        .get(&format!(
+            "/lookup?node=node1.princeton.test&remote=203.0.113.9&from={}&to={}",
+            now - 3600,
+            now
+        ))
         .await
         .unwrap();
     assert_eq!(r.matches.len(), 1);
@@ -1602,7 +1648,13 @@ async fn flows_are_stored_once_and_the_public_lookup_names_the_slice(b: Backend)
     assert_eq!(m.slice, "princeton_crawl");
     assert_eq!(m.description, "a web crawler");
     assert_eq!(m.url, "https://crawl.example");
-    assert_eq!(m.contacts.iter().map(|c| c.email.as_str()).collect::<Vec<_>>(), ["pi@princeton.test"]);
+    assert_eq!(
+        m.contacts
+            .iter()
+            .map(|c| c.email.as_str())
+            .collect::<Vec<_>>(),
+        ["pi@princeton.test"]
+    );
     assert_eq!(m.tx_bytes, 9000);
     // Nothing for an address that saw no traffic, nor for another port, nor outside the window.
     for q in [
@@ -1610,22 +1662,41 @@ async fn flows_are_stored_once_and_the_public_lookup_names_the_slice(b: Backend)
         "remote=203.0.113.9&port=443".to_string(),
         format!("remote=203.0.113.9&from={}&to={}", now - 7200, now - 3600),
     ] {
-        let r: LookupResult = anon.get(&format!("/lookup?node=node1.princeton.test&{q}")).await.unwrap();
+        let r: LookupResult = anon
+            .get(&format!("/lookup?node=node1.princeton.test&{q}"))
+            .await
+            .unwrap();
         assert!(r.matches.is_empty(), "{q}: {r:?}");
     }
-    let bad = anon.get::<Value>("/lookup?node=node1.princeton.test&remote=not-an-ip").await.unwrap_err();
+    let bad = anon
+        .get::<Value>("/lookup?node=node1.princeton.test&remote=not-an-ip")
+        .await
+        .unwrap_err();
     assert_eq!(bad.status(), Some(422));
     // Expired flows fold into per-slice daily totals.
     let store = slicelab_store::Store::open(&tc.db_url).await.unwrap();
-    assert_eq!(store.expire_flows(now + 40 * 86_400, 30 * 86_400).await.unwrap(), 2);
+    assert_eq!(
+        store
+            .expire_flows(now + 40 * 86_400, 30 * 86_400)
+            .await
+            .unwrap(),
+        2
+    );
     store.close().await;
-    let totals: Vec<FlowTotal> = f.pi_p.get("/flows/totals?slice=princeton_crawl").await.unwrap();
+    let totals: Vec<FlowTotal> = f
+        .pi_p
+        .get("/flows/totals?slice=princeton_crawl")
+        .await
+        .unwrap();
     assert_eq!(totals.len(), 1);
     assert_eq!((totals[0].flows, totals[0].tx_bytes), (1, 9000));
     // The lookup is rate-limited per client.
     let mut limited = false;
     for _ in 0..40 {
-        if let Err(e) = anon.get::<Value>("/lookup?node=node1.princeton.test&remote=203.0.113.9").await {
+        if let Err(e) = anon
+            .get::<Value>("/lookup?node=node1.princeton.test&remote=203.0.113.9")
+            .await
+        {
             assert_eq!(e.status(), Some(429));
             limited = true;
             break;
@@ -1656,12 +1727,21 @@ async fn a_throttled_sliver_tells_its_slice_through_events(b: Backend) {
     node.report(&report(1, None)).await.unwrap();
     node.report(&report(2, Some(why))).await.unwrap();
     node.report(&report(3, Some(why))).await.unwrap();
-    let slivers: Vec<slicelab_model::sliver::Sliver> = f.pi_p.get("/slices/princeton_bw/slivers").await.unwrap();
+    let slivers: Vec<slicelab_model::sliver::Sliver> =
+        f.pi_p.get("/slices/princeton_bw/slivers").await.unwrap();
     assert_eq!(slivers[0].throttled.as_deref(), Some(why));
     node.report(&report(4, None)).await.unwrap();
     let ev: Page<Event> = f.pi_p.get("/events?object=princeton_bw").await.unwrap();
     let actions: Vec<_> = ev.items.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["sliver.unthrottled", "sliver.throttled", "sliver.state", "slice.create"]);
+    assert_eq!(
+        actions,
+        [
+            "sliver.unthrottled",
+            "sliver.throttled",
+            "sliver.state",
+            "slice.create"
+        ]
+    );
     assert_eq!(ev.items[1].detail["message"], why);
     tc.stop().await;
 }

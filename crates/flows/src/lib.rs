@@ -20,8 +20,6 @@
 //!
 //! How the node manager uses it: see this crate's `README.md` and [`Auditor`].
 
-
-
 mod auditor;
 mod collector;
 mod error;

@@ -89,7 +89,11 @@ async fn run(
         let flows = (0..count)
             .map(|_| {
                 ct[n] += 1;
-                let t = now - 86_400 + (rng.next() % 86_400) as i64;
+                // Records arrive roughly in time order, as nodes ship their recent flows:
+                // a day's worth spread over the run, jittered by up to a minute.
+                let t = now - 86_400
+                    + (made as i64 * 86_400) / records as i64
+                    + (rng.next() % 60) as i64;
                 let tx = rng.next() % 100_000;
                 FlowRecord {
                     slice: format!("bench_s{}", rng.next() as usize % SLICES),

@@ -17,7 +17,11 @@ impl Store {
     /// The desired slivers, and the next moment they change by the clock alone (a slice
     /// expiring, a lease starting or ending), so a long-poll knows when to look again without
     /// asking the database.
-    pub async fn desired_slivers_until(&self, node: &Node, now: i64) -> Result<(DesiredSlivers, Option<i64>)> {
+    pub async fn desired_slivers_until(
+        &self,
+        node: &Node,
+        now: i64,
+    ) -> Result<(DesiredSlivers, Option<i64>)> {
         let mut slivers = Vec::new();
         let mut next: Option<i64> = None;
         if node.boot_state != slicelab_model::BootState::Disabled {

@@ -114,7 +114,7 @@ impl Store {
             for f in chunk {
                 q = q
                     .bind(node.id)
-                    .bind(f.slice.clone())
+                    .bind(f.slice.as_str())
                     .bind(i64::from(f.proto))
                     .bind(f.src.to_string())
                     .bind(i64::from(f.sport))

@@ -151,6 +151,10 @@ impl Store {
                             // index inserts from re-reading pages (default is only 2 MiB).
                             "PRAGMA cache_size = -65536",
                             "PRAGMA temp_store = MEMORY",
+                            // Bulk flow batches dirty many index pages; checkpoint the WAL in
+                            // bigger, rarer steps.
+                            "PRAGMA wal_autocheckpoint = 16384",
+                            "PRAGMA mmap_size = 268435456",
                         ] {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }

@@ -81,7 +81,8 @@ impl WriteTx<'_> {
                 continue;
             };
             let message: String = s.message.chars().take(2000).collect();
-            let throttled: Option<String> = s.throttled.as_ref().map(|t| t.chars().take(500).collect());
+            let throttled: Option<String> =
+                s.throttled.as_ref().map(|t| t.chars().take(500).collect());
             sqlx::query(
                 "INSERT INTO slivers (slice_id, node_id, state, message, address, updated, throttled) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -102,7 +103,11 @@ impl WriteTx<'_> {
                     now,
                     NewEvent {
                         actor: &actor,
-                        action: if throttled.is_some() { "sliver.throttled" } else { "sliver.unthrottled" },
+                        action: if throttled.is_some() {
+                            "sliver.throttled"
+                        } else {
+                            "sliver.unthrottled"
+                        },
                         object_type: "slice",
                         object_id: slice_id,
                         object_name: &s.slice_name,

@@ -489,15 +489,17 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(slice, node, state, message, address, updated, throttled)| Sliver {
-                slice,
-                node,
-                state: crate::reports::parse_state(&state).unwrap_or(SliverState::Failed),
-                message,
-                address,
-                updated,
-                throttled,
-            })
+            .map(
+                |(slice, node, state, message, address, updated, throttled)| Sliver {
+                    slice,
+                    node,
+                    state: crate::reports::parse_state(&state).unwrap_or(SliverState::Failed),
+                    message,
+                    address,
+                    updated,
+                    throttled,
+                },
+            )
             .collect())
     }
 }

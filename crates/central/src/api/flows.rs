@@ -30,7 +30,11 @@ const MAX_WINDOW: i64 = 31 * DAY;
 #[utoipa::path(post, path = "/api/v1/node/flows", tag = "node", request_body = FlowBatch,
     responses((status = 200, body = ReportAck), (status = 422, body = ErrorBody)),
     security(("node_key" = [])))]
-pub async fn ingest(State(st): State<AppState>, caller: Caller, ApiJson(b): ApiJson<FlowBatch>) -> ApiResult<Json<ReportAck>> {
+pub async fn ingest(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiJson(b): ApiJson<FlowBatch>,
+) -> ApiResult<Json<ReportAck>> {
     let node = caller.node_or_403()?.clone();
     b.validate(crate::now())?;
     let acked_seq = st.store.store_flows(&node, &b).await?;
@@ -57,7 +61,10 @@ fn window(from: Option<i64>, to: Option<i64>) -> ApiResult<(i64, i64)> {
         return Err(ApiError::invalid("from", "must not be after to"));
     }
     if to - from > MAX_WINDOW {
-        return Err(ApiError::invalid("from", "the window may span at most 31 days"));
+        return Err(ApiError::invalid(
+            "from",
+            "the window may span at most 31 days",
+        ));
     }
     Ok((from, to))
 }
@@ -66,7 +73,11 @@ fn window(from: Option<i64>, to: Option<i64>) -> ApiResult<(i64, i64)> {
 /// admins), newest first.
 #[utoipa::path(get, path = "/api/v1/flows", tag = "flows", params(FlowQuery),
     responses((status = 200, body = Vec<Flow>), (status = 403, body = ErrorBody)))]
-pub async fn list(State(st): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<FlowQuery>) -> ApiResult<Json<Vec<Flow>>> {
+pub async fn list(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<FlowQuery>,
+) -> ApiResult<Json<Vec<Flow>>> {
     let me = caller.person()?;
     let (from, to) = window(q.from, q.to)?;
     let mut f = FlowFilter {
@@ -125,12 +136,18 @@ pub struct TotalsQuery {
 /// Per-slice daily traffic totals, kept after raw flows expire.
 #[utoipa::path(get, path = "/api/v1/flows/totals", tag = "flows", params(TotalsQuery),
     responses((status = 200, body = Vec<FlowTotal>)))]
-pub async fn totals(State(st): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<TotalsQuery>) -> ApiResult<Json<Vec<FlowTotal>>> {
+pub async fn totals(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<TotalsQuery>,
+) -> ApiResult<Json<Vec<FlowTotal>>> {
     caller.person()?;
     let now = crate::now();
     let to = q.to.unwrap_or(now);
     let from = q.from.unwrap_or(to - 365 * DAY);
-    Ok(Json(st.store.flow_totals(q.slice.as_deref(), from, to).await?))
+    Ok(Json(
+        st.store.flow_totals(q.slice.as_deref(), from, to).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -197,14 +214,16 @@ pub async fn lookup(
             format!("too many lookups from {}; try again in {wait}s", peer.ip()),
         ));
     }
-    let remote: IpAddr = q
-        .remote
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::invalid("remote", format!("{:?} is not an IP address", q.remote)))?;
+    let remote: IpAddr =
+        q.remote.trim().parse().map_err(|_| {
+            ApiError::invalid("remote", format!("{:?} is not an IP address", q.remote))
+        })?;
     let (from, to) = window(q.from, q.to)?;
     let node = st.store.node(&q.node).await?;
-    let rows = st.store.lookup_flows(node.id, remote, q.port, from, to).await?;
+    let rows = st
+        .store
+        .lookup_flows(node.id, remote, q.port, from, to)
+        .await?;
     let mut matches = Vec::with_capacity(rows.len());
     for r in rows {
         let (description, url, site) = match st.store.slice(&r.slice).await {
@@ -212,7 +231,9 @@ pub async fn lookup(
             Err(_) => (
                 "(slice since deleted)".to_string(),
                 String::new(),
-                slicelab_model::names::slice_login_base(&r.slice).unwrap_or_default().to_string(),
+                slicelab_model::names::slice_login_base(&r.slice)
+                    .unwrap_or_default()
+                    .to_string(),
             ),
         };
         matches.push(LookupMatch {

@@ -70,7 +70,11 @@ pub async fn slivers(
         // A node that just applied a change polls again at once: answer that from memory while
         // nothing concerning it has changed since, instead of recomputing (10,000 nodes re-polling
         // after a slice lands on all of them would otherwise mean 10,000 recomputations).
-        let cached = if force { None } else { st.cached_desired(node.id, generation, now) };
+        let cached = if force {
+            None
+        } else {
+            st.cached_desired(node.id, generation, now)
+        };
         let (desired, next_change) = match cached {
             Some(hit) => hit,
             None => {

@@ -24,6 +24,9 @@ const A: &str = "pl_fa";
 const B: &str = "pl_fb";
 const TCP_PORT: u16 = 9200;
 const UDP_PORT: u16 = 9201;
+/// What the test sends in all: the sinks stop after this much.
+const TCP_CONNECTIONS: usize = 6;
+const UDP_DATAGRAMS: usize = 30;
 
 async fn login(base: &str) -> Client {
     let anon = Client::new(base, None);
@@ -145,28 +148,40 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
 
     // Sinks on the uplink side: TCP (counts each connection's bytes) and UDP (counts datagrams).
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let _tcp_sink = up.run(move || {
+    // Both sinks end by themselves (a thread inside a namespace keeps it, and its veth, alive).
+    let tcp_sink = up.run(move || {
         let l = TcpListener::bind(("0.0.0.0", TCP_PORT)).expect("bind tcp sink");
         let _ = ready_tx.send(());
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            std::thread::spawn(move || {
+        let mut readers = Vec::new();
+        for _ in 0..TCP_CONNECTIONS {
+            let Ok((mut c, _)) = l.accept() else { break };
+            readers.push(std::thread::spawn(move || {
                 let mut buf = vec![0u8; 1 << 16];
                 while let Ok(n) = c.read(&mut buf) {
                     if n == 0 {
                         break;
                     }
                 }
-            });
+            }));
+        }
+        for r in readers {
+            let _ = r.join();
         }
     });
     ready_rx
         .recv_timeout(Duration::from_secs(5))
         .expect("tcp sink");
-    let _udp_sink = up.run(move || {
+    let udp_sink = up.run(move || {
         let s = UdpSocket::bind(("0.0.0.0", UDP_PORT)).expect("bind udp sink");
+        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+        let deadline = Instant::now() + Duration::from_secs(90);
         let mut buf = vec![0u8; 65536];
-        while s.recv_from(&mut buf).is_ok() {}
+        let mut got = 0;
+        while got < UDP_DATAGRAMS && Instant::now() < deadline {
+            if s.recv_from(&mut buf).is_ok() {
+                got += 1;
+            }
+        }
     });
 
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
@@ -343,6 +358,8 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
         central.shutdown().await;
     });
     drop(tokio_rt);
+    tcp_sink.join().expect("tcp sink");
+    udp_sink.join().expect("udp sink");
     assert_eq!(node.counts(), empty, "destroy leaked kernel objects");
     drop(up);
     node.assert_no_leaks_after_cleanup();

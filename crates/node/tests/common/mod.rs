@@ -63,6 +63,7 @@ impl TestNode {
         };
         // A crashed earlier run may have left this instance's objects.
         let _ = slicelab_node::cleanup(Path::new("/nonexistent"), &names, false);
+        settle_veths();
         let baseline = Counts::take(&names);
         let dir = tempfile::Builder::new()
             .prefix("slicelab-node-test")
@@ -182,6 +183,28 @@ pub fn spec(name: &str, initscript: Option<&str>) -> SliverSpec {
             initscript: initscript.map(String::from),
             ..Default::default()
         },
+    }
+}
+
+/// Waits (bounded) until no veth of an earlier test (`sl…` slivers, `slt-…` test uplinks) is
+/// still being torn down: the kernel deletes a dead namespace's veths asynchronously, and a
+/// baseline taken meanwhile would count one that is about to vanish.
+fn settle_veths() {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "type", "veth"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let stray = out
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .any(|name| name.starts_with("sl"));
+        if !stray {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -314,5 +337,17 @@ impl Drop for UplinkNs {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+        // The kernel removes the namespace's veth asynchronously; wait for it, so the next test
+        // (which counts veths for its leak check) starts from a settled machine.
+        let veth = format!("{}h", self.name);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && Command::new("ip")
+                .args(["link", "show", "dev", &veth])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

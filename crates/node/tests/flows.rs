@@ -16,7 +16,7 @@ use common::*;
 use serde_json::{json, Value};
 use slicelab_client::Client;
 use slicelab_model::flows::LookupResult;
-use slicelab_model::objects::{LoginResponse, NodeWithKey};
+use slicelab_model::objects::NodeWithKey;
 use slicelab_model::Flow;
 use slicelab_node::Runtime;
 
@@ -27,34 +27,6 @@ const UDP_PORT: u16 = 9201;
 /// What the test sends in all: the sinks stop after this much.
 const TCP_CONNECTIONS: usize = 6;
 const UDP_DATAGRAMS: usize = 30;
-
-async fn login(base: &str) -> Client {
-    let anon = Client::new(base, None);
-    let r: LoginResponse = anon
-        .post(
-            "/auth/login",
-            &json!({"email": "admin@flows.test", "password": "admin-password-1"}),
-        )
-        .await
-        .expect("login");
-    anon.with_token(r.token)
-}
-
-async fn start_central(db: &Path, listen: SocketAddr) -> slicelab_central::Running {
-    let cfg = || slicelab_central::Config {
-        db_url: format!("sqlite://{}/central.db", db.display()),
-        listen,
-        admin_email: "admin@flows.test".into(),
-        admin_password: Some("admin-password-1".into()),
-    };
-    for _ in 0..50 {
-        if let Ok(c) = slicelab_central::start(cfg()).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    slicelab_central::start(cfg()).await.expect("central")
-}
 
 /// Runs `f` on a thread inside the network namespace of `slice`'s sliver: its traffic leaves with
 /// the sliver's address, exactly as a program in the sliver would send it.
@@ -195,7 +167,7 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
         let central = start_central(db.path(), SocketAddr::from(([127, 0, 0, 1], 0))).await;
         let addr = central.addr;
         let base = format!("http://{addr}");
-        let admin = login(&base).await;
+        let admin = admin_client(&base).await;
         let _: Value = admin
             .post("/sites", &json!({"login_base": "pl", "name": "PL", "max_slices": 5}))
             .await
@@ -226,7 +198,7 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
                 .await
                 .expect("add node");
         }
-        let t_start = now();
+        let t_start = unix_now();
         let cfg = slicelab_node::Config {
             central: base.clone(),
             key: n.node_key.clone(),
@@ -273,7 +245,7 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
         eprintln!("{queued} flow batches queued on disk while central was down");
         assert!(queued >= 1, "records taken while central was down are kept on disk");
         let central = start_central(db.path(), addr).await;
-        let admin = login(&base).await;
+        let admin = admin_client(&base).await;
         let t0 = Instant::now();
         while pending_flow_batches(&state_dir) > 0 {
             assert!(t0.elapsed() < Duration::from_secs(30), "flow backlog never delivered");
@@ -282,7 +254,7 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
 
         let flows = |slice: &str| {
             let admin = admin.clone();
-            let q = format!("/flows?slice={slice}&from={}&to={}", t_start - 60, now() + 60);
+            let q = format!("/flows?slice={slice}&from={}&to={}", t_start - 60, unix_now() + 60);
             async move { admin.get::<Vec<Flow>>(&q).await.expect("flows") }
         };
         let fa = flows(A).await;
@@ -325,7 +297,7 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
 
         // The public lookup: no login, each remote names the slice that talked to it.
         let anon = Client::new(&base, None);
-        let window = format!("&from={}&to={}", t_start - 60, now() + 60);
+        let window = format!("&from={}&to={}", t_start - 60, unix_now() + 60);
         for (remote, slice, what) in [(remote_a, A, "crawler"), (remote_b, B, "dns study")] {
             let r: LookupResult = anon
                 .get(&format!("/lookup?node=node1.pl.test&remote={remote}{window}"))
@@ -363,11 +335,4 @@ fn every_connection_is_audited_once_and_the_lookup_names_the_slice() {
     assert_eq!(node.counts(), empty, "destroy leaked kernel objects");
     drop(up);
     node.assert_no_leaks_after_cleanup();
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

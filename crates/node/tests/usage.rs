@@ -11,41 +11,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use slicelab_client::Client;
-use slicelab_model::objects::{LoginResponse, NodeWithKey};
+use slicelab_model::objects::NodeWithKey;
 use slicelab_model::UsageSeries;
 use slicelab_node::Runtime;
 
 const SLICE: &str = "pl_acct";
-
-async fn login(base: &str) -> Client {
-    let anon = Client::new(base, None);
-    let r: LoginResponse = anon
-        .post(
-            "/auth/login",
-            &json!({"email": "admin@usage.test", "password": "admin-password-1"}),
-        )
-        .await
-        .expect("login");
-    anon.with_token(r.token)
-}
-
-async fn start_central(db: &Path, listen: SocketAddr) -> slicelab_central::Running {
-    let cfg = || slicelab_central::Config {
-        db_url: format!("sqlite://{}/central.db", db.display()),
-        listen,
-        admin_email: "admin@usage.test".into(),
-        admin_password: Some("admin-password-1".into()),
-    };
-    // The port of the previous incarnation may take a moment to be free again.
-    for _ in 0..50 {
-        if let Ok(c) = slicelab_central::start(cfg()).await {
-            return c;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    slicelab_central::start(cfg()).await.expect("central")
-}
 
 /// Bytes received by the test namespace's interface: the sliver's traffic measured at the far
 /// end of the wire (headers included, as interface counters count), independently of the node.
@@ -127,7 +97,7 @@ fn usage_reaches_central_across_an_outage_without_double_counting() {
         let central = start_central(db.path(), SocketAddr::from(([127, 0, 0, 1], 0))).await;
         let addr = central.addr;
         let base = format!("http://{addr}");
-        let admin = login(&base).await;
+        let admin = admin_client(&base).await;
         let _: Value = admin
             .post(
                 "/sites",
@@ -160,7 +130,7 @@ fn usage_reaches_central_across_an_outage_without_double_counting() {
             )
             .await
             .expect("add node");
-        let t_start = now();
+        let t_start = unix_now();
 
         let cfg = slicelab_node::Config {
             central: base.clone(),
@@ -204,7 +174,7 @@ fn usage_reaches_central_across_an_outage_without_double_counting() {
         let cpu_true = node.rt().cgroups().cpu_usage_ns(SLICE).unwrap() as f64 / 1e9;
 
         let central = start_central(db.path(), addr).await;
-        let admin = login(&base).await;
+        let admin = admin_client(&base).await;
         let t0 = Instant::now();
         while queued(&state_dir) > 0 {
             assert!(
@@ -219,7 +189,7 @@ fn usage_reaches_central_across_an_outage_without_double_counting() {
             .get(&format!(
                 "/usage?slice={SLICE}&from={}&to={}&step=60",
                 t_start - 120,
-                now() + 120
+                unix_now() + 120
             ))
             .await
             .expect("usage");
@@ -264,11 +234,4 @@ fn usage_reaches_central_across_an_outage_without_double_counting() {
     assert_eq!(node.counts(), empty, "destroy leaked kernel objects");
     drop(up);
     node.assert_no_leaks_after_cleanup();
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }

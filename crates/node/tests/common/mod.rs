@@ -351,3 +351,45 @@ impl Drop for UplinkNs {
         }
     }
 }
+
+/// The admin of the centrals these tests start.
+pub const ADMIN_EMAIL: &str = "admin@node.test";
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+/// A real central on `listen` over the SQLite file in `db`; retries while the port of a previous
+/// incarnation (a test restarting central) is not free yet.
+pub async fn start_central(db: &Path, listen: std::net::SocketAddr) -> slicelab_central::Running {
+    let cfg = || slicelab_central::Config {
+        db_url: format!("sqlite://{}/central.db", db.display()),
+        listen,
+        admin_email: ADMIN_EMAIL.into(),
+        admin_password: Some(ADMIN_PASSWORD.into()),
+    };
+    for _ in 0..50 {
+        if let Ok(c) = slicelab_central::start(cfg()).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    slicelab_central::start(cfg()).await.expect("central")
+}
+
+/// A client logged in as that admin.
+pub async fn admin_client(base: &str) -> slicelab_client::Client {
+    let anon = slicelab_client::Client::new(base, None);
+    let r: slicelab_model::objects::LoginResponse = anon
+        .post(
+            "/auth/login",
+            &serde_json::json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+        )
+        .await
+        .expect("login");
+    anon.with_token(r.token)
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

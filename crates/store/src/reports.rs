@@ -36,8 +36,10 @@ impl Store {
     ) -> Result<Vec<i64>> {
         let mut w = self.write().await?;
         let mut acked = Vec::with_capacity(reports.len());
+        // Many nodes of one batch report the same slices: look each up once.
+        let mut slices: HashMap<String, Option<(i64, i64)>> = HashMap::new();
         for (node, r) in reports {
-            acked.push(w.report(node, now, r).await?);
+            acked.push(w.report(node, now, r, &mut slices).await?);
         }
         w.commit().await?;
         Ok(acked)
@@ -45,7 +47,13 @@ impl Store {
 }
 
 impl WriteTx<'_> {
-    async fn report(&mut self, node: &Node, now: i64, r: &NodeReport) -> Result<i64> {
+    async fn report(
+        &mut self,
+        node: &Node,
+        now: i64,
+        r: &NodeReport,
+        slices: &mut HashMap<String, Option<(i64, i64)>>,
+    ) -> Result<i64> {
         let w = self;
         let last: i64 = sqlx::query_scalar("SELECT report_seq FROM nodes WHERE id = $1")
             .bind(node.id)
@@ -71,11 +79,18 @@ impl WriteTx<'_> {
             .await?;
         let actor = format!("node:{}", node.hostname);
         for s in &r.slivers {
-            let slice: Option<(i64, i64)> =
-                sqlx::query_as("SELECT id, site_id FROM slices WHERE name = $1")
-                    .bind(&s.slice_name)
-                    .fetch_optional(&mut *w.tx)
-                    .await?;
+            let slice = match slices.get(&s.slice_name) {
+                Some(known) => *known,
+                None => {
+                    let found: Option<(i64, i64)> =
+                        sqlx::query_as("SELECT id, site_id FROM slices WHERE name = $1")
+                            .bind(&s.slice_name)
+                            .fetch_optional(&mut *w.tx)
+                            .await?;
+                    slices.insert(s.slice_name.clone(), found);
+                    found
+                }
+            };
             // A sliver of a slice central no longer has is being destroyed; nothing to keep.
             let Some((slice_id, site_id)) = slice else {
                 continue;

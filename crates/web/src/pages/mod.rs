@@ -99,6 +99,6 @@ pub async fn set_boot_state(
     st.store
         .update_node(&viewer.label(), slicelab_central::now(), &n, &u)
         .await?;
-    st.changed();
+    st.changed_nodes([&n.hostname]);
     Ok(see_other(&format!("{back}?ok=boot_state")))
 }

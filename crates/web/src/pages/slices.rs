@@ -472,7 +472,7 @@ pub async fn add_nodes(
         st.store
             .add_slice_nodes(&viewer.label(), slicelab_central::now(), &sl, &nodes)
             .await?;
-        st.changed();
+        st.changed_nodes(nodes.iter().map(|(_, h)| h));
         Ok("nodes")
     }
     .await;
@@ -501,7 +501,7 @@ pub async fn remove_node(
             }
             Err(e) => return Err(e.into()),
         }
-        st.changed();
+        st.changed_nodes([&host]);
         Ok("node_removed")
     }
     .await;
@@ -538,7 +538,7 @@ pub async fn add_person(
                 &[(p.person.id, p.person.email.clone())],
             )
             .await?;
-        st.changed();
+        st.changed_nodes(&sl.nodes);
         Ok("persons")
     }
     .await;
@@ -578,7 +578,7 @@ pub async fn remove_person(
             }
             Err(e) => return Err(e.into()),
         }
-        st.changed();
+        st.changed_nodes(&sl.nodes);
         Ok("person_removed")
     }
     .await;
@@ -617,7 +617,7 @@ pub async fn renew(
         st.store
             .renew_slice(&viewer.label(), now, &sl, expires)
             .await?;
-        st.changed();
+        st.changed_nodes(&sl.nodes);
         Ok("renewed")
     }
     .await;
@@ -653,7 +653,7 @@ pub async fn set_tag(
                 node.as_ref().map(|(id, h)| (*id, h.as_str())),
             )
             .await?;
-        st.changed();
+        st.changed_nodes(&sl.nodes);
         Ok("tag")
     }
     .await;
@@ -693,7 +693,7 @@ pub async fn remove_tag(
             }
             Err(e) => return Err(e.into()),
         }
-        st.changed();
+        st.changed_nodes(&sl.nodes);
         Ok("tag_removed")
     }
     .await;
@@ -729,7 +729,7 @@ pub async fn set_enabled(
         st.store
             .update_slice(&viewer.label(), slicelab_central::now(), &sl, &u)
             .await?;
-        st.changed();
+        st.changed_nodes(&sl.nodes);
         Ok(if enabled { "enabled" } else { "disabled" })
     }
     .await;

@@ -14,20 +14,20 @@
 //! SKIPPED otherwise, and when the browser is missing outside CI. It holds the lock shared with
 //! `up_e2e.rs` (both use the same bridge and namespace names).
 
+mod testbed;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use serde_json::json;
+use testbed::{text, up_lock, Leftovers, Testbed};
 
-const EXE: &str = env!("CARGO_BIN_EXE_slicelab");
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// Held for the whole test by every test that runs `slicelab up` (see `up_e2e.rs`).
-const UP_LOCK: &str = "/run/slicelab-up-test.lock";
 const NODE1: &str = "node1.demo.slicelab.test";
 const NODE2: &str = "node2.demo.slicelab.test";
 /// The slice the PI creates (slice names are `<login_base>_<name>`; the demo site is `demo`).
@@ -37,15 +37,6 @@ const INITSCRIPT: &str =
     "end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done; exec sleep 1000000";
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The folder screenshots are written to.
 fn screenshot_dir() -> PathBuf {
@@ -67,112 +58,6 @@ fn browser_available() -> bool {
         eprintln!("SKIPPED web_e2e: needs {CHROMIUM} and {CHROMEDRIVER} (apt-get install chromium chromium-driver)");
     }
     ok
-}
-
-// ---------- the testbed ----------
-
-fn sh(cmd: &str) -> String {
-    Command::new("sh")
-        .args(["-c", cmd])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
-fn lines_with(s: &str, needles: &[&str]) -> Vec<String> {
-    s.lines()
-        .filter(|l| needles.iter().any(|n| l.contains(n)))
-        .map(String::from)
-        .collect()
-}
-
-/// What a testbed could leave behind, by its names (as in `up_e2e.rs`).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Leftovers {
-    netns: Vec<String>,
-    links: Vec<String>,
-    mounts: Vec<String>,
-    cgroups: Vec<String>,
-    processes: Vec<String>,
-    etc_lines: usize,
-}
-
-impl Leftovers {
-    fn take(dir: &Path) -> Leftovers {
-        let d = dir.to_string_lossy().into_owned();
-        let mut cgroups = Vec::new();
-        for base in fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if base
-                .file_name()
-                .to_string_lossy()
-                .starts_with("slicelab-up-")
-            {
-                cgroups.push(base.path().display().to_string());
-            }
-            for e in fs::read_dir(base.path()).into_iter().flatten().flatten() {
-                if e.file_name().to_string_lossy().starts_with("slicelab-up-") {
-                    cgroups.push(e.path().display().to_string());
-                }
-            }
-        }
-        let mut processes = Vec::new();
-        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            if let Ok(c) = fs::read(e.path().join("cmdline")) {
-                let c = String::from_utf8_lossy(&c).replace('\0', " ");
-                if c.contains(&d) && !c.contains("cargo") {
-                    processes.push(c);
-                }
-            }
-        }
-        let etc = fs::read_to_string("/etc/hosts").unwrap_or_default()
-            + &fs::read_to_string("/etc/ssh/ssh_known_hosts").unwrap_or_default();
-        Leftovers {
-            netns: lines_with(&sh("ip netns list"), &["slup"]),
-            links: lines_with(&sh("ip -o link show"), &["slup"]),
-            mounts: lines_with(
-                &fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
-                &["slup", &d],
-            ),
-            cgroups,
-            processes,
-            etc_lines: lines_with(&etc, &["slicelab"]).len(),
-        }
-    }
-}
-
-/// Runs `slicelab down` on drop, so a failing test leaves no testbed behind.
-struct Testbed {
-    dir: tempfile::TempDir,
-    home: PathBuf,
-}
-
-impl Testbed {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(EXE)
-            .args(args)
-            .env("SLICELAB_UP_DIR", self.dir.path())
-            .env("SLICELAB_CONFIG", self.home.join("config.toml"))
-            // No personal key of whoever runs the test: the testbed generates one.
-            .env("HOME", &self.home)
-            .env_remove("SUDO_UID")
-            .env_remove("SUDO_GID")
-            .env_remove("SUDO_USER")
-            .env_remove("SLICELAB_TOKEN")
-            .env_remove("SLICELAB_CENTRAL")
-            .stdin(Stdio::null())
-            .output()
-            .expect("running slicelab")
-    }
-}
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        let _ = self.run(&["down"]);
-    }
 }
 
 /// What `slicelab up` printed: the central URL and the demo accounts.
@@ -535,19 +420,6 @@ async fn flow(c: &Client, s: &Summary) -> Res<String> {
     Ok(observed)
 }
 
-/// Serializes the tests that run `slicelab up` (same bridge and namespace names).
-fn up_lock() -> nix::fcntl::Flock<fs::File> {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(UP_LOCK)
-        .expect("opening the testbed test lock");
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .expect("locking the testbed test lock")
-}
-
 #[test]
 fn web_against_real_testbed() {
     if !nix::unistd::geteuid().is_root() {
@@ -558,10 +430,7 @@ fn web_against_real_testbed() {
         return;
     }
     let _lock = up_lock();
-    if !Leftovers::take(Path::new("/nonexistent-slicelab"))
-        .netns
-        .is_empty()
-    {
+    if Leftovers::other_testbed_running() {
         eprintln!("SKIPPED web_e2e: a `slicelab up` testbed is running here");
         return;
     }
@@ -573,13 +442,7 @@ fn web_against_real_testbed() {
             }
         }
     }
-    let dir = tempfile::Builder::new()
-        .prefix("slicelab-web-e2e")
-        .tempdir()
-        .expect("tempdir");
-    let home = dir.path().join("home");
-    fs::create_dir_all(&home).expect("home");
-    let tb = Testbed { dir, home };
+    let tb = Testbed::new("slicelab-web-e2e");
     let dirp = tb.dir.path().to_path_buf();
 
     let t0 = Instant::now();

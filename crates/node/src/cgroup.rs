@@ -34,6 +34,40 @@ pub enum Layout {
     },
 }
 
+/// What the node keeps for itself, whatever the slivers do: the node manager, its SSH gateway
+/// and the host must keep working when every sliver is at its limits. Enforced on the parent
+/// cgroup of all slivers ([`Cgroups::ensure_parent`]), so no *combination* of slivers can take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reserve {
+    /// Memory kept out of the slivers' reach: at least this, and at least a tenth of the machine.
+    pub mem_bytes: u64,
+    /// Process ids kept out of the slivers' reach.
+    pub pids: u64,
+}
+
+impl Default for Reserve {
+    fn default() -> Self {
+        Self {
+            mem_bytes: 512 << 20,
+            pids: 4096,
+        }
+    }
+}
+
+impl Reserve {
+    /// The slivers' memory limit on a machine with `total` bytes.
+    pub fn slivers_mem(&self, total: u64) -> u64 {
+        total
+            .saturating_sub(self.mem_bytes.max(total / 10))
+            .max(64 << 20)
+    }
+
+    /// The slivers' pids limit on a machine that allows `max` process ids.
+    pub fn slivers_pids(&self, max: u64) -> u64 {
+        max.saturating_sub(self.pids).max(64)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Cgroups {
     pub layout: Layout,
@@ -182,6 +216,59 @@ impl Cgroups {
             Layout::V2 { .. } => read_u64(&d.join("memory.current")),
             Layout::V1 { .. } => read_u64(&d.join("memory.usage_in_bytes")),
         }
+    }
+
+    /// Creates the parent cgroup of all slivers and bounds it below the machine's size by
+    /// `reserve`. Idempotent; called when the runtime opens.
+    pub fn ensure_parent(&self, reserve: &Reserve) -> Result<(), NodeError> {
+        let total = machine_mem_bytes()?;
+        let mem = reserve.slivers_mem(total);
+        let pids = reserve.slivers_pids(machine_max_pids());
+        match &self.layout {
+            Layout::V2 { root } => {
+                enable_v2_controllers(root)?;
+                let d = root.join(&self.parent);
+                fs::create_dir_all(&d).ctx(|| format!("creating {}", d.display()))?;
+                enable_v2_controllers(&d)?;
+                write(&d.join("memory.max"), &mem.to_string())?;
+                write(&d.join("pids.max"), &pids.to_string())?;
+            }
+            Layout::V1 {
+                memory, pids: p, ..
+            } => {
+                for h in self.hierarchies() {
+                    let d = h.join(&self.parent);
+                    fs::create_dir_all(&d).ctx(|| format!("creating {}", d.display()))?;
+                }
+                if let Some(m) = memory {
+                    write(
+                        &m.join(&self.parent).join("memory.limit_in_bytes"),
+                        &mem.to_string(),
+                    )?;
+                }
+                if let Some(p) = p {
+                    write(&p.join(&self.parent).join("pids.max"), &pids.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How often each of the sliver's limits was hit so far: (memory, pids). Memory counts the
+    /// OOM kills in the sliver (v1 `memory.oom_control` `oom_kill`, v2 `memory.events`
+    /// `oom_kill`), pids the refused forks (`pids.events` `max`).
+    pub fn limit_events(&self, slice: &str) -> (u64, u64) {
+        let mem = self.memory_dir(slice).map_or(0, |d| {
+            let file = match self.layout {
+                Layout::V2 { .. } => "memory.events",
+                Layout::V1 { .. } => "memory.oom_control",
+            };
+            keyed(&d.join(file), "oom_kill")
+        });
+        let pids = self
+            .pids_dir(slice)
+            .map_or(0, |d| keyed(&d.join("pids.events"), "max"));
+        (mem, pids)
     }
 
     /// Creates the sliver's cgroups (idempotent) and applies its limits.
@@ -334,6 +421,41 @@ impl Cgroups {
         }
         Ok(())
     }
+}
+
+/// The value of `key` in a flat-keyed cgroup file (`key value` lines); 0 if absent.
+fn keyed(path: &Path, key: &str) -> u64 {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok()).flatten()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// The machine's memory (`MemTotal`).
+fn machine_mem_bytes() -> Result<u64, NodeError> {
+    let info = fs::read_to_string("/proc/meminfo").ctx(|| "reading /proc/meminfo".into())?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| NodeError::Invalid {
+            what: "/proc/meminfo",
+            message: "no MemTotal".into(),
+        })
+}
+
+/// Process ids the kernel hands out: the lower of `pid_max` and `threads-max`.
+fn machine_max_pids() -> u64 {
+    ["/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"]
+        .iter()
+        .filter_map(|f| read_u64(Path::new(f)))
+        .min()
+        .unwrap_or(32_768)
 }
 
 fn read_u64(path: &Path) -> Option<u64> {

@@ -73,9 +73,9 @@ impl Default for Config {
 impl Config {
     pub fn runtime(&self) -> RuntimeConfig {
         RuntimeConfig {
-            state_dir: self.state_dir.clone(),
             names: self.names.clone(),
             init_exe: self.init_exe.clone().unwrap_or_else(default_init_exe),
+            ..RuntimeConfig::new(&self.state_dir)
         }
     }
 }

@@ -21,12 +21,14 @@ mod cmd;
 pub mod daemon;
 pub mod disk;
 mod error;
+pub mod idmap;
 pub mod image;
 pub mod names;
 pub mod net;
 pub mod plan;
 pub mod runtime;
 pub mod sandbox;
+pub mod shift;
 pub mod ssh;
 pub mod state;
 

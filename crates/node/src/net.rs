@@ -64,6 +64,7 @@ fn table_script(n: &NodeNames) -> String {
     ip saddr {net} ip daddr != {net} masquerade
     ip saddr {net} ip daddr {net} ct status dnat masquerade
   }}
+  chain antispoof {{ type filter hook prerouting priority -300; policy accept; }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
     ip daddr {net} ct state established,related accept
@@ -75,6 +76,88 @@ fn table_script(n: &NodeNames) -> String {
         t = n.nft_table,
         net = n.subnet_cidr(),
     )
+}
+
+/// The chain holding each sliver's anti-spoofing rules (see [`antispoof_script`]).
+const ANTISPOOF: &str = "antispoof";
+
+/// Adds the anti-spoofing chain to a node table made by an older node manager. Idempotent.
+pub fn ensure_antispoof_chain(n: &NodeNames) -> Result<(), NodeError> {
+    let script = format!(
+        "add chain inet {} {ANTISPOOF} {{ type filter hook prerouting priority -300; policy accept; }}\n",
+        n.nft_table
+    );
+    run("nft", &["-f", "-"], Some(&script)).map(|_| ())
+}
+
+/// Comment of a sliver's anti-spoofing rules: starts like every sliver rule (so `cleanup` finds
+/// it) but differs from the port forwards' comment (so `set_ports` leaves it alone).
+fn antispoof_comment(slice: &str) -> String {
+    format!("{}/spoof", names::nft_comment(slice))
+}
+
+/// PlanetLab's "safe raw sockets", on the host side where the sliver cannot touch them: a
+/// packet entering from the sliver's veth with any source but the sliver's own address (IPv4) or
+/// link-local addresses (IPv6: slivers have no routable IPv6) is counted and dropped before
+/// conntrack, routing or NAT see it. Raw sockets keep working with the sliver's own address.
+fn antispoof_script(n: &NodeNames, slice: &str, addr: Ipv4Addr) -> String {
+    let (t, veth, c) = (
+        &n.nft_table,
+        names::veth_name(slice),
+        antispoof_comment(slice),
+    );
+    format!(
+        "add rule inet {t} {ANTISPOOF} iifname \"{veth}\" meta nfproto ipv4 ip saddr != {addr} counter drop comment \"{c}\"\n\
+         add rule inet {t} {ANTISPOOF} iifname \"{veth}\" meta nfproto ipv6 ip6 saddr != fe80::/10 counter drop comment \"{c}\"\n"
+    )
+}
+
+/// Removes the sliver's anti-spoofing rules.
+pub fn remove_antispoof(n: &NodeNames, slice: &str) -> Result<(), NodeError> {
+    let batch: String = rules_commented(n, &antispoof_comment(slice))?
+        .iter()
+        .map(|(chain, h, _)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
+        .collect();
+    if batch.is_empty() {
+        return Ok(());
+    }
+    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
+}
+
+/// Forged packets dropped per sliver since its anti-spoofing rules were installed (its current
+/// veth incarnation), for every sliver of the node at once.
+pub fn spoofed_packets(n: &NodeNames) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(out_json) = run(
+        "nft",
+        &["-j", "list", "chain", "inet", &n.nft_table, ANTISPOOF],
+        None,
+    ) else {
+        return out;
+    };
+    let Ok(v) = serde_json::from_str::<Value>(&out_json) else {
+        return out;
+    };
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let Some(rule) = item.get("rule") else {
+            continue;
+        };
+        let Some(slice) = rule["comment"]
+            .as_str()
+            .and_then(|c| c.strip_prefix("sl-"))
+            .and_then(|c| c.strip_suffix("/spoof"))
+        else {
+            continue;
+        };
+        let packets: u64 = rule["expr"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("counter")?.get("packets")?.as_u64())
+            .sum();
+        *out.entry(slice.to_string()).or_insert(0) += packets;
+    }
+    out
 }
 
 /// Plugs the sliver whose init is `pid` into the node's network with `addr`.
@@ -98,6 +181,8 @@ pub fn attach(n: &NodeNames, slice: &str, pid: i32, addr: Ipv4Addr) -> Result<()
     );
     let netns = format!("--net=/proc/{pid}/ns/net");
     run("nsenter", &[&netns, "ip", "-batch", "-"], Some(&inside))?;
+    remove_antispoof(n, slice)?;
+    run("nft", &["-f", "-"], Some(&antispoof_script(n, slice, addr)))?;
     Ok(())
 }
 
@@ -197,6 +282,18 @@ pub fn detach(slice: &str) -> Result<(), NodeError> {
 
 /// Handles of the rules commented `sl-<slice>` (all slivers if `slice` is None), per chain.
 fn sliver_rules(n: &NodeNames, slice: Option<&str>) -> Result<Vec<(String, u64)>, NodeError> {
+    Ok(match slice {
+        Some(s) => rules_commented(n, &names::nft_comment(s))?,
+        None => rules_commented(n, "sl-*")?,
+    }
+    .into_iter()
+    .map(|(c, h, _)| (c, h))
+    .collect())
+}
+
+/// (chain, handle, comment) of the rules whose comment is `want` (or, for `sl-*`, of every
+/// sliver rule).
+fn rules_commented(n: &NodeNames, want: &str) -> Result<Vec<(String, u64, String)>, NodeError> {
     if !table_exists(n) {
         return Ok(vec![]);
     }
@@ -209,20 +306,19 @@ fn sliver_rules(n: &NodeNames, slice: Option<&str>) -> Result<Vec<(String, u64)>
         what: "nft output",
         message: e.to_string(),
     })?;
-    let want = slice.map(names::nft_comment);
     let mut found = Vec::new();
     for item in v["nftables"].as_array().into_iter().flatten() {
         let Some(rule) = item.get("rule") else {
             continue;
         };
         let comment = rule["comment"].as_str().unwrap_or("");
-        let matches = match &want {
-            Some(w) => comment == w,
-            None => comment.starts_with("sl-"),
+        let matches = match want {
+            "sl-*" => comment.starts_with("sl-"),
+            w => comment == w,
         };
         if matches {
             if let (Some(chain), Some(h)) = (rule["chain"].as_str(), rule["handle"].as_u64()) {
-                found.push((chain.to_string(), h));
+                found.push((chain.to_string(), h, comment.to_string()));
             }
         }
     }
@@ -335,6 +431,10 @@ mod tests {
         assert!(s.contains("table inet slicelab_7"));
         assert!(s.contains("ip saddr 10.77.7.0/24 ip daddr != 10.77.7.0/24 masquerade"));
         assert!(s.contains("ip daddr 10.77.7.0/24 drop"));
+        assert!(s.contains("chain antispoof { type filter hook prerouting priority -300;"));
+        let a = antispoof_script(&n, "pl_a", Ipv4Addr::new(10, 77, 7, 2));
+        assert!(a.contains("iifname \"sl-pl_a\" meta nfproto ipv4 ip saddr != 10.77.7.2 counter drop comment \"sl-pl_a/spoof\""));
+        assert!(a.contains("ip6 saddr != fe80::/10 counter drop"));
         assert_eq!(n.gateway(), Ipv4Addr::new(10, 77, 7, 1));
     }
 

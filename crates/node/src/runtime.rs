@@ -16,14 +16,18 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use slicelab_model::SliverSpec;
 
-use crate::cgroup::Cgroups;
+use crate::cgroup::{Cgroups, Reserve};
 use crate::disk;
 use crate::error::{IoContext, NodeError};
+use crate::idmap;
 use crate::image;
 use crate::names::{self, NodeNames};
 use crate::net;
 use crate::plan::{Action, ObservedSliver};
+use crate::sandbox::handshake::{Release, Report};
+use crate::sandbox::userns::{self, IdRange};
 use crate::sandbox::{ExecSpec, LaunchSpec, EXEC_ENV, INIT_ENV};
+use crate::shift;
 use crate::state::{self, ProcId, SliverRecord};
 
 /// The OS side of the reconciler. Blocking calls; the daemon runs them off the async executor.
@@ -55,6 +59,11 @@ pub struct RuntimeConfig {
     /// The executable re-executed as sliver init / exec helper; it must call
     /// `maybe_run_sliver_init()` first thing in `main`. Default: `/proc/self/exe`.
     pub init_exe: PathBuf,
+    /// The machine-wide registry of slices' uid ranges (see `idmap`); shared by every node
+    /// manager on the machine.
+    pub idmap_registry: PathBuf,
+    /// What no combination of slivers may take from the machine (see `cgroup::Reserve`).
+    pub reserve: Reserve,
 }
 
 impl RuntimeConfig {
@@ -63,6 +72,8 @@ impl RuntimeConfig {
             state_dir: state_dir.into(),
             names: NodeNames::default(),
             init_exe: default_init_exe(),
+            idmap_registry: PathBuf::from(idmap::DEFAULT_REGISTRY),
+            reserve: Reserve::default(),
         }
     }
 }
@@ -85,6 +96,9 @@ impl LinuxRuntime {
     pub fn new(cfg: RuntimeConfig) -> Result<Self, NodeError> {
         let rt = Self::open(cfg)?;
         net::ensure_node(&rt.cfg.names)?;
+        net::ensure_antispoof_chain(&rt.cfg.names)?;
+        rt.cgroups.ensure_parent(&rt.cfg.reserve)?;
+        rt.upgrade_root_mapped()?;
         Ok(rt)
     }
 
@@ -121,6 +135,42 @@ impl LinuxRuntime {
             reap(p.pid);
             p.is_alive()
         })
+    }
+
+    /// Stops every running sliver that shares the host's user namespace (started by a node
+    /// manager from before user namespaces): the next reconcile starts it again in its own, with
+    /// its files shifted into its range (`shift`), so an upgrade keeps every sliver's files.
+    fn upgrade_root_mapped(&self) -> Result<(), NodeError> {
+        for slice in state::list_slices(&self.cfg.state_dir)? {
+            let Some(init) = self.init_of(&slice) else {
+                continue;
+            };
+            if userns::has_own_userns(init.pid) != Ok(false) {
+                continue;
+            }
+            tracing::info!(
+                slice,
+                "restarting a root-mapped sliver in its own user namespace"
+            );
+            self.stop(&slice)?;
+        }
+        Ok(())
+    }
+
+    /// The slice's uid range: the one its record holds (re-registered if the machine's registry
+    /// lost it), or a new one.
+    fn id_range(&self, slice: &str, held: Option<IdRange>) -> Result<IdRange, NodeError> {
+        let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+        match held {
+            Some(r) => idmap::claim(&self.cfg.idmap_registry, &dir, r).map(|()| r),
+            None => idmap::allocate(&self.cfg.idmap_registry, &dir),
+        }
+    }
+
+    /// The host uid/gid that root of the sliver maps to (owner of files it creates).
+    pub fn root_ids(&self, slice: &str) -> Option<(u32, u32)> {
+        let rec = state::load(&self.cfg.state_dir, slice).ok()??;
+        rec.idmap.map(|r| (r.host(0), r.host(0)))
     }
 
     fn allocate_address(&self, slice: &str) -> Result<Ipv4Addr, NodeError> {
@@ -165,9 +215,16 @@ impl LinuxRuntime {
         let disk_max = rec.spec.resources.disk_max;
         disk::place_layer(&dir, disk_max)?;
         let (upper, work) = disk::layer_dirs(&dir, disk_max.is_some());
+        let idmap = rec
+            .idmap
+            .ok_or_else(|| fail("no uid range allocated".into()))?;
+        fs::create_dir_all(&upper).ctx(|| format!("creating {}", upper.display()))?;
+        shift::ensure_layer_owned(&dir, &upper, idmap)?;
         let launch = LaunchSpec {
             slice: slice.into(),
             lower,
+            image_mnt: dir.join("image"),
+            idmap,
             upper,
             work,
             rootfs: dir.join("rootfs"),
@@ -208,15 +265,12 @@ impl LinuxRuntime {
         while error.is_none() && !(ready && pid.is_some()) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(p) = line.strip_prefix("pid ") {
-                        pid = p.trim().parse::<i32>().ok();
-                    } else if line == "ready" {
-                        ready = true;
-                    } else if let Some(e) = line.strip_prefix("error: ") {
-                        error = Some(e.to_string());
-                    }
-                }
+                Ok(line) => match Report::parse(&line) {
+                    Some(Report::Pid(p)) => pid = Some(p),
+                    Some(Report::Ready) => ready = true,
+                    Some(Report::Error(e)) => error = Some(e),
+                    None => {}
+                },
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     error = Some("timed out building the sliver".into())
                 }
@@ -251,10 +305,11 @@ impl LinuxRuntime {
             .and_then(|_| net::set_ports(n, slice, address, &rec.spec.resources.ports));
         if let Err(e) = wire {
             let _ = net::remove_ports(n, Some(slice));
+            let _ = net::remove_antispoof(n, slice);
             return Err(abort(&mut child, Some(pid), format!("network: {e}")));
         }
         if let Some(mut stdin) = child.stdin.take() {
-            if let Err(e) = stdin.write_all(b"go\n") {
+            if let Err(e) = stdin.write_all(Release::Go.line().as_bytes()) {
                 return Err(abort(&mut child, Some(pid), format!("releasing init: {e}")));
             }
         }
@@ -403,6 +458,7 @@ impl Runtime for LinuxRuntime {
             Some(a) => a,
             None => self.allocate_address(slice)?,
         };
+        let idmap = self.id_range(slice, old.as_ref().and_then(|r| r.idmap))?;
         let rec = SliverRecord {
             spec: spec.clone(),
             address: Some(address),
@@ -411,6 +467,7 @@ impl Runtime for LinuxRuntime {
             failures: 0,
             retry_after: 0,
             throttled: old.as_ref().and_then(|r| r.throttled.clone()),
+            idmap: Some(idmap),
         };
         state::save(&self.cfg.state_dir, &rec)
     }
@@ -452,6 +509,11 @@ impl Runtime for LinuxRuntime {
         if self.init_of(slice).is_some() {
             return Ok(());
         }
+        if rec.idmap.is_none() {
+            // A sliver created before user namespaces: it gets its range now, for good.
+            rec.idmap = Some(self.id_range(slice, None)?);
+            state::save(&self.cfg.state_dir, &rec)?;
+        }
         let result = self.start_inner(&rec);
         match &result {
             Ok(id) => {
@@ -476,6 +538,7 @@ impl Runtime for LinuxRuntime {
         let mut rec = self.record(slice)?;
         self.stop_init(slice, rec.init);
         net::remove_ports(&self.cfg.names, Some(slice))?;
+        net::remove_antispoof(&self.cfg.names, slice)?;
         net::detach(slice)?;
         disk::unmount(&names::sliver_dir(&self.cfg.state_dir, slice))?;
         rec.init = None;
@@ -487,11 +550,13 @@ impl Runtime for LinuxRuntime {
         let rec = state::load(&self.cfg.state_dir, slice).ok().flatten();
         self.stop_init(slice, rec.and_then(|r| r.init));
         net::remove_ports(&self.cfg.names, Some(slice))?;
+        net::remove_antispoof(&self.cfg.names, slice)?;
         net::detach(slice)?;
         self.cgroups.remove(slice)?;
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
         disk::unmount(&dir)?;
-        remove_sliver_dir(&dir)
+        remove_sliver_dir(&dir)?;
+        idmap::release(&self.cfg.idmap_registry, &dir)
     }
 
     fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError> {

@@ -90,6 +90,12 @@ impl SliverAccess for NodeAccess {
         let init = self.rt.init_of(slice)?;
         Some(PathBuf::from(format!("/proc/{}/root", init.pid)))
     }
+
+    /// Files copied in over SFTP belong to the sliver's root (its range's base on the host),
+    /// exactly as if its root had written them.
+    fn file_owner(&self, slice: &str) -> Option<(u32, u32)> {
+        self.rt.root_ids(slice)
+    }
 }
 
 #[cfg(test)]

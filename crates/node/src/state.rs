@@ -71,6 +71,10 @@ pub struct SliverRecord {
     /// Set while bwmon throttles the sliver (daily egress cap reached): why, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttled: Option<String>,
+    /// The slice's host uid/gid range (root inside is `base` outside). `None` only in a record
+    /// written before user namespaces; such a sliver gets one at its next start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idmap: Option<crate::sandbox::userns::IdRange>,
 }
 
 pub fn record_path(state_dir: &Path, slice: &str) -> PathBuf {
@@ -169,6 +173,7 @@ mod tests {
             failures: 0,
             retry_after: 0,
             throttled: None,
+            idmap: None,
         };
         save(dir.path(), &rec).unwrap();
         assert_eq!(load(dir.path(), "pl_a").unwrap(), Some(rec));

@@ -194,3 +194,77 @@ fn cleanup_removes_every_leftover_of_a_crashed_node() {
     );
     node.assert_no_leaks_after_cleanup();
 }
+
+/// A node upgraded from root-mapped slivers (no user namespace, files owned by host ids
+/// 0..65535) to user-namespaced ones keeps each sliver's files: the new node manager stops the
+/// root-mapped sliver, and its next start shifts the layer into the slice's range.
+#[test]
+fn upgrade_from_root_mapped_slivers_keeps_their_files() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(()) = root_or_skip("upgrade_from_root_mapped_slivers_keeps_their_files") else {
+        return;
+    };
+    let mut node = TestNode::new(27);
+    let s = spec("pl_old", Some("echo ready; exec sleep 100000"));
+    node.rt().create(&s).unwrap();
+    // Make it look like a sliver of the previous release: no uid range in its record, a layer
+    // written by host root and host uid 1000, and a running init in the host's user namespace.
+    let dir = node.dir.path().join("slivers/pl_old");
+    let upper = dir.join("upper");
+    fs::create_dir_all(upper.join("home/user")).unwrap();
+    fs::write(upper.join("home/user/notes"), "user data\n").unwrap();
+    std::os::unix::fs::chown(upper.join("home/user"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::chown(upper.join("home/user/notes"), Some(1000), Some(1000)).unwrap();
+    fs::create_dir_all(upper.join("usr/local/bin")).unwrap();
+    fs::write(upper.join("usr/local/bin/suidtool"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(
+        upper.join("usr/local/bin/suidtool"),
+        fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    fs::write(upper.join("precious"), "root data\n").unwrap();
+    let mut old_init: Child = Command::new("sleep")
+        .arg("1000")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut rec = slicelab_node::state::load(node.dir.path(), "pl_old")
+        .unwrap()
+        .unwrap();
+    rec.idmap = None;
+    rec.init = slicelab_node::state::ProcId::of(old_init.id() as i32);
+    slicelab_node::state::save(node.dir.path(), &rec).unwrap();
+    let _ = fs::remove_file(dir.join("layer-owner"));
+
+    // The upgraded node manager opens the same state dir.
+    node.rt = Some(LinuxRuntime::new(node.cfg.clone()).unwrap());
+    // (The runtime reaps it: it is the node manager's child here.)
+    let _ = old_init.try_wait();
+    assert!(
+        !rec.init.expect("old init").is_alive(),
+        "the root-mapped init was not stopped"
+    );
+    let d = desired(vec![s.clone()]);
+    slicelab_node::reconcile(node.rt(), &d, 0).unwrap();
+    node.wait_console("pl_old", "ready", Duration::from_secs(10));
+    let (uid, _) = node.rt().root_ids("pl_old").expect("range given at start");
+    assert_ne!(uid, 0);
+
+    assert_eq!(node.sh_ok("pl_old", "cat /precious").trim(), "root data");
+    assert_eq!(
+        node.sh_ok("pl_old", "cat /home/user/notes; stat -c '%u:%g %a' /home/user/notes /usr/local/bin/suidtool /precious"),
+        "user data\n1000:1000 644\n0:0 4755\n0:0 644\n"
+    );
+    let md = fs::metadata(upper.join("home/user/notes")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (uid + 1000, uid + 1000));
+    // Restarting again shifts nothing twice.
+    node.rt().stop("pl_old").unwrap();
+    node.rt().start("pl_old").unwrap();
+    assert_eq!(
+        node.sh_ok("pl_old", "stat -c '%u:%g' /home/user/notes")
+            .trim(),
+        "1000:1000"
+    );
+    node.rt().destroy("pl_old").unwrap();
+    node.assert_no_leaks_after_cleanup();
+}

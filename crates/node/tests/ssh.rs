@@ -1,10 +1,13 @@
 //! The node's SSH gateway against a real sliver, a real central (in-process, SQLite) and the real
 //! OpenSSH client: login runs in the sliver, exit status and pty come through, files copy, a key
 //! not in the slice is refused, and removing a person from the slice revokes access in seconds.
+//! Files copied in belong to the sliver's uid range, and symlinks planted in the sliver cannot
+//! make scp/sftp read or write outside it.
 
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -71,6 +74,76 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+fn scp(port: u16, key: &Path, from: &str, to: &str) -> Output {
+    Command::new("scp")
+        .args(["-P", &port.to_string(), "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            from,
+            to,
+        ])
+        .output()
+        .expect("scp")
+}
+
+/// scp/sftp through symlinks planted in the sliver cannot read or write outside it: every link
+/// (absolute, climbing, through /proc, a symlinked parent directory) resolves inside the sliver.
+fn symlink_attacks(port: u16, key: &Path, local: &Path, scratch: &Path) {
+    let dir = format!("/var/tmp/slicelab-sftp-attack-{}", std::process::id());
+    std::fs::create_dir_all(&dir).expect("host dir");
+    let secret = format!("{dir}/secret");
+    std::fs::write(&secret, "host secret\n").expect("host secret");
+    let plant = format!(
+        "ln -s {secret} /root/abs && ln -s ../../../../../../..{secret} /root/climb && \
+         ln -s /proc/1/root{secret} /root/viaproc && ln -s {dir} /root/dirlink && \
+         ln -s {dir}/written /root/wlink"
+    );
+    let o = ssh(port, key, SLICE, &[], &[&plant]);
+    assert!(o.status.success(), "planting links: {}", text(&o));
+    for link in ["abs", "climb", "viaproc", "dirlink/secret"] {
+        let out = scratch.join("stolen");
+        let _ = std::fs::remove_file(&out);
+        let o = scp(
+            port,
+            key,
+            &format!("{SLICE}@127.0.0.1:/root/{link}"),
+            &out.to_string_lossy(),
+        );
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        assert!(
+            !got.contains("host secret"),
+            "read the host's file through /root/{link}: {}",
+            text(&o)
+        );
+    }
+    for target in ["/root/wlink", "/root/dirlink/written"] {
+        let _ = scp(
+            port,
+            key,
+            &local.to_string_lossy(),
+            &format!("{SLICE}@127.0.0.1:{target}"),
+        );
+    }
+    let mut host_files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("host dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host_files.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(host_files, vec!["secret"], "scp wrote outside the sliver");
 }
 
 fn have_ssh() -> bool {
@@ -184,6 +257,8 @@ fn ssh_into_sliver_with_slice_keys_only() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
 
+        let rt_ids = node.rt().root_ids(SLICE);
+        let layer = node.dir.path().join("slivers").join(SLICE).join("upper");
         let checks = tokio::task::spawn_blocking(move || {
             // A login runs in the sliver: its hostname is the slice name.
             let o = ssh(port, &alice_key, SLICE, &[], &["hostname"]);
@@ -239,6 +314,11 @@ fn ssh_into_sliver_with_slice_keys_only() {
                 "{}",
                 text(&o)
             );
+            // Copied in as the sliver's root would have written it: its range, not host root.
+            let (uid, gid) = rt_ids.expect("uid range");
+            let copied = std::fs::metadata(layer.join("root/hello.txt")).expect("in the layer");
+            assert_eq!((copied.uid(), copied.gid()), (uid, gid));
+            symlink_attacks(port, &alice_key, &local, keys.path());
             // Bob's key is registered, but Bob is not in the slice.
             let o = ssh(port, &bob_key, SLICE, TELL_WHY, &["hostname"]);
             assert!(!o.status.success(), "{}", text(&o));

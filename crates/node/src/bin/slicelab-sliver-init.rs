@@ -21,14 +21,13 @@ fn main() {
             }
         };
         let cfg = RuntimeConfig {
-            state_dir: PathBuf::from(&args[2]),
             names: NodeNames {
                 gateway_if: args[4].clone(),
                 subnet,
                 nft_table: args[6].clone(),
                 cgroup_parent: args[7].clone(),
             },
-            init_exe: slicelab_node::runtime::default_init_exe(),
+            ..RuntimeConfig::new(PathBuf::from(&args[2]))
         };
         // SAFETY: plain prctl; see daemon::run.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };

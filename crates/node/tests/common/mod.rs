@@ -70,9 +70,9 @@ impl TestNode {
             .tempdir()
             .expect("tempdir");
         let cfg = RuntimeConfig {
-            state_dir: dir.path().to_path_buf(),
             names,
             init_exe: PathBuf::from(INIT_EXE),
+            ..RuntimeConfig::new(dir.path())
         };
         let rt = LinuxRuntime::new(cfg.clone()).expect("runtime");
         TestNode {

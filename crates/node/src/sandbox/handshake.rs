@@ -1,0 +1,90 @@
+//! The launcher ↔ node-manager handshake, one line per message on the launcher's stdout and
+//! stdin. Typed, so neither side matches bare strings.
+//!
+//! Launcher → node manager: [`Report::Pid`] (the sliver init's host pid), then [`Report::Ready`]
+//! once the root filesystem is built, or [`Report::Error`] at any point. Node manager →
+//! launcher (the init): [`Release::Go`] once the network is plugged in; end of file means the
+//! node manager died first, and the init gives up.
+
+/// What the launcher and the sliver init tell the node manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    Pid(i32),
+    Ready,
+    Error(String),
+}
+
+impl Report {
+    /// The line (without newline) written to stdout.
+    pub fn line(&self) -> String {
+        match self {
+            Report::Pid(p) => format!("pid {p}"),
+            Report::Ready => "ready".into(),
+            // One line: a multi-line reason would be cut at the first newline anyway.
+            Report::Error(e) => format!("error: {}", e.replace('\n', " ")),
+        }
+    }
+
+    /// Parses a line; `None` for anything else (a stray print is ignored, not fatal).
+    pub fn parse(line: &str) -> Option<Report> {
+        let line = line.trim_end();
+        if line == "ready" {
+            Some(Report::Ready)
+        } else if let Some(p) = line.strip_prefix("pid ") {
+            p.trim().parse().ok().map(Report::Pid)
+        } else {
+            line.strip_prefix("error: ")
+                .map(|e| Report::Error(e.to_string()))
+        }
+    }
+
+    /// Writes the line to stdout and flushes it (the node manager reads it through a pipe).
+    pub fn send(&self) {
+        use std::io::Write;
+        println!("{}", self.line());
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// What the node manager tells the sliver init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The network is plugged in: confine yourself and start the initscript.
+    Go,
+}
+
+impl Release {
+    pub fn line(&self) -> &'static str {
+        match self {
+            Release::Go => "go\n",
+        }
+    }
+
+    pub fn parse(line: &str) -> Option<Release> {
+        (line.trim() == "go").then_some(Release::Go)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips_and_noise_is_ignored() {
+        for r in [
+            Report::Pid(4242),
+            Report::Ready,
+            Report::Error("mounting overlay: EPERM".into()),
+        ] {
+            assert_eq!(Report::parse(&r.line()), Some(r));
+        }
+        assert_eq!(
+            Report::parse(&Report::Error("a\nb".into()).line()),
+            Some(Report::Error("a b".into()))
+        );
+        assert_eq!(Report::parse("pid x"), None);
+        assert_eq!(Report::parse("hello"), None);
+        assert_eq!(Release::parse(Release::Go.line()), Some(Release::Go));
+        assert_eq!(Release::parse(""), None);
+    }
+}

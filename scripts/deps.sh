@@ -7,7 +7,7 @@ PKGS=(
   busybox-static                      # the built-in minimal sliver image
   postgresql                          # the production store; registry tests run against it
   openssh-client                      # real ssh clients against the SSH gateway
-  runc iperf3 util-linux procps psmisc  # benchmark peer, bandwidth tests, unshare/runuser, ps
+  runc lxc iperf3 util-linux procps psmisc  # benchmark peers, bandwidth tests, unshare/runuser, ps
   chromium chromium-driver fonts-liberation  # the web interface's end-to-end test (headless)
 )
 missing=()

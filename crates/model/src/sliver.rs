@@ -78,6 +78,39 @@ impl SliverState {
     }
 }
 
+/// How often a sliver ran into each of its limits since it started: OOM kills in its memory
+/// limit, forks refused at its pids limit, and whether its disk quota is full now (0 or 1).
+/// Central turns every increase into a `sliver.limit_hit` event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub struct LimitCounts {
+    #[serde(default)]
+    pub memory: u64,
+    #[serde(default)]
+    pub pids: u64,
+    #[serde(default)]
+    pub disk: u64,
+}
+
+impl LimitCounts {
+    pub fn is_zero(&self) -> bool {
+        *self == LimitCounts::default()
+    }
+
+    /// The limits hit since `before` (a counter that went down was reset by a restart: any
+    /// count since is new).
+    pub fn hit_since(&self, before: &LimitCounts) -> Vec<(&'static str, u64)> {
+        [
+            ("memory", before.memory, self.memory),
+            ("pids", before.pids, self.pids),
+            ("disk", before.disk, self.disk),
+        ]
+        .into_iter()
+        .filter(|(_, b, n)| *n > 0 && n != b)
+        .map(|(l, _, n)| (l, n))
+        .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SliverStatus {
@@ -92,6 +125,9 @@ pub struct SliverStatus {
     /// Why the sliver's egress is throttled (its daily byte cap is spent), if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttled: Option<String>,
+    /// Its limits hit so far (see [`LimitCounts`]).
+    #[serde(default, skip_serializing_if = "LimitCounts::is_zero")]
+    pub limits: LimitCounts,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -136,4 +172,19 @@ pub struct Sliver {
     /// Why its egress is throttled (daily byte cap spent), if it is.
     #[serde(default)]
     pub throttled: Option<String>,
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::LimitCounts;
+
+    #[test]
+    fn increases_and_counts_after_a_reset_are_hits() {
+        let z = LimitCounts::default();
+        let a = LimitCounts { memory: 2, pids: 0, disk: 1 };
+        assert_eq!(a.hit_since(&z), vec![("memory", 2), ("disk", 1)]);
+        assert!(a.hit_since(&a).is_empty());
+        let after_restart = LimitCounts { memory: 1, pids: 0, disk: 0 };
+        assert_eq!(after_restart.hit_since(&a), vec![("memory", 1)]);
+    }
 }

@@ -22,6 +22,9 @@ pub struct UsageSample {
     pub rx_bytes: u64,
     pub tx_pkts: u64,
     pub rx_pkts: u64,
+    /// Packets the sliver sent with a forged source address, dropped on the node.
+    #[serde(default)]
+    pub spoofed_pkts: u64,
 }
 
 /// A batch of usage samples. Like reports, batches carry an increasing `seq`; central stores a
@@ -84,6 +87,9 @@ pub struct UsagePoint {
     /// Highest memory in use seen during the step.
     pub mem_bytes: u64,
     pub disk_bytes: u64,
+    /// Forged-source packets dropped during the step.
+    #[serde(default)]
+    pub spoofed_pkts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

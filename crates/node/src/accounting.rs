@@ -200,6 +200,7 @@ impl Accountant {
         let day = now.div_euclid(self.day_s);
         next.bwmon.day = day;
         let mut samples = Vec::new();
+        let spoofed = net::spoofed_packets(&rt.config().names);
         for s in &slices {
             let old = prev.slivers.get(s).cloned().unwrap_or_default();
             let cpu_ns = cg.cpu_usage_ns(s).unwrap_or(old.cpu_ns);
@@ -209,7 +210,10 @@ impl Accountant {
             } else {
                 cpu_ns
             };
-            let veth = net::veth_counters(s);
+            let veth = net::veth_counters(s).map(|v| VethCounters {
+                spoofed_pkts: spoofed.get(s).copied().unwrap_or(0),
+                ..v
+            });
             let d = veth_delta(old.veth.as_ref(), veth.as_ref());
             let dir = names::sliver_dir(&state_dir, s);
             let disk_bytes =
@@ -225,6 +229,7 @@ impl Accountant {
                 rx_bytes: d.rx_bytes,
                 tx_pkts: d.tx_pkts,
                 rx_pkts: d.rx_pkts,
+                spoofed_pkts: d.spoofed_pkts,
             });
             next.slivers.insert(
                 s.clone(),
@@ -391,6 +396,7 @@ fn veth_delta(old: Option<&VethCounters>, new: Option<&VethCounters>) -> VethCou
                 rx_bytes: n.rx_bytes - o.rx_bytes,
                 tx_pkts: n.tx_pkts.saturating_sub(o.tx_pkts),
                 rx_pkts: n.rx_pkts.saturating_sub(o.rx_pkts),
+                spoofed_pkts: n.spoofed_pkts.saturating_sub(o.spoofed_pkts),
             }
         }
         _ => *n,
@@ -451,6 +457,7 @@ fn node_sample(
             rx_bytes: d.rx_bytes,
             tx_pkts: d.tx_pkts,
             rx_pkts: d.rx_pkts,
+            spoofed_pkts: 0,
         },
         NodeCounters {
             cpu_ticks: ticks,
@@ -500,6 +507,7 @@ fn uplink_counters() -> Option<(String, VethCounters)> {
             rx_bytes: read("statistics/rx_bytes")?,
             tx_pkts: read("statistics/tx_packets")?,
             rx_pkts: read("statistics/rx_packets")?,
+            spoofed_pkts: 0,
         },
     ))
 }
@@ -515,6 +523,7 @@ mod tests {
             rx_bytes: tx / 2,
             tx_pkts: tx / 100,
             rx_pkts: 1,
+            spoofed_pkts: 0,
         }
     }
 

@@ -1,5 +1,6 @@
-//! `slicelab bench sliver`: time from create to the initscript running, for N slivers, next to
-//! `runc run` and `unshare` of the same image measured in the same run.
+//! `slicelab bench sliver`: time from create to the initscript running, for N slivers (each in
+//! its own user namespace, as always), next to `runc run`, `lxc-execute` with a veth, and
+//! `unshare` of the same image measured in the same run.
 
 use std::fmt;
 use std::fs;
@@ -21,6 +22,8 @@ pub struct BenchReport {
     /// Median create → initscript-running, milliseconds.
     pub sliver_ms: f64,
     pub runc_ms: Option<f64>,
+    /// `lxc-execute` of the same image with a veth interface.
+    pub lxc_ms: Option<f64>,
     pub unshare_ms: Option<f64>,
     /// Why a peer was not measured.
     pub notes: Vec<String>,
@@ -34,7 +37,11 @@ impl fmt::Display for BenchReport {
             self.n
         )?;
         writeln!(f, "  slicelab sliver  {:8.1} ms", self.sliver_ms)?;
-        for (name, v) in [("runc run", self.runc_ms), ("unshare", self.unshare_ms)] {
+        for (name, v) in [
+            ("runc run", self.runc_ms),
+            ("lxc-execute", self.lxc_ms),
+            ("unshare", self.unshare_ms),
+        ] {
             match v {
                 Some(ms) => writeln!(
                     f,
@@ -178,6 +185,11 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
     }
     let _ = fs::remove_dir_all(&bundle);
 
+    match bench_lxc(n, cfg, &img) {
+        Ok(ms) => report.lxc_ms = Some(ms),
+        Err(e) => report.notes.push(format!("lxc-execute: {e}")),
+    }
+
     // unshare: namespaces + chroot only (no overlay, cgroup, network or confinement).
     let mut t = Vec::new();
     for _ in 0..n {
@@ -199,6 +211,49 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
         report.unshare_ms = Some(median(t));
     }
     Ok(report)
+}
+
+/// `lxc-execute` of a copy of the image (LXC writes its init into the rootfs) with a veth
+/// interface, proc and sys mounted: LXC's nearest equivalent of a sliver start.
+fn bench_lxc(n: usize, cfg: &RuntimeConfig, img: &Path) -> Result<f64, String> {
+    let dir = cfg.state_dir.join("bench-lxc");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let rootfs = dir.join("rootfs");
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(img)
+        .arg(&rootfs)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !o.status.success() {
+        return Err(String::from_utf8_lossy(&o.stderr).into_owned());
+    }
+    let config = dir.join("config");
+    fs::write(
+        &config,
+        format!(
+            "lxc.uts.name = bench\nlxc.rootfs.path = dir:{}\nlxc.net.0.type = veth\n\
+             lxc.net.0.flags = up\nlxc.mount.auto = proc:mixed sys:ro\n\
+             lxc.apparmor.profile = unconfined\n",
+            rootfs.display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let mut t = Vec::new();
+    for i in 0..n {
+        let name = format!("slicelab-bench-{}-{i}", std::process::id());
+        t.push(time_to_ready(
+            Command::new("lxc-execute")
+                .args(["-n", &name, "-P"])
+                .arg(&dir)
+                .arg("-f")
+                .arg(&config)
+                .args(["--", "/bin/sh", "-c", "echo ready"]),
+        )?);
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(median(t))
 }
 
 fn make_runc_bundle(bundle: &Path, rootfs: &Path) -> Result<(), String> {

@@ -146,6 +146,8 @@ pub fn statuses(
             // A throttle is detail of the sliver whatever its state (see `accounting`); central
             // turns its start and end into events that tell the slice's persons.
             throttled: o.note.clone(),
+            // Central turns each increase into a `sliver.limit_hit` event.
+            limits: o.limits,
         });
     }
     Ok(out)
@@ -286,6 +288,9 @@ fn cache_path(state_dir: &Path) -> PathBuf {
 /// slivers keep running across a restart of the daemon (they are found again by name).
 /// Must run inside a tokio runtime, in a binary whose `main` called `maybe_run_sliver_init()`.
 pub async fn run(cfg: Config) -> Result<(), NodeError> {
+    // The node reserve: the kernel's OOM killer never picks the node manager (nor the SSH
+    // gateway it hosts), whatever the slivers do; they are bounded by their parent cgroup.
+    let _ = fs::write("/proc/self/oom_score_adj", "-1000");
     // Sliver inits are orphaned on purpose (they outlive us); as subreaper we get them back and
     // reap them when they die, instead of leaving zombies to a PID 1 that may not reap.
     // SAFETY: plain prctl with integer arguments.

@@ -66,6 +66,13 @@ fn unescape(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
+/// Whether the quota filesystem is (all but) full: less than 1 MiB left.
+pub fn is_full(sliver_dir: &Path) -> bool {
+    nix::sys::statvfs::statvfs(&mount_point(sliver_dir))
+        .map(|s| s.blocks_available() * s.fragment_size() < 1 << 20)
+        .unwrap_or(false)
+}
+
 pub fn is_mounted(sliver_dir: &Path) -> bool {
     mounted_device(&mount_point(sliver_dir)).is_some()
 }

@@ -251,6 +251,9 @@ pub struct VethCounters {
     pub rx_bytes: u64,
     pub tx_pkts: u64,
     pub rx_pkts: u64,
+    /// Forged-source packets dropped (see [`spoofed_packets`]); filled in by accounting.
+    #[serde(default)]
+    pub spoofed_pkts: u64,
 }
 
 pub fn veth_counters(slice: &str) -> Option<VethCounters> {
@@ -268,6 +271,7 @@ pub fn veth_counters(slice: &str) -> Option<VethCounters> {
         rx_bytes: read("statistics/tx_bytes")?,
         tx_pkts: read("statistics/rx_packets")?,
         rx_pkts: read("statistics/tx_packets")?,
+        spoofed_pkts: 0,
     })
 }
 

@@ -23,6 +23,8 @@ pub struct ObservedSliver {
     pub address: Option<std::net::Ipv4Addr>,
     /// Detail for people (e.g. a bandwidth throttle); for reports only.
     pub note: Option<String>,
+    /// Limits hit so far; for reports only.
+    pub limits: slicelab_model::sliver::LimitCounts,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +140,7 @@ mod tests {
             retry_after: 0,
             address: None,
             note: None,
+            limits: Default::default(),
         }
     }
 
@@ -263,6 +266,7 @@ mod tests {
             retry_after: 0,
             address: None,
             note: None,
+            limits: Default::default(),
         };
         assert_eq!(
             plan(std::slice::from_ref(&a), std::slice::from_ref(&lost), 10),

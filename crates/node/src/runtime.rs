@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use slicelab_model::sliver::LimitCounts;
 use slicelab_model::SliverSpec;
 
 use crate::cgroup::{Cgroups, Reserve};
@@ -171,6 +172,14 @@ impl LinuxRuntime {
     pub fn root_ids(&self, slice: &str) -> Option<(u32, u32)> {
         let rec = state::load(&self.cfg.state_dir, slice).ok()??;
         rec.idmap.map(|r| (r.host(0), r.host(0)))
+    }
+
+    /// The sliver's limits hit so far: OOM kills, refused forks, and a full disk quota now.
+    pub fn limits_hit(&self, slice: &str) -> LimitCounts {
+        let (memory, pids) = self.cgroups.limit_events(slice);
+        let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+        let disk = u64::from(disk::is_mounted(&dir) && disk::is_full(&dir));
+        LimitCounts { memory, pids, disk }
     }
 
     fn allocate_address(&self, slice: &str) -> Result<Ipv4Addr, NodeError> {
@@ -431,6 +440,11 @@ impl Runtime for LinuxRuntime {
                 reap(p.pid);
                 p.is_alive()
             });
+            let limits = if running {
+                self.limits_hit(&s)
+            } else {
+                LimitCounts::default()
+            };
             out.push(ObservedSliver {
                 slice_name: s,
                 running,
@@ -439,6 +453,7 @@ impl Runtime for LinuxRuntime {
                 address: rec.as_ref().and_then(|r| r.address),
                 note: rec.as_ref().and_then(|r| r.throttled.clone()),
                 spec: rec.map(|r| r.spec),
+                limits,
             });
         }
         Ok(out)
@@ -644,6 +659,7 @@ impl Runtime for FakeRuntime {
                     retry_after: 0,
                     address: None,
                     note: None,
+                    limits: LimitCounts::default(),
                 })
                 .collect()
         }))

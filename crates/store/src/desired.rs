@@ -1,10 +1,12 @@
-//! The node's desired slivers (PlanetLab's GetSlivers): three queries per node, whatever the
-//! registry's size: the node's live slices, their persons' keys, their tags.
+//! The node's desired slivers (PlanetLab's GetSlivers): four queries per node, whatever the
+//! registry's size: the node's live slices, their persons' keys, their tags, and the default
+//! allocation in force on the node (platform defaults and the node's overrides).
 
 use std::collections::BTreeMap;
 
 use slicelab_model::sliver::SliverKey;
-use slicelab_model::tags::{self, TagValue};
+use slicelab_model::defaults;
+use slicelab_model::tags::TagValue;
 use slicelab_model::{DesiredSlivers, Node, SliverSpec, TagName};
 
 use crate::{Result, Store};
@@ -52,6 +54,7 @@ impl Store {
             .bind(node.id)
             .fetch_all(self.pool())
             .await?;
+            let (platform, node_defaults) = self.defaults_for(node.id).await?;
             let mut keys_by_slice: BTreeMap<i64, Vec<SliverKey>> = BTreeMap::new();
             for (slice_id, person, key) in keys {
                 keys_by_slice
@@ -91,7 +94,12 @@ impl Store {
                     expires,
                     run: runs && enabled != 0 && leased_to.is_none_or(|holder| holder == Some(id)),
                     keys: keys_by_slice.remove(&id).unwrap_or_default(),
-                    resources: tags::resolve(tags, node.id),
+                    resources: defaults::resolve(
+                        platform.iter().map(|(t, v)| (*t, v.as_str())),
+                        node_defaults.iter().map(|(t, v)| (*t, v.as_str())),
+                        tags,
+                        node.id,
+                    ),
                 });
             }
         }

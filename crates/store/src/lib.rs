@@ -7,6 +7,7 @@
 //! a change that was stored.
 
 mod auth;
+mod defaults;
 mod desired;
 mod events;
 mod flows;

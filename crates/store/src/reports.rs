@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use serde_json::json;
+use slicelab_model::sliver::LimitCounts;
 use slicelab_model::{Node, NodeReport, SliverState};
 
 use crate::events::NewEvent;
@@ -62,16 +63,21 @@ impl WriteTx<'_> {
         if r.seq <= last {
             return Ok(last);
         }
-        let old: Vec<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT sl.name, ss.state, ss.throttled FROM slivers ss JOIN slices sl ON sl.id = ss.slice_id \
-             WHERE ss.node_id = $1",
+        let old: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT sl.name, ss.state, ss.throttled, ss.limits FROM slivers ss \
+             JOIN slices sl ON sl.id = ss.slice_id WHERE ss.node_id = $1",
         )
         .bind(node.id)
         .fetch_all(&mut *w.tx)
         .await?;
-        let old: HashMap<String, (String, Option<String>)> = old
+        let old: HashMap<String, (String, Option<String>, LimitCounts)> = old
             .into_iter()
-            .map(|(name, st, thr)| (name, (st, thr)))
+            .map(|(name, st, thr, lim)| {
+                let lim = lim
+                    .and_then(|l| serde_json::from_str(&l).ok())
+                    .unwrap_or_default();
+                (name, (st, thr, lim))
+            })
             .collect();
         sqlx::query("DELETE FROM slivers WHERE node_id = $1")
             .bind(node.id)
@@ -99,8 +105,8 @@ impl WriteTx<'_> {
             let throttled: Option<String> =
                 s.throttled.as_ref().map(|t| t.chars().take(500).collect());
             sqlx::query(
-                "INSERT INTO slivers (slice_id, node_id, state, message, address, updated, throttled) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO slivers (slice_id, node_id, state, message, address, updated, throttled, limits) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(slice_id)
             .bind(node.id)
@@ -109,9 +115,30 @@ impl WriteTx<'_> {
             .bind(s.address.as_deref())
             .bind(now)
             .bind(throttled.clone())
+            .bind((!s.limits.is_zero()).then(|| json!(s.limits).to_string()))
             .execute(&mut *w.tx)
             .await?;
-            let was_throttled = old.get(&s.slice_name).is_some_and(|(_, t)| t.is_some());
+            let limits_before = old
+                .get(&s.slice_name)
+                .map(|o| o.2)
+                .unwrap_or_default();
+            for (limit, count) in s.limits.hit_since(&limits_before) {
+                // The slice's persons see which limit stopped their experiment, and where.
+                w.event(
+                    now,
+                    NewEvent {
+                        actor: &actor,
+                        action: "sliver.limit_hit",
+                        object_type: "slice",
+                        object_id: slice_id,
+                        object_name: &s.slice_name,
+                        site_id: Some(site_id),
+                        detail: json!({"node": node.hostname, "limit": limit, "count": count}),
+                    },
+                )
+                .await?;
+            }
+            let was_throttled = old.get(&s.slice_name).is_some_and(|o| o.1.is_some());
             if was_throttled != throttled.is_some() {
                 // bwmon: the slice's persons learn of a throttle (and its end) from the event log.
                 w.event(
@@ -132,7 +159,7 @@ impl WriteTx<'_> {
                 )
                 .await?;
             }
-            let before = old.get(&s.slice_name).map(|(st, _)| st.as_str());
+            let before = old.get(&s.slice_name).map(|o| o.0.as_str());
             if before != Some(s.state.as_str()) {
                 w.event(
                     now,

@@ -95,7 +95,8 @@ impl Store {
             };
             sqlx::query(
                 "INSERT INTO usage (node_id, slice_id, is_node, t, resolution, cpu_s, mem_bytes, disk_bytes, \
-                 tx_bytes, rx_bytes, tx_pkts, rx_pkts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 tx_bytes, rx_bytes, tx_pkts, rx_pkts, spoofed_pkts) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(node.id)
             .bind(slice_id)
@@ -109,6 +110,7 @@ impl Store {
             .bind(sane(s.rx_bytes))
             .bind(sane(s.tx_pkts))
             .bind(sane(s.rx_pkts))
+            .bind(sane(s.spoofed_pkts))
             .execute(&mut *w.tx)
             .await?;
         }
@@ -140,15 +142,16 @@ impl Store {
             // PostgreSQL sums BIGINTs into NUMERIC; cast back so both backends answer integers.
             "SELECT (u.t / {ps}) * {ps} AS b, SUM(u.cpu_s), CAST(SUM(u.tx_bytes) AS BIGINT), \
              CAST(SUM(u.rx_bytes) AS BIGINT), CAST(SUM(u.tx_pkts) AS BIGINT), CAST(SUM(u.rx_pkts) AS BIGINT), \
-             MAX(u.mem_bytes), MAX(u.disk_bytes) FROM usage u {} GROUP BY b ORDER BY b",
+             MAX(u.mem_bytes), MAX(u.disk_bytes), CAST(SUM(u.spoofed_pkts) AS BIGINT) \
+             FROM usage u {} GROUP BY b ORDER BY b",
             f.where_sql()
         );
-        type Row = (i64, f64, i64, i64, i64, i64, i64, i64);
+        type Row = (i64, f64, i64, i64, i64, i64, i64, i64, i64);
         let rows: Vec<Row> = f.bind(sqlx::query_as(&sql)).fetch_all(self.pool()).await?;
         let u = |v: i64| u64::try_from(v).unwrap_or(0);
         let points: Vec<UsagePoint> = rows
             .into_iter()
-            .map(|(t, cpu, tx, rx, txp, rxp, mem, disk)| UsagePoint {
+            .map(|(t, cpu, tx, rx, txp, rxp, mem, disk, spoofed)| UsagePoint {
                 t,
                 cpu_s: cpu,
                 cpu_load: cpu / step as f64,
@@ -158,6 +161,7 @@ impl Store {
                 rx_pkts: u(rxp),
                 mem_bytes: u(mem),
                 disk_bytes: u(disk),
+                spoofed_pkts: u(spoofed),
             })
             .collect();
         Ok(UsageSeries {
@@ -212,9 +216,10 @@ impl Store {
         let mut w = self.write().await?;
         sqlx::query(
             "INSERT INTO usage (node_id, slice_id, is_node, t, resolution, cpu_s, mem_bytes, disk_bytes, \
-             tx_bytes, rx_bytes, tx_pkts, rx_pkts) \
+             tx_bytes, rx_bytes, tx_pkts, rx_pkts, spoofed_pkts) \
              SELECT node_id, slice_id, is_node, (t / 3600) * 3600, 3600, SUM(cpu_s), MAX(mem_bytes), \
-             MAX(disk_bytes), SUM(tx_bytes), SUM(rx_bytes), SUM(tx_pkts), SUM(rx_pkts) FROM usage \
+             MAX(disk_bytes), SUM(tx_bytes), SUM(rx_bytes), SUM(tx_pkts), SUM(rx_pkts), \
+             SUM(spoofed_pkts) FROM usage \
              WHERE resolution < 3600 AND t < $1 GROUP BY node_id, slice_id, is_node, (t / 3600) * 3600",
         )
         .bind(cutoff)

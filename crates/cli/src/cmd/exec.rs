@@ -18,8 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
-use crate::cli::{ExecArgs, DEFAULT_TESTBED_DIR};
-use crate::up::Testbed;
+use crate::args::{ExecArgs, DEFAULT_TESTBED_DIR};
+use crate::testbed::Testbed;
 
 /// How one node did.
 #[derive(Debug)]
@@ -134,9 +134,9 @@ async fn run_one(
     }
 }
 
-pub async fn exec(a: ExecArgs) -> Result<()> {
+pub(crate) async fn exec(a: ExecArgs) -> Result<()> {
     let nodes = if a.nodes.is_empty() {
-        let s = crate::commands::session()?;
+        let s = crate::session::session()?;
         let slice = s
             .client
             .slice(&a.slice)

@@ -1,10 +1,14 @@
 //! Argument pieces shared by several nouns: value parsers for the model's enums (so help lists
-//! the possible values) and the `--limit/--offset/--all` and `--enable/--disable` groups.
+//! the possible values), the `--limit/--offset/--all` and `--enable/--disable` groups, and the
+//! node manager's default state directory.
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use slicelab_model::tags::ALL_TAGS;
 use slicelab_model::{BootState, Role, TagName};
+
+/// The node manager's state directory unless `--state-dir` or `SLICELAB_STATE_DIR` names one.
+pub const DEFAULT_NODE_STATE_DIR: &str = "/var/lib/slicelab/node";
 
 pub fn role_parser() -> impl TypedValueParser<Value = Role> {
     PossibleValuesParser::new(["admin", "pi", "tech", "user"])

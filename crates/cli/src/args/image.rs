@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use super::common::DEFAULT_NODE_STATE_DIR;
+
 #[derive(Debug, Subcommand)]
 pub enum ImageCmd {
     /// Import a directory tree as a sliver root filesystem image on this node.
@@ -18,7 +20,7 @@ pub enum ImageCmd {
             long,
             env = "SLICELAB_STATE_DIR",
             value_name = "DIR",
-            default_value = "/var/lib/slicelab/node"
+            default_value = DEFAULT_NODE_STATE_DIR
         )]
         state_dir: PathBuf,
     },

@@ -26,7 +26,9 @@ mod usage;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use central::CentralArgs;
-pub use common::{boot_state_parser, role_parser, tag_parser, EnableArgs, ListArgs};
+pub use common::{
+    boot_state_parser, role_parser, tag_parser, EnableArgs, ListArgs, DEFAULT_NODE_STATE_DIR,
+};
 pub use events::EventsArgs;
 pub use exec::ExecArgs;
 pub use flows::FlowsArgs;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Subcommand};
 use slicelab_model::BootState;
 
-use super::common::{boot_state_parser, ListArgs};
+use super::common::{boot_state_parser, ListArgs, DEFAULT_NODE_STATE_DIR};
 
 pub(super) const NODE_ABOUT: &str = "\
 Run the node manager, or manage the registry's nodes.
@@ -62,7 +62,7 @@ pub struct NodeDaemonArgs {
         long,
         env = "SLICELAB_STATE_DIR",
         value_name = "DIR",
-        default_value = "/var/lib/slicelab/node",
+        default_value = DEFAULT_NODE_STATE_DIR,
         help_heading = "Node manager"
     )]
     pub state_dir: PathBuf,
@@ -193,7 +193,7 @@ pub struct NodeCleanupArgs {
         long,
         env = "SLICELAB_STATE_DIR",
         value_name = "DIR",
-        default_value = "/var/lib/slicelab/node"
+        default_value = DEFAULT_NODE_STATE_DIR
     )]
     pub state_dir: PathBuf,
     /// Also delete the slivers' writable layers (their files).

@@ -13,13 +13,18 @@ use super::process::{log_file, spawn_in_netns};
 use super::{host_addr, Testbed, DOMAIN};
 use crate::args::UpArgs;
 
-/// The running central and its admin's session.
+/// An email and password to log in with.
+pub(super) struct Account {
+    pub(super) email: String,
+    pub(super) password: String,
+}
+
+/// The running central, its admin account and the admin's session.
 pub(super) struct Central {
     pub(super) child: Child,
     pub(super) url: String,
     pub(super) admin: Client,
-    pub(super) admin_email: String,
-    pub(super) admin_password: String,
+    pub(super) admin_account: Account,
 }
 
 /// Starts central (recording it in `tb`) and logs in as its admin.
@@ -53,8 +58,10 @@ pub(super) async fn start_central(exe: &Path, a: &UpArgs, tb: &mut Testbed) -> R
         child,
         url,
         admin,
-        admin_email,
-        admin_password,
+        admin_account: Account {
+            email: admin_email,
+            password: admin_password,
+        },
     })
 }
 

@@ -14,9 +14,9 @@ use super::keys::{random_password, user_key};
 use super::{site_name, Testbed, DEMO_PORT, DEMO_SLICE, DOMAIN};
 use crate::args::UpArgs;
 
-/// The demo persons, and the PI's session (the PI owns the demo slice).
+/// The demo persons: a PI (who owns the demo slice) and a user.
 pub(super) struct People {
-    pub(super) pi: Client,
+    /// The PI's session token.
     pub(super) pi_token: String,
     pub(super) pi_email: String,
     pub(super) user_email: String,
@@ -27,12 +27,13 @@ pub(super) struct People {
     pub(super) user_key_generated: bool,
 }
 
-/// Creates the demo sites, persons and slice (recording the user's key in `tb`).
+/// Creates the demo sites, persons and slice (recording the user's key in `tb`); returns the
+/// PI's session with the persons.
 pub(super) async fn seed_registry(
     a: &UpArgs,
     tb: &mut Testbed,
     central: &mut Central,
-) -> Result<People> {
+) -> Result<(Client, People)> {
     seed_sites(&central.admin, a.sites).await?;
     let person_password = random_password()?;
     let pi_email = format!("pi@demo.{DOMAIN}");
@@ -69,15 +70,15 @@ pub(super) async fn seed_registry(
     )
     .await?;
     create_demo_slice(&pi, &[pi_email.clone(), user_email.clone()]).await?;
-    Ok(People {
-        pi,
+    let people = People {
         pi_token,
         pi_email,
         user_email,
         person_password,
         user_key: private,
         user_key_generated: generated,
-    })
+    };
+    Ok((pi, people))
 }
 
 /// Sites `demo`, `site2`, ... (`sites` of them).

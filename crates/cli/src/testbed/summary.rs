@@ -31,20 +31,20 @@ fn accounts(tb: &Testbed, d: &Demo) -> String {
     let mut s = format!("  central   {}   (API under /api/v1)\n", tb.central_url);
     s.push_str(&format!(
         "  admin     {}  password {}\n",
-        d.admin_email, d.admin_password
+        d.admin.email, d.admin.password
     ));
     s.push_str(&format!(
         "  pi        {}  password {}\n",
-        d.pi_email, d.person_password
+        d.people.pi_email, d.people.person_password
     ));
     s.push_str(&format!(
         "  user      {}  password {}\n",
-        d.user_email, d.person_password
+        d.people.user_email, d.people.person_password
     ));
     s.push_str(&format!(
         "  ssh key   {}{}\n\n",
-        d.user_key.display(),
-        if d.user_key_generated {
+        d.people.user_key.display(),
+        if d.people.user_key_generated {
             "  (generated; the demo user's key)"
         } else {
             "  (yours; the demo user's key)"
@@ -68,8 +68,8 @@ fn nodes(tb: &Testbed) -> String {
 }
 
 fn hints(a: &UpArgs, tb: &Testbed, d: &Demo, login: Option<&Path>) -> String {
-    let ident = if d.user_key_generated {
-        format!("-i {} ", d.user_key.display())
+    let ident = if d.people.user_key_generated {
+        format!("-i {} ", d.people.user_key.display())
     } else {
         String::new()
     };
@@ -80,12 +80,12 @@ fn hints(a: &UpArgs, tb: &Testbed, d: &Demo, login: Option<&Path>) -> String {
     match login {
         Some(p) => s.push_str(&format!(
             "  Logged in as {} (saved in {}): try `slicelab slice list`.\n",
-            d.pi_email,
+            d.people.pi_email,
             p.display()
         )),
         None => s.push_str(&format!(
             "  Log in with:      slicelab login --central {} --email {}\n",
-            tb.central_url, d.pi_email
+            tb.central_url, d.people.pi_email
         )),
     }
     if a.detach {

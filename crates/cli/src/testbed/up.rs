@@ -44,7 +44,11 @@ pub async fn up(a: UpArgs) -> Result<()> {
             return Err(e);
         }
     };
-    let login = save_login(&tb.central_url, &demo.pi_email, &demo.pi_token);
+    let login = save_login(
+        &tb.central_url,
+        &demo.people.pi_email,
+        &demo.people.pi_token,
+    );
     print_summary(&a, &tb, &demo, login.as_deref(), started.elapsed());
     if a.detach {
         return Ok(());

@@ -1,3 +1,8 @@
+//! The `slicelab` binary: parses the command line, sets up logging (daemons at `info`, user
+//! commands at `warn`; `SLICELAB_LOG` overrides) and runs the command on a tokio runtime, turning
+//! its error into a message and an exit code. Re-executed as a sliver init or exec helper, it does
+//! that job instead, before any thread exists.
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -8,7 +8,7 @@
 //! and the exit status is non-zero when any node failed.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +18,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
-use crate::cli::{ExecArgs, DEFAULT_TESTBED_DIR};
-use crate::up::Testbed;
+use crate::args::{ExecArgs, DEFAULT_TESTBED_DIR};
+use crate::session::session;
+use crate::testbed::Testbed;
 
 /// How one node did.
 #[derive(Debug)]
@@ -56,17 +57,11 @@ async fn pump(
     Ok(())
 }
 
-async fn run_one(
-    node: String,
-    width: usize,
-    slice: String,
-    a: Arc<ExecArgs>,
-    identity: Option<PathBuf>,
-) -> Outcome {
-    let t0 = Instant::now();
+/// The ssh client for `slice@node` running the command, its output piped.
+fn ssh_command(node: &str, slice: &str, a: &ExecArgs, identity: Option<&Path>) -> Command {
     let mut c = Command::new("ssh");
     c.args(["-p", &a.port.to_string()]);
-    if let Some(i) = &identity {
+    if let Some(i) = identity {
         c.arg("-i").arg(i);
     }
     // BatchMode: never prompt (for passwords or unknown host keys) in the middle of a fan-out.
@@ -86,7 +81,19 @@ async fn run_one(
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
     .kill_on_drop(true);
-    let mut child = match c.spawn() {
+    c
+}
+
+/// Runs the command on one node, its output prefixed with the node's name.
+async fn run_one(
+    node: String,
+    width: usize,
+    slice: String,
+    a: Arc<ExecArgs>,
+    identity: Option<PathBuf>,
+) -> Outcome {
+    let t0 = Instant::now();
+    let mut child = match ssh_command(&node, &slice, &a, identity.as_deref()).spawn() {
         Ok(c) => c,
         Err(e) => {
             return Outcome {
@@ -134,9 +141,10 @@ async fn run_one(
     }
 }
 
-pub async fn exec(a: ExecArgs) -> Result<()> {
+/// `slicelab exec`: fails when any node failed.
+pub(crate) async fn exec(a: ExecArgs) -> Result<()> {
     let nodes = if a.nodes.is_empty() {
-        let s = crate::commands::session()?;
+        let s = session()?;
         let slice = s
             .client
             .slice(&a.slice)
@@ -181,9 +189,18 @@ pub async fn exec(a: ExecArgs) -> Result<()> {
         results.push(r);
     }
     results.sort_by(|x, y| x.node.cmp(&y.node));
+    let failed = summarize(&results, width);
+    if failed > 0 {
+        bail!("{failed} of {} nodes failed", results.len());
+    }
+    Ok(())
+}
+
+/// Prints how each node did and the totals on stderr; returns how many failed.
+fn summarize(results: &[Outcome], width: usize) -> usize {
     let failed = results.iter().filter(|r| !r.ok).count();
     eprintln!();
-    for r in &results {
+    for r in results {
         eprintln!(
             "{:width$}  {:6}  {:>6.1}s  {}",
             r.node,
@@ -202,8 +219,5 @@ pub async fn exec(a: ExecArgs) -> Result<()> {
             String::new()
         }
     );
-    if failed > 0 {
-        bail!("{failed} of {} nodes failed", results.len());
-    }
-    Ok(())
+    failed
 }

@@ -1,0 +1,103 @@
+//! The two daemons the binary starts: `slicelab central` (with the web interface mounted) and the
+//! node manager (`slicelab node --central URL --key KEY`). Both run until a signal; neither needs
+//! a login. Which database central opens by default is `crate::db_url`'s policy.
+
+use anyhow::{Context, Result};
+
+use crate::args::{CentralArgs, NodeDaemonArgs, NodeNamesArgs};
+use crate::db_url;
+use crate::error::CliError;
+use crate::output::print;
+
+/// `slicelab central`: serves the API and web pages until SIGINT/SIGTERM.
+pub(crate) async fn central(a: CentralArgs) -> Result<()> {
+    let db_url = db_url::resolve(a.db);
+    db_url::create_sqlite_dir(&db_url)?;
+    let admin_password = std::env::var("SLICELAB_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let running = slicelab_central::start_with_routes(
+        slicelab_central::Config {
+            db_url: db_url.clone(),
+            listen: a.listen,
+            admin_email: a.admin_email.clone(),
+            admin_password,
+        },
+        slicelab_web::router(),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "starting central (database {})",
+            slicelab_central::redact(&db_url)
+        )
+    })?;
+    let url = format!("http://{}", running.addr);
+    let mut text = format!(
+        "central: serving {url}/api/v1 (database {})\n",
+        slicelab_central::redact(&db_url)
+    );
+    if let Some(pw) = &running.generated_admin_password {
+        text.push_str(&format!(
+            "\nCreated the admin account. Its password is shown only this once:\n\n    \
+             email:     {email}\n    password:  {pw}\n\n\
+             Log in with:  slicelab login --central {url} --email {email}\n\n",
+            email = a.admin_email
+        ));
+    }
+    print(&text)?;
+    running.wait_for_signal().await?;
+    Ok(())
+}
+
+/// `slicelab node --central URL --key KEY`: runs the node manager on this machine.
+pub(crate) async fn node_manager(a: NodeDaemonArgs) -> Result<()> {
+    let central = a.central.ok_or_else(|| {
+        CliError::Usage("the node manager needs --central URL (see `slicelab node --help`)".into())
+    })?;
+    let key =
+        match (a.key, a.key_file) {
+            (Some(k), _) => k,
+            (None, Some(f)) => std::fs::read_to_string(&f)
+                .with_context(|| format!("reading the node key from {}", f.display()))?
+                .trim()
+                .to_string(),
+            (None, None) => return Err(CliError::Usage(
+                "the node manager needs --key KEY or --key-file FILE (see `slicelab node --help`)"
+                    .into(),
+            )
+            .into()),
+        };
+    if key.is_empty() {
+        return Err(CliError::Usage("the node key is empty".into()).into());
+    }
+    slicelab_node::run(slicelab_node::Config {
+        central,
+        key,
+        state_dir: a.state_dir,
+        names: node_names(&a.names),
+        ssh_listen: a.ssh_listen,
+        ssh_host_key: a.ssh_host_key,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// The node instance's names: the defaults, with what the flags change.
+pub fn node_names(a: &NodeNamesArgs) -> slicelab_node::NodeNames {
+    let mut n = slicelab_node::NodeNames::default();
+    if let Some(g) = &a.gateway_if {
+        n.gateway_if = g.clone();
+    }
+    if let Some(s) = a.subnet {
+        n.subnet = s;
+    }
+    if let Some(t) = &a.nft_table {
+        n.nft_table = t.clone();
+    }
+    if let Some(c) = &a.cgroup_parent {
+        n.cgroup_parent = c.clone();
+    }
+    n
+}

@@ -1,0 +1,51 @@
+//! Commands that work on this machine's node manager state, without central: `node cleanup`
+//! (remove what a crashed or uninstalled node manager left) and `image import`.
+
+use anyhow::{Context, Result};
+
+use super::daemons::node_names;
+use crate::args::{ImageCmd, NodeCleanupArgs};
+use crate::output::print;
+
+pub(crate) async fn node_cleanup(a: NodeCleanupArgs) -> Result<()> {
+    let names = node_names(&a.names);
+    let state_dir = a.state_dir.clone();
+    let r =
+        tokio::task::spawn_blocking(move || slicelab_node::cleanup(&state_dir, &names, a.purge))
+            .await
+            .context("cleanup task")??;
+    let mut text = format!(
+        "Cleaned up: {} processes, {} cgroups, {} veths, {} nft rules",
+        r.processes, r.cgroups, r.veths, r.nft_rules
+    );
+    if r.nft_table {
+        text.push_str(", the nft table");
+    }
+    if r.gateway_if {
+        text.push_str(", the gateway interface");
+    }
+    if a.purge {
+        text.push_str(&format!(", {} sliver directories", r.sliver_dirs));
+    }
+    text.push_str(".\n");
+    print(&text)
+}
+
+pub(crate) async fn image(c: ImageCmd) -> Result<()> {
+    match c {
+        ImageCmd::Import {
+            name,
+            dir,
+            state_dir,
+        } => {
+            let (n, d) = (name.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || slicelab_node::import_image(&state_dir, &n, &d))
+                .await
+                .context("image import task")??;
+            print(&format!(
+                "Imported image {name:?} from {}.\n",
+                dir.display()
+            ))
+        }
+    }
+}

@@ -10,6 +10,7 @@ use slicelab_model::objects::{
     PersonUpdate, Role, Site, SiteCreate, SiteUpdate, Slice, SliceCreate, SliceRenew, SliceTag,
     SliceTagSet, SliceUpdate, TokenCreate,
 };
+use slicelab_model::defaults::{DefaultSet, DefaultTag, Defaults};
 use slicelab_model::sliver::{ReportAck, Sliver};
 use slicelab_model::{DesiredSlivers, NodeReport, TagName, UsageBatch};
 use thiserror::Error;
@@ -649,6 +650,31 @@ impl Client {
         .await
     }
 
+    // defaults
+
+    /// The default allocation: platform defaults and every node's overrides.
+    pub async fn defaults(&self) -> Result<Defaults> {
+        self.get("/defaults").await
+    }
+
+    /// Sets a platform default, or with `node` that node's override.
+    pub async fn set_default(
+        &self,
+        tag: TagName,
+        node: Option<&str>,
+        value: &str,
+    ) -> Result<DefaultTag> {
+        let body = DefaultSet {
+            value: value.to_string(),
+        };
+        self.put(&default_path(tag, node), &body).await
+    }
+
+    /// Removes a platform default, or with `node` that node's override.
+    pub async fn delete_default(&self, tag: TagName, node: Option<&str>) -> Result<()> {
+        self.delete(&default_path(tag, node)).await
+    }
+
     // events
 
     pub async fn events(&self, f: &EventFilter) -> Result<Page<Event>> {
@@ -689,5 +715,12 @@ mod tests {
             p.apply(Query::new()).to_query_string(),
             "?limit=10&offset=20"
         );
+    }
+}
+
+fn default_path(tag: TagName, node: Option<&str>) -> String {
+    match node {
+        Some(n) => format!("/nodes/{}/defaults/{}", encode(n), tag.as_str()),
+        None => format!("/defaults/{}", tag.as_str()),
     }
 }

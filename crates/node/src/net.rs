@@ -112,9 +112,10 @@ fn antispoof_script(n: &NodeNames, slice: &str, addr: Ipv4Addr) -> String {
     )
 }
 
-/// Removes the sliver's anti-spoofing rules.
-pub fn remove_antispoof(n: &NodeNames, slice: &str) -> Result<(), NodeError> {
-    let batch: String = rules_commented(n, &antispoof_comment(slice))?
+/// Removes every rule of the sliver: port forwards and anti-spoofing (one listing, one batch).
+pub fn remove_sliver_rules(n: &NodeNames, slice: &str) -> Result<(), NodeError> {
+    let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
+    let batch: String = rules_where(n, |c| c == ports_c || c == spoof_c)?
         .iter()
         .map(|(chain, h, _)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
         .collect();
@@ -181,9 +182,25 @@ pub fn attach(n: &NodeNames, slice: &str, pid: i32, addr: Ipv4Addr) -> Result<()
     );
     let netns = format!("--net=/proc/{pid}/ns/net");
     run("nsenter", &[&netns, "ip", "-batch", "-"], Some(&inside))?;
-    remove_antispoof(n, slice)?;
-    run("nft", &["-f", "-"], Some(&antispoof_script(n, slice, addr)))?;
     Ok(())
+}
+
+/// Every nft rule of a starting sliver — anti-spoofing and port forwards — replacing any left
+/// by a previous incarnation, in one nft transaction (one listing, one batch).
+pub fn install_rules(
+    n: &NodeNames,
+    slice: &str,
+    addr: Ipv4Addr,
+    ports: &[PortForward],
+) -> Result<(), NodeError> {
+    let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
+    let mut batch: String = rules_where(n, |c| c == ports_c || c == spoof_c)?
+        .iter()
+        .map(|(chain, h, _)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
+        .collect();
+    batch.push_str(&antispoof_script(n, slice, addr));
+    batch.push_str(&ports_script(n, slice, addr, ports));
+    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
 }
 
 /// Egress rate of a throttled sliver (bwmon, past its daily `net_max_kbyte`): 64 kbit/s, enough
@@ -287,17 +304,22 @@ pub fn detach(slice: &str) -> Result<(), NodeError> {
 /// Handles of the rules commented `sl-<slice>` (all slivers if `slice` is None), per chain.
 fn sliver_rules(n: &NodeNames, slice: Option<&str>) -> Result<Vec<(String, u64)>, NodeError> {
     Ok(match slice {
-        Some(s) => rules_commented(n, &names::nft_comment(s))?,
-        None => rules_commented(n, "sl-*")?,
+        Some(s) => {
+            let c = names::nft_comment(s);
+            rules_where(n, |x| x == c)?
+        }
+        None => rules_where(n, |x| x.starts_with("sl-"))?,
     }
     .into_iter()
     .map(|(c, h, _)| (c, h))
     .collect())
 }
 
-/// (chain, handle, comment) of the rules whose comment is `want` (or, for `sl-*`, of every
-/// sliver rule).
-fn rules_commented(n: &NodeNames, want: &str) -> Result<Vec<(String, u64, String)>, NodeError> {
+/// (chain, handle, comment) of the rules of the node's table whose comment satisfies `want`.
+fn rules_where(
+    n: &NodeNames,
+    want: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, u64, String)>, NodeError> {
     if !table_exists(n) {
         return Ok(vec![]);
     }
@@ -316,11 +338,7 @@ fn rules_commented(n: &NodeNames, want: &str) -> Result<Vec<(String, u64, String
             continue;
         };
         let comment = rule["comment"].as_str().unwrap_or("");
-        let matches = match want {
-            "sl-*" => comment.starts_with("sl-"),
-            w => comment == w,
-        };
-        if matches {
+        if want(comment) {
             if let (Some(chain), Some(h)) = (rule["chain"].as_str(), rule["handle"].as_u64()) {
                 found.push((chain.to_string(), h, comment.to_string()));
             }
@@ -367,6 +385,16 @@ pub fn set_ports(
         .iter()
         .map(|(chain, h)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
         .collect();
+    batch.push_str(&ports_script(n, slice, addr, ports));
+    if batch.is_empty() {
+        return Ok(());
+    }
+    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
+}
+
+/// The nft commands adding the sliver's port forwards.
+fn ports_script(n: &NodeNames, slice: &str, addr: Ipv4Addr, ports: &[PortForward]) -> String {
+    let mut batch = String::new();
     let comment = names::nft_comment(slice);
     for p in ports {
         let proto = match p.protocol {
@@ -383,10 +411,7 @@ pub fn set_ports(
             t = n.nft_table
         ));
     }
-    if batch.is_empty() {
-        return Ok(());
-    }
-    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
+    batch
 }
 
 /// Deletes the node's table and gateway interface.

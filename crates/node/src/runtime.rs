@@ -311,10 +311,9 @@ impl LinuxRuntime {
                 Some(r) => net::set_egress_rate(pid, Some(r)),
                 None => Ok(()),
             })
-            .and_then(|_| net::set_ports(n, slice, address, &rec.spec.resources.ports));
+            .and_then(|_| net::install_rules(n, slice, address, &rec.spec.resources.ports));
         if let Err(e) = wire {
-            let _ = net::remove_ports(n, Some(slice));
-            let _ = net::remove_antispoof(n, slice);
+            let _ = net::remove_sliver_rules(n, slice);
             return Err(abort(&mut child, Some(pid), format!("network: {e}")));
         }
         if let Some(mut stdin) = child.stdin.take() {
@@ -552,8 +551,7 @@ impl Runtime for LinuxRuntime {
     fn stop(&self, slice: &str) -> Result<(), NodeError> {
         let mut rec = self.record(slice)?;
         self.stop_init(slice, rec.init);
-        net::remove_ports(&self.cfg.names, Some(slice))?;
-        net::remove_antispoof(&self.cfg.names, slice)?;
+        net::remove_sliver_rules(&self.cfg.names, slice)?;
         net::detach(slice)?;
         disk::unmount(&names::sliver_dir(&self.cfg.state_dir, slice))?;
         rec.init = None;
@@ -564,8 +562,7 @@ impl Runtime for LinuxRuntime {
         names::check_slice_name(slice)?;
         let rec = state::load(&self.cfg.state_dir, slice).ok().flatten();
         self.stop_init(slice, rec.and_then(|r| r.init));
-        net::remove_ports(&self.cfg.names, Some(slice))?;
-        net::remove_antispoof(&self.cfg.names, slice)?;
+        net::remove_sliver_rules(&self.cfg.names, slice)?;
         net::detach(slice)?;
         self.cgroups.remove(slice)?;
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);

@@ -11,6 +11,7 @@ mod exec;
 mod flows;
 mod image;
 mod key;
+mod defaults;
 mod lease;
 mod login;
 mod lookup;
@@ -34,6 +35,7 @@ pub use exec::ExecArgs;
 pub use flows::FlowsArgs;
 pub use image::ImageCmd;
 pub use key::KeyCmd;
+pub use defaults::DefaultsCmd;
 pub use lease::LeaseCmd;
 pub use login::LoginArgs;
 pub use lookup::LookupArgs;
@@ -133,6 +135,12 @@ pub enum Command {
     /// Reserve reservable nodes for a slice for a time window.
     #[command(subcommand)]
     Lease(LeaseCmd),
+    /// The default allocation: limits of slivers whose slice has no tag for them.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  slicelab defaults show\n  slicelab defaults set mem_max 2G\n  slicelab defaults set pids_max 4096 --node node1.example.org"
+    )]
+    Defaults(DefaultsCmd),
     /// Show resource usage over time: of a slice, a node, a site or the whole platform.
     #[command(
         after_help = "Examples:\n  slicelab usage princeton_codeen --since 24h --step 1h\n  slicelab usage --top --by tx"

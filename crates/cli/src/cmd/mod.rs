@@ -9,6 +9,7 @@ mod exec;
 mod flags;
 mod flows;
 mod key;
+mod defaults;
 mod lease;
 mod local;
 mod login;
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Slice(c) => slice::slice(out, c).await,
         Command::Lease(c) => lease::lease(out, c).await,
+        Command::Defaults(c) => defaults::defaults(out, c).await,
         Command::Usage(a) => usage::usage(out, a).await,
         Command::Flows(a) => flows::flows(out, a).await,
         Command::Lookup(a) => lookup::lookup(out, a).await,

@@ -1,14 +1,24 @@
 //! central: the authority (PlanetLab Central). Serves the REST API of the registry, the node
 //! protocol (desired slivers by long-poll, reports) and `/metrics`, over a `slicelab_store::Store`.
+//!
+//! - `ops`: every write, once (policy → validation → store transaction with its event →
+//!   wake-ups), called by the JSON API (`api`) and by the web forms (`slicelab_web`);
+//! - `queries`: the reads both front ends use;
+//! - `api`: the JSON API's handlers: authenticate, parse, call `ops`/`queries`, answer;
+//! - `state`: `AppState`, which front ends only pass around; the store stays inside central.
 
-pub mod api;
-pub mod auth;
-pub mod batch;
-pub mod broker;
-pub mod error;
-pub mod extract;
-pub mod metrics;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod batch;
+pub(crate) mod broker;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod metrics;
+pub mod ops;
+pub mod queries;
 pub mod state;
+
+pub use auth::new_secret;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,7 +132,7 @@ async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<String>, Centra
         .map_err(|e| CentralError::Bootstrap(e.to_string()))?;
     let hash = auth::hash_password(password.clone())
         .await
-        .map_err(|e| CentralError::Bootstrap(e.message))?;
+        .map_err(|e| CentralError::Bootstrap(e.to_string()))?;
     store
         .create_person("system", now(), &c, Some(hash), &[])
         .await?;

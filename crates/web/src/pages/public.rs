@@ -1,5 +1,6 @@
 //! Pages anyone may read: the platform overview, node pages, site pages and the
-//! "who sent this?" lookup. Private parts appear only for viewers the policy allows.
+//! "who sent this?" lookup. Private parts appear only for viewers the policy allows. Read
+//! through `slicelab_central::queries`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -9,11 +10,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
+use slicelab_central::ops::OpError;
+use slicelab_central::queries::{self, NodeFilter, PersonFilter, SliceFilter, UsageScope};
 use slicelab_central::state::AppState;
+use slicelab_model::flows::LookupResult;
 use slicelab_model::sliver::Sliver;
 use slicelab_model::time::{NODE_LIVE_WINDOW, WEEK};
 use slicelab_model::{BootState, Node, NodeStatus, Site, SliverState};
-use slicelab_store::{NodeFilter, Paging, PersonFilter, SliceFilter, UsageScope};
 
 use crate::error::{WebError, WebResult};
 use crate::layout::{
@@ -52,21 +55,12 @@ pub async fn overview(
     Query(q): Query<PageQuery>,
 ) -> WebResult<Response> {
     let now = slicelab_central::now();
-    let (sites, _) = st
-        .store
-        .list_sites(
-            None,
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let (sites, _) = queries::sites(&st, None, queries::ALL).await?;
     let nodes = all_nodes(&st, &NodeFilter::default()).await?;
     let mut running: HashMap<i64, usize> = HashMap::new();
     let mut running_slices = BTreeSet::new();
     for n in &nodes {
-        for s in st.store.slivers_of_node(n.id).await? {
+        for s in queries::slivers_of_node(&st, n.id).await? {
             if s.state == SliverState::Running {
                 *running.entry(n.id).or_default() += 1;
                 running_slices.insert(s.slice);
@@ -195,9 +189,9 @@ pub async fn render_node(
     notice: Option<Notice>,
 ) -> WebResult<Markup> {
     let now = slicelab_central::now();
-    let n = st.store.node(key).await?;
-    let site = st.store.site(&n.site_id.to_string()).await?;
-    let slivers: Vec<Sliver> = st.store.slivers_of_node(n.id).await?;
+    let n = queries::node(st, key).await?;
+    let site = queries::site(st, &n.site_id.to_string()).await?;
+    let slivers: Vec<Sliver> = queries::slivers_of_node(st, n.id).await?;
     let running = slivers
         .iter()
         .filter(|s| s.state == SliverState::Running)
@@ -278,7 +272,7 @@ pub async fn site_page(
     Query(q): Query<PageQuery>,
 ) -> WebResult<Response> {
     let now = slicelab_central::now();
-    let site = st.store.site(&key).await?;
+    let site = queries::site(&st, &key).await?;
     let nodes = all_nodes(
         &st,
         &NodeFilter {
@@ -289,28 +283,22 @@ pub async fn site_page(
     .await?;
     let mut running = HashMap::new();
     for n in &nodes {
-        let c = st
-            .store
-            .slivers_of_node(n.id)
+        let c = queries::slivers_of_node(&st, n.id)
             .await?
             .iter()
             .filter(|s| s.state == SliverState::Running)
             .count();
         running.insert(n.id, c);
     }
-    let (_, slice_count) = st
-        .store
-        .list_slices(
-            &SliceFilter {
-                site_id: Some(site.id),
-                ..Default::default()
-            },
-            Paging {
-                limit: 1,
-                offset: 0,
-            },
-        )
-        .await?;
+    let of_site = SliceFilter {
+        site_id: Some(site.id),
+        ..Default::default()
+    };
+    let one = queries::Paging {
+        limit: 1,
+        offset: 0,
+    };
+    let (_, slice_count) = queries::slices(&st, &of_site, one).await?;
     let base = format!("/sites/{}", site.login_base);
     let plots = plots(
         &st,
@@ -351,26 +339,18 @@ pub async fn site_manage(
 ) -> WebResult<Response> {
     viewer.person()?;
     let now = slicelab_central::now();
-    let site = st.store.site(&key).await?;
+    let site = queries::site(&st, &key).await?;
     viewer.actor.can_manage_node(site.id).map_err(|_| {
         WebError::Forbidden(format!(
             "only admins and {}'s PIs and techs may see this page",
             site.login_base
         ))
     })?;
-    let (persons, _) = st
-        .store
-        .list_persons(
-            &PersonFilter {
-                site_id: Some(site.id),
-                ..Default::default()
-            },
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let of_site = PersonFilter {
+        site_id: Some(site.id),
+        ..Default::default()
+    };
+    let (persons, _) = queries::persons(&st, &viewer.actor, of_site, queries::ALL).await?;
     let nodes = all_nodes(
         &st,
         &NodeFilter {
@@ -379,19 +359,11 @@ pub async fn site_manage(
         },
     )
     .await?;
-    let (slices, _) = st
-        .store
-        .list_slices(
-            &SliceFilter {
-                site_id: Some(site.id),
-                ..Default::default()
-            },
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let of_site = SliceFilter {
+        site_id: Some(site.id),
+        ..Default::default()
+    };
+    let (slices, _) = queries::slices(&st, &of_site, queries::ALL).await?;
     let here = format!("/sites/{}/manage", site.login_base);
     let body = html! {
         h1 { "Site " (site.login_base) }
@@ -460,20 +432,15 @@ pub struct LookupQuery {
     to: Option<String>,
 }
 
-/// Checks a lookup request; returns (node id, hostname, address, from, to).
-async fn check_lookup(
-    st: &AppState,
-    q: &LookupQuery,
-) -> Result<(i64, String, IpAddr, i64, i64), String> {
+/// Checks a lookup request; returns (node, address, from, to).
+async fn check_lookup(st: &AppState, q: &LookupQuery) -> Result<(Node, IpAddr, i64, i64), String> {
     let node = q.node.as_deref().unwrap_or("").trim();
     if node.is_empty() {
         return Err("choose the node that sent the traffic".into());
     }
-    let n = match st.store.node(node).await {
+    let n = match queries::node(st, node).await {
         Ok(n) => n,
-        Err(slicelab_store::StoreError::NotFound(_)) => {
-            return Err(format!("there is no node {node:?} in slicelab"))
-        }
+        Err(OpError::NotFound(_)) => return Err(format!("there is no node {node:?} in slicelab")),
         Err(e) => return Err(format!("cannot look up the node: {e}")),
     };
     let addr_s = q.addr.as_deref().unwrap_or("").trim();
@@ -490,59 +457,43 @@ async fn check_lookup(
     if to - from > WEEK {
         return Err("the window may span at most 7 days".into());
     }
-    Ok((n.id, n.hostname, addr, from, to))
+    Ok((n, addr, from, to))
 }
 
-/// The answer to a lookup: the slices that exchanged traffic with `addr`, and who answers for them.
-async fn lookup_answer(
-    st: &AppState,
-    node_id: i64,
-    host: &str,
-    addr: IpAddr,
-    from: i64,
-    to: i64,
-) -> WebResult<Markup> {
-    let rows = st.store.lookup_flows(node_id, addr, None, from, to).await?;
-    if rows.is_empty() {
-        return Ok(html! {
+/// The answer to a lookup: the slices that exchanged traffic with the address, and who answers
+/// for them.
+fn lookup_answer(found: &LookupResult) -> Markup {
+    let (host, addr) = (&found.node, &found.remote);
+    if found.matches.is_empty() {
+        return html! {
             div.card id="lookup-result" {
                 h2 { "Result" }
                 div.notice.info {
                     strong { "No records. " }
-                    "No slice on " (host) " exchanged traffic with " (addr.to_string()) " between "
-                    (fmt_time(from)) " and " (fmt_time(to)) " (UTC). Check the node and the time window."
+                    "No slice on " (host) " exchanged traffic with " (addr) " between "
+                    (fmt_time(found.from)) " and " (fmt_time(found.to)) " (UTC). Check the node and the time window."
                 }
             }
-        });
+        };
     }
-    let mut found = Vec::new();
-    for r in rows {
-        let slice = st.store.slice(&r.slice).await.ok();
-        let contacts = st.store.slice_contacts(&r.slice).await?;
-        found.push((r, slice, contacts));
-    }
-    Ok(html! {
+    html! {
         div.card id="lookup-result" {
             h2 { "Result" }
-            p { "Traffic between " strong { (host) } " and " strong { (addr.to_string()) } " came from:" }
-            @for (r, slice, contacts) in &found {
+            p { "Traffic between " strong { (host) } " and " strong { (addr) } " came from:" }
+            @for m in &found.matches {
                 div.card.match {
-                    h3 { "Slice " (r.slice) }
-                    @if let Some(sl) = slice {
-                        @if !sl.description.is_empty() { p { (sl.description) } }
-                        @if !sl.url.is_empty() { p { a href=(sl.url) rel="nofollow noopener" { (sl.url) } } }
-                    } @else {
-                        p.muted { "(this slice has since been deleted)" }
-                    }
+                    h3 { "Slice " (m.slice) }
+                    @if !m.description.is_empty() { p { (m.description) } }
+                    @if !m.url.is_empty() { p { a href=(m.url) rel="nofollow noopener" { (m.url) } } }
                     p.muted {
-                        (r.flows) " flow(s) from " (fmt_time(r.first_seen)) " to " (fmt_time(r.last_seen))
-                        " · " (r.tx_bytes) " bytes sent, " (r.rx_bytes) " received"
+                        (m.flows) " flow(s) from " (fmt_time(m.first_seen)) " to " (fmt_time(m.last_seen))
+                        " · " (m.tx_bytes) " bytes sent, " (m.rx_bytes) " received"
                     }
-                    @if contacts.is_empty() {
+                    @if m.contacts.is_empty() {
                         p { "Responsible: the platform admins." }
                     } @else {
                         p { "Responsible: "
-                            @for (i, c) in contacts.iter().enumerate() {
+                            @for (i, c) in m.contacts.iter().enumerate() {
                                 @if i > 0 { ", " }
                                 (c.name) " <" a href={ "mailto:" (c.email) } { (c.email) } ">"
                             }
@@ -551,7 +502,7 @@ async fn lookup_answer(
                 }
             }
         }
-    })
+    }
 }
 
 /// "Who sent this?": anyone who saw traffic from a node asks which slice sent it.
@@ -565,7 +516,7 @@ pub async fn lookup(
     let asked = q.node.is_some() || q.addr.is_some();
     let (status, result) = if asked && q.addr.is_some() {
         // Same per-client allowance as the API's lookup: the form is the same public door.
-        if let Err(wait) = st.lookups.take(peer.ip()) {
+        if let Err(wait) = st.take_lookup(peer.ip()) {
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(
@@ -577,10 +528,10 @@ pub async fn lookup(
             )
         } else {
             match check_lookup(&st, &q).await {
-                Ok((node_id, host, addr, from, to)) => (
-                    StatusCode::OK,
-                    Some(lookup_answer(&st, node_id, &host, addr, from, to).await?),
-                ),
+                Ok((node, addr, from, to)) => {
+                    let found = queries::lookup(&st, &node, addr, None, (from, to)).await?;
+                    (StatusCode::OK, Some(lookup_answer(&found)))
+                }
                 Err(m) => (
                     StatusCode::UNPROCESSABLE_ENTITY,
                     Some(Notice::Error(m).render()),

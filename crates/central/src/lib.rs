@@ -32,11 +32,10 @@ use axum::Router;
 use slicelab_model::{PersonCreate, Role};
 use slicelab_store::{Store, StoreError};
 use thiserror::Error;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -185,17 +184,7 @@ pub async fn start_with_routes(
 ) -> Result<Running, CentralError> {
     let store = Arc::new(Store::open(&cfg.db_url).await?);
     let generated_admin_password = bootstrap(&store, &cfg).await?;
-    let (tx, _rx) = watch::channel(0u64);
-    let state = AppState {
-        store: store.clone(),
-        changes: Arc::new(tx),
-        metrics: Arc::new(Metrics::default()),
-        stopping: Default::default(),
-        node_changes: Default::default(),
-        reports: batch::start(store.clone()),
-        lookups: Default::default(),
-        desired_cache: Default::default(),
-    };
+    let state = AppState::new(store.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CentralError::Listen {

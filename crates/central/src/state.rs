@@ -43,6 +43,21 @@ pub(crate) struct CachedDesired {
 type DesiredHit = (Arc<slicelab_model::DesiredSlivers>, Option<i64>);
 
 impl AppState {
+    /// The state over an opened store (starts the report writer: needs a tokio runtime).
+    pub(crate) fn new(store: Arc<Store>) -> AppState {
+        let (tx, _rx) = watch::channel(0u64);
+        AppState {
+            reports: crate::batch::start(store.clone()),
+            store,
+            changes: Arc::new(tx),
+            metrics: Arc::new(Metrics::default()),
+            stopping: Default::default(),
+            node_changes: Default::default(),
+            lookups: Default::default(),
+            desired_cache: Default::default(),
+        }
+    }
+
     /// The node's desired slivers as last computed, if nothing concerning it changed since.
     pub(crate) fn cached_desired(
         &self,

@@ -7,8 +7,9 @@ use axum::Json;
 use slicelab_model::objects::ErrorBody;
 use slicelab_model::{ApiToken, LoginRequest, LoginResponse, NewApiToken, Person, TokenCreate};
 
+use crate::api::path_id;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::ApiJson;
 use crate::ops;
 use crate::state::AppState;
@@ -68,9 +69,7 @@ pub async fn delete_token(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.person()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("token id {id:?} is not a number")))?;
+    let id = path_id("token", &id)?;
     ops::tokens::delete(&st, &caller.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,8 +7,9 @@ use serde::Deserialize;
 use slicelab_model::objects::ErrorBody;
 use slicelab_model::{Lease, LeaseCreate};
 
+use crate::api::path_id;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ops;
 use crate::queries;
@@ -64,9 +65,7 @@ pub async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.person()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("lease id {id:?} is not a number")))?;
+    let id = path_id("lease", &id)?;
     ops::leases::remove(&st, &caller.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -110,6 +110,12 @@ pub fn paging(limit: Option<i64>, offset: Option<i64>) -> Result<Paging, ApiErro
     Ok(Paging { limit, offset })
 }
 
+/// A numeric id from the path (`what` names it in the error): 400 unless it is a number.
+pub(crate) fn path_id(what: &str, id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("{what} id {id:?} is not a number")))
+}
+
 /// `?node=HOST` for tag deletion.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

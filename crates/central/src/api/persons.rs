@@ -8,9 +8,9 @@ use serde::Deserialize;
 use slicelab_model::objects::{ErrorBody, Page};
 use slicelab_model::{Key, KeyCreate, Person, PersonCreate, PersonUpdate, Role};
 
-use crate::api::paging;
+use crate::api::{paging, path_id};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
 use crate::ops::{self, persons::visible};
 use crate::queries::{self, PersonFilter};
@@ -142,9 +142,7 @@ pub async fn delete_key(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.person()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("key id {id:?} is not a number")))?;
+    let id = path_id("key", &id)?;
     ops::keys::remove(&st, &caller.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -23,6 +23,8 @@ pub mod sites;
 pub mod slices;
 pub mod tags;
 pub mod tokens;
+#[cfg(test)]
+mod wake_tests;
 
 use slicelab_model::{Actor, Slice};
 use slicelab_store::StoreError;

@@ -4,7 +4,9 @@
 //! transaction with its event and the node wake-ups are central's, never repeated here.
 
 pub mod admin;
+pub mod lookup;
 pub mod public;
+pub mod slice_forms;
 pub mod slices;
 
 use axum::extract::{Path, State};

@@ -77,7 +77,7 @@ pub fn now() -> i64 {
 const BODY_LIMIT: usize = 4 << 20;
 
 /// The whole HTTP application over `state`; `extra` adds routes of other layers (the web UI).
-pub fn app(state: AppState, extra: Router<AppState>) -> Router {
+pub(crate) fn app(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api::router())
         .merge(extra)

@@ -1,4 +1,5 @@
-//! Authentication: argon2 passwords, random bearer secrets (session and API tokens, node keys).
+//! Authentication: argon2 passwords, random bearer secrets (session and API tokens, node keys),
+//! and the API's `Caller` extractor (who sent a request, by its bearer secret).
 //!
 //! Secrets carry a prefix saying what they are (`slt_` person tokens, `sln_` node keys), so a
 //! lookup needs one indexed query. Only their SHA-256 is stored: a stolen database holds no
@@ -15,35 +16,37 @@ use slicelab_model::Actor;
 use slicelab_store::PersonRecord;
 
 use crate::error::ApiError;
+use crate::ops::{session, OpError};
 use crate::state::AppState;
 
-pub const PERSON_TOKEN_PREFIX: &str = "slt_";
-pub const NODE_KEY_PREFIX: &str = "sln_";
+pub(crate) const PERSON_TOKEN_PREFIX: &str = "slt_";
+pub(crate) const NODE_KEY_PREFIX: &str = "sln_";
 
+/// A random 256-bit secret, hex, after `prefix` (also the web's login-form token, with "").
 pub fn new_secret(prefix: &str) -> String {
     let mut b = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut b);
     format!("{prefix}{}", hex::encode(b))
 }
 
-pub fn secret_hash(secret: &str) -> String {
+pub(crate) fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Hashes a password on a blocking thread: argon2 is deliberately slow.
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
+pub(crate) async fn hash_password(password: String) -> Result<String, OpError> {
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| ApiError::internal(format!("cannot hash password: {e}")))
+            .map_err(|e| OpError::Internal(format!("cannot hash password: {e}")))
     })
     .await
-    .map_err(|e| ApiError::internal(format!("hashing task failed: {e}")))?
+    .map_err(|e| OpError::Internal(format!("hashing task failed: {e}")))?
 }
 
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+pub(crate) async fn verify_password(password: String, hash: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
         // Without a stored hash (unknown person, no password) still spend the same time, so
         // timing does not tell which emails exist.
@@ -70,7 +73,7 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     pub actor: Actor,
     /// For persons: their record, and the token used (for logout).
     pub person: Option<PersonRecord>,
@@ -80,10 +83,6 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn label(&self) -> String {
-        self.actor.label()
-    }
-
     /// The node behind this request (node key), or 403.
     pub fn node_or_403(&self) -> Result<&slicelab_model::Node, ApiError> {
         self.actor.as_node()?;
@@ -123,11 +122,8 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::unauthorized("Authorization header must be 'Bearer <token>'")
             })?;
-        let now = crate::now();
         if secret.starts_with(NODE_KEY_PREFIX) {
-            let node = state
-                .store
-                .node_by_key_hash(&secret_hash(secret))
+            let node = session::node_key(state, secret)
                 .await?
                 .ok_or_else(|| ApiError::unauthorized("unknown node key"))?;
             return Ok(Caller {
@@ -140,21 +136,13 @@ impl FromRequestParts<AppState> for Caller {
                 node: Some(node),
             });
         }
-        let subject = state
-            .store
-            .lookup_token(&secret_hash(secret), now)
+        let (person, token_id) = session::person_token(state, secret)
             .await?
             .ok_or_else(|| ApiError::unauthorized("invalid or expired token; log in again"))?;
-        let p = &subject.person;
         Ok(Caller {
-            actor: Actor::Person {
-                id: p.person.id,
-                email: p.person.email.clone(),
-                roles: p.person.roles.clone(),
-                site_ids: p.site_ids.clone(),
-            },
-            person: Some(subject.person),
-            token_id: Some(subject.token_id),
+            actor: session::actor_of(&person),
+            person: Some(person),
+            token_id: Some(token_id),
             node: None,
         })
     }

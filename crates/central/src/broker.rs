@@ -1,14 +1,19 @@
-//! Glue between the registry and the broker's pure rules (`slicelab_placement`).
+//! Glue between the registry and the broker's pure rules (`slicelab_placement`): admission
+//! control of guarantees, called by the slice and tag operations (`crate::ops`).
 
 use slicelab_model::tags::{self, TagValue};
 use slicelab_model::{Slice, TagName};
 use slicelab_placement::{admit, Reservation};
 
-use crate::error::{ApiError, ApiResult};
+use crate::ops::{OpError, OpResult};
 use crate::state::AppState;
 
-/// Refuses (409) adding `nodes` to `slice` if its guarantees would over-commit any of them.
-pub async fn admit_nodes(st: &AppState, slice: &Slice, nodes: &[(i64, String)]) -> ApiResult<()> {
+/// Refuses (`Conflict`) adding `nodes` to `slice` if its guarantees would over-commit any of them.
+pub(crate) async fn admit_nodes(
+    st: &AppState,
+    slice: &Slice,
+    nodes: &[(i64, String)],
+) -> OpResult<()> {
     let ids: Vec<i64> = nodes.iter().map(|(id, _)| *id).collect();
     let wants = st.store.slice_reservations(slice.id, &ids).await?;
     if wants.iter().all(|w| w.is_zero()) {
@@ -24,20 +29,20 @@ pub async fn admit_nodes(st: &AppState, slice: &Slice, nodes: &[(i64, String)]) 
             continue;
         }
         if let Some(c) = candidates.iter().find(|c| c.node_id == *id && !c.in_slice) {
-            admit(c, want).map_err(|e| ApiError::conflict(format!("admission control: {e}")))?;
+            admit(c, want).map_err(|e| OpError::Conflict(format!("admission control: {e}")))?;
         }
     }
     Ok(())
 }
 
-/// Refuses (409) a new guarantee tag value that would over-commit one of the slice's nodes.
-pub async fn admit_tag(
+/// Refuses (`Conflict`) a new guarantee tag value that would over-commit one of the slice's nodes.
+pub(crate) async fn admit_tag(
     st: &AppState,
     slice: &Slice,
     tag: TagName,
     value: &str,
     node: Option<i64>,
-) -> ApiResult<()> {
+) -> OpResult<()> {
     if !matches!(tag, TagName::CpuReserve | TagName::MemReserve) {
         return Ok(());
     }
@@ -66,7 +71,7 @@ pub async fn admit_tag(
             c.node_id,
         );
         admit(c, Reservation::from_resources(&r))
-            .map_err(|e| ApiError::conflict(format!("admission control: {e}")))?;
+            .map_err(|e| OpError::Conflict(format!("admission control: {e}")))?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! One error type for every HTTP answer that is not a success, mapped once to status and JSON.
+//! One error type for every HTTP answer of the JSON API that is not a success, mapped once to
+//! status and JSON; the operations' errors (`crate::ops::OpError`) are mapped here once.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -6,6 +7,8 @@ use axum::Json;
 use slicelab_model::objects::ErrorBody;
 use slicelab_model::{Denied, ValidationError};
 use slicelab_store::StoreError;
+
+use crate::ops::OpError;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -61,6 +64,19 @@ impl From<Denied> for ApiError {
     }
 }
 
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Unauthorized(m) => ApiError::unauthorized(m),
+            OpError::Forbidden(m) => ApiError::forbidden(m),
+            OpError::Invalid { field, message } => ApiError::invalid(&field, message),
+            OpError::NotFound(m) => ApiError::not_found(m),
+            OpError::Conflict(m) => ApiError::conflict(m),
+            OpError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -86,4 +102,4 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

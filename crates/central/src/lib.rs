@@ -1,14 +1,24 @@
 //! central: the authority (PlanetLab Central). Serves the REST API of the registry, the node
 //! protocol (desired slivers by long-poll, reports) and `/metrics`, over a `slicelab_store::Store`.
+//!
+//! - `ops`: every write, once (policy → validation → store transaction with its event →
+//!   wake-ups), called by the JSON API (`api`) and by the web forms (`slicelab_web`);
+//! - `queries`: the reads both front ends use;
+//! - `api`: the JSON API's handlers: authenticate, parse, call `ops`/`queries`, answer;
+//! - `state`: `AppState`, which front ends only pass around; the store stays inside central.
 
-pub mod api;
-pub mod auth;
-pub mod batch;
-pub mod broker;
-pub mod error;
-pub mod extract;
-pub mod metrics;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod batch;
+pub(crate) mod broker;
+pub(crate) mod error;
+pub(crate) mod extract;
+pub(crate) mod metrics;
+pub mod ops;
+pub mod queries;
 pub mod state;
+
+pub use auth::new_secret;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +32,10 @@ use axum::Router;
 use slicelab_model::{PersonCreate, Role};
 use slicelab_store::{Store, StoreError};
 use thiserror::Error;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::state::AppState;
 
 #[derive(Debug, Clone)]
@@ -68,7 +77,7 @@ pub fn now() -> i64 {
 const BODY_LIMIT: usize = 4 << 20;
 
 /// The whole HTTP application over `state`; `extra` adds routes of other layers (the web UI).
-pub fn app(state: AppState, extra: Router<AppState>) -> Router {
+pub(crate) fn app(state: AppState, extra: Router<AppState>) -> Router {
     Router::new()
         .nest("/api/v1", api::router())
         .merge(extra)
@@ -122,7 +131,7 @@ async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<String>, Centra
         .map_err(|e| CentralError::Bootstrap(e.to_string()))?;
     let hash = auth::hash_password(password.clone())
         .await
-        .map_err(|e| CentralError::Bootstrap(e.message))?;
+        .map_err(|e| CentralError::Bootstrap(e.to_string()))?;
     store
         .create_person("system", now(), &c, Some(hash), &[])
         .await?;
@@ -175,17 +184,7 @@ pub async fn start_with_routes(
 ) -> Result<Running, CentralError> {
     let store = Arc::new(Store::open(&cfg.db_url).await?);
     let generated_admin_password = bootstrap(&store, &cfg).await?;
-    let (tx, _rx) = watch::channel(0u64);
-    let state = AppState {
-        store: store.clone(),
-        changes: Arc::new(tx),
-        metrics: Arc::new(Metrics::default()),
-        stopping: Default::default(),
-        node_changes: Default::default(),
-        reports: batch::start(store.clone()),
-        lookups: Default::default(),
-        desired_cache: Default::default(),
-    };
+    let state = AppState::new(store.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CentralError::Listen {

@@ -1,3 +1,9 @@
+//! The state every request handler shares: the store, the wake-up signals of node long-polls,
+//! the desired-state cache, metrics, the report queue and the lookup rate limits.
+//!
+//! Front ends outside central (the web) only name `AppState` as their router's state: every
+//! field is central's own, reached through `crate::ops` and `crate::queries`.
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,25 +16,25 @@ use crate::metrics::Metrics;
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<Store>,
+    pub(crate) store: Arc<Store>,
     /// Bumped after a committed write that may concern any node (a person's keys, a site).
-    pub changes: Arc<watch::Sender<u64>>,
+    pub(crate) changes: Arc<watch::Sender<u64>>,
     /// Bumped per node (by hostname) after a write that concerns only some nodes, so a change
     /// to one slice wakes the long-polls of its nodes, not of all nodes.
-    pub node_changes: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
-    pub metrics: Arc<Metrics>,
+    pub(crate) node_changes: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Each node's last computed desired slivers, with the change generations (registry-wide,
     /// node's own) they were computed at and when the clock alone changes them next.
-    pub desired_cache: Arc<Mutex<HashMap<i64, CachedDesired>>>,
+    pub(crate) desired_cache: Arc<Mutex<HashMap<i64, CachedDesired>>>,
     /// Rate limits of the public flow lookup.
-    pub lookups: Arc<crate::api::flows::RateLimiter>,
+    pub(crate) lookups: Arc<crate::api::flows::RateLimiter>,
     /// Group commit of node reports.
-    pub reports: crate::batch::ReportQueue,
+    pub(crate) reports: crate::batch::ReportQueue,
     /// Set when shutting down: waiting long-polls answer at once instead of holding shutdown.
-    pub stopping: Arc<AtomicBool>,
+    pub(crate) stopping: Arc<AtomicBool>,
 }
 
-pub struct CachedDesired {
+pub(crate) struct CachedDesired {
     generation: (u64, u64),
     desired: Arc<slicelab_model::DesiredSlivers>,
     next_change: Option<i64>,
@@ -37,8 +43,23 @@ pub struct CachedDesired {
 type DesiredHit = (Arc<slicelab_model::DesiredSlivers>, Option<i64>);
 
 impl AppState {
+    /// The state over an opened store (starts the report writer: needs a tokio runtime).
+    pub(crate) fn new(store: Arc<Store>) -> AppState {
+        let (tx, _rx) = watch::channel(0u64);
+        AppState {
+            reports: crate::batch::start(store.clone()),
+            store,
+            changes: Arc::new(tx),
+            metrics: Arc::new(Metrics::default()),
+            stopping: Default::default(),
+            node_changes: Default::default(),
+            lookups: Default::default(),
+            desired_cache: Default::default(),
+        }
+    }
+
     /// The node's desired slivers as last computed, if nothing concerning it changed since.
-    pub fn cached_desired(
+    pub(crate) fn cached_desired(
         &self,
         node_id: i64,
         generation: (u64, u64),
@@ -50,7 +71,7 @@ impl AppState {
             .then(|| (c.desired.clone(), c.next_change))
     }
 
-    pub fn cache_desired(
+    pub(crate) fn cache_desired(
         &self,
         node_id: i64,
         generation: (u64, u64),
@@ -70,12 +91,12 @@ impl AppState {
     }
 
     /// Wakes waiting node long-polls: the registry changed.
-    pub fn changed(&self) {
+    pub(crate) fn changed(&self) {
         self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// Wakes the long-polls of these nodes only.
-    pub fn changed_nodes<'a>(&self, hostnames: impl IntoIterator<Item = &'a String>) {
+    pub(crate) fn changed_nodes<'a>(&self, hostnames: impl IntoIterator<Item = &'a String>) {
         if let Ok(map) = self.node_changes.lock() {
             for h in hostnames {
                 if let Some(tx) = map.get(h) {
@@ -86,7 +107,7 @@ impl AppState {
     }
 
     /// The change signal of one node, for its long-poll.
-    pub fn watch_node(&self, hostname: &str) -> watch::Receiver<u64> {
+    pub(crate) fn watch_node(&self, hostname: &str) -> watch::Receiver<u64> {
         match self.node_changes.lock() {
             Ok(mut map) => map
                 .entry(hostname.to_string())
@@ -97,12 +118,17 @@ impl AppState {
         }
     }
 
-    pub fn stop_waiters(&self) {
+    /// Takes one public lookup from `client`'s allowance; `Err(seconds to wait)` when spent.
+    pub fn take_lookup(&self, client: std::net::IpAddr) -> Result<(), u64> {
+        self.lookups.take(client)
+    }
+
+    pub(crate) fn stop_waiters(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.changed();
     }
 
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
     }
 }

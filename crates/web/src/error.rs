@@ -1,12 +1,13 @@
-//! The web layer's errors, each rendered once as an HTML page with its status.
+//! The web layer's errors, each rendered once as an HTML page with its status. Errors of
+//! central's operations (`OpError`) map here once; form handlers show bad input and conflicts
+//! again on their form instead (`pages::slices::finish`).
 
 use axum::http::header::LOCATION;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
-use slicelab_central::error::ApiError;
+use slicelab_central::ops::OpError;
 use slicelab_model::{Denied, ValidationError};
-use slicelab_store::StoreError;
 use thiserror::Error;
 
 use crate::layout::{respond, Page, Section};
@@ -31,8 +32,6 @@ pub enum WebError {
     Conflict(String),
     #[error("internal error: {0}")]
     Internal(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 pub type WebResult<T> = Result<T, WebError>;
@@ -49,14 +48,15 @@ impl From<ValidationError> for WebError {
     }
 }
 
-impl From<ApiError> for WebError {
-    fn from(e: ApiError) -> Self {
-        match e.status {
-            StatusCode::FORBIDDEN => WebError::Forbidden(e.message),
-            StatusCode::NOT_FOUND => WebError::NotFound(e.message),
-            StatusCode::CONFLICT => WebError::Conflict(e.message),
-            s if s.is_client_error() => WebError::BadRequest(e.message),
-            _ => WebError::Internal(e.message),
+impl From<OpError> for WebError {
+    fn from(e: OpError) -> Self {
+        match e {
+            // Pages ask for a login before calling an operation; a lost session is refused.
+            OpError::Unauthorized(m) | OpError::Forbidden(m) => WebError::Forbidden(m),
+            OpError::Invalid { message, .. } => WebError::BadRequest(message),
+            OpError::NotFound(m) => WebError::NotFound(m),
+            OpError::Conflict(m) => WebError::Conflict(m),
+            OpError::Internal(m) => WebError::Internal(m),
         }
     }
 }
@@ -65,23 +65,18 @@ impl WebError {
     pub fn status(&self) -> StatusCode {
         match self {
             WebError::Forbidden(_) | WebError::Csrf => StatusCode::FORBIDDEN,
-            WebError::NotFound(_) | WebError::Store(StoreError::NotFound(_)) => {
-                StatusCode::NOT_FOUND
-            }
+            WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::LoginRequired { .. } => StatusCode::SEE_OTHER,
             WebError::BadRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            WebError::Conflict(_) | WebError::Store(StoreError::Conflict(_)) => {
-                StatusCode::CONFLICT
-            }
-            WebError::Internal(_) | WebError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The message for people: internal details stay in the log.
     pub fn public_message(&self) -> String {
         match self {
-            WebError::Internal(_)
-            | WebError::Store(StoreError::Db(_) | StoreError::Migrate(_) | StoreError::BadUrl(_)) => {
+            WebError::Internal(_) => {
                 "something went wrong on the server; it has been logged".into()
             }
             e => e.to_string(),

@@ -124,7 +124,7 @@ impl<'a> Page<'a> {
                         }
                         div.who {
                             @if let Some(p) = &v.person {
-                                span { (p.person.email) }
+                                span { (p.email) }
                                 form.inline method="post" action="/logout" {
                                     input type="hidden" name="csrf" value=(v.csrf());
                                     button.small.ghost type="submit" { "Log out" }

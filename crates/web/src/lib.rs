@@ -46,14 +46,14 @@ async fn script() -> impl IntoResponse {
 
 /// The web routes, to merge into central's application.
 pub fn router() -> Router<AppState> {
-    use pages::{admin, public, slices};
+    use pages::{admin, lookup, public, slice_forms as forms, slices};
     Router::new()
         .route("/", get(public::overview))
         .route("/assets/style.css", get(style))
         .route("/assets/app.js", get(script))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
-        .route("/lookup", get(public::lookup))
+        .route("/lookup", get(lookup::lookup))
         .route("/nodes/{node}", get(public::node_page))
         .route("/nodes/{node}/boot_state", post(pages::set_boot_state))
         .route("/sites/{site}", get(public::site_page))
@@ -62,23 +62,20 @@ pub fn router() -> Router<AppState> {
         .route("/slices", post(slices::create))
         .route("/slices/{slice}", get(slices::slice_page))
         .route("/slices/{slice}/usage", get(slices::usage_page))
-        .route("/slices/{slice}/nodes", post(slices::add_nodes))
+        .route("/slices/{slice}/nodes", post(forms::add_nodes))
         .route(
             "/slices/{slice}/nodes/{node}/remove",
-            post(slices::remove_node),
+            post(forms::remove_node),
         )
-        .route("/slices/{slice}/persons", post(slices::add_person))
+        .route("/slices/{slice}/persons", post(forms::add_person))
         .route(
             "/slices/{slice}/persons/{person}/remove",
-            post(slices::remove_person),
+            post(forms::remove_person),
         )
-        .route("/slices/{slice}/renew", post(slices::renew))
-        .route("/slices/{slice}/tags", post(slices::set_tag))
-        .route(
-            "/slices/{slice}/tags/{tag}/remove",
-            post(slices::remove_tag),
-        )
-        .route("/slices/{slice}/enabled", post(slices::set_enabled))
+        .route("/slices/{slice}/renew", post(forms::renew))
+        .route("/slices/{slice}/tags", post(forms::set_tag))
+        .route("/slices/{slice}/tags/{tag}/remove", post(forms::remove_tag))
+        .route("/slices/{slice}/enabled", post(forms::set_enabled))
         .route("/admin", get(admin::mission_control))
         .route("/admin/events", get(admin::events))
 }

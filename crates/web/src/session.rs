@@ -3,7 +3,8 @@
 //! per-session CSRF token that every POST form carries.
 //!
 //! Cookies are read by the web routes only: the JSON API keeps accepting bearer tokens alone,
-//! so a cross-site page cannot drive it with a person's cookie.
+//! so a cross-site page cannot drive it with a person's cookie. Logging in and out and finding
+//! who a cookie belongs to are central's operations (`slicelab_central::ops::session`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
@@ -14,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use slicelab_central::api::auth::SESSION_LIFETIME;
-use slicelab_central::auth::{new_secret, secret_hash, verify_password, PERSON_TOKEN_PREFIX};
+use slicelab_central::new_secret;
+use slicelab_central::ops::session::{self, SESSION_LIFETIME};
+use slicelab_central::ops::OpError;
 use slicelab_central::state::AppState;
-use slicelab_model::Actor;
-use slicelab_store::{PersonRecord, StoreError, TokenKind};
+use slicelab_model::{Actor, Person};
 
 use crate::error::{WebError, WebResult};
 use crate::layout::{respond, Notice, Page, Section};
@@ -31,7 +32,7 @@ const LOGIN_COOKIE: &str = "slicelab_login";
 #[derive(Debug, Clone)]
 pub struct Viewer {
     pub actor: Actor,
-    pub person: Option<PersonRecord>,
+    pub person: Option<Person>,
     token: Option<String>,
     token_id: Option<i64>,
     /// Path and query of the request, to come back to after logging in.
@@ -59,14 +60,14 @@ impl Viewer {
     }
 
     /// The logged-in person, or a redirect to the login form.
-    pub fn person(&self) -> WebResult<&PersonRecord> {
+    pub fn person(&self) -> WebResult<&Person> {
         self.person.as_ref().ok_or_else(|| WebError::LoginRequired {
             next: self.here.clone(),
         })
     }
 
     /// For POST handlers: the person, once the form's CSRF token matched the session's.
-    pub fn check_form(&self, form: &FormData) -> WebResult<&PersonRecord> {
+    pub fn check_form(&self, form: &FormData) -> WebResult<&Person> {
         let me = self.person()?;
         let sent = form.get("csrf");
         if sent.is_empty() || !constant_time_eq(sent.as_bytes(), self.csrf().as_bytes()) {
@@ -81,14 +82,13 @@ impl Viewer {
 
     /// (site id, login_base) of the viewer's sites.
     pub fn sites(&self) -> Vec<(i64, String)> {
-        match &self.person {
-            Some(p) => p
-                .site_ids
+        match (&self.actor, &self.person) {
+            (Actor::Person { site_ids, .. }, Some(p)) => site_ids
                 .iter()
                 .copied()
-                .zip(p.person.sites.iter().cloned())
+                .zip(p.sites.iter().cloned())
                 .collect(),
-            None => Vec::new(),
+            _ => Vec::new(),
         }
     }
 }
@@ -130,26 +130,13 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Ok(v);
         };
-        if !token.starts_with(PERSON_TOKEN_PREFIX) {
-            return Ok(v);
-        }
-        let Some(subject) = st
-            .store
-            .lookup_token(&secret_hash(&token), slicelab_central::now())
-            .await?
-        else {
+        let Some(s) = session::authenticate(st, &token).await? else {
             return Ok(v);
         };
-        let p = &subject.person;
-        v.actor = Actor::Person {
-            id: p.person.id,
-            email: p.person.email.clone(),
-            roles: p.person.roles.clone(),
-            site_ids: p.site_ids.clone(),
-        };
-        v.person = Some(subject.person);
+        v.actor = s.actor;
+        v.person = Some(s.person);
         v.token = Some(token);
-        v.token_id = Some(subject.token_id);
+        v.token_id = Some(s.token_id);
         Ok(v)
     }
 }
@@ -306,36 +293,15 @@ pub async fn login(
             "enter your email and password",
         ));
     }
-    let rec = match st.store.person(&email).await {
-        Ok(r) => Some(r),
-        Err(StoreError::NotFound(_)) => None,
+    let login = match session::login(&st, &email, form.get("password"), "web").await {
+        Ok(l) => l,
+        Err(OpError::Unauthorized(m)) => return Ok(retry(StatusCode::UNAUTHORIZED, &m)),
         Err(e) => return Err(e.into()),
     };
-    let hash = rec
-        .as_ref()
-        .filter(|r| r.person.enabled)
-        .and_then(|r| r.password_hash.clone());
-    let ok = verify_password(form.get("password").to_string(), hash).await;
-    let (Some(rec), true) = (rec, ok) else {
-        return Ok(retry(StatusCode::UNAUTHORIZED, "wrong email or password"));
-    };
-    let token = new_secret(PERSON_TOKEN_PREFIX);
-    let now = slicelab_central::now();
-    st.store
-        .create_token(
-            &format!("person:{}", rec.person.email),
-            now,
-            &rec,
-            TokenKind::Session,
-            "web",
-            &secret_hash(&token),
-            now + SESSION_LIFETIME,
-        )
-        .await?;
     let mut r = see_other(&next);
     r.headers_mut().append(
         SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &token, SESSION_LIFETIME),
+        set_cookie(SESSION_COOKIE, &login.token, SESSION_LIFETIME),
     );
     r.headers_mut()
         .append(SET_COOKIE, set_cookie(LOGIN_COOKIE, "", 0));
@@ -347,14 +313,10 @@ pub async fn logout(
     viewer: Viewer,
     form: FormData,
 ) -> WebResult<Response> {
-    let me = viewer.check_form(&form)?;
+    viewer.check_form(&form)?;
     if let Some(id) = viewer.token_id {
-        match st
-            .store
-            .delete_token(&viewer.label(), slicelab_central::now(), me, id)
-            .await
-        {
-            Ok(()) | Err(StoreError::NotFound(_)) => {}
+        match session::logout(&st, &viewer.actor, id).await {
+            Ok(()) | Err(OpError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -1,11 +1,11 @@
 //! Usage plots: the two graphs of the seed lecture — aggregate CPU load and aggregate bandwidth
-//! (GB per day) over time — for the platform, a site, a node or a slice, read from the store's
-//! usage series and drawn as server-side SVG.
+//! (GB per day) over time — for the platform, a site, a node or a slice, read from central's
+//! usage series (`slicelab_central::queries::usage_series`) and drawn as server-side SVG.
 
 use maud::{html, Markup};
+use slicelab_central::queries::{self, UsageScope};
 use slicelab_central::state::AppState;
 use slicelab_model::UsageSeries;
-use slicelab_store::UsageScope;
 
 use crate::chart::{chart, fmt_value, ChartStyle};
 use crate::error::WebResult;
@@ -84,7 +84,7 @@ pub async fn plots(
     let now = slicelab_central::now();
     let (window, step) = range.window();
     let to = (now / step + 1) * step;
-    let series = st.store.usage_series(scope, to - window, to, step).await?;
+    let series = queries::usage_series(st, scope, to - window, to, step).await?;
     let cpu = chart(
         &cpu_points(&series),
         &ChartStyle::new("Aggregate CPU load", "cores busy"),

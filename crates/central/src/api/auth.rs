@@ -1,20 +1,18 @@
+//! Login, logout and API tokens under `/api/v1/auth` and `/api/v1/tokens`: through
+//! `crate::ops::session` and `crate::ops::tokens`.
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use slicelab_model::objects::ErrorBody;
-use slicelab_model::time::DAY;
-use slicelab_model::{
-    names, ApiToken, LoginRequest, LoginResponse, NewApiToken, Person, TokenCreate,
-};
-use slicelab_store::{StoreError, TokenKind};
+use slicelab_model::{ApiToken, LoginRequest, LoginResponse, NewApiToken, Person, TokenCreate};
 
-use crate::auth::{new_secret, secret_hash, verify_password, Caller, PERSON_TOKEN_PREFIX};
-use crate::error::{ApiError, ApiResult};
+use crate::api::path_id;
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::extract::ApiJson;
+use crate::ops;
 use crate::state::AppState;
-
-/// How long a login lasts.
-pub const SESSION_LIFETIME: i64 = 7 * DAY;
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
@@ -22,47 +20,15 @@ pub async fn login(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let rec = match st.store.person(&req.email).await {
-        Ok(r) => Some(r),
-        Err(StoreError::NotFound(_)) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let hash = rec
-        .as_ref()
-        .filter(|r| r.person.enabled)
-        .and_then(|r| r.password_hash.clone());
-    let ok = verify_password(req.password, hash).await;
-    let (Some(rec), true) = (rec, ok) else {
-        return Err(ApiError::unauthorized("wrong email or password"));
-    };
-    let token = new_secret(PERSON_TOKEN_PREFIX);
-    let now = crate::now();
-    let expires = now + SESSION_LIFETIME;
-    st.store
-        .create_token(
-            &format!("person:{}", rec.person.email),
-            now,
-            &rec,
-            TokenKind::Session,
-            "login",
-            &secret_hash(&token),
-            expires,
-        )
-        .await?;
-    Ok(Json(LoginResponse {
-        token,
-        expires,
-        person: rec.person,
-    }))
+    let r = ops::session::login(&st, &req.email, &req.password, "login").await?;
+    Ok(Json(r))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)))]
 pub async fn logout(State(st): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    let me = caller.person()?;
+    caller.person()?;
     if let Some(id) = caller.token_id {
-        st.store
-            .delete_token(&caller.label(), crate::now(), me, id)
-            .await?;
+        ops::session::logout(&st, &caller.actor, id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -78,8 +44,8 @@ pub async fn list_tokens(
     State(st): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<ApiToken>>> {
-    let me = caller.person()?;
-    Ok(Json(st.store.list_tokens(me.person.id).await?))
+    caller.person()?;
+    Ok(Json(ops::tokens::list(&st, &caller.actor).await?))
 }
 
 /// An API token for scripts; the secret is shown once.
@@ -90,30 +56,9 @@ pub async fn create_token(
     caller: Caller,
     ApiJson(t): ApiJson<TokenCreate>,
 ) -> ApiResult<(StatusCode, Json<NewApiToken>)> {
-    let me = caller.person()?;
-    names::required_text("name", &t.name, 64)?;
-    let days = t.days.unwrap_or(365);
-    if !(1..=3650).contains(&days) {
-        return Err(ApiError::invalid(
-            "days",
-            format!("{days} is outside 1..=3650"),
-        ));
-    }
-    let token = new_secret(PERSON_TOKEN_PREFIX);
-    let now = crate::now();
-    let info = st
-        .store
-        .create_token(
-            &caller.label(),
-            now,
-            me,
-            TokenKind::Api,
-            &t.name,
-            &secret_hash(&token),
-            now + days * DAY,
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(NewApiToken { token, info })))
+    caller.person()?;
+    let t = ops::tokens::create(&st, &caller.actor, &t).await?;
+    Ok((StatusCode::CREATED, Json(t)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth", params(("id" = i64, Path)),
@@ -123,12 +68,8 @@ pub async fn delete_token(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let me = caller.person()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("token id {id:?} is not a number")))?;
-    st.store
-        .delete_token(&caller.label(), crate::now(), me, id)
-        .await?;
+    caller.person()?;
+    let id = path_id("token", &id)?;
+    ops::tokens::delete(&st, &caller.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use slicelab_model::flows::{LookupMatch, LookupResult};
+use slicelab_model::flows::LookupResult;
 use slicelab_model::objects::ErrorBody;
 use slicelab_model::sliver::ReportAck;
 use slicelab_model::time::DAY;
@@ -19,6 +19,7 @@ use slicelab_store::FlowFilter;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::queries;
 use crate::state::AppState;
 
 /// Raw flows are kept this long, then folded into per-slice daily totals.
@@ -166,7 +167,7 @@ pub struct LookupQuery {
 
 /// Per-client token buckets for the public lookup.
 #[derive(Default)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
 }
 
@@ -176,7 +177,7 @@ const PER_SECOND: f64 = 1.0 / 3.0;
 
 impl RateLimiter {
     /// Takes one token for `ip`; `Err(seconds to wait)` when it has none.
-    pub fn take(&self, ip: IpAddr) -> Result<(), u64> {
+    pub(crate) fn take(&self, ip: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
         let Ok(mut map) = self.buckets.lock() else {
             return Ok(());
@@ -207,7 +208,7 @@ pub async fn lookup(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiQuery(q): ApiQuery<LookupQuery>,
 ) -> ApiResult<Json<LookupResult>> {
-    if let Err(wait) = st.lookups.take(peer.ip()) {
+    if let Err(wait) = st.take_lookup(peer.ip()) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -218,42 +219,9 @@ pub async fn lookup(
         q.remote.trim().parse().map_err(|_| {
             ApiError::invalid("remote", format!("{:?} is not an IP address", q.remote))
         })?;
-    let (from, to) = window(q.from, q.to)?;
-    let node = st.store.node(&q.node).await?;
-    let rows = st
-        .store
-        .lookup_flows(node.id, remote, q.port, from, to)
-        .await?;
-    let mut matches = Vec::with_capacity(rows.len());
-    for r in rows {
-        let (description, url, site) = match st.store.slice(&r.slice).await {
-            Ok(sl) => (sl.description, sl.url, sl.site),
-            Err(_) => (
-                "(slice since deleted)".to_string(),
-                String::new(),
-                slicelab_model::names::slice_login_base(&r.slice)
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-        };
-        matches.push(LookupMatch {
-            contacts: st.store.slice_contacts(&r.slice).await?,
-            slice: r.slice,
-            description,
-            url,
-            site,
-            first_seen: r.first_seen,
-            last_seen: r.last_seen,
-            flows: r.flows,
-            tx_bytes: u64::try_from(r.tx_bytes).unwrap_or(0),
-            rx_bytes: u64::try_from(r.rx_bytes).unwrap_or(0),
-        });
-    }
-    Ok(Json(LookupResult {
-        node: node.hostname,
-        remote: remote.to_string(),
-        from,
-        to,
-        matches,
-    }))
+    let window = window(q.from, q.to)?;
+    let node = queries::node(&st, &q.node).await?;
+    Ok(Json(
+        queries::lookup(&st, &node, remote, q.port, window).await?,
+    ))
 }

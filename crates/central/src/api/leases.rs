@@ -1,3 +1,5 @@
+//! Leases under `/api/v1/leases`: writes through `crate::ops::leases`.
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -5,9 +7,12 @@ use serde::Deserialize;
 use slicelab_model::objects::ErrorBody;
 use slicelab_model::{Lease, LeaseCreate};
 
+use crate::api::path_id;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::ops;
+use crate::queries;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -29,11 +34,11 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<Lease>>> {
     caller.person()?;
     let node = match &q.node {
-        Some(n) => Some(st.store.node(n).await?.id),
+        Some(n) => Some(queries::node(&st, n).await?.id),
         None => None,
     };
     let slice = match &q.slice {
-        Some(s) => Some(st.store.slice(s).await?.id),
+        Some(s) => Some(queries::slice(&st, s).await?.id),
         None => None,
     };
     Ok(Json(st.store.list_leases(node, slice, crate::now()).await?))
@@ -47,24 +52,8 @@ pub async fn create(
     caller: Caller,
     ApiJson(c): ApiJson<LeaseCreate>,
 ) -> ApiResult<(StatusCode, Json<Lease>)> {
-    let me = caller.person()?;
-    let slice = st.store.slice(&c.slice).await?;
-    let member = st.store.is_slice_member(slice.id, me.person.id).await?;
-    caller.actor.can_use_slice(slice.site_id, member)?;
-    let node = st.store.node(&c.node).await?;
-    if !node.reservable {
-        return Err(ApiError::invalid(
-            "node",
-            format!("{} is not reservable", node.hostname),
-        ));
-    }
-    let now = crate::now();
-    c.validate(now)?;
-    let lease = st
-        .store
-        .create_lease(&caller.label(), now, &slice, &node, c.start, c.end)
-        .await?;
-    st.changed_nodes([&node.hostname]);
+    caller.person()?;
+    let lease = ops::leases::create(&st, &caller.actor, &c).await?;
     Ok((StatusCode::CREATED, Json(lease)))
 }
 
@@ -75,17 +64,8 @@ pub async fn remove(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let me = caller.person()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("lease id {id:?} is not a number")))?;
-    let lease = st.store.lease(id).await?;
-    let slice = st.store.slice(&lease.slice).await?;
-    let member = st.store.is_slice_member(slice.id, me.person.id).await?;
-    caller.actor.can_use_slice(slice.site_id, member)?;
-    st.store
-        .delete_lease(&caller.label(), crate::now(), &lease, &slice)
-        .await?;
-    st.changed_nodes([&lease.node]);
+    caller.person()?;
+    let id = path_id("lease", &id)?;
+    ops::leases::remove(&st, &caller.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,8 @@
-//! The REST API under `/api/v1`. Every handler: authenticate (`Caller`), authorise
-//! (`model::policy`), validate (`model`), then one store call that also logs the event.
+//! The REST API under `/api/v1`. Every handler authenticates (`Caller`), parses its JSON and
+//! query, calls one operation (`crate::ops`: policy → validation → store transaction with its
+//! event → wake-ups) or read (`crate::queries`), and answers; errors map once to JSON
+//! (`crate::error`). The node protocol's endpoints (`node`, ingest of usage and flows) are the
+//! API's own.
 
 pub mod auth;
 pub mod events;
@@ -13,10 +16,10 @@ pub mod sites;
 pub mod slices;
 pub mod usage;
 
+use crate::queries::Paging;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde::Deserialize;
-use slicelab_store::Paging;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -105,6 +108,12 @@ pub fn paging(limit: Option<i64>, offset: Option<i64>) -> Result<Paging, ApiErro
         return Err(ApiError::invalid("offset", "offset must not be negative"));
     }
     Ok(Paging { limit, offset })
+}
+
+/// A numeric id from the path (`what` names it in the error): 400 unless it is a number.
+pub(crate) fn path_id(what: &str, id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("{what} id {id:?} is not a number")))
 }
 
 /// `?node=HOST` for tag deletion.

@@ -1,3 +1,5 @@
+//! Nodes under `/api/v1/nodes`: public reads; writes through `crate::ops::nodes`.
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -5,12 +7,13 @@ use serde::Deserialize;
 use slicelab_model::objects::{ErrorBody, Page};
 use slicelab_model::sliver::Sliver;
 use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate, NodeWithKey};
-use slicelab_store::{NodeFilter, StoreError};
 
 use crate::api::paging;
-use crate::auth::{new_secret, secret_hash, Caller, NODE_KEY_PREFIX};
-use crate::error::{ApiError, ApiResult};
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::ops;
+use crate::queries::{self, NodeFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -33,7 +36,7 @@ pub async fn list(
 ) -> ApiResult<Json<Page<Node>>> {
     let p = paging(q.limit, q.offset)?;
     let site_id = match &q.site {
-        Some(s) => Some(st.store.site(s).await?.id),
+        Some(s) => Some(queries::site(&st, s).await?.id),
         None => None,
     };
     let f = NodeFilter {
@@ -41,7 +44,7 @@ pub async fn list(
         boot_state: q.boot_state,
         region: q.region,
     };
-    let (items, total) = st.store.list_nodes(&f, p).await?;
+    let (items, total) = queries::nodes(&st, &f, p).await?;
     Ok(Json(Page {
         items,
         total,
@@ -58,43 +61,15 @@ pub async fn create(
     ApiJson(c): ApiJson<NodeCreate>,
 ) -> ApiResult<(StatusCode, Json<NodeWithKey>)> {
     caller.person()?;
-    c.validate()?;
-    let site = match st.store.site(&c.site).await {
-        Ok(s) => s,
-        Err(StoreError::NotFound(_)) => {
-            return Err(ApiError::invalid(
-                "site",
-                format!("unknown site {:?}", c.site),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    caller.actor.can_manage_node(site.id)?;
-    let key = new_secret(NODE_KEY_PREFIX);
-    let node = st
-        .store
-        .create_node(
-            &caller.label(),
-            crate::now(),
-            &c,
-            site.id,
-            &secret_hash(&key),
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NodeWithKey {
-            node,
-            node_key: key,
-        }),
-    ))
+    let node = ops::nodes::create(&st, &caller.actor, &c).await?;
+    Ok((StatusCode::CREATED, Json(node)))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node}", tag = "nodes",
     params(("node" = String, Path, description = "id or hostname")),
     responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
 pub async fn show(State(st): State<AppState>, Path(node): Path<String>) -> ApiResult<Json<Node>> {
-    Ok(Json(st.store.node(&node).await?))
+    Ok(Json(queries::node(&st, &node).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/nodes/{node}", tag = "nodes", request_body = NodeUpdate,
@@ -106,15 +81,9 @@ pub async fn update(
     Path(node): Path<String>,
     ApiJson(u): ApiJson<NodeUpdate>,
 ) -> ApiResult<Json<Node>> {
-    let n = st.store.node(&node).await?;
-    caller.actor.can_manage_node(n.site_id)?;
-    u.validate()?;
-    let n = st
-        .store
-        .update_node(&caller.label(), crate::now(), &n, &u)
-        .await?;
-    st.changed_nodes([&n.hostname]);
-    Ok(Json(n))
+    Ok(Json(
+        ops::nodes::update(&st, &caller.actor, &node, &u).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/nodes/{node}", tag = "nodes",
@@ -125,12 +94,7 @@ pub async fn remove(
     caller: Caller,
     Path(node): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let n = st.store.node(&node).await?;
-    caller.actor.can_manage_node(n.site_id)?;
-    st.store
-        .delete_node(&caller.label(), crate::now(), &n)
-        .await?;
-    st.changed_nodes([&n.hostname]);
+    ops::nodes::remove(&st, &caller.actor, &node).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -143,16 +107,7 @@ pub async fn rekey(
     caller: Caller,
     Path(node): Path<String>,
 ) -> ApiResult<Json<NodeWithKey>> {
-    let n = st.store.node(&node).await?;
-    caller.actor.can_manage_node(n.site_id)?;
-    let key = new_secret(NODE_KEY_PREFIX);
-    st.store
-        .set_node_key(&caller.label(), crate::now(), &n, &secret_hash(&key))
-        .await?;
-    Ok(Json(NodeWithKey {
-        node: n,
-        node_key: key,
-    }))
+    Ok(Json(ops::nodes::rekey(&st, &caller.actor, &node).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node}/slivers", tag = "nodes",
@@ -164,6 +119,6 @@ pub async fn slivers(
     Path(node): Path<String>,
 ) -> ApiResult<Json<Vec<Sliver>>> {
     caller.person()?;
-    let n = st.store.node(&node).await?;
-    Ok(Json(st.store.slivers_of_node(n.id).await?))
+    let n = queries::node(&st, &node).await?;
+    Ok(Json(queries::slivers_of_node(&st, n.id).await?))
 }

@@ -1,17 +1,19 @@
-use std::collections::BTreeSet;
+//! Persons and their keys under `/api/v1/persons` and `/api/v1/keys`: writes through
+//! `crate::ops::persons` and `crate::ops::keys`.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use slicelab_model::objects::{ErrorBody, Page};
-use slicelab_model::{ssh_key, Key, KeyCreate, Person, PersonCreate, PersonUpdate, Role};
-use slicelab_store::{PersonFilter, PersonRecord, StoreError};
+use slicelab_model::{Key, KeyCreate, Person, PersonCreate, PersonUpdate, Role};
 
-use crate::api::paging;
-use crate::auth::{hash_password, Caller};
-use crate::error::{ApiError, ApiResult};
+use crate::api::{paging, path_id};
+use crate::auth::Caller;
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::ops::{self, persons::visible};
+use crate::queries::{self, PersonFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -25,23 +27,6 @@ pub struct PersonQuery {
     pub offset: Option<i64>,
 }
 
-/// Site `login_base`s (or ids) to ids; an unknown one is a 422 naming it.
-pub(crate) async fn site_ids(st: &AppState, sites: &[String]) -> ApiResult<Vec<i64>> {
-    let mut ids = Vec::new();
-    for s in sites {
-        match st.store.site(s).await {
-            Ok(site) => ids.push(site.id),
-            Err(StoreError::NotFound(_)) => {
-                return Err(ApiError::invalid("sites", format!("unknown site {s:?}")))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    ids.sort_unstable();
-    ids.dedup();
-    Ok(ids)
-}
-
 #[utoipa::path(get, path = "/api/v1/persons", tag = "persons", params(PersonQuery),
     responses((status = 200, body = Page<Person>)))]
 pub async fn list(
@@ -49,19 +34,19 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<PersonQuery>,
 ) -> ApiResult<Json<Page<Person>>> {
-    let me = caller.person()?;
+    caller.person()?;
     let p = paging(q.limit, q.offset)?;
     let site_id = match &q.site {
-        Some(s) => Some(st.store.site(s).await?.id),
+        Some(s) => Some(queries::site(&st, s).await?.id),
         None => None,
     };
     let f = PersonFilter {
         site_id,
         role: q.role,
         email: q.email,
-        visible_to: (!caller.actor.is_admin()).then(|| (me.site_ids.clone(), me.person.id)),
+        visible_to: None,
     };
-    let (items, total) = st.store.list_persons(&f, p).await?;
+    let (items, total) = queries::persons(&st, &caller.actor, f, p).await?;
     Ok(Json(Page {
         items,
         total,
@@ -78,25 +63,8 @@ pub async fn create(
     ApiJson(c): ApiJson<PersonCreate>,
 ) -> ApiResult<(StatusCode, Json<Person>)> {
     caller.person()?;
-    c.validate()?;
-    let ids = site_ids(&st, &c.sites).await?;
-    caller.actor.can_grant(&c.roles, &ids)?;
-    let hash = match &c.password {
-        Some(p) => Some(hash_password(p.clone()).await?),
-        None => None,
-    };
-    let person = st
-        .store
-        .create_person(&caller.label(), crate::now(), &c, hash, &ids)
-        .await?;
+    let person = ops::persons::create(&st, &caller.actor, &c).await?;
     Ok((StatusCode::CREATED, Json(person)))
-}
-
-async fn visible_person(st: &AppState, caller: &Caller, key: &str) -> ApiResult<PersonRecord> {
-    caller.person()?;
-    let rec = st.store.person(key).await?;
-    caller.actor.can_see_person(rec.person.id, &rec.site_ids)?;
-    Ok(rec)
 }
 
 #[utoipa::path(get, path = "/api/v1/persons/{person}", tag = "persons",
@@ -107,7 +75,8 @@ pub async fn show(
     caller: Caller,
     Path(person): Path<String>,
 ) -> ApiResult<Json<Person>> {
-    Ok(Json(visible_person(&st, &caller, &person).await?.person))
+    caller.person()?;
+    Ok(Json(visible(&st, &caller.actor, &person).await?.person))
 }
 
 #[utoipa::path(patch, path = "/api/v1/persons/{person}", tag = "persons", request_body = PersonUpdate,
@@ -119,59 +88,10 @@ pub async fn update(
     Path(person): Path<String>,
     ApiJson(u): ApiJson<PersonUpdate>,
 ) -> ApiResult<Json<Person>> {
-    let rec = visible_person(&st, &caller, &person).await?;
-    let target = &rec.person;
-    caller
-        .actor
-        .can_manage_person(target.id, &rec.site_ids, target.has_role(Role::Admin))?;
-    u.validate()?;
-    let is_self = caller.actor.person_id() == Some(target.id);
-    if u.password.is_some() && !is_self && !caller.actor.is_admin() {
-        return Err(ApiError::forbidden(
-            "only the person itself and admins may set its password",
-        ));
-    }
-    if u.enabled.is_some() && is_self && !caller.actor.is_admin() {
-        return Err(ApiError::forbidden("you cannot enable or disable yourself"));
-    }
-    let new_sites = match &u.sites {
-        Some(s) => Some(site_ids(&st, s).await?),
-        None => None,
-    };
-    if u.roles.is_some() || new_sites.is_some() {
-        // Granting: every role given and every site joined or left must be the caller's to grant.
-        let roles = u.roles.clone().unwrap_or_else(|| target.roles.clone());
-        let old: BTreeSet<i64> = rec.site_ids.iter().copied().collect();
-        let new: BTreeSet<i64> = new_sites
-            .clone()
-            .unwrap_or_else(|| rec.site_ids.clone())
-            .into_iter()
-            .collect();
-        let mut touched: Vec<i64> = old.symmetric_difference(&new).copied().collect();
-        if u.roles.is_some() {
-            touched.extend(new.iter().copied());
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        caller.actor.can_grant(&roles, &touched)?;
-    }
-    let hash = match &u.password {
-        Some(p) => Some(hash_password(p.clone()).await?),
-        None => None,
-    };
-    let p = st
-        .store
-        .update_person(
-            &caller.label(),
-            crate::now(),
-            &rec,
-            &u,
-            hash,
-            new_sites.as_deref(),
-        )
-        .await?;
-    st.changed();
-    Ok(Json(p))
+    caller.person()?;
+    Ok(Json(
+        ops::persons::update(&st, &caller.actor, &person, &u).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/persons/{person}", tag = "persons",
@@ -182,17 +102,8 @@ pub async fn remove(
     caller: Caller,
     Path(person): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let rec = visible_person(&st, &caller, &person).await?;
-    let is_pi = rec.site_ids.iter().any(|s| caller.actor.is_pi_of(*s));
-    if !(caller.actor.is_admin() || (is_pi && !rec.person.has_role(Role::Admin))) {
-        return Err(ApiError::forbidden(
-            "only admins and the person's site PIs may delete a person",
-        ));
-    }
-    st.store
-        .delete_person(&caller.label(), crate::now(), &rec)
-        .await?;
-    st.changed();
+    caller.person()?;
+    ops::persons::remove(&st, &caller.actor, &person).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -204,7 +115,8 @@ pub async fn list_keys(
     caller: Caller,
     Path(person): Path<String>,
 ) -> ApiResult<Json<Vec<Key>>> {
-    let rec = visible_person(&st, &caller, &person).await?;
+    caller.person()?;
+    let rec = visible(&st, &caller.actor, &person).await?;
     Ok(Json(st.store.list_keys(rec.person.id).await?))
 }
 
@@ -217,15 +129,9 @@ pub async fn add_key(
     Path(person): Path<String>,
     ApiJson(k): ApiJson<KeyCreate>,
 ) -> ApiResult<(StatusCode, Json<Key>)> {
-    let rec = visible_person(&st, &caller, &person).await?;
-    caller.actor.can_manage_keys(rec.person.id)?;
-    let key = ssh_key::parse(&k.key)?;
-    let stored = st
-        .store
-        .add_key(&caller.label(), crate::now(), &rec, &key.to_openssh())
-        .await?;
-    st.changed();
-    Ok((StatusCode::CREATED, Json(stored)))
+    caller.person()?;
+    let key = ops::keys::add(&st, &caller.actor, &person, &k.key).await?;
+    Ok((StatusCode::CREATED, Json(key)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
@@ -236,14 +142,7 @@ pub async fn delete_key(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     caller.person()?;
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("key id {id:?} is not a number")))?;
-    let key = st.store.key(id).await?;
-    caller.actor.can_manage_keys(key.person_id)?;
-    st.store
-        .delete_key(&caller.label(), crate::now(), &key)
-        .await?;
-    st.changed();
+    let id = path_id("key", &id)?;
+    ops::keys::remove(&st, &caller.actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,3 +1,5 @@
+//! Sites under `/api/v1/sites`: public reads; writes through `crate::ops::sites`.
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -9,6 +11,8 @@ use crate::api::paging;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::ops;
+use crate::queries;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -27,7 +31,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<SiteQuery>,
 ) -> ApiResult<Json<Page<Site>>> {
     let p = paging(q.limit, q.offset)?;
-    let (items, total) = st.store.list_sites(q.login_base.as_deref(), p).await?;
+    let (items, total) = queries::sites(&st, q.login_base.as_deref(), p).await?;
     Ok(Json(Page {
         items,
         total,
@@ -43,12 +47,7 @@ pub async fn create(
     caller: Caller,
     ApiJson(c): ApiJson<SiteCreate>,
 ) -> ApiResult<(StatusCode, Json<Site>)> {
-    caller.actor.require_admin("create sites")?;
-    c.validate()?;
-    let site = st
-        .store
-        .create_site(&caller.label(), crate::now(), &c)
-        .await?;
+    let site = ops::sites::create(&st, &caller.actor, &c).await?;
     Ok((StatusCode::CREATED, Json(site)))
 }
 
@@ -56,7 +55,7 @@ pub async fn create(
     params(("site" = String, Path, description = "id or login_base")),
     responses((status = 200, body = Site), (status = 404, body = slicelab_model::objects::ErrorBody)))]
 pub async fn show(State(st): State<AppState>, Path(site): Path<String>) -> ApiResult<Json<Site>> {
-    Ok(Json(st.store.site(&site).await?))
+    Ok(Json(queries::site(&st, &site).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/sites/{site}", tag = "sites", request_body = SiteUpdate,
@@ -68,17 +67,9 @@ pub async fn update(
     Path(site): Path<String>,
     ApiJson(u): ApiJson<SiteUpdate>,
 ) -> ApiResult<Json<Site>> {
-    let s = st.store.site(&site).await?;
-    caller
-        .actor
-        .can_update_site(s.id, u.max_slices.is_some() || u.enabled.is_some())?;
-    u.validate()?;
-    let s = st
-        .store
-        .update_site(&caller.label(), crate::now(), &s, &u)
-        .await?;
-    st.changed();
-    Ok(Json(s))
+    Ok(Json(
+        ops::sites::update(&st, &caller.actor, &site, &u).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sites/{site}", tag = "sites",
@@ -89,11 +80,6 @@ pub async fn remove(
     caller: Caller,
     Path(site): Path<String>,
 ) -> ApiResult<StatusCode> {
-    caller.actor.require_admin("delete sites")?;
-    let s = st.store.site(&site).await?;
-    st.store
-        .delete_site(&caller.label(), crate::now(), &s)
-        .await?;
-    st.changed();
+    ops::sites::remove(&st, &caller.actor, &site).await?;
     Ok(StatusCode::NO_CONTENT)
 }

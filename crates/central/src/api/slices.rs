@@ -1,22 +1,23 @@
+//! Slices under `/api/v1/slices`: the handlers parse and answer; the work is `crate::ops::slices`
+//! and `crate::ops::tags`.
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use slicelab_model::objects::{ErrorBody, Page};
-use slicelab_model::policy::check_renewal;
 use slicelab_model::sliver::Sliver;
-use slicelab_model::time::{DAY, SLICE_DEFAULT_LIFETIME};
 use slicelab_model::{
-    names, tags, NameList, Slice, SliceCreate, SliceRenew, SliceTag, SliceTagSet, SliceUpdate,
-    TagName,
+    NameList, Slice, SliceCreate, SliceRenew, SliceTag, SliceTagSet, SliceUpdate, TagName,
 };
-use slicelab_placement::{select, SelectRequest, SelectResult};
-use slicelab_store::{SliceFilter, StoreError};
+use slicelab_placement::{SelectRequest, SelectResult};
 
 use crate::api::{paging, NodeParam};
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{ApiJson, ApiQuery};
+use crate::ops::{self, slice_and_member};
+use crate::queries::{self, SliceFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -32,56 +33,6 @@ pub struct SliceQuery {
     pub offset: Option<i64>,
 }
 
-const MAX_NAMES: usize = 10_000;
-
-async fn resolve_nodes(st: &AppState, names: &[String]) -> ApiResult<Vec<(i64, String)>> {
-    if names.len() > MAX_NAMES {
-        return Err(ApiError::invalid(
-            "names",
-            format!("at most {MAX_NAMES} names at once"),
-        ));
-    }
-    let mut out = Vec::new();
-    for n in names {
-        match st.store.node(n).await {
-            Ok(node) => out.push((node.id, node.hostname)),
-            Err(StoreError::NotFound(_)) => {
-                return Err(ApiError::invalid("names", format!("unknown node {n:?}")))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(out)
-}
-
-async fn resolve_persons(st: &AppState, names: &[String]) -> ApiResult<Vec<(i64, String)>> {
-    if names.len() > MAX_NAMES {
-        return Err(ApiError::invalid(
-            "names",
-            format!("at most {MAX_NAMES} names at once"),
-        ));
-    }
-    let mut out = Vec::new();
-    for n in names {
-        match st.store.person(n).await {
-            Ok(p) => out.push((p.person.id, p.person.email)),
-            Err(StoreError::NotFound(_)) => {
-                return Err(ApiError::invalid("names", format!("unknown person {n:?}")))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(out)
-}
-
-/// The slice and whether the caller is one of its persons.
-async fn slice_for(st: &AppState, caller: &Caller, key: &str) -> ApiResult<(Slice, bool)> {
-    let me = caller.person()?;
-    let sl = st.store.slice(key).await?;
-    let member = st.store.is_slice_member(sl.id, me.person.id).await?;
-    Ok((sl, member))
-}
-
 #[utoipa::path(get, path = "/api/v1/slices", tag = "slices", params(SliceQuery),
     responses((status = 200, body = Page<Slice>)))]
 pub async fn list(
@@ -93,15 +44,15 @@ pub async fn list(
     let p = paging(q.limit, q.offset)?;
     let mut f = SliceFilter::default();
     if let Some(s) = &q.site {
-        f.site_id = Some(st.store.site(s).await?.id);
+        f.site_id = Some(queries::site(&st, s).await?.id);
     }
     if let Some(s) = &q.person {
         f.person_id = Some(st.store.person(s).await?.person.id);
     }
     if let Some(s) = &q.node {
-        f.node_id = Some(st.store.node(s).await?.id);
+        f.node_id = Some(queries::node(&st, s).await?.id);
     }
-    let (items, total) = st.store.list_slices(&f, p).await?;
+    let (items, total) = queries::slices(&st, &f, p).await?;
     Ok(Json(Page {
         items,
         total,
@@ -119,45 +70,7 @@ pub async fn create(
     ApiJson(c): ApiJson<SliceCreate>,
 ) -> ApiResult<(StatusCode, Json<Slice>)> {
     caller.person()?;
-    let base = names::slice_login_base(&c.name).ok_or_else(|| {
-        ApiError::invalid(
-            "name",
-            format!("{:?} must be <login_base>_<suffix>", c.name),
-        )
-    })?;
-    let site = match st.store.site(base).await {
-        Ok(s) => s,
-        Err(StoreError::NotFound(_)) => {
-            return Err(ApiError::invalid(
-                "name",
-                format!(
-                    "{:?} must start with a site's login_base; there is no site {base:?}",
-                    c.name
-                ),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    caller.actor.can_create_slice(site.id)?;
-    c.validate(&site.login_base)?;
-    if !site.enabled {
-        return Err(ApiError::conflict(format!(
-            "site {} is disabled",
-            site.login_base
-        )));
-    }
-    let now = crate::now();
-    let sl = st
-        .store
-        .create_slice(
-            &caller.label(),
-            now,
-            &c,
-            site.id,
-            site.max_slices,
-            now + SLICE_DEFAULT_LIFETIME,
-        )
-        .await?;
+    let sl = ops::slices::create(&st, &caller.actor, &c).await?;
     Ok((StatusCode::CREATED, Json(sl)))
 }
 
@@ -170,7 +83,7 @@ pub async fn show(
     Path(slice): Path<String>,
 ) -> ApiResult<Json<Slice>> {
     caller.person()?;
-    Ok(Json(st.store.slice(&slice).await?))
+    Ok(Json(queries::slice(&st, &slice).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/slices/{slice}", tag = "slices", request_body = SliceUpdate,
@@ -182,18 +95,10 @@ pub async fn update(
     Path(slice): Path<String>,
     ApiJson(u): ApiJson<SliceUpdate>,
 ) -> ApiResult<Json<Slice>> {
-    let (sl, _) = slice_for(&st, &caller, &slice).await?;
-    caller.actor.can_admin_slice(sl.site_id)?;
-    if u.enabled.is_some() {
-        caller.actor.require_admin("enable or disable a slice")?;
-    }
-    u.validate()?;
-    let sl = st
-        .store
-        .update_slice(&caller.label(), crate::now(), &sl, &u)
-        .await?;
-    st.changed_nodes(&sl.nodes);
-    Ok(Json(sl))
+    caller.person()?;
+    Ok(Json(
+        ops::slices::update(&st, &caller.actor, &slice, &u).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/slices/{slice}", tag = "slices",
@@ -204,12 +109,8 @@ pub async fn remove(
     caller: Caller,
     Path(slice): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let (sl, _) = slice_for(&st, &caller, &slice).await?;
-    caller.actor.can_create_slice(sl.site_id)?;
-    st.store
-        .delete_slice(&caller.label(), crate::now(), &sl)
-        .await?;
-    st.changed_nodes(&sl.nodes);
+    caller.person()?;
+    ops::slices::remove(&st, &caller.actor, &slice).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -223,29 +124,10 @@ pub async fn renew(
     Path(slice): Path<String>,
     ApiJson(r): ApiJson<SliceRenew>,
 ) -> ApiResult<Json<Slice>> {
-    let (sl, member) = slice_for(&st, &caller, &slice).await?;
-    caller.actor.can_use_slice(sl.site_id, member)?;
-    let now = crate::now();
-    let requested = match (r.expires, r.days) {
-        (Some(e), None) => e,
-        (None, Some(d)) if (1..=365).contains(&d) => now + d * DAY,
-        (None, Some(d)) => {
-            return Err(ApiError::invalid("days", format!("{d} is outside 1..=365")))
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "expires",
-                "give exactly one of expires or days",
-            ))
-        }
-    };
-    let expires = check_renewal(now, requested)?;
-    let sl = st
-        .store
-        .renew_slice(&caller.label(), now, &sl, expires)
-        .await?;
-    st.changed_nodes(&sl.nodes);
-    Ok(Json(sl))
+    caller.person()?;
+    Ok(Json(
+        ops::slices::renew(&st, &caller.actor, &slice, &r).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/slices/{slice}/nodes", tag = "slices", request_body = NameList,
@@ -257,16 +139,10 @@ pub async fn add_nodes(
     Path(slice): Path<String>,
     ApiJson(l): ApiJson<NameList>,
 ) -> ApiResult<Json<Slice>> {
-    let (sl, member) = slice_for(&st, &caller, &slice).await?;
-    caller.actor.can_use_slice(sl.site_id, member)?;
-    let nodes = resolve_nodes(&st, &l.names).await?;
-    crate::broker::admit_nodes(&st, &sl, &nodes).await?;
-    let sl = st
-        .store
-        .add_slice_nodes(&caller.label(), crate::now(), &sl, &nodes)
-        .await?;
-    st.changed_nodes(nodes.iter().map(|(_, h)| h));
-    Ok(Json(sl))
+    caller.person()?;
+    Ok(Json(
+        ops::slices::add_nodes(&st, &caller.actor, &slice, &l.names).await?,
+    ))
 }
 
 /// Lets the broker choose nodes for the slice: live nodes meeting every constraint, least loaded
@@ -280,33 +156,10 @@ pub async fn select_nodes(
     Path(slice): Path<String>,
     ApiJson(req): ApiJson<SelectRequest>,
 ) -> ApiResult<Json<SelectResult>> {
-    let (sl, member) = slice_for(&st, &caller, &slice).await?;
-    caller.actor.can_use_slice(sl.site_id, member)?;
-    let sel = req
-        .select
-        .selection()
-        .map_err(|e| ApiError::invalid("select", e.to_string()))?;
-    let now = crate::now();
-    let candidates = st.store.placement_candidates(sl.id, now).await?;
-    // The slice-wide guarantee; node-specific overrides are checked again by admission below.
-    let reserve = st.store.slice_reservation(sl.id, 0).await?;
-    let chosen =
-        select(&sel, reserve, &candidates).map_err(|e| ApiError::conflict(e.to_string()))?;
-    let nodes: Vec<(i64, String)> = chosen
-        .iter()
-        .filter_map(|id| candidates.iter().find(|c| c.node_id == *id))
-        .map(|c| (c.node_id, c.hostname.clone()))
-        .collect();
-    crate::broker::admit_nodes(&st, &sl, &nodes).await?;
-    let slice = st
-        .store
-        .add_slice_nodes(&caller.label(), now, &sl, &nodes)
-        .await?;
-    st.changed_nodes(nodes.iter().map(|(_, h)| h));
-    Ok(Json(SelectResult {
-        slice,
-        added: nodes.into_iter().map(|(_, h)| h).collect(),
-    }))
+    caller.person()?;
+    Ok(Json(
+        ops::slices::select_nodes(&st, &caller.actor, &slice, &req).await?,
+    ))
 }
 
 #[utoipa::path(delete, path = "/api/v1/slices/{slice}/nodes/{node}", tag = "slices",
@@ -317,15 +170,10 @@ pub async fn remove_node(
     caller: Caller,
     Path((slice, node)): Path<(String, String)>,
 ) -> ApiResult<Json<Slice>> {
-    let (sl, member) = slice_for(&st, &caller, &slice).await?;
-    caller.actor.can_use_slice(sl.site_id, member)?;
-    let n = st.store.node(&node).await?;
-    let sl = st
-        .store
-        .remove_slice_node(&caller.label(), crate::now(), &sl, (n.id, &n.hostname))
-        .await?;
-    st.changed_nodes([&n.hostname]);
-    Ok(Json(sl))
+    caller.person()?;
+    Ok(Json(
+        ops::slices::remove_node(&st, &caller.actor, &slice, &node).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/slices/{slice}/persons", tag = "slices", request_body = NameList,
@@ -337,15 +185,10 @@ pub async fn add_persons(
     Path(slice): Path<String>,
     ApiJson(l): ApiJson<NameList>,
 ) -> ApiResult<Json<Slice>> {
-    let (sl, _) = slice_for(&st, &caller, &slice).await?;
-    caller.actor.can_admin_slice(sl.site_id)?;
-    let persons = resolve_persons(&st, &l.names).await?;
-    let sl = st
-        .store
-        .add_slice_persons(&caller.label(), crate::now(), &sl, &persons)
-        .await?;
-    st.changed_nodes(&sl.nodes);
-    Ok(Json(sl))
+    caller.person()?;
+    Ok(Json(
+        ops::slices::add_persons(&st, &caller.actor, &slice, &l.names).await?,
+    ))
 }
 
 /// Removes a person from the slice (its PIs, admins, or the person itself leaving).
@@ -357,22 +200,10 @@ pub async fn remove_person(
     caller: Caller,
     Path((slice, person)): Path<(String, String)>,
 ) -> ApiResult<Json<Slice>> {
-    let (sl, _) = slice_for(&st, &caller, &slice).await?;
-    let p = st.store.person(&person).await?;
-    if caller.actor.person_id() != Some(p.person.id) {
-        caller.actor.can_admin_slice(sl.site_id)?;
-    }
-    let sl = st
-        .store
-        .remove_slice_person(
-            &caller.label(),
-            crate::now(),
-            &sl,
-            (p.person.id, &p.person.email),
-        )
-        .await?;
-    st.changed_nodes(&sl.nodes);
-    Ok(Json(sl))
+    caller.person()?;
+    Ok(Json(
+        ops::slices::remove_person(&st, &caller.actor, &slice, &person).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/slices/{slice}/slivers", tag = "slices",
@@ -383,8 +214,9 @@ pub async fn slivers(
     caller: Caller,
     Path(slice): Path<String>,
 ) -> ApiResult<Json<Vec<Sliver>>> {
-    let (sl, _) = slice_for(&st, &caller, &slice).await?;
-    Ok(Json(st.store.slivers_of_slice(sl.id).await?))
+    caller.person()?;
+    let (sl, _) = slice_and_member(&st, &caller.actor, &slice).await?;
+    Ok(Json(queries::slivers_of_slice(&st, sl.id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/slices/{slice}/tags", tag = "slices",
@@ -395,31 +227,9 @@ pub async fn tags(
     caller: Caller,
     Path(slice): Path<String>,
 ) -> ApiResult<Json<Vec<SliceTag>>> {
-    let (sl, _) = slice_for(&st, &caller, &slice).await?;
-    Ok(Json(st.store.slice_tags(&sl).await?))
-}
-
-async fn tag_target(
-    st: &AppState,
-    caller: &Caller,
-    slice: &str,
-    tag: &str,
-    node: Option<&str>,
-) -> ApiResult<(Slice, TagName, Option<(i64, String)>)> {
-    let (sl, member) = slice_for(st, caller, slice).await?;
-    let tag = TagName::parse(tag)?;
-    caller.actor.can_set_tag(tag, sl.site_id, member)?;
-    let node = match node {
-        Some(n) => match st.store.node(n).await {
-            Ok(n) => Some((n.id, n.hostname)),
-            Err(StoreError::NotFound(_)) => {
-                return Err(ApiError::invalid("node", format!("unknown node {n:?}")))
-            }
-            Err(e) => return Err(e.into()),
-        },
-        None => None,
-    };
-    Ok((sl, tag, node))
+    caller.person()?;
+    let (sl, _) = slice_and_member(&st, &caller.actor, &slice).await?;
+    Ok(Json(queries::slice_tags(&st, &sl).await?))
 }
 
 /// Sets a tag slice-wide or, with `node`, for one node (node values override slice-wide ones).
@@ -432,21 +242,9 @@ pub async fn set_tag(
     Path((slice, tag)): Path<(String, String)>,
     ApiJson(b): ApiJson<SliceTagSet>,
 ) -> ApiResult<Json<SliceTag>> {
-    let (sl, tag, node) = tag_target(&st, &caller, &slice, &tag, b.node.as_deref()).await?;
-    let value = tags::validate(tag, &b.value)?;
-    crate::broker::admit_tag(&st, &sl, tag, &value, node.as_ref().map(|n| n.0)).await?;
-    let t = st
-        .store
-        .set_slice_tag(
-            &caller.label(),
-            crate::now(),
-            &sl,
-            tag,
-            &value,
-            node.as_ref().map(|(id, h)| (*id, h.as_str())),
-        )
-        .await?;
-    st.changed_nodes(&sl.nodes);
+    caller.person()?;
+    let tag = TagName::parse(&tag)?;
+    let t = ops::tags::set(&st, &caller.actor, &slice, tag, &b.value, b.node.as_deref()).await?;
     Ok(Json(t))
 }
 
@@ -459,16 +257,8 @@ pub async fn delete_tag(
     Path((slice, tag)): Path<(String, String)>,
     ApiQuery(q): ApiQuery<NodeParam>,
 ) -> ApiResult<StatusCode> {
-    let (sl, tag, node) = tag_target(&st, &caller, &slice, &tag, q.node.as_deref()).await?;
-    st.store
-        .delete_slice_tag(
-            &caller.label(),
-            crate::now(),
-            &sl,
-            tag,
-            node.as_ref().map(|(id, h)| (*id, h.as_str())),
-        )
-        .await?;
-    st.changed_nodes(&sl.nodes);
+    caller.person()?;
+    let tag = TagName::parse(&tag)?;
+    ops::tags::delete(&st, &caller.actor, &slice, tag, q.node.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

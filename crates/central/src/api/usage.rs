@@ -1,3 +1,6 @@
+//! Usage under `/api/v1/usage` (series and top consumers, read through `crate::queries`) and
+//! the node's usage batches (`/api/v1/node/usage`).
+
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -5,11 +8,12 @@ use slicelab_model::objects::ErrorBody;
 use slicelab_model::sliver::ReportAck;
 use slicelab_model::time::{DAY, HOUR};
 use slicelab_model::{UsageBatch, UsageSeries, UsageTotal};
-use slicelab_store::{UsageRank, UsageScope};
+use slicelab_store::UsageRank;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
+use crate::queries::{self, UsageScope};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -65,19 +69,19 @@ pub async fn series(
     }
     let scope = if let Some(s) = &q.slice {
         caller.person()?;
-        let sl = st.store.slice(s).await?;
+        let sl = queries::slice(&st, s).await?;
         UsageScope::Slice {
             id: sl.id,
             name: sl.name,
         }
     } else if let Some(n) = &q.node {
-        let n = st.store.node(n).await?;
+        let n = queries::node(&st, n).await?;
         UsageScope::Node {
             id: n.id,
             hostname: n.hostname,
         }
     } else if let Some(s) = &q.site {
-        let s = st.store.site(s).await?;
+        let s = queries::site(&st, s).await?;
         UsageScope::Site {
             id: s.id,
             login_base: s.login_base,
@@ -85,7 +89,9 @@ pub async fn series(
     } else {
         UsageScope::Platform
     };
-    Ok(Json(st.store.usage_series(&scope, from, to, step).await?))
+    Ok(Json(
+        queries::usage_series(&st, &scope, from, to, step).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -1,14 +1,15 @@
 //! Mission control (admins): node health with stale nodes flagged, boot states, slices that can
-//! be disabled everywhere in one action, and the event log.
+//! be disabled everywhere in one action, and the event log. Read through
+//! `slicelab_central::queries`; the forms post to the slice and node handlers.
 
 use std::collections::HashMap;
 
 use axum::extract::{Query, State};
 use axum::response::Response;
 use maud::html;
+use slicelab_central::queries::{self, EventFilter, NodeFilter, Paging, SliceFilter};
 use slicelab_central::state::AppState;
-use slicelab_model::{NodeHealth, SliverState};
-use slicelab_store::{EventFilter, NodeFilter, Paging, SliceFilter};
+use slicelab_model::SliverState;
 
 use crate::error::WebResult;
 use crate::layout::{badge, fmt_ago, fmt_time, ok, ok_notice, Page, Section};
@@ -35,12 +36,8 @@ pub async fn mission_control(
     let nodes = all_nodes(&st, &NodeFilter::default()).await?;
     let mut rows = Vec::with_capacity(nodes.len());
     for n in &nodes {
-        let health: Option<NodeHealth> = st
-            .store
-            .node_health(n.id)
-            .await?
-            .and_then(|v| serde_json::from_value(v).ok());
-        let slivers = st.store.slivers_of_node(n.id).await?;
+        let health = queries::node_health(&st, n.id).await?;
+        let slivers = queries::slivers_of_node(&st, n.id).await?;
         let running = slivers
             .iter()
             .filter(|s| s.state == SliverState::Running)
@@ -48,21 +45,10 @@ pub async fn mission_control(
         rows.push((n, health, slivers.len(), running));
     }
     let stale = nodes.iter().filter(|n| is_stale(n, now)).count();
-    let (slices, _) = st
-        .store
-        .list_slices(
-            &SliceFilter::default(),
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let (slices, _) = queries::slices(&st, &SliceFilter::default(), queries::ALL).await?;
     let mut running_by_slice: HashMap<i64, usize> = HashMap::new();
     for s in &slices {
-        let c = st
-            .store
-            .slivers_of_slice(s.id)
+        let c = queries::slivers_of_slice(&st, s.id)
             .await?
             .iter()
             .filter(|x| x.state == SliverState::Running)
@@ -157,16 +143,11 @@ pub async fn events(
         object: q.object.clone().filter(|s| !s.trim().is_empty()),
         ..Default::default()
     };
-    let (items, total) = st
-        .store
-        .list_events(
-            &f,
-            Paging {
-                limit: EVENTS_PER_PAGE,
-                offset: page * EVENTS_PER_PAGE,
-            },
-        )
-        .await?;
+    let paging = Paging {
+        limit: EVENTS_PER_PAGE,
+        offset: page * EVENTS_PER_PAGE,
+    };
+    let (items, total) = queries::events(&st, &viewer.actor, f, paging).await?;
     let object = q.object.clone().unwrap_or_default();
     let more = (page + 1) * EVENTS_PER_PAGE < total;
     let body = html! {

@@ -1,19 +1,24 @@
-//! The pages and their forms. Every handler authorises with the same `model::policy` rules as
-//! the API, validates with `model`, and writes through the store (which logs the event).
+//! The pages and their forms. Pages read through `slicelab_central::queries` (checking who may
+//! see them with `model::policy`); every form calls one of central's operations
+//! (`slicelab_central::ops`), the same the JSON API calls: policy, validation, the store
+//! transaction with its event and the node wake-ups are central's, never repeated here.
 
 pub mod admin;
+pub mod lookup;
 pub mod public;
+pub mod slice_forms;
 pub mod slices;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
+use slicelab_central::ops;
+use slicelab_central::queries::{self, NodeFilter};
 use slicelab_central::state::AppState;
 use slicelab_model::{BootState, Node, NodeUpdate};
-use slicelab_store::{NodeFilter, Paging};
 
-use crate::error::{WebError, WebResult};
+use crate::error::WebResult;
 use crate::layout::{respond, Notice};
 use crate::session::{see_other, FormData, Viewer};
 
@@ -30,17 +35,7 @@ pub struct PageQuery {
 
 /// Every node matching `f` (testbeds are small; pages list them all).
 pub async fn all_nodes(st: &AppState, f: &NodeFilter) -> WebResult<Vec<Node>> {
-    Ok(st
-        .store
-        .list_nodes(
-            f,
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?
-        .0)
+    Ok(queries::nodes(st, f, queries::ALL).await?.0)
 }
 
 /// Only local paths: forms say where to come back to.
@@ -71,7 +66,7 @@ pub fn boot_form(viewer: &Viewer, n: &Node, back: &str) -> Markup {
     }
 }
 
-/// POST /nodes/{node}/boot_state: admins and the node's site techs and PIs.
+/// POST /nodes/{node}/boot_state: admins and the node's site techs and PIs (`ops::nodes::update`).
 pub async fn set_boot_state(
     State(st): State<AppState>,
     viewer: Viewer,
@@ -79,9 +74,6 @@ pub async fn set_boot_state(
     form: FormData,
 ) -> WebResult<Response> {
     viewer.check_form(&form)?;
-    let n = st.store.node(&key).await?;
-    viewer.actor.can_manage_node(n.site_id)?;
-    let back = local_path(form.get("back"), &format!("/nodes/{}", n.hostname));
     let b = match BootState::parse(form.get("boot_state").trim()) {
         Ok(b) => b,
         Err(e) => {
@@ -95,10 +87,7 @@ pub async fn set_boot_state(
         boot_state: Some(b),
         ..Default::default()
     };
-    u.validate().map_err(WebError::from)?;
-    st.store
-        .update_node(&viewer.label(), slicelab_central::now(), &n, &u)
-        .await?;
-    st.changed_nodes([&n.hostname]);
+    let n = ops::nodes::update(&st, &viewer.actor, &key, &u).await?;
+    let back = local_path(form.get("back"), &format!("/nodes/{}", n.hostname));
     Ok(see_other(&format!("{back}?ok=boot_state")))
 }

@@ -1,25 +1,20 @@
-//! Pages anyone may read: the platform overview, node pages, site pages and the
-//! "who sent this?" lookup. Private parts appear only for viewers the policy allows.
+//! Pages anyone may read: the platform overview, node pages and site pages (the "who sent
+//! this?" lookup is `pages::lookup`). Private parts appear only for viewers the policy allows. Read
+//! through `slicelab_central::queries`.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::{html, Markup};
-use serde::Deserialize;
+use slicelab_central::queries::{self, NodeFilter, PersonFilter, SliceFilter, UsageScope};
 use slicelab_central::state::AppState;
 use slicelab_model::sliver::Sliver;
-use slicelab_model::time::{NODE_LIVE_WINDOW, WEEK};
+use slicelab_model::time::NODE_LIVE_WINDOW;
 use slicelab_model::{BootState, Node, NodeStatus, Site, SliverState};
-use slicelab_store::{NodeFilter, Paging, PersonFilter, SliceFilter, UsageScope};
 
 use crate::error::{WebError, WebResult};
-use crate::layout::{
-    badge, fmt_ago, fmt_local_input, fmt_time, ok, ok_notice, parse_local_input, respond, svg,
-    Notice, Page, Section,
-};
+use crate::layout::{badge, fmt_ago, fmt_time, ok, ok_notice, svg, Notice, Page, Section};
 use crate::map::{world_map, Pin};
 use crate::pages::{all_nodes, boot_form, PageQuery};
 use crate::session::Viewer;
@@ -52,21 +47,12 @@ pub async fn overview(
     Query(q): Query<PageQuery>,
 ) -> WebResult<Response> {
     let now = slicelab_central::now();
-    let (sites, _) = st
-        .store
-        .list_sites(
-            None,
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let (sites, _) = queries::sites(&st, None, queries::ALL).await?;
     let nodes = all_nodes(&st, &NodeFilter::default()).await?;
     let mut running: HashMap<i64, usize> = HashMap::new();
     let mut running_slices = BTreeSet::new();
     for n in &nodes {
-        for s in st.store.slivers_of_node(n.id).await? {
+        for s in queries::slivers_of_node(&st, n.id).await? {
             if s.state == SliverState::Running {
                 *running.entry(n.id).or_default() += 1;
                 running_slices.insert(s.slice);
@@ -195,9 +181,9 @@ pub async fn render_node(
     notice: Option<Notice>,
 ) -> WebResult<Markup> {
     let now = slicelab_central::now();
-    let n = st.store.node(key).await?;
-    let site = st.store.site(&n.site_id.to_string()).await?;
-    let slivers: Vec<Sliver> = st.store.slivers_of_node(n.id).await?;
+    let n = queries::node(st, key).await?;
+    let site = queries::site(st, &n.site_id.to_string()).await?;
+    let slivers: Vec<Sliver> = queries::slivers_of_node(st, n.id).await?;
     let running = slivers
         .iter()
         .filter(|s| s.state == SliverState::Running)
@@ -278,7 +264,7 @@ pub async fn site_page(
     Query(q): Query<PageQuery>,
 ) -> WebResult<Response> {
     let now = slicelab_central::now();
-    let site = st.store.site(&key).await?;
+    let site = queries::site(&st, &key).await?;
     let nodes = all_nodes(
         &st,
         &NodeFilter {
@@ -289,28 +275,22 @@ pub async fn site_page(
     .await?;
     let mut running = HashMap::new();
     for n in &nodes {
-        let c = st
-            .store
-            .slivers_of_node(n.id)
+        let c = queries::slivers_of_node(&st, n.id)
             .await?
             .iter()
             .filter(|s| s.state == SliverState::Running)
             .count();
         running.insert(n.id, c);
     }
-    let (_, slice_count) = st
-        .store
-        .list_slices(
-            &SliceFilter {
-                site_id: Some(site.id),
-                ..Default::default()
-            },
-            Paging {
-                limit: 1,
-                offset: 0,
-            },
-        )
-        .await?;
+    let of_site = SliceFilter {
+        site_id: Some(site.id),
+        ..Default::default()
+    };
+    let one = queries::Paging {
+        limit: 1,
+        offset: 0,
+    };
+    let (_, slice_count) = queries::slices(&st, &of_site, one).await?;
     let base = format!("/sites/{}", site.login_base);
     let plots = plots(
         &st,
@@ -351,26 +331,18 @@ pub async fn site_manage(
 ) -> WebResult<Response> {
     viewer.person()?;
     let now = slicelab_central::now();
-    let site = st.store.site(&key).await?;
+    let site = queries::site(&st, &key).await?;
     viewer.actor.can_manage_node(site.id).map_err(|_| {
         WebError::Forbidden(format!(
             "only admins and {}'s PIs and techs may see this page",
             site.login_base
         ))
     })?;
-    let (persons, _) = st
-        .store
-        .list_persons(
-            &PersonFilter {
-                site_id: Some(site.id),
-                ..Default::default()
-            },
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let of_site = PersonFilter {
+        site_id: Some(site.id),
+        ..Default::default()
+    };
+    let (persons, _) = queries::persons(&st, &viewer.actor, of_site, queries::ALL).await?;
     let nodes = all_nodes(
         &st,
         &NodeFilter {
@@ -379,19 +351,11 @@ pub async fn site_manage(
         },
     )
     .await?;
-    let (slices, _) = st
-        .store
-        .list_slices(
-            &SliceFilter {
-                site_id: Some(site.id),
-                ..Default::default()
-            },
-            Paging {
-                limit: 1000,
-                offset: 0,
-            },
-        )
-        .await?;
+    let of_site = SliceFilter {
+        site_id: Some(site.id),
+        ..Default::default()
+    };
+    let (slices, _) = queries::slices(&st, &of_site, queries::ALL).await?;
     let here = format!("/sites/{}/manage", site.login_base);
     let body = html! {
         h1 { "Site " (site.login_base) }
@@ -450,171 +414,6 @@ pub async fn site_manage(
     Ok(ok(Page::new(&here, Section::Site, &viewer)
         .notice(ok_notice(q.ok.as_deref()))
         .render(body)))
-}
-
-#[derive(Debug, Deserialize, Default)]
-pub struct LookupQuery {
-    node: Option<String>,
-    addr: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-}
-
-/// Checks a lookup request; returns (node id, hostname, address, from, to).
-async fn check_lookup(
-    st: &AppState,
-    q: &LookupQuery,
-) -> Result<(i64, String, IpAddr, i64, i64), String> {
-    let node = q.node.as_deref().unwrap_or("").trim();
-    if node.is_empty() {
-        return Err("choose the node that sent the traffic".into());
-    }
-    let n = match st.store.node(node).await {
-        Ok(n) => n,
-        Err(slicelab_store::StoreError::NotFound(_)) => {
-            return Err(format!("there is no node {node:?} in slicelab"))
-        }
-        Err(e) => return Err(format!("cannot look up the node: {e}")),
-    };
-    let addr_s = q.addr.as_deref().unwrap_or("").trim();
-    let addr: IpAddr = addr_s
-        .parse()
-        .map_err(|_| format!("{addr_s:?} is not an IPv4 or IPv6 address"))?;
-    let from = parse_local_input(q.from.as_deref().unwrap_or(""))
-        .ok_or("give the start of the time window (UTC)")?;
-    let to = parse_local_input(q.to.as_deref().unwrap_or(""))
-        .ok_or("give the end of the time window (UTC)")?;
-    if to <= from {
-        return Err("the window must end after it starts".into());
-    }
-    if to - from > WEEK {
-        return Err("the window may span at most 7 days".into());
-    }
-    Ok((n.id, n.hostname, addr, from, to))
-}
-
-/// The answer to a lookup: the slices that exchanged traffic with `addr`, and who answers for them.
-async fn lookup_answer(
-    st: &AppState,
-    node_id: i64,
-    host: &str,
-    addr: IpAddr,
-    from: i64,
-    to: i64,
-) -> WebResult<Markup> {
-    let rows = st.store.lookup_flows(node_id, addr, None, from, to).await?;
-    if rows.is_empty() {
-        return Ok(html! {
-            div.card id="lookup-result" {
-                h2 { "Result" }
-                div.notice.info {
-                    strong { "No records. " }
-                    "No slice on " (host) " exchanged traffic with " (addr.to_string()) " between "
-                    (fmt_time(from)) " and " (fmt_time(to)) " (UTC). Check the node and the time window."
-                }
-            }
-        });
-    }
-    let mut found = Vec::new();
-    for r in rows {
-        let slice = st.store.slice(&r.slice).await.ok();
-        let contacts = st.store.slice_contacts(&r.slice).await?;
-        found.push((r, slice, contacts));
-    }
-    Ok(html! {
-        div.card id="lookup-result" {
-            h2 { "Result" }
-            p { "Traffic between " strong { (host) } " and " strong { (addr.to_string()) } " came from:" }
-            @for (r, slice, contacts) in &found {
-                div.card.match {
-                    h3 { "Slice " (r.slice) }
-                    @if let Some(sl) = slice {
-                        @if !sl.description.is_empty() { p { (sl.description) } }
-                        @if !sl.url.is_empty() { p { a href=(sl.url) rel="nofollow noopener" { (sl.url) } } }
-                    } @else {
-                        p.muted { "(this slice has since been deleted)" }
-                    }
-                    p.muted {
-                        (r.flows) " flow(s) from " (fmt_time(r.first_seen)) " to " (fmt_time(r.last_seen))
-                        " · " (r.tx_bytes) " bytes sent, " (r.rx_bytes) " received"
-                    }
-                    @if contacts.is_empty() {
-                        p { "Responsible: the platform admins." }
-                    } @else {
-                        p { "Responsible: "
-                            @for (i, c) in contacts.iter().enumerate() {
-                                @if i > 0 { ", " }
-                                (c.name) " <" a href={ "mailto:" (c.email) } { (c.email) } ">"
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    })
-}
-
-/// "Who sent this?": anyone who saw traffic from a node asks which slice sent it.
-pub async fn lookup(
-    State(st): State<AppState>,
-    viewer: Viewer,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    Query(q): Query<LookupQuery>,
-) -> WebResult<Response> {
-    let now = slicelab_central::now();
-    let asked = q.node.is_some() || q.addr.is_some();
-    let (status, result) = if asked && q.addr.is_some() {
-        // Same per-client allowance as the API's lookup: the form is the same public door.
-        if let Err(wait) = st.lookups.take(peer.ip()) {
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                Some(
-                    Notice::Error(format!(
-                        "Too many lookups from your address; try again in {wait} s."
-                    ))
-                    .render(),
-                ),
-            )
-        } else {
-            match check_lookup(&st, &q).await {
-                Ok((node_id, host, addr, from, to)) => (
-                    StatusCode::OK,
-                    Some(lookup_answer(&st, node_id, &host, addr, from, to).await?),
-                ),
-                Err(m) => (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    Some(Notice::Error(m).render()),
-                ),
-            }
-        }
-    } else {
-        (StatusCode::OK, None)
-    };
-    let nodes = all_nodes(&st, &NodeFilter::default()).await?;
-    let sel = q.node.clone().unwrap_or_default();
-    let body = html! {
-        h1 { "Who sent this?" }
-        p.sub { "Saw traffic from a slicelab node? Every flow is attributed to the experiment (slice) that sent it. Ask here — no login needed." }
-        (result.unwrap_or_default())
-        div.card {
-            form.stack method="get" action="/lookup" id="lookup" {
-                label { "Node that sent the traffic"
-                    select name="node" required {
-                        option value="" { "— choose —" }
-                        @for n in &nodes { option value=(n.hostname) selected[n.hostname == sel] { (n.hostname) } }
-                    }
-                }
-                label { "Your address (the destination of the traffic)" input type="text" name="addr" placeholder="192.0.2.7" value=(q.addr.clone().unwrap_or_default()) required; }
-                label { "From (UTC)" input type="datetime-local" name="from" value=(q.from.clone().unwrap_or_else(|| fmt_local_input(now - 3600))) required; }
-                label { "To (UTC)" input type="datetime-local" name="to" value=(q.to.clone().unwrap_or_else(|| fmt_local_input(now))) required; }
-                button type="submit" { "Look up" }
-            }
-        }
-    };
-    Ok(respond(
-        status,
-        Page::new("Who sent this?", Section::Lookup, &viewer).render(body),
-    ))
 }
 
 /// Shown on boot-state forms: what each state means.

@@ -181,10 +181,18 @@ mod limit_tests {
     #[test]
     fn increases_and_counts_after_a_reset_are_hits() {
         let z = LimitCounts::default();
-        let a = LimitCounts { memory: 2, pids: 0, disk: 1 };
+        let a = LimitCounts {
+            memory: 2,
+            pids: 0,
+            disk: 1,
+        };
         assert_eq!(a.hit_since(&z), vec![("memory", 2), ("disk", 1)]);
         assert!(a.hit_since(&a).is_empty());
-        let after_restart = LimitCounts { memory: 1, pids: 0, disk: 0 };
+        let after_restart = LimitCounts {
+            memory: 1,
+            pids: 0,
+            disk: 0,
+        };
         assert_eq!(after_restart.hit_since(&a), vec![("memory", 1)]);
     }
 }

@@ -41,7 +41,10 @@ impl Store {
     }
 
     /// (tag, value) pairs in force for `node_id`: the platform's, then the node's overrides.
-    pub(crate) async fn defaults_for(&self, node_id: i64) -> Result<(Vec<(TagName, String)>, Vec<(TagName, String)>)> {
+    pub(crate) async fn defaults_for(
+        &self,
+        node_id: i64,
+    ) -> Result<(Vec<(TagName, String)>, Vec<(TagName, String)>)> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT node_id, name, value FROM default_tags WHERE node_id = $1 OR node_id = $2",
         )
@@ -85,8 +88,14 @@ impl Store {
             .bind(value)
             .execute(&mut *w.tx)
             .await?;
-        w.default_event(now, actor, "default.set", node, json!({"tag": tag, "value": value}))
-            .await?;
+        w.default_event(
+            now,
+            actor,
+            "default.set",
+            node,
+            json!({"tag": tag, "value": value}),
+        )
+        .await?;
         w.commit().await?;
         Ok(DefaultTag {
             name: tag.as_str().into(),

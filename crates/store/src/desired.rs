@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use slicelab_model::sliver::SliverKey;
 use slicelab_model::defaults;
+use slicelab_model::sliver::SliverKey;
 use slicelab_model::tags::TagValue;
 use slicelab_model::{DesiredSlivers, Node, SliverSpec, TagName};
 

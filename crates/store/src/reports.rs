@@ -118,10 +118,7 @@ impl WriteTx<'_> {
             .bind((!s.limits.is_zero()).then(|| json!(s.limits).to_string()))
             .execute(&mut *w.tx)
             .await?;
-            let limits_before = old
-                .get(&s.slice_name)
-                .map(|o| o.2)
-                .unwrap_or_default();
+            let limits_before = old.get(&s.slice_name).map(|o| o.2).unwrap_or_default();
             for (limit, count) in s.limits.hit_since(&limits_before) {
                 // The slice's persons see which limit stopped their experiment, and where.
                 w.event(

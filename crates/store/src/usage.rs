@@ -151,18 +151,20 @@ impl Store {
         let u = |v: i64| u64::try_from(v).unwrap_or(0);
         let points: Vec<UsagePoint> = rows
             .into_iter()
-            .map(|(t, cpu, tx, rx, txp, rxp, mem, disk, spoofed)| UsagePoint {
-                t,
-                cpu_s: cpu,
-                cpu_load: cpu / step as f64,
-                tx_bytes: u(tx),
-                rx_bytes: u(rx),
-                tx_pkts: u(txp),
-                rx_pkts: u(rxp),
-                mem_bytes: u(mem),
-                disk_bytes: u(disk),
-                spoofed_pkts: u(spoofed),
-            })
+            .map(
+                |(t, cpu, tx, rx, txp, rxp, mem, disk, spoofed)| UsagePoint {
+                    t,
+                    cpu_s: cpu,
+                    cpu_load: cpu / step as f64,
+                    tx_bytes: u(tx),
+                    rx_bytes: u(rx),
+                    tx_pkts: u(txp),
+                    rx_pkts: u(rxp),
+                    mem_bytes: u(mem),
+                    disk_bytes: u(disk),
+                    spoofed_pkts: u(spoofed),
+                },
+            )
             .collect();
         Ok(UsageSeries {
             scope: scope.label(),

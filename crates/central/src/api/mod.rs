@@ -5,6 +5,7 @@
 //! API's own.
 
 pub mod auth;
+pub mod defaults;
 pub mod events;
 pub mod flows;
 pub mod leases;
@@ -79,6 +80,15 @@ pub fn router() -> Router<AppState> {
             put(slices::set_tag).delete(slices::delete_tag),
         )
         .route("/events", get(events::list))
+        .route("/defaults", get(defaults::list))
+        .route(
+            "/defaults/{tag}",
+            put(defaults::set).delete(defaults::delete),
+        )
+        .route(
+            "/nodes/{node}/defaults/{tag}",
+            put(defaults::set_node).delete(defaults::delete_node),
+        )
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", delete(leases::remove))
         .route("/node/slivers", get(node::slivers))

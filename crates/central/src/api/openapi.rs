@@ -2,7 +2,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, events, flows, leases, node, nodes, persons, sites, slices, usage};
+use super::{auth, defaults, events, flows, leases, node, nodes, persons, sites, slices, usage};
 
 struct Security;
 
@@ -31,6 +31,7 @@ impl Modify for Security {
         slices::add_nodes, slices::select_nodes, slices::remove_node, slices::add_persons, slices::remove_person,
         slices::slivers, slices::tags, slices::set_tag, slices::delete_tag,
         events::list,
+        defaults::list, defaults::set, defaults::delete, defaults::set_node, defaults::delete_node,
         leases::list, leases::create, leases::remove,
         node::slivers, node::report,
         usage::series, usage::top, usage::ingest,

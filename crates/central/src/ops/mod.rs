@@ -13,6 +13,7 @@
 //! their input format and present the result. Reads the front ends share live in
 //! `crate::queries`.
 
+pub mod defaults;
 mod error;
 pub mod keys;
 pub mod leases;

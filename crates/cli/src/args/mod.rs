@@ -6,12 +6,12 @@
 
 mod central;
 mod common;
+mod defaults;
 mod events;
 mod exec;
 mod flows;
 mod image;
 mod key;
-mod defaults;
 mod lease;
 mod login;
 mod lookup;
@@ -30,12 +30,12 @@ pub use central::CentralArgs;
 pub use common::{
     boot_state_parser, role_parser, tag_parser, EnableArgs, ListArgs, DEFAULT_NODE_STATE_DIR,
 };
+pub use defaults::DefaultsCmd;
 pub use events::EventsArgs;
 pub use exec::ExecArgs;
 pub use flows::FlowsArgs;
 pub use image::ImageCmd;
 pub use key::KeyCmd;
-pub use defaults::DefaultsCmd;
 pub use lease::LeaseCmd;
 pub use login::LoginArgs;
 pub use lookup::LookupArgs;

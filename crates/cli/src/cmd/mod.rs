@@ -4,12 +4,12 @@
 //! commands that act on this machine only (`node cleanup`, `image import`) need no login.
 
 mod daemons;
+mod defaults;
 mod events;
 mod exec;
 mod flags;
 mod flows;
 mod key;
-mod defaults;
 mod lease;
 mod local;
 mod login;

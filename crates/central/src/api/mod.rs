@@ -23,7 +23,6 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/openapi.json", get(openapi::serve))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/whoami", get(auth::whoami))
@@ -87,6 +86,9 @@ pub fn router() -> Router<AppState> {
         .route("/lookup", get(flows::lookup))
         .route("/usage", get(usage::series))
         .route("/usage/top", get(usage::top))
+        // Every route above needs credentials unless the document marks it public.
+        .route_layer(axum::middleware::from_fn(openapi::require_credentials))
+        .route("/openapi.json", get(openapi::serve))
 }
 
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -109,6 +111,7 @@ pub fn paging(limit: Option<i64>, offset: Option<i64>) -> Result<Paging, ApiErro
 
 /// `?node=HOST` for tag deletion.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NodeParam {
     pub node: Option<String>,

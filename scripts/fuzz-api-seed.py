@@ -74,10 +74,11 @@ def main():
                                               "start": now - 5, "end": now, "done": True,
                                               "tx_bytes": 10, "tx_pkts": 1, "rx_bytes": 10,
                                               "rx_pkts": 1}]}, token=node_key)
+    # fuzz-api.toml names these ids: the first of their kind in a fresh database.
+    if (key["id"], lease["id"]) != (1, 1):
+        sys.exit(f"seed: expected key and lease ids 1, got {key['id']} and {lease['id']}")
     print(f"FUZZ_TOKEN={admin}")
     print(f"FUZZ_NODE_KEY={node_key}")
-    print(f"FUZZ_KEY_ID={key['id']}")
-    print(f"FUZZ_LEASE_ID={lease['id']}")
 
 
 if __name__ == "__main__":

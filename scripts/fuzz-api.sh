@@ -8,13 +8,15 @@
 #   FUZZ_EXAMPLES  generated cases per operation in each phase (default 40)
 #   FUZZ_MAX_TIME  seconds the run may take before it is stopped and failed (default 420)
 #   FUZZ_SEED      seed, to repeat a run (default: random; printed)
+#   FUZZ_PHASES    schemathesis phases (default examples,coverage,fuzzing; the stateful phase
+#                  trips over the objects fuzz-api.toml pins for destructive operations)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 examples=${FUZZ_EXAMPLES:-40}
 max_time=${FUZZ_MAX_TIME:-420}
 seed=${FUZZ_SEED:-$((RANDOM * 32768 + RANDOM))}
-if ! command -v st >/dev/null; then
-  echo "fuzz-api: schemathesis ('st') is not installed; run scripts/deps.sh" >&2
+if ! python3 -m schemathesis.cli --version >/dev/null 2>&1; then
+  echo "fuzz-api: schemathesis is not installed; run scripts/deps.sh" >&2
   exit 1
 fi
 
@@ -54,8 +56,8 @@ export FUZZ_TOKEN FUZZ_NODE_KEY
 echo "fuzz-api: schemathesis against $url (seed $seed, $examples cases per operation and phase)"
 status=0
 timeout --signal=INT --kill-after=30 "$max_time" \
-  st --config-file scripts/fuzz-api.toml run "$url/openapi.json" --url "$origin" \
-  --checks all --phases examples,coverage,fuzzing --max-examples "$examples" --seed "$seed" \
+  python3 -m schemathesis.cli --config-file scripts/fuzz-api.toml run "$url/openapi.json" --url "$origin" \
+  --checks all --phases "${FUZZ_PHASES:-examples,coverage,fuzzing}" --max-examples "$examples" --seed "$seed" \
   --workers 1 --request-timeout 70 --no-color \
   --exclude-name 'POST /api/v1/auth/logout' --exclude-name 'DELETE /api/v1/tokens/{id}' \
   --report junit --report-junit-path "$tmp/junit.xml" || status=$?
@@ -63,9 +65,9 @@ timeout --signal=INT --kill-after=30 "$max_time" \
 if [ "$status" -eq 124 ] || [ "$status" -eq 130 ]; then
   echo "fuzz-api: stopped after ${max_time}s: the run must finish in time" >&2
 fi
-if grep -qE '"(status|level)":"?(500|ERROR)' "$tmp/central.log" 2>/dev/null; then
-  echo "fuzz-api: central logged errors:" >&2
-  grep -E 'ERROR' "$tmp/central.log" | tail -20 >&2
+if grep -qaE 'ERROR|panicked' "$tmp/central.log"; then
+  echo "fuzz-api: central's log has errors (last 20):" >&2
+  grep -aE 'ERROR|panicked' "$tmp/central.log" | tail -20 >&2
 fi
 python3 - "$tmp/junit.xml" "$status" <<'EOF'
 import sys
@@ -83,6 +85,7 @@ for c in cases:
         print(f"  failed: {c.get('name')}")
     else:
         passed += 1
-print(f"fuzz-api: {passed} operations passed, {failed} failed (schemathesis exit status {status})")
+print(f"fuzz-api: {passed + failed} operations fuzzed, schemathesis exit status {status}")
+print(f"fuzz-api: {passed} passed, {failed} failed")
 EOF
 exit "$status"

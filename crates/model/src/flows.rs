@@ -34,7 +34,7 @@ pub struct FlowRecord {
     pub nat_src: Option<IpAddr>,
     #[schema(maximum = 65535)]
     pub nat_sport: Option<u16>,
-    #[schema(maximum = 4294967295_u64)]
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub ct_id: u32,
     /// First seen, Unix seconds.
     pub start: i64,

@@ -43,7 +43,7 @@ pub struct Selection {
     /// Highest acceptable 1-minute load average.
     #[schema(minimum = 0)]
     pub max_load: Option<f64>,
-    #[schema(maximum = 4294967295_u64)]
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub min_cores: Option<u32>,
 }
 

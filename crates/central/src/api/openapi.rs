@@ -113,6 +113,9 @@ fn add_common(op: &mut Operation, accepts_credentials: bool) {
     }
     for (code, answer) in answers.iter_mut() {
         let RefOr::T(answer) = answer else { continue };
+        if code.starts_with('2') && answer.description.is_empty() {
+            answer.description = describe(code).to_string();
+        }
         if !code.starts_with('4') && !code.starts_with('5') {
             continue;
         }
@@ -133,6 +136,9 @@ fn error_body() -> RefOr<utoipa::openapi::schema::Schema> {
 
 fn describe(code: &str) -> &'static str {
     match code {
+        "200" => "Done.",
+        "201" => "Created.",
+        "204" => "Done; no content.",
         "400" => "Malformed JSON body, or an unknown or malformed query parameter (`bad_request`).",
         "401" => "Missing, malformed, unknown or expired credentials (`unauthorized`).",
         "403" => "The caller may not do this (`forbidden`).",

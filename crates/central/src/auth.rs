@@ -84,7 +84,7 @@ impl Caller {
         self.actor.label()
     }
 
-    /// The node behind this request (node key), or 403.
+    /// The node behind this request (node key); 401 without credentials, 403 with a person's.
     pub fn node_or_403(&self) -> Result<&slicelab_model::Node, ApiError> {
         self.actor.as_node()?;
         self.node

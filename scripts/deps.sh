@@ -20,6 +20,13 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The API fuzzer of scripts/fuzz-api.sh, pinned (its checks change between versions).
+SCHEMATHESIS=4.32.5
+if ! python3 -m schemathesis.cli --version 2>/dev/null | grep -q "version $SCHEMATHESIS\$"; then
+  echo "installing: schemathesis $SCHEMATHESIS (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    "schemathesis==$SCHEMATHESIS"
+fi
 if ! command -v cargo >/dev/null; then
   echo "error: cargo not found. Install a current Rust toolchain (https://rustup.rs), then re-run." >&2
   exit 1

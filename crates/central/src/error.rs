@@ -60,7 +60,11 @@ impl From<ValidationError> for ApiError {
 
 impl From<Denied> for ApiError {
     fn from(e: Denied) -> Self {
-        ApiError::forbidden(e.0)
+        if e.login_required {
+            ApiError::unauthorized(e.message)
+        } else {
+            ApiError::forbidden(e.message)
+        }
     }
 }
 

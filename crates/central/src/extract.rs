@@ -31,16 +31,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Err(e) => {
                 use serde_json::error::Category;
                 match e.classify() {
-                    Category::Data => Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid",
-                        format!("invalid request body: {e}"),
-                    )),
+                    // JSON does not tell `2` from `2.0`; only the second parse pays for that.
+                    Category::Data => with_integral_floats(&bytes).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "invalid",
+                            format!("invalid request body: {e}"),
+                        )
+                    }),
                     _ => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
                 }
             }
         }
     }
+}
+
+/// The body parsed again with every integral number written as a float (`2.0`, `1e3`) read as
+/// the integer it is, as JSON (and JSON Schema's `integer`) means it.
+fn with_integral_floats<T: DeserializeOwned>(bytes: &[u8]) -> Option<ApiJson<T>> {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) => {
+                if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0) {
+                    // In range of i64 (or u64) the cast is exact: f is integral.
+                    if f >= i64::MIN as f64 && f < i64::MAX as f64 {
+                        *n = (f as i64).into();
+                    } else if f >= 0.0 && f < u64::MAX as f64 {
+                        *n = (f as u64).into();
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(o) => o.values_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value);
+    serde_json::from_value(value).ok().map(ApiJson)
 }
 
 /// Query parameters; unknown or malformed ones are 400.

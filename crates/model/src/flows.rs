@@ -14,21 +14,27 @@ use crate::error::{Invalid, ValidationError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowRecord {
+    #[schema(max_length = 32)]
     pub slice: String,
     /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    #[schema(maximum = 255)]
     pub proto: u8,
     /// Original source: the sliver's own (pre-NAT) address.
     #[schema(value_type = String)]
     pub src: IpAddr,
+    #[schema(maximum = 65535)]
     pub sport: u16,
     /// The remote end.
     #[schema(value_type = String)]
     pub dst: IpAddr,
+    #[schema(maximum = 65535)]
     pub dport: u16,
     /// The source as the remote saw it (after NAT).
     #[schema(value_type = Option<String>)]
     pub nat_src: Option<IpAddr>,
+    #[schema(maximum = 65535)]
     pub nat_sport: Option<u16>,
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub ct_id: u32,
     /// First seen, Unix seconds.
     pub start: i64,
@@ -36,17 +42,27 @@ pub struct FlowRecord {
     pub end: i64,
     pub done: bool,
     /// Sliver → remote.
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub tx_bytes: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub tx_pkts: u64,
     /// Remote → sliver.
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub rx_bytes: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub rx_pkts: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowBatch {
+    #[schema(minimum = 1)]
     pub seq: i64,
+    #[schema(max_items = 100000)]
     pub flows: Vec<FlowRecord>,
 }
 
@@ -76,7 +92,7 @@ impl FlowBatch {
                     "is in the future by central's clock",
                 ));
             }
-            if f.slice.len() > crate::names::SLICE_NAME_MAX {
+            if f.slice.chars().count() > crate::names::SLICE_NAME_MAX {
                 return Err(ValidationError::new(
                     "slice",
                     "is longer than any slice name",

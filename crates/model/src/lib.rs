@@ -9,11 +9,13 @@ pub mod flows;
 pub mod names;
 pub mod objects;
 pub mod policy;
+pub mod schema;
 pub mod sliver;
 pub mod ssh_key;
 pub mod tags;
 pub mod time;
 pub mod usage;
+pub mod wire;
 
 pub use error::{Invalid, ValidationError};
 pub use flows::{Flow, FlowBatch, FlowRecord, FlowTotal, LookupResult};

@@ -8,6 +8,10 @@ pub const HOSTNAME_MAX: usize = 253;
 pub const EMAIL_MAX: usize = 254;
 pub const TEXT_MAX: usize = 200;
 pub const DESCRIPTION_MAX: usize = 2000;
+pub const REGION_MAX: usize = 64;
+pub const TOKEN_NAME_MAX: usize = 64;
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 256;
 
 fn is_lower_alnum(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit()
@@ -108,13 +112,11 @@ pub fn hostname(s: &str) -> Invalid<()> {
 
 pub fn email(s: &str) -> Invalid<()> {
     let f = "email";
-    if s.len() > EMAIL_MAX {
+    let len = s.chars().count();
+    if len > EMAIL_MAX {
         return Err(ValidationError::new(
             f,
-            format!(
-                "is {} characters long, at most {EMAIL_MAX} allowed",
-                s.len()
-            ),
+            format!("is {len} characters long, at most {EMAIL_MAX} allowed"),
         ));
     }
     let valid = match s.split_once('@') {
@@ -182,10 +184,25 @@ pub fn image(s: &str) -> Invalid<()> {
 /// A password: long enough to resist guessing, short enough to hash cheaply.
 pub fn password(s: &str) -> Invalid<()> {
     let n = s.chars().count();
-    if !(8..=256).contains(&n) {
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&n) {
         return Err(ValidationError::new(
             "password",
-            "must be 8 to 256 characters",
+            format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A node's placement region: lowercase letters, digits and `-` (may be empty).
+pub fn region(r: &str) -> Invalid<()> {
+    text("region", r, REGION_MAX)?;
+    if !r
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(ValidationError::new(
+            "region",
+            format!("{r:?} must be lowercase letters, digits and -"),
         ));
     }
     Ok(())

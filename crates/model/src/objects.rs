@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{Invalid, ValidationError};
-use crate::names;
+use crate::{names, schema};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
@@ -98,13 +98,19 @@ pub struct Site {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteCreate {
+    #[schema(schema_with = schema::login_base)]
     pub login_base: String,
+    #[schema(schema_with = schema::name)]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = schema::url)]
     pub url: String,
     #[serde(default = "default_max_slices")]
+    #[schema(minimum = 0, maximum = 10000, default = 10)]
     pub max_slices: i64,
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
 }
 
@@ -115,11 +121,18 @@ fn default_max_slices() -> i64 {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SiteUpdate {
+    #[schema(schema_with = schema::name_or_null)]
     pub name: Option<String>,
+    #[schema(schema_with = schema::url_or_null)]
     pub url: Option<String>,
+    /// Admins only.
+    #[schema(minimum = 0, maximum = 10000)]
     pub max_slices: Option<i64>,
+    #[schema(minimum = -90, maximum = 90)]
     pub latitude: Option<f64>,
+    #[schema(minimum = -180, maximum = 180)]
     pub longitude: Option<f64>,
+    /// Admins only.
     pub enabled: Option<bool>,
 }
 
@@ -200,11 +213,17 @@ impl Person {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonCreate {
+    #[schema(schema_with = schema::email)]
     pub email: String,
+    #[schema(schema_with = schema::name)]
     pub first_name: String,
+    #[schema(schema_with = schema::name)]
     pub last_name: String,
+    #[schema(schema_with = schema::password_or_null)]
     pub password: Option<String>,
+    /// At least one (an empty or missing list is refused).
     #[serde(default)]
+    #[schema(min_items = 1, required = true)]
     pub roles: Vec<Role>,
     /// Sites by `login_base`.
     #[serde(default)]
@@ -232,9 +251,14 @@ impl PersonCreate {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PersonUpdate {
+    #[schema(schema_with = schema::name_or_null)]
     pub first_name: Option<String>,
+    #[schema(schema_with = schema::name_or_null)]
     pub last_name: Option<String>,
+    /// The person itself and admins only.
+    #[schema(schema_with = schema::password_or_null)]
     pub password: Option<String>,
+    #[schema(min_items = 1)]
     pub roles: Option<Vec<Role>>,
     pub sites: Option<Vec<String>>,
     pub enabled: Option<bool>,
@@ -276,6 +300,7 @@ pub struct Key {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyCreate {
+    /// An OpenSSH public key (`ssh-ed25519 AAAA... comment`).
     pub key: String,
 }
 
@@ -329,18 +354,23 @@ impl NodeStatus {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeCreate {
+    #[schema(schema_with = schema::hostname)]
     pub hostname: String,
-    /// Site `login_base`.
+    /// Site `login_base` or id.
     pub site: String,
     #[serde(default = "default_boot_state")]
     pub boot_state: BootState,
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 4096, default = 1)]
     pub cpu_cores: i64,
     #[serde(default = "default_mem")]
+    #[schema(minimum = 1, maximum = 1073741824, default = 1024)]
     pub mem_mb: i64,
     #[serde(default = "default_disk")]
+    #[schema(minimum = 1, maximum = 1073741824, default = 10)]
     pub disk_gb: i64,
     #[serde(default)]
+    #[schema(schema_with = schema::region)]
     pub region: String,
     #[serde(default)]
     pub reservable: bool,
@@ -374,25 +404,11 @@ fn check_capacity(cpu: Option<i64>, mem: Option<i64>, disk: Option<i64>) -> Inva
     Ok(())
 }
 
-fn check_region(r: &str) -> Invalid<()> {
-    names::text("region", r, 64)?;
-    if !r
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(ValidationError::new(
-            "region",
-            format!("{r:?} must be lowercase letters, digits and -"),
-        ));
-    }
-    Ok(())
-}
-
 impl NodeCreate {
     pub fn validate(&self) -> Invalid<()> {
         names::hostname(&self.hostname)?;
         check_capacity(Some(self.cpu_cores), Some(self.mem_mb), Some(self.disk_gb))?;
-        check_region(&self.region)
+        names::region(&self.region)
     }
 }
 
@@ -400,9 +416,13 @@ impl NodeCreate {
 #[serde(deny_unknown_fields)]
 pub struct NodeUpdate {
     pub boot_state: Option<BootState>,
+    #[schema(minimum = 1, maximum = 4096)]
     pub cpu_cores: Option<i64>,
+    #[schema(minimum = 1, maximum = 1073741824)]
     pub mem_mb: Option<i64>,
+    #[schema(minimum = 1, maximum = 1073741824)]
     pub disk_gb: Option<i64>,
+    #[schema(schema_with = schema::region_or_null)]
     pub region: Option<String>,
     pub reservable: Option<bool>,
 }
@@ -411,7 +431,7 @@ impl NodeUpdate {
     pub fn validate(&self) -> Invalid<()> {
         check_capacity(self.cpu_cores, self.mem_mb, self.disk_gb)?;
         if let Some(r) = &self.region {
-            check_region(r)?;
+            names::region(r)?;
         }
         Ok(())
     }
@@ -447,10 +467,14 @@ pub struct Slice {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SliceCreate {
+    /// `<login_base>_<suffix>`: the slice belongs to the site whose `login_base` it starts with.
+    #[schema(schema_with = schema::slice_name)]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = schema::description)]
     pub description: String,
     #[serde(default)]
+    #[schema(schema_with = schema::url)]
     pub url: String,
 }
 
@@ -465,7 +489,9 @@ impl SliceCreate {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SliceUpdate {
+    #[schema(schema_with = schema::description_or_null)]
     pub description: Option<String>,
+    #[schema(schema_with = schema::url_or_null)]
     pub url: Option<String>,
     /// Admins only.
     pub enabled: Option<bool>,
@@ -489,6 +515,7 @@ pub struct SliceRenew {
     /// New expiry, Unix seconds. Give this or `days`.
     pub expires: Option<i64>,
     /// Renew to this many days from now.
+    #[schema(minimum = 1, maximum = 365)]
     pub days: Option<i64>,
 }
 
@@ -496,6 +523,7 @@ pub struct SliceRenew {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NameList {
+    #[schema(max_items = 10000)]
     pub names: Vec<String>,
 }
 
@@ -536,7 +564,11 @@ pub struct LeaseCreate {
     pub slice: String,
     /// Node hostname or id.
     pub node: String,
+    #[serde(deserialize_with = "crate::wire::unix_time")]
+    #[schema(minimum = 0, maximum = 253402300799_i64)]
     pub start: i64,
+    #[serde(deserialize_with = "crate::wire::unix_time")]
+    #[schema(minimum = 0, maximum = 253402300799_i64)]
     pub end: i64,
 }
 
@@ -601,8 +633,10 @@ pub struct LoginResponse {
 #[serde(deny_unknown_fields)]
 pub struct TokenCreate {
     /// What the token is for, e.g. `ci-script`.
+    #[schema(schema_with = schema::token_name)]
     pub name: String,
     /// Lifetime in days (default 365).
+    #[schema(minimum = 1, maximum = 3650)]
     pub days: Option<i64>,
 }
 

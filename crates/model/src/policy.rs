@@ -26,14 +26,37 @@ pub enum Actor {
     Anonymous,
 }
 
+/// A refused action and why.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{0}")]
-pub struct Denied(pub String);
+#[error("{message}")]
+pub struct Denied {
+    pub message: String,
+    /// The actor is anonymous, so logging in could change the answer (HTTP says 401, not 403).
+    pub login_required: bool,
+}
+
+impl Denied {
+    /// Refused to who the actor is.
+    pub fn new(message: impl Into<String>) -> Self {
+        Denied {
+            message: message.into(),
+            login_required: false,
+        }
+    }
+
+    /// Refused because nobody is logged in.
+    pub fn login_required(message: impl Into<String>) -> Self {
+        Denied {
+            message: message.into(),
+            login_required: true,
+        }
+    }
+}
 
 pub type Allowed = Result<(), Denied>;
 
 fn deny(msg: impl Into<String>) -> Allowed {
-    Err(Denied(msg.into()))
+    Err(Denied::new(msg))
 }
 
 impl Actor {
@@ -70,7 +93,7 @@ impl Actor {
         match self {
             Actor::Person { .. } => Ok(()),
             Actor::Node { .. } => deny("nodes may only read their own slivers and send reports"),
-            Actor::Anonymous => deny("log in first"),
+            Actor::Anonymous => Err(Denied::login_required("log in first")),
         }
     }
 
@@ -209,8 +232,11 @@ impl Actor {
 
     pub fn can_set_tag(&self, tag: TagName, slice_site: i64, is_member: bool) -> Allowed {
         if tag.is_resource() {
-            self.can_admin_slice(slice_site).map_err(|_| {
-                Denied(format!(
+            self.can_admin_slice(slice_site).map_err(|d| {
+                if d.login_required {
+                    return d;
+                }
+                Denied::new(format!(
                     "{tag} grants resources: only the slice's site PIs and admins may set it"
                 ))
             })
@@ -223,9 +249,12 @@ impl Actor {
     pub fn as_node(&self) -> Result<i64, Denied> {
         match self {
             Actor::Node { id, .. } => Ok(*id),
-            _ => Err(Denied(
-                "this endpoint is for node managers (node key)".into(),
+            Actor::Anonymous => Err(Denied::login_required(
+                "this endpoint is for node managers: send the node key as Bearer token",
             )),
+            Actor::Person { .. } => {
+                Err(Denied::new("this endpoint is for node managers (node key)"))
+            }
         }
     }
 }
@@ -310,7 +339,7 @@ mod tests {
         assert!(u.can_admin_slice(1).is_err());
         assert!(u.can_set_tag(TagName::Initscript, 1, true).is_ok());
         let e = u.can_set_tag(TagName::MemMax, 1, true).unwrap_err();
-        assert!(e.0.contains("grants resources"));
+        assert!(e.message.contains("grants resources"));
         assert!(u.can_manage_keys(4).is_ok());
         assert!(u.can_manage_keys(5).is_err());
         assert!(u.can_see_person(5, &[1]).is_ok());
@@ -326,8 +355,25 @@ mod tests {
         assert_eq!(n.as_node(), Ok(7));
         assert!(n.can_read_public().is_err());
         assert!(n.can_create_slice(1).is_err());
-        assert!(person(1, &[Role::Admin], &[]).as_node().is_err());
-        assert!(Actor::Anonymous.can_read_public().is_err());
+        assert!(!n.can_read_public().unwrap_err().login_required);
+        let admin = person(1, &[Role::Admin], &[]);
+        assert!(!admin.as_node().unwrap_err().login_required);
+        // Only a refusal to nobody-logged-in asks for a login (401); the others are 403.
+        let anon = Actor::Anonymous;
+        assert!(anon.can_read_public().unwrap_err().login_required);
+        assert!(anon.as_node().unwrap_err().login_required);
+        assert!(anon.require_admin("x").unwrap_err().login_required);
+        assert!(
+            anon.can_set_tag(TagName::MemMax, 1, false)
+                .unwrap_err()
+                .login_required
+        );
+        let u = person(4, &[Role::User], &[1]);
+        assert!(
+            !u.can_set_tag(TagName::MemMax, 1, true)
+                .unwrap_err()
+                .login_required
+        );
     }
 
     #[test]

@@ -134,10 +134,20 @@ pub struct SliverStatus {
 #[serde(deny_unknown_fields)]
 pub struct NodeHealth {
     pub load1: f64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub mem_total_mb: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub mem_used_mb: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub disk_total_mb: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub disk_used_mb: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub uptime_s: u64,
     #[serde(default)]
     pub version: String,
@@ -148,8 +158,10 @@ pub struct NodeHealth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NodeReport {
+    #[schema(minimum = 1)]
     pub seq: i64,
     /// The complete list of slivers the node has; slivers not listed are gone.
+    #[schema(max_items = 10000)]
     pub slivers: Vec<SliverStatus>,
     pub health: Option<NodeHealth>,
 }

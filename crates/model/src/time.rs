@@ -10,6 +10,10 @@ pub const SLICE_DEFAULT_LIFETIME: i64 = 4 * WEEK;
 /// A slice can be renewed at most this far into the future (PlanetLab: 8 weeks).
 pub const SLICE_MAX_AHEAD: i64 = 8 * WEEK;
 
+/// The latest time a request may name (9999-12-31T23:59:59Z); the earliest is 0. Windows and
+/// durations computed from times in 0..=TIME_MAX cannot overflow.
+pub const TIME_MAX: i64 = 253_402_300_799;
+
 /// A node whose manager has not talked to central for this long is considered down.
 pub const NODE_LIVE_WINDOW: i64 = 2 * MINUTE;
 

@@ -11,16 +11,30 @@ pub struct UsageSample {
     pub slice: Option<String>,
     /// End of the interval, Unix seconds.
     pub time: i64,
+    #[schema(minimum = 1, maximum = 86400)]
     pub interval_s: u32,
     /// CPU seconds used during the interval.
+    #[schema(minimum = 0)]
     pub cpu_s: f64,
     /// Memory in use at the end of the interval.
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub mem_bytes: u64,
     /// Disk in use (writable layer) at the end of the interval.
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub disk_bytes: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub tx_bytes: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub rx_bytes: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub tx_pkts: u64,
+    #[serde(deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub rx_pkts: u64,
     /// Packets the sliver sent with a forged source address, dropped on the node.
     #[serde(default)]
@@ -32,7 +46,9 @@ pub struct UsageSample {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageBatch {
+    #[schema(minimum = 1)]
     pub seq: i64,
+    #[schema(max_items = 100000)]
     pub samples: Vec<UsageSample>,
 }
 

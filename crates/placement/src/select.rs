@@ -25,6 +25,7 @@ pub enum Distinct {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
+    #[schema(minimum = 1, maximum = 100000)]
     pub count: u32,
     #[serde(default)]
     pub distinct: Distinct,
@@ -32,11 +33,17 @@ pub struct Selection {
     /// Site `login_base`.
     pub site: Option<String>,
     /// Bytes of free memory the node must have.
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub min_free_mem: Option<u64>,
     /// Bytes of free disk the node must have.
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub min_free_disk: Option<u64>,
     /// Highest acceptable 1-minute load average.
+    #[schema(minimum = 0)]
     pub max_load: Option<f64>,
+    #[schema(format = Int64, maximum = 4294967295_u64)]
     pub min_cores: Option<u32>,
 }
 

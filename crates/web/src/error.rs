@@ -38,7 +38,7 @@ pub type WebResult<T> = Result<T, WebError>;
 
 impl From<Denied> for WebError {
     fn from(d: Denied) -> Self {
-        WebError::Forbidden(d.0)
+        WebError::Forbidden(d.message)
     }
 }
 

@@ -4,7 +4,6 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use slicelab_model::objects::ErrorBody;
 use slicelab_model::{ApiToken, LoginRequest, LoginResponse, NewApiToken, Person, TokenCreate};
 
 use crate::api::path_id;
@@ -14,8 +13,10 @@ use crate::extract::ApiJson;
 use crate::ops;
 use crate::state::AppState;
 
-#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", operation_id = "login",
+    request_body = LoginRequest, security(()),
+    responses((status = 200, body = LoginResponse),
+        (status = 401, description = "Wrong email or password, or the person is disabled.")))]
 pub async fn login(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
@@ -24,7 +25,8 @@ pub async fn login(
     Ok(Json(r))
 }
 
-#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses((status = 204)))]
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", operation_id = "logout",
+    responses((status = 204, description = "The token used is revoked.")))]
 pub async fn logout(State(st): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     caller.person()?;
     if let Some(id) = caller.token_id {
@@ -33,13 +35,14 @@ pub async fn logout(State(st): State<AppState>, caller: Caller) -> ApiResult<Sta
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth",
-    responses((status = 200, body = Person), (status = 401, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth", operation_id = "whoami",
+    responses((status = 200, body = Person)))]
 pub async fn whoami(caller: Caller) -> ApiResult<Json<Person>> {
     Ok(Json(caller.person()?.person.clone()))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", responses((status = 200, body = Vec<ApiToken>)))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "auth", operation_id = "list_tokens",
+    responses((status = 200, body = Vec<ApiToken>)))]
 pub async fn list_tokens(
     State(st): State<AppState>,
     caller: Caller,
@@ -49,8 +52,8 @@ pub async fn list_tokens(
 }
 
 /// An API token for scripts; the secret is shown once.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "auth", request_body = TokenCreate,
-    responses((status = 201, body = NewApiToken)))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "auth", operation_id = "create_token",
+    request_body = TokenCreate, responses((status = 201, body = NewApiToken)))]
 pub async fn create_token(
     State(st): State<AppState>,
     caller: Caller,
@@ -61,8 +64,9 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(t)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth", params(("id" = i64, Path)),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "auth", operation_id = "delete_token",
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, description = "The id is not a number."), (status = 404)))]
 pub async fn delete_token(
     State(st): State<AppState>,
     caller: Caller,

@@ -12,14 +12,14 @@ use crate::extract::ApiJson;
 use crate::ops;
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/api/v1/defaults", tag = "defaults", security(()),
+#[utoipa::path(get, path = "/api/v1/defaults", tag = "defaults", operation_id = "list_defaults", security(()),
     responses((status = 200, body = Defaults)))]
 pub async fn list(State(st): State<AppState>) -> ApiResult<Json<Defaults>> {
     Ok(Json(ops::defaults::list(&st).await?))
 }
 
 /// Sets a platform default (admins).
-#[utoipa::path(put, path = "/api/v1/defaults/{tag}", tag = "defaults", request_body = DefaultSet,
+#[utoipa::path(put, path = "/api/v1/defaults/{tag}", tag = "defaults", operation_id = "set_default", request_body = DefaultSet,
     params(("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
     responses((status = 200, body = DefaultTag), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -36,7 +36,7 @@ pub async fn set(
 }
 
 /// Removes a platform default (admins).
-#[utoipa::path(delete, path = "/api/v1/defaults/{tag}", tag = "defaults",
+#[utoipa::path(delete, path = "/api/v1/defaults/{tag}", tag = "defaults", operation_id = "delete_default",
     params(("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -51,7 +51,7 @@ pub async fn delete(
 }
 
 /// Overrides a default on one node (admins, the node's site's PIs and techs).
-#[utoipa::path(put, path = "/api/v1/nodes/{node}/defaults/{tag}", tag = "defaults",
+#[utoipa::path(put, path = "/api/v1/nodes/{node}/defaults/{tag}", tag = "defaults", operation_id = "set_node_default",
     request_body = DefaultSet,
     params(("node" = String, Path, description = "id or hostname"),
         ("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
@@ -71,7 +71,7 @@ pub async fn set_node(
 }
 
 /// Removes a node's override.
-#[utoipa::path(delete, path = "/api/v1/nodes/{node}/defaults/{tag}", tag = "defaults",
+#[utoipa::path(delete, path = "/api/v1/nodes/{node}/defaults/{tag}", tag = "defaults", operation_id = "delete_node_default",
     params(("node" = String, Path, description = "id or hostname"),
         ("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),

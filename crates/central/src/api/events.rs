@@ -14,6 +14,7 @@ use crate::queries::{self, EventFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// `site`, `person`, `node` or `slice`.
@@ -24,14 +25,17 @@ pub struct EventQuery {
     pub actor: Option<String>,
     /// Unix seconds.
     pub since: Option<i64>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
 /// The audit log, newest first. Admins see everything; others see their own actions and the
 /// events of their sites' objects.
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventQuery),
-    responses((status = 200, body = Page<Event>)))]
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", operation_id = "list_events",
+    params(EventQuery), responses((status = 200, body = Page<Event>), (status = 422)))]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,

@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use slicelab_model::flows::LookupResult;
-use slicelab_model::objects::ErrorBody;
 use slicelab_model::sliver::ReportAck;
 use slicelab_model::time::DAY;
 use slicelab_model::{Flow, FlowBatch, FlowTotal};
@@ -28,9 +27,10 @@ pub const FLOW_RETENTION: i64 = 30 * DAY;
 const MAX_WINDOW: i64 = 31 * DAY;
 
 /// A node's flow records. Repeats of an acknowledged `seq` are ignored (nothing stored twice).
-#[utoipa::path(post, path = "/api/v1/node/flows", tag = "node", request_body = FlowBatch,
-    responses((status = 200, body = ReportAck), (status = 422, body = ErrorBody)),
-    security(("node_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/node/flows", tag = "node", operation_id = "ingest_flows",
+    request_body = FlowBatch, security(("node_key" = [])),
+    responses((status = 200, body = ReportAck), (status = 403, description = "Not a node key."),
+        (status = 422, description = "A value breaks a rule, or a flow ends before it starts or in the future.")))]
 pub async fn ingest(
     State(st): State<AppState>,
     caller: Caller,
@@ -43,14 +43,21 @@ pub async fn ingest(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FlowQuery {
     /// Slice name.
     pub slice: Option<String>,
     /// Node hostname or id.
     pub node: Option<String>,
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub from: Option<i64>,
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub to: Option<i64>,
+    /// At most this many flows (default 1000).
+    #[param(minimum = 1, maximum = 100000)]
     pub limit: Option<i64>,
 }
 
@@ -72,8 +79,10 @@ fn window(from: Option<i64>, to: Option<i64>) -> ApiResult<(i64, i64)> {
 
 /// Flows of a slice (its persons, its site's PIs, admins) or of a node (its site's techs and PIs,
 /// admins), newest first.
-#[utoipa::path(get, path = "/api/v1/flows", tag = "flows", params(FlowQuery),
-    responses((status = 200, body = Vec<Flow>), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/flows", tag = "flows", operation_id = "list_flows",
+    params(FlowQuery),
+    responses((status = 200, body = Vec<Flow>), (status = 403), (status = 404, description = "No such node."),
+        (status = 422, description = "from after to, or a window over 31 days.")))]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
@@ -127,16 +136,21 @@ pub async fn list(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TotalsQuery {
     pub slice: Option<String>,
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub from: Option<i64>,
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub to: Option<i64>,
 }
 
 /// Per-slice daily traffic totals, kept after raw flows expire.
-#[utoipa::path(get, path = "/api/v1/flows/totals", tag = "flows", params(TotalsQuery),
-    responses((status = 200, body = Vec<FlowTotal>)))]
+#[utoipa::path(get, path = "/api/v1/flows/totals", tag = "flows", operation_id = "flow_totals",
+    params(TotalsQuery), responses((status = 200, body = Vec<FlowTotal>)))]
 pub async fn totals(
     State(st): State<AppState>,
     caller: Caller,
@@ -152,16 +166,23 @@ pub async fn totals(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LookupQuery {
     /// The node (hostname or id) the traffic came from.
     pub node: String,
     /// The complainant's address: the remote end of the traffic.
     pub remote: String,
+    /// The remote port.
+    #[param(minimum = 0, maximum = 65535)]
     pub port: Option<u16>,
     /// Unix seconds (default: a day before `to`).
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub from: Option<i64>,
     /// Unix seconds (default: now).
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub to: Option<i64>,
 }
 
@@ -201,8 +222,11 @@ impl RateLimiter {
 /// "Who sent this?": for anyone, no login. Given the node and the remote address that received
 /// traffic, names the slice(s) responsible and their PIs. It reveals nothing about traffic to any
 /// other address, and is rate-limited per client.
-#[utoipa::path(get, path = "/api/v1/lookup", tag = "flows", params(LookupQuery), security(()),
-    responses((status = 200, body = LookupResult), (status = 429, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/lookup", tag = "flows", operation_id = "lookup",
+    params(LookupQuery), security(()),
+    responses((status = 200, body = LookupResult), (status = 404, description = "No such node."),
+        (status = 422, description = "remote is not an IP address; from after to, or a window over 31 days."),
+        (status = 429, description = "Too many lookups from this client; try again later.")))]
 pub async fn lookup(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use slicelab_model::objects::ErrorBody;
 use slicelab_model::{Lease, LeaseCreate};
 
 use crate::api::path_id;
@@ -16,6 +15,7 @@ use crate::queries;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseQuery {
     /// Node hostname or id.
@@ -25,8 +25,8 @@ pub struct LeaseQuery {
 }
 
 /// Current and future leases, in time order.
-#[utoipa::path(get, path = "/api/v1/leases", tag = "leases", params(LeaseQuery),
-    responses((status = 200, body = Vec<Lease>)))]
+#[utoipa::path(get, path = "/api/v1/leases", tag = "leases", operation_id = "list_leases",
+    params(LeaseQuery), responses((status = 200, body = Vec<Lease>), (status = 404, description = "No such node or slice.")))]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
@@ -45,8 +45,11 @@ pub async fn list(
 }
 
 /// Reserves a reservable node for a slice: during the window only that slice's sliver runs there.
-#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", request_body = LeaseCreate,
-    responses((status = 201, body = Lease), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/leases", tag = "leases", operation_id = "create_lease",
+    request_body = LeaseCreate,
+    responses((status = 201, body = Lease), (status = 403), (status = 404, description = "No such slice or node."),
+        (status = 409, description = "The window overlaps another lease of the node."),
+        (status = 422, description = "The node is not reservable, or the window is not a future one of at most a week starting within 8 weeks.")))]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -57,8 +60,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(lease)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/leases/{id}", tag = "leases", params(("id" = i64, Path)),
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/leases/{id}", tag = "leases", operation_id = "delete_lease",
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, description = "The id is not a number."), (status = 403), (status = 404)))]
 pub async fn remove(
     State(st): State<AppState>,
     caller: Caller,

@@ -27,7 +27,6 @@ use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/openapi.json", get(openapi::serve))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/whoami", get(auth::whoami))
@@ -100,6 +99,9 @@ pub fn router() -> Router<AppState> {
         .route("/lookup", get(flows::lookup))
         .route("/usage", get(usage::series))
         .route("/usage/top", get(usage::top))
+        // Every route above needs credentials unless the document marks it public.
+        .route_layer(axum::middleware::from_fn(openapi::require_credentials))
+        .route("/openapi.json", get(openapi::serve))
 }
 
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -128,6 +130,7 @@ pub(crate) fn path_id(what: &str, id: &str) -> Result<i64, ApiError> {
 
 /// `?node=HOST` for tag deletion.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NodeParam {
     pub node: Option<String>,

@@ -5,7 +5,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use slicelab_model::objects::ErrorBody;
 use slicelab_model::sliver::ReportAck;
 use slicelab_model::{DesiredSlivers, NodeReport};
 
@@ -24,19 +23,22 @@ const RECHECK: Duration = Duration::from_secs(5);
 const CONTACT_EVERY: i64 = 10;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SliversQuery {
     /// The revision the node has; the answer waits until it differs.
     pub after: Option<String>,
-    /// Seconds to wait at most (default 30, max 60).
+    /// Seconds to wait at most (default 30; more than 60 waits 60).
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_counter")]
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     pub wait: Option<u64>,
 }
 
 /// The calling node's desired slivers. Returns at once when its revision differs from `after`,
 /// else as soon as a change makes it differ, else after `wait` seconds with the same revision.
-#[utoipa::path(get, path = "/api/v1/node/slivers", tag = "node", params(SliversQuery),
-    responses((status = 200, body = DesiredSlivers), (status = 403, body = ErrorBody)),
-    security(("node_key" = [])))]
+#[utoipa::path(get, path = "/api/v1/node/slivers", tag = "node", operation_id = "desired_slivers",
+    params(SliversQuery), security(("node_key" = [])),
+    responses((status = 200, body = DesiredSlivers), (status = 403, description = "Not a node key.")))]
 pub async fn slivers(
     State(st): State<AppState>,
     caller: Caller,
@@ -117,9 +119,10 @@ pub async fn slivers(
 }
 
 /// Stores a report batch; repeats of an acknowledged `seq` are ignored.
-#[utoipa::path(post, path = "/api/v1/node/report", tag = "node", request_body = NodeReport,
-    responses((status = 200, body = ReportAck), (status = 403, body = ErrorBody)),
-    security(("node_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/node/report", tag = "node", operation_id = "report",
+    request_body = NodeReport, security(("node_key" = [])),
+    responses((status = 200, body = ReportAck), (status = 403, description = "Not a node key."),
+        (status = 409, description = "The report contradicts the registry.")))]
 pub async fn report(
     State(st): State<AppState>,
     caller: Caller,

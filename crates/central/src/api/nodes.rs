@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use slicelab_model::objects::{ErrorBody, Page};
+use slicelab_model::objects::Page;
 use slicelab_model::sliver::Sliver;
 use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate, NodeWithKey};
 
@@ -17,19 +17,24 @@ use crate::queries::{self, NodeFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NodeQuery {
     /// Site id or login_base.
     pub site: Option<String>,
     pub boot_state: Option<BootState>,
     pub region: Option<String>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
 /// Nodes are public: anyone may list them (PlanetLab published its node list).
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(NodeQuery),
-    responses((status = 200, body = Page<Node>)))]
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", operation_id = "list_nodes",
+    params(NodeQuery), security(()),
+    responses((status = 200, body = Page<Node>), (status = 404, description = "No such site."), (status = 422)))]
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<NodeQuery>,
@@ -53,8 +58,9 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = NodeCreate,
-    responses((status = 201, body = NodeWithKey), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", operation_id = "create_node",
+    request_body = NodeCreate,
+    responses((status = 201, body = NodeWithKey), (status = 403), (status = 409, description = "The hostname is taken.")))]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -65,16 +71,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(node)))
 }
 
-#[utoipa::path(get, path = "/api/v1/nodes/{node}", tag = "nodes",
-    params(("node" = String, Path, description = "id or hostname")),
-    responses((status = 200, body = Node), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/nodes/{node}", tag = "nodes", operation_id = "show_node",
+    params(("node" = String, Path, description = "id or hostname")), security(()), responses((status = 200, body = Node), (status = 404)))]
 pub async fn show(State(st): State<AppState>, Path(node): Path<String>) -> ApiResult<Json<Node>> {
     Ok(Json(queries::node(&st, &node).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/nodes/{node}", tag = "nodes", request_body = NodeUpdate,
-    params(("node" = String, Path, description = "id or hostname")),
-    responses((status = 200, body = Node), (status = 403, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/nodes/{node}", tag = "nodes", operation_id = "update_node",
+    request_body = NodeUpdate, params(("node" = String, Path, description = "id or hostname")),
+    responses((status = 200, body = Node), (status = 403), (status = 404)))]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
@@ -86,9 +91,8 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/nodes/{node}", tag = "nodes",
-    params(("node" = String, Path, description = "id or hostname")),
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/nodes/{node}", tag = "nodes", operation_id = "delete_node",
+    params(("node" = String, Path, description = "id or hostname")), responses((status = 204), (status = 403), (status = 404)))]
 pub async fn remove(
     State(st): State<AppState>,
     caller: Caller,
@@ -99,9 +103,8 @@ pub async fn remove(
 }
 
 /// Issues a new node key; the old one stops working at once.
-#[utoipa::path(post, path = "/api/v1/nodes/{node}/key", tag = "nodes",
-    params(("node" = String, Path, description = "id or hostname")),
-    responses((status = 200, body = NodeWithKey), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/nodes/{node}/key", tag = "nodes", operation_id = "rekey_node",
+    params(("node" = String, Path, description = "id or hostname")), responses((status = 200, body = NodeWithKey), (status = 403), (status = 404)))]
 pub async fn rekey(
     State(st): State<AppState>,
     caller: Caller,
@@ -110,9 +113,8 @@ pub async fn rekey(
     Ok(Json(ops::nodes::rekey(&st, &caller.actor, &node).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/nodes/{node}/slivers", tag = "nodes",
-    params(("node" = String, Path, description = "id or hostname")),
-    responses((status = 200, body = Vec<Sliver>)))]
+#[utoipa::path(get, path = "/api/v1/nodes/{node}/slivers", tag = "nodes", operation_id = "list_node_slivers",
+    params(("node" = String, Path, description = "id or hostname")), responses((status = 200, body = Vec<Sliver>), (status = 404)))]
 pub async fn slivers(
     State(st): State<AppState>,
     caller: Caller,

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use slicelab_model::objects::{ErrorBody, Page};
+use slicelab_model::objects::Page;
 use slicelab_model::{Key, KeyCreate, Person, PersonCreate, PersonUpdate, Role};
 
 use crate::api::{paging, path_id};
@@ -17,18 +17,23 @@ use crate::queries::{self, PersonFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PersonQuery {
     /// Site id or login_base.
     pub site: Option<String>,
     pub role: Option<Role>,
     pub email: Option<String>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/persons", tag = "persons", params(PersonQuery),
-    responses((status = 200, body = Page<Person>)))]
+#[utoipa::path(get, path = "/api/v1/persons", tag = "persons", operation_id = "list_persons",
+    params(PersonQuery),
+    responses((status = 200, body = Page<Person>), (status = 404, description = "No such site."), (status = 422)))]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
@@ -55,8 +60,9 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/persons", tag = "persons", request_body = PersonCreate,
-    responses((status = 201, body = Person), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/persons", tag = "persons", operation_id = "create_person",
+    request_body = PersonCreate,
+    responses((status = 201, body = Person), (status = 403), (status = 409, description = "The email is taken.")))]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -67,9 +73,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(person)))
 }
 
-#[utoipa::path(get, path = "/api/v1/persons/{person}", tag = "persons",
-    params(("person" = String, Path, description = "id or email")),
-    responses((status = 200, body = Person), (status = 403, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/persons/{person}", tag = "persons", operation_id = "show_person",
+    params(("person" = String, Path, description = "id or email")), responses((status = 200, body = Person), (status = 403), (status = 404)))]
 pub async fn show(
     State(st): State<AppState>,
     caller: Caller,
@@ -79,9 +84,9 @@ pub async fn show(
     Ok(Json(visible(&st, &caller.actor, &person).await?.person))
 }
 
-#[utoipa::path(patch, path = "/api/v1/persons/{person}", tag = "persons", request_body = PersonUpdate,
-    params(("person" = String, Path, description = "id or email")),
-    responses((status = 200, body = Person), (status = 403, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/persons/{person}", tag = "persons", operation_id = "update_person",
+    request_body = PersonUpdate, params(("person" = String, Path, description = "id or email")),
+    responses((status = 200, body = Person), (status = 403), (status = 404)))]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
@@ -94,9 +99,8 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/persons/{person}", tag = "persons",
-    params(("person" = String, Path, description = "id or email")),
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/persons/{person}", tag = "persons", operation_id = "delete_person",
+    params(("person" = String, Path, description = "id or email")), responses((status = 204), (status = 403), (status = 404)))]
 pub async fn remove(
     State(st): State<AppState>,
     caller: Caller,
@@ -107,9 +111,8 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/persons/{person}/keys", tag = "keys",
-    params(("person" = String, Path, description = "id or email")),
-    responses((status = 200, body = Vec<Key>)))]
+#[utoipa::path(get, path = "/api/v1/persons/{person}/keys", tag = "keys", operation_id = "list_keys",
+    params(("person" = String, Path, description = "id or email")), responses((status = 200, body = Vec<Key>), (status = 403), (status = 404)))]
 pub async fn list_keys(
     State(st): State<AppState>,
     caller: Caller,
@@ -120,9 +123,10 @@ pub async fn list_keys(
     Ok(Json(st.store.list_keys(rec.person.id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/persons/{person}/keys", tag = "keys", request_body = KeyCreate,
-    params(("person" = String, Path, description = "id or email")),
-    responses((status = 201, body = Key), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/persons/{person}/keys", tag = "keys", operation_id = "add_key",
+    request_body = KeyCreate, params(("person" = String, Path, description = "id or email")),
+    responses((status = 201, body = Key), (status = 403), (status = 404),
+        (status = 409, description = "The person already has this key.")))]
 pub async fn add_key(
     State(st): State<AppState>,
     caller: Caller,
@@ -134,8 +138,9 @@ pub async fn add_key(
     Ok((StatusCode::CREATED, Json(key)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys",
-    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/keys/{id}", tag = "keys", operation_id = "delete_key",
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, description = "The id is not a number."), (status = 403), (status = 404)))]
 pub async fn delete_key(
     State(st): State<AppState>,
     caller: Caller,

@@ -16,16 +16,21 @@ use crate::queries;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SiteQuery {
     pub login_base: Option<String>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
 /// Sites are public: anyone may list them.
-#[utoipa::path(get, path = "/api/v1/sites", tag = "sites", params(SiteQuery),
-    responses((status = 200, body = Page<Site>)))]
+#[utoipa::path(get, path = "/api/v1/sites", tag = "sites", operation_id = "list_sites",
+    params(SiteQuery), security(()),
+    responses((status = 200, body = Page<Site>), (status = 422)))]
 pub async fn list(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<SiteQuery>,
@@ -40,8 +45,9 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(post, path = "/api/v1/sites", tag = "sites", request_body = SiteCreate,
-    responses((status = 201, body = Site), (status = 403, body = slicelab_model::objects::ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/sites", tag = "sites", operation_id = "create_site",
+    request_body = SiteCreate,
+    responses((status = 201, body = Site), (status = 403), (status = 409, description = "The login_base is taken.")))]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -51,16 +57,16 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(site)))
 }
 
-#[utoipa::path(get, path = "/api/v1/sites/{site}", tag = "sites",
-    params(("site" = String, Path, description = "id or login_base")),
-    responses((status = 200, body = Site), (status = 404, body = slicelab_model::objects::ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/sites/{site}", tag = "sites", operation_id = "show_site",
+    params(("site" = String, Path, description = "id or login_base")), security(()),
+    responses((status = 200, body = Site), (status = 404)))]
 pub async fn show(State(st): State<AppState>, Path(site): Path<String>) -> ApiResult<Json<Site>> {
     Ok(Json(queries::site(&st, &site).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/sites/{site}", tag = "sites", request_body = SiteUpdate,
-    params(("site" = String, Path, description = "id or login_base")),
-    responses((status = 200, body = Site)))]
+#[utoipa::path(patch, path = "/api/v1/sites/{site}", tag = "sites", operation_id = "update_site",
+    request_body = SiteUpdate, params(("site" = String, Path, description = "id or login_base")),
+    responses((status = 200, body = Site), (status = 403), (status = 404)))]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
@@ -72,9 +78,10 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/sites/{site}", tag = "sites",
+#[utoipa::path(delete, path = "/api/v1/sites/{site}", tag = "sites", operation_id = "delete_site",
     params(("site" = String, Path, description = "id or login_base")),
-    responses((status = 204), (status = 409, body = slicelab_model::objects::ErrorBody)))]
+    responses((status = 204), (status = 403), (status = 404),
+        (status = 409, description = "The site still has nodes, slices or persons.")))]
 pub async fn remove(
     State(st): State<AppState>,
     caller: Caller,

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use slicelab_model::objects::{ErrorBody, Page};
+use slicelab_model::objects::Page;
 use slicelab_model::sliver::Sliver;
 use slicelab_model::{
     NameList, Slice, SliceCreate, SliceRenew, SliceTag, SliceTagSet, SliceUpdate, TagName,
@@ -21,6 +21,7 @@ use crate::queries::{self, SliceFilter};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SliceQuery {
     /// Site id or login_base.
@@ -29,12 +30,16 @@ pub struct SliceQuery {
     pub person: Option<String>,
     /// Node id or hostname.
     pub node: Option<String>,
+    /// Page size (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/slices", tag = "slices", params(SliceQuery),
-    responses((status = 200, body = Page<Slice>)))]
+#[utoipa::path(get, path = "/api/v1/slices", tag = "slices", operation_id = "list_slices",
+    params(SliceQuery),
+    responses((status = 200, body = Page<Slice>), (status = 404, description = "No such site, person or node."), (status = 422)))]
 pub async fn list(
     State(st): State<AppState>,
     caller: Caller,
@@ -62,8 +67,11 @@ pub async fn list(
 }
 
 /// Creates a slice of the site its name starts with; it expires in 4 weeks unless renewed.
-#[utoipa::path(post, path = "/api/v1/slices", tag = "slices", request_body = SliceCreate,
-    responses((status = 201, body = Slice), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/slices", tag = "slices", operation_id = "create_slice",
+    request_body = SliceCreate,
+    responses((status = 201, body = Slice), (status = 403),
+        (status = 409, description = "The name is taken, the site is disabled or has max_slices slices."),
+        (status = 422, description = "A value breaks a rule, or no site has the name's login_base.")))]
 pub async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -74,9 +82,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(sl)))
 }
 
-#[utoipa::path(get, path = "/api/v1/slices/{slice}", tag = "slices",
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = Slice), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/slices/{slice}", tag = "slices", operation_id = "show_slice",
+    params(("slice" = String, Path, description = "id or name")), responses((status = 200, body = Slice), (status = 404)))]
 pub async fn show(
     State(st): State<AppState>,
     caller: Caller,
@@ -86,9 +93,9 @@ pub async fn show(
     Ok(Json(queries::slice(&st, &slice).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/slices/{slice}", tag = "slices", request_body = SliceUpdate,
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = Slice), (status = 403, body = ErrorBody)))]
+#[utoipa::path(patch, path = "/api/v1/slices/{slice}", tag = "slices", operation_id = "update_slice",
+    request_body = SliceUpdate, params(("slice" = String, Path, description = "id or name")),
+    responses((status = 200, body = Slice), (status = 403), (status = 404)))]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,
@@ -101,9 +108,8 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/slices/{slice}", tag = "slices",
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 204), (status = 403, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/api/v1/slices/{slice}", tag = "slices", operation_id = "delete_slice",
+    params(("slice" = String, Path, description = "id or name")), responses((status = 204), (status = 403), (status = 404)))]
 pub async fn remove(
     State(st): State<AppState>,
     caller: Caller,
@@ -115,9 +121,10 @@ pub async fn remove(
 }
 
 /// Moves the expiry: at most 8 weeks ahead; by the slice's persons, its site PIs and admins.
-#[utoipa::path(post, path = "/api/v1/slices/{slice}/renew", tag = "slices", request_body = SliceRenew,
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = Slice), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/slices/{slice}/renew", tag = "slices", operation_id = "renew_slice",
+    request_body = SliceRenew, params(("slice" = String, Path, description = "id or name")),
+    responses((status = 200, body = Slice), (status = 403), (status = 404),
+        (status = 422, description = "Not exactly one of expires and days, or the expiry is not in the next 8 weeks.")))]
 pub async fn renew(
     State(st): State<AppState>,
     caller: Caller,
@@ -130,9 +137,11 @@ pub async fn renew(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/slices/{slice}/nodes", tag = "slices", request_body = NameList,
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = Slice), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/slices/{slice}/nodes", tag = "slices", operation_id = "add_slice_nodes",
+    request_body = NameList, params(("slice" = String, Path, description = "id or name")),
+    responses((status = 200, body = Slice), (status = 403), (status = 404),
+        (status = 409, description = "Admission control: a node cannot honour the slice's guarantees."),
+        (status = 422, description = "An unknown node.")))]
 pub async fn add_nodes(
     State(st): State<AppState>,
     caller: Caller,
@@ -147,9 +156,11 @@ pub async fn add_nodes(
 
 /// Lets the broker choose nodes for the slice: live nodes meeting every constraint, least loaded
 /// first, spread as asked, never over-committing guarantees. 409 explains an impossible request.
-#[utoipa::path(post, path = "/api/v1/slices/{slice}/nodes/select", tag = "slices", request_body = SelectRequest,
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = SelectResult), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/slices/{slice}/nodes/select", tag = "slices", operation_id = "select_slice_nodes",
+    request_body = SelectRequest, params(("slice" = String, Path, description = "id or name")),
+    responses((status = 200, body = SelectResult), (status = 403), (status = 404),
+        (status = 409, description = "No set of nodes meets the request; the message says which constraint failed."),
+        (status = 422, description = "The selection does not parse.")))]
 pub async fn select_nodes(
     State(st): State<AppState>,
     caller: Caller,
@@ -162,9 +173,9 @@ pub async fn select_nodes(
     ))
 }
 
-#[utoipa::path(delete, path = "/api/v1/slices/{slice}/nodes/{node}", tag = "slices",
+#[utoipa::path(delete, path = "/api/v1/slices/{slice}/nodes/{node}", tag = "slices", operation_id = "remove_slice_node",
     params(("slice" = String, Path, description = "id or name"), ("node" = String, Path, description = "id or hostname")),
-    responses((status = 200, body = Slice), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Slice), (status = 403), (status = 404)))]
 pub async fn remove_node(
     State(st): State<AppState>,
     caller: Caller,
@@ -176,9 +187,9 @@ pub async fn remove_node(
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/slices/{slice}/persons", tag = "slices", request_body = NameList,
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = Slice), (status = 403, body = ErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/slices/{slice}/persons", tag = "slices", operation_id = "add_slice_persons",
+    request_body = NameList, params(("slice" = String, Path, description = "id or name")),
+    responses((status = 200, body = Slice), (status = 403), (status = 404), (status = 422, description = "An unknown person.")))]
 pub async fn add_persons(
     State(st): State<AppState>,
     caller: Caller,
@@ -192,9 +203,9 @@ pub async fn add_persons(
 }
 
 /// Removes a person from the slice (its PIs, admins, or the person itself leaving).
-#[utoipa::path(delete, path = "/api/v1/slices/{slice}/persons/{person}", tag = "slices",
+#[utoipa::path(delete, path = "/api/v1/slices/{slice}/persons/{person}", tag = "slices", operation_id = "remove_slice_person",
     params(("slice" = String, Path, description = "id or name"), ("person" = String, Path, description = "id or email")),
-    responses((status = 200, body = Slice), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Slice), (status = 403), (status = 404)))]
 pub async fn remove_person(
     State(st): State<AppState>,
     caller: Caller,
@@ -206,9 +217,8 @@ pub async fn remove_person(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/slices/{slice}/slivers", tag = "slices",
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = Vec<Sliver>)))]
+#[utoipa::path(get, path = "/api/v1/slices/{slice}/slivers", tag = "slices", operation_id = "list_slice_slivers",
+    params(("slice" = String, Path, description = "id or name")), responses((status = 200, body = Vec<Sliver>), (status = 404)))]
 pub async fn slivers(
     State(st): State<AppState>,
     caller: Caller,
@@ -219,9 +229,8 @@ pub async fn slivers(
     Ok(Json(queries::slivers_of_slice(&st, sl.id).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/slices/{slice}/tags", tag = "slices",
-    params(("slice" = String, Path, description = "id or name")),
-    responses((status = 200, body = Vec<SliceTag>)))]
+#[utoipa::path(get, path = "/api/v1/slices/{slice}/tags", tag = "slices", operation_id = "list_slice_tags",
+    params(("slice" = String, Path, description = "id or name")), responses((status = 200, body = Vec<SliceTag>), (status = 404)))]
 pub async fn tags(
     State(st): State<AppState>,
     caller: Caller,
@@ -233,9 +242,11 @@ pub async fn tags(
 }
 
 /// Sets a tag slice-wide or, with `node`, for one node (node values override slice-wide ones).
-#[utoipa::path(put, path = "/api/v1/slices/{slice}/tags/{tag}", tag = "slices", request_body = SliceTagSet,
-    params(("slice" = String, Path, description = "id or name"), ("tag" = TagName, Path)),
-    responses((status = 200, body = SliceTag), (status = 422, body = ErrorBody)))]
+#[utoipa::path(put, path = "/api/v1/slices/{slice}/tags/{tag}", tag = "slices", operation_id = "set_slice_tag",
+    request_body = SliceTagSet, params(("slice" = String, Path, description = "id or name"), ("tag" = TagName, Path)),
+    responses((status = 200, body = SliceTag), (status = 403), (status = 404),
+        (status = 409, description = "Admission control: a node of the slice cannot honour the guarantee."),
+        (status = 422, description = "The value does not parse for this tag, or an unknown node.")))]
 pub async fn set_tag(
     State(st): State<AppState>,
     caller: Caller,
@@ -248,9 +259,10 @@ pub async fn set_tag(
     Ok(Json(t))
 }
 
-#[utoipa::path(delete, path = "/api/v1/slices/{slice}/tags/{tag}", tag = "slices",
+#[utoipa::path(delete, path = "/api/v1/slices/{slice}/tags/{tag}", tag = "slices", operation_id = "delete_slice_tag",
     params(("slice" = String, Path, description = "id or name"), ("tag" = TagName, Path), NodeParam),
-    responses((status = 204), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 403), (status = 404, description = "No such slice, or the tag is not set."),
+        (status = 422, description = "An unknown tag or node.")))]
 pub async fn delete_tag(
     State(st): State<AppState>,
     caller: Caller,

@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use slicelab_model::objects::ErrorBody;
 use slicelab_model::sliver::ReportAck;
 use slicelab_model::time::{DAY, HOUR};
 use slicelab_model::{UsageBatch, UsageSeries, UsageTotal};
@@ -17,6 +16,7 @@ use crate::queries::{self, UsageScope};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageQuery {
     /// Slice name or id (needs a login).
@@ -26,19 +26,37 @@ pub struct UsageQuery {
     /// Site login_base or id: totals of its nodes.
     pub site: Option<String>,
     /// Unix seconds (default: a day ago).
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub from: Option<i64>,
     /// Unix seconds (default: now).
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub to: Option<i64>,
     /// Seconds per point (default: about 100 points over the window).
+    #[param(minimum = 1)]
     pub step: Option<i64>,
 }
 
 const MAX_POINTS: i64 = 10_000;
 
+/// What `/usage/top` ranks by (the document's name for the values `by` takes).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // only ever named in the document
+pub enum TopBy {
+    Cpu,
+    Tx,
+    Rx,
+}
+
 /// Usage over time of the platform (no filter), a site, a node or a slice. Platform, site and
 /// node totals are public, like PlanetLab's; a slice's usage needs a login.
-#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", params(UsageQuery),
-    responses((status = 200, body = UsageSeries), (status = 422, body = ErrorBody)))]
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", operation_id = "usage_series",
+    params(UsageQuery), security((), ("token" = [])),
+    responses((status = 200, body = UsageSeries), (status = 401, description = "A slice's usage needs a login."),
+        (status = 404, description = "No such slice, node or site."),
+        (status = 422, description = "More than one of slice, node and site; from not before to; too many points.")))]
 pub async fn series(
     State(st): State<AppState>,
     caller: Caller,
@@ -95,18 +113,26 @@ pub async fn series(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TopQuery {
     /// `cpu` (default), `tx` or `rx`.
+    #[param(value_type = Option<TopBy>)]
     pub by: Option<String>,
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub from: Option<i64>,
+    #[serde(default, deserialize_with = "slicelab_model::wire::opt_unix_time")]
+    #[param(minimum = 0, maximum = 253402300799_i64)]
     pub to: Option<i64>,
+    /// At most this many slices (default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 /// The slices that used the most CPU or bandwidth over a window (default: the last day).
-#[utoipa::path(get, path = "/api/v1/usage/top", tag = "usage", params(TopQuery),
-    responses((status = 200, body = Vec<UsageTotal>)))]
+#[utoipa::path(get, path = "/api/v1/usage/top", tag = "usage", operation_id = "usage_top",
+    params(TopQuery), responses((status = 200, body = Vec<UsageTotal>), (status = 422)))]
 pub async fn top(
     State(st): State<AppState>,
     caller: Caller,
@@ -135,9 +161,10 @@ pub async fn top(
 }
 
 /// A node's usage samples. Repeats of an acknowledged `seq` are ignored (nothing counted twice).
-#[utoipa::path(post, path = "/api/v1/node/usage", tag = "node", request_body = UsageBatch,
-    responses((status = 200, body = ReportAck), (status = 422, body = ErrorBody)),
-    security(("node_key" = [])))]
+#[utoipa::path(post, path = "/api/v1/node/usage", tag = "node", operation_id = "ingest_usage",
+    request_body = UsageBatch, security(("node_key" = [])),
+    responses((status = 200, body = ReportAck), (status = 403, description = "Not a node key."),
+        (status = 422, description = "A value breaks a rule, or a sample's time is outside 7 days back to 5 minutes ahead.")))]
 pub async fn ingest(
     State(st): State<AppState>,
     caller: Caller,

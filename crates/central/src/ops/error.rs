@@ -48,8 +48,13 @@ impl From<ValidationError> for OpError {
 }
 
 impl From<Denied> for OpError {
+    /// A refusal that only a login could lift is a 401, any other a 403.
     fn from(e: Denied) -> Self {
-        OpError::Forbidden(e.0)
+        if e.login_required {
+            OpError::Unauthorized(e.message)
+        } else {
+            OpError::Forbidden(e.message)
+        }
     }
 }
 

@@ -90,6 +90,30 @@ pub async fn events(
     Ok(st.store.list_events(&f, page).await?)
 }
 
+/// The newest events of one slice with `action` (at most `limit`), for the slice's own page: whoever
+/// may use the slice may see what happened to its slivers.
+pub async fn slice_events(
+    st: &AppState,
+    slice: &Slice,
+    action: &str,
+    limit: usize,
+) -> OpResult<Vec<Event>> {
+    let f = EventFilter {
+        object_type: Some("slice".into()),
+        object: Some(slice.id.to_string()),
+        ..Default::default()
+    };
+    let (items, _) = st
+        .store
+        .list_events(&f, Paging { limit: 500, offset: 0 })
+        .await?;
+    Ok(items
+        .into_iter()
+        .filter(|e| e.action == action)
+        .take(limit)
+        .collect())
+}
+
 /// The slice's slivers as their nodes last reported them.
 pub async fn slivers_of_slice(st: &AppState, slice_id: i64) -> OpResult<Vec<Sliver>> {
     Ok(st.store.slivers_of_slice(slice_id).await?)

@@ -82,12 +82,16 @@ impl SliverState {
 /// limit, forks refused at its pids limit, and whether its disk quota is full now (0 or 1).
 /// Central turns every increase into a `sliver.limit_hit` event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LimitCounts {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub memory: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub pids: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub disk: u64,
 }
 

@@ -37,7 +37,8 @@ pub struct UsageSample {
     #[schema(maximum = 9223372036854775807_i64)]
     pub rx_pkts: u64,
     /// Packets the sliver sent with a forged source address, dropped on the node.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::counter")]
+    #[schema(maximum = 9223372036854775807_i64)]
     pub spoofed_pkts: u64,
 }
 

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use slicelab_model::defaults::{DefaultSet, DefaultTag, Defaults};
 use slicelab_model::objects::ErrorBody;
+use slicelab_model::TagName;
 
 use crate::auth::Caller;
 use crate::error::ApiResult;
@@ -20,7 +21,7 @@ pub async fn list(State(st): State<AppState>) -> ApiResult<Json<Defaults>> {
 
 /// Sets a platform default (admins).
 #[utoipa::path(put, path = "/api/v1/defaults/{tag}", tag = "defaults", operation_id = "set_default", request_body = DefaultSet,
-    params(("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
+    params(("tag" = TagName, Path, description = "a resource tag, e.g. mem_max")),
     responses((status = 200, body = DefaultTag), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn set(
@@ -37,7 +38,7 @@ pub async fn set(
 
 /// Removes a platform default (admins).
 #[utoipa::path(delete, path = "/api/v1/defaults/{tag}", tag = "defaults", operation_id = "delete_default",
-    params(("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
+    params(("tag" = TagName, Path, description = "a resource tag, e.g. mem_max")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn delete(
@@ -54,7 +55,7 @@ pub async fn delete(
 #[utoipa::path(put, path = "/api/v1/nodes/{node}/defaults/{tag}", tag = "defaults", operation_id = "set_node_default",
     request_body = DefaultSet,
     params(("node" = String, Path, description = "id or hostname"),
-        ("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
+        ("tag" = TagName, Path, description = "a resource tag, e.g. mem_max")),
     responses((status = 200, body = DefaultTag), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
@@ -73,7 +74,7 @@ pub async fn set_node(
 /// Removes a node's override.
 #[utoipa::path(delete, path = "/api/v1/nodes/{node}/defaults/{tag}", tag = "defaults", operation_id = "delete_node_default",
     params(("node" = String, Path, description = "id or hostname"),
-        ("tag" = String, Path, description = "a resource tag, e.g. mem_max")),
+        ("tag" = TagName, Path, description = "a resource tag, e.g. mem_max")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn delete_node(

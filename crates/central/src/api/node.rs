@@ -138,6 +138,13 @@ pub async fn report(
             "at most 10000 slivers per report",
         ));
     }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = r.slivers.iter().find(|s| !seen.insert(&s.slice_name)) {
+        return Err(ApiError::invalid(
+            "slivers",
+            format!("slice {:?} is listed twice", dup.slice_name),
+        ));
+    }
     let (reply, answer) = tokio::sync::oneshot::channel();
     let pending = crate::batch::Pending {
         node,

@@ -222,6 +222,7 @@ pub(crate) async fn render_slice(
         .filter(|n| !sl.nodes.contains(&n.hostname))
         .collect();
     let slice_tags = queries::slice_tags(st, &sl).await?;
+    let limit_hits = queries::slice_events(st, &sl, "sliver.limit_hit", 10).await?;
     let csrf = viewer.csrf();
     let base = format!("/slices/{}", sl.name);
     let body = html! {
@@ -255,6 +256,20 @@ pub(crate) async fn render_slice(
                                     }
                                 }
                             }
+                        }
+                    }
+                }
+            }
+            @if !limit_hits.is_empty() {
+                h3 { "Limits hit" }
+                ul id="limit-hits" {
+                    @for e in &limit_hits {
+                        li {
+                            @let limit = e.detail["limit"].as_str().unwrap_or("?");
+                            (fmt_ago(now, e.time)) ": the "
+                            strong { (limit) }
+                            " limit on " (e.detail["node"].as_str().unwrap_or("?"))
+                            " (tag " code { (limit_tag(limit)) } ")"
                         }
                     }
                 }
@@ -395,4 +410,14 @@ pub async fn usage_page(
         (plots)
     };
     Ok(ok(Page::new(&base, Section::Mine, &viewer).render(body)))
+}
+
+/// The slice tag that raises a limit named in a `sliver.limit_hit` event.
+fn limit_tag(limit: &str) -> &'static str {
+    match limit {
+        "memory" => "mem_max",
+        "pids" => "pids_max",
+        "disk" => "disk_max",
+        _ => "?",
+    }
 }

@@ -1,6 +1,8 @@
 //! central: the authority (PlanetLab Central). Serves the REST API of the registry, the node
 //! protocol (desired slivers by long-poll, reports) and `/metrics`, over a `slicelab_store::Store`.
 
+#![forbid(unsafe_code)]
+
 pub mod api;
 pub mod auth;
 pub mod batch;

@@ -3,6 +3,8 @@
 //! Everything here is plain data and pure functions: no I/O, no clocks (callers pass `now`),
 //! so validation, permission and expiry rules are unit-tested without a database or root.
 
+#![forbid(unsafe_code)]
+
 pub mod error;
 pub mod flows;
 pub mod names;

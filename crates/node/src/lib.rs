@@ -2,7 +2,7 @@
 //! containers with their own namespaces, cgroup, overlayfs root and network.
 //!
 //! Layout (pure core, thin shell):
-//! - [`plan`]: the reconciler's pure planner (desired vs. observed → actions);
+//! - [`plan`](mod@plan): the reconciler's pure planner (desired vs. observed → actions);
 //! - [`runtime`]: the `Runtime` trait, `LinuxRuntime` (real) and `FakeRuntime` (records calls);
 //! - [`sandbox`]: the security boundary (launcher, sliver init, exec helper, caps, seccomp);
 //! - [`cgroup`], [`net`], [`image`], [`disk`]: one concern each; [`names`]: how everything is named;

@@ -6,6 +6,8 @@
 //! so its CPU time and memory can be measured on their own. It then times how long an API change
 //! takes to be applied and reported by every agent.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

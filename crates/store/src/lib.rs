@@ -6,6 +6,8 @@
 //! Every write runs in one transaction that also appends its event, so the audit log cannot miss
 //! a change that was stored.
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod desired;
 mod events;

@@ -1,3 +1,5 @@
+//! The crate's error type, [`FlowError`], with the I/O context helper the other modules use.
+
 use std::path::PathBuf;
 
 use thiserror::Error;

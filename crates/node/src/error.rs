@@ -1,3 +1,6 @@
+//! The node manager's error type, [`NodeError`], and the `ctx` helpers that attach what was being
+//! done to an I/O or system-call error.
+
 use std::path::PathBuf;
 
 use thiserror::Error;

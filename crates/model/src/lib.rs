@@ -1,7 +1,8 @@
 //! The slicelab domain, shared by central, node manager and CLI.
 //!
-//! Everything here is plain data and pure functions: no I/O, no clocks (callers pass `now`),
-//! so validation, permission and expiry rules are unit-tested without a database or root.
+//! Everything here is plain data and pure functions: no I/O, and rules take `now` as an argument
+//! (the only clock read is [`time::now`], for the shells to call), so validation, permission and
+//! expiry rules are unit-tested without a database or root.
 
 #![forbid(unsafe_code)]
 

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use slicelab_client::{Client, ClientError};
+use slicelab_model::time::now;
 use slicelab_model::{UsageBatch, UsageSample};
 use tracing::warn;
 
@@ -366,13 +367,6 @@ pub async fn flush(
         }
     }
     Ok(sent)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Growth of veth counters; a new veth (other ifindex, or counters that went down) counts from

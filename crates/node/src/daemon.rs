@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use slicelab_client::Client;
 use slicelab_model::objects::BootState;
+use slicelab_model::time::now;
 use slicelab_model::{
     DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus,
 };
@@ -234,13 +235,6 @@ impl Reporter {
             Err(e) => warn!(error = %e, "report failed; the next round resends the state"),
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// One accounting round: sample, queue, apply bwmon, then send what is queued. Runs between

@@ -47,6 +47,9 @@ pub enum NodeError {
     Gateway(#[from] slicelab_sshgw::GatewayError),
     #[error(transparent)]
     Client(#[from] slicelab_client::ClientError),
+    /// The on-disk queue of usage batches.
+    #[error("usage queue: {0}")]
+    Spool(#[from] slicelab_spool::SpoolError),
 }
 
 pub(crate) trait IoContext<T> {

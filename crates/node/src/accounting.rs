@@ -33,6 +33,7 @@ use tracing::warn;
 
 use crate::disk;
 use crate::error::{IoContext, NodeError};
+use crate::host::MemInfo;
 use crate::names;
 use crate::net::{self, VethCounters};
 use crate::runtime::LinuxRuntime;
@@ -399,16 +400,7 @@ fn node_sample(
     let hz = clock_ticks_per_s();
     let cpu_s = ticks.saturating_sub(prev.cpu_ticks) as f64 / hz;
     let cpu_s = if prev.cpu_ticks == 0 { 0.0 } else { cpu_s };
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kb = |key: &str| -> u64 {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let mem = kb("MemTotal:").saturating_sub(kb("MemAvailable:")) * 1024;
+    let mem = MemInfo::read().used();
     let disk = nix::sys::statvfs::statvfs(state_dir)
         .map(|s| s.blocks().saturating_sub(s.blocks_free()) * s.fragment_size())
         .unwrap_or(0);

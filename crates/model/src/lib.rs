@@ -19,6 +19,7 @@ pub mod usage;
 
 pub use error::{Invalid, ValidationError};
 pub use flows::{Flow, FlowBatch, FlowRecord, FlowTotal, LookupResult};
+pub use names::SliceName;
 pub use objects::*;
 pub use policy::{Actor, Denied};
 pub use sliver::{DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus};

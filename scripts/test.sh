@@ -11,6 +11,20 @@ else
   echo "note: not root: PostgreSQL is not started and root-only tests will skip (say why)" >&2
 fi
 cargo build --workspace --all-targets --quiet
+
+# Guardrails: formatting, lints (incl. `undocumented_unsafe_blocks`, see the root Cargo.toml) and
+# the API docs' links. Each stops the run with a message saying how to fix it.
+fail() {
+  echo "test.sh: $1" >&2
+  exit 1
+}
+cargo fmt --all --check ||
+  fail "formatting differs from rustfmt's: run \`cargo fmt --all\` and commit the result"
+cargo clippy --workspace --all-targets --quiet -- -D warnings ||
+  fail "clippy found problems (above); fix them, every \`unsafe\` block needs a \`// SAFETY:\` comment"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet ||
+  fail "rustdoc warnings (above), e.g. a broken intra-doc link: fix the doc comment"
+
 cargo test --workspace --all-targets -- --test-threads="${SLICELAB_TEST_THREADS:-2}"
 echo
 echo "== API contract: schemathesis against /api/v1/openapi.json (scripts/fuzz-api.sh) =="

@@ -7,6 +7,8 @@
 //! - `api`: the JSON API's handlers: authenticate, parse, call `ops`/`queries`, answer;
 //! - `state`: `AppState`, which front ends only pass around; the store stays inside central.
 
+#![forbid(unsafe_code)]
+
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod batch;

@@ -443,10 +443,7 @@ async fn broker_leases_usage_and_lookup_from_the_cli() {
     assert_eq!(leases.as_array().map(Vec::len), Some(1));
 
     // Usage the node reported shows up in `slicelab usage`.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = slicelab_model::time::now();
     let batch = slicelab_model::UsageBatch {
         seq: 1,
         samples: vec![slicelab_model::UsageSample {
@@ -460,6 +457,7 @@ async fn broker_leases_usage_and_lookup_from_the_cli() {
             rx_bytes: 1000,
             tx_pkts: 100,
             rx_pkts: 10,
+            spoofed_pkts: 0,
         }],
     };
     let _: Value = node.post("/node/usage", &batch).await.expect("usage");

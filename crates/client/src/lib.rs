@@ -1,5 +1,7 @@
 //! A typed client of central's REST API (`/api/v1`). One `Client` per central URL and credential.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};

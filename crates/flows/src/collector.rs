@@ -3,8 +3,9 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use slicelab_model::time::now;
 use tracing::{debug, warn};
 
 use crate::error::{FlowError, IoContext};
@@ -95,13 +96,6 @@ fn sysctl_set(name: &str, want: &str, only_if: impl Fn(&str) -> bool) -> Result<
         std::fs::write(&path, want).map_err(|source| FlowError::Sysctl { path, source })?;
     }
     Ok(())
-}
-
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Collector {
@@ -233,7 +227,7 @@ impl Collector {
                     return Ok(());
                 }
                 Recv::Data(n) => {
-                    let now = unix_now();
+                    let now = now();
                     for m in nl::parse_datagram(&self.buf[..n]) {
                         match m {
                             Ok(Message::Conntrack(kind, ct)) => {
@@ -296,7 +290,7 @@ impl Collector {
                     });
                 }
             };
-            let now = unix_now();
+            let now = now();
             let mut done = false;
             for m in nl::parse_datagram(&self.buf[..n]) {
                 match m {
@@ -326,7 +320,7 @@ impl Collector {
                 break;
             }
         }
-        out.extend(self.tracker.finish_dump(unix_now()));
+        out.extend(self.tracker.finish_dump(now()));
         Ok(out)
     }
 }

@@ -1,3 +1,5 @@
+//! The crate's error type, [`FlowError`], with the I/O context helper the other modules use.
+
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -22,8 +24,12 @@ pub enum FlowError {
         #[source]
         source: std::io::Error,
     },
+    /// A journal batch that cannot be encoded or decoded.
     #[error("flow journal {path}: {message}")]
     Journal { path: PathBuf, message: String },
+    /// The journal's spool directory (I/O, or an unreadable `acked` file).
+    #[error("flow journal: {0}")]
+    Spool(#[from] slicelab_spool::SpoolError),
     #[error("timed out: {0}")]
     Timeout(&'static str),
 }

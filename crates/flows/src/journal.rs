@@ -1,62 +1,31 @@
 //! The on-disk queue of flow batches waiting for central's acknowledgement, so neither a central
-//! outage nor a node restart loses records.
+//! outage nor a node restart loses records: a [`Spool`] whose batches are exactly the body of
+//! `POST /api/v1/node/flows` (`{"seq": N, "flows": [...]}`, a [`FlowBatch`]), so the sender can ship
+//! the bytes as they are.
 //!
-//! Layout of the journal directory (e.g. `<state_dir>/flows`):
-//! - `batch-<seq, 20 digits>.json`: one batch, exactly the body of `POST /api/v1/node/flows`
-//!   (`{"seq": N, "flows": [...]}`), so the sender can ship the bytes as they are.
-//! - `acked`: the highest sequence number central acknowledged.
-//!
-//! Crash safety: a batch is written to a `.tmp` file, fsynced, renamed into place and the
-//! directory fsynced; a crash leaves either no batch or a whole one (stray `.tmp` files are
-//! removed at open). `acked` is replaced the same way *before* acknowledged batches are deleted,
-//! so a crash between the two only leaves files that the next open deletes. Sequence numbers
-//! never go back, even when every batch has been acknowledged and deleted, because central
-//! ignores a `seq` it has already seen. A batch file that does not parse (disk damage) is renamed
-//! `*.corrupt` and left for an operator rather than sent or silently deleted.
+//! What the journal adds to the spool (which gives the layout, crash safety and numbering): a
+//! batch file that does not parse or holds another `seq` (disk damage) is set aside as
+//! `*.corrupt` at open, for an operator, rather than sent or silently deleted; appends are split
+//! into batches central accepts; and `max_bytes` bounds the disk used in a long outage.
 
-use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use slicelab_spool::{Seq, Spool};
 use tracing::warn;
 
-use crate::error::{FlowError, IoContext};
-use crate::FlowRecord;
+use crate::error::FlowError;
+use crate::{FlowBatch, FlowRecord};
 
 /// Central accepts at most 100 000 flows per batch; larger appends are split.
 pub const MAX_FLOWS_PER_BATCH: usize = 50_000;
 
-/// The body of `POST /api/v1/node/flows`, and the content of one batch file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowBatch {
-    pub seq: u64,
-    pub flows: Vec<FlowRecord>,
-}
-
 #[derive(Debug)]
 pub struct FlowJournal {
-    dir: PathBuf,
-    /// seq → file size, of every pending batch.
-    pending: BTreeMap<u64, u64>,
-    acked: u64,
-    next_seq: u64,
+    spool: Spool,
     max_bytes: u64,
     dropped_batches: u64,
     dropped_flows: u64,
-}
-
-fn batch_name(seq: u64) -> String {
-    format!("batch-{seq:020}.json")
-}
-
-fn parse_batch_name(name: &str) -> Option<u64> {
-    name.strip_prefix("batch-")?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
 }
 
 impl FlowJournal {
@@ -64,129 +33,57 @@ impl FlowJournal {
     /// central outage: past it the oldest batches are dropped (counted, logged), since a full
     /// disk would stop the node manager itself.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<FlowJournal, FlowError> {
-        fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-        let acked_path = dir.join("acked");
-        let acked = match fs::read_to_string(&acked_path) {
-            Ok(s) => s.trim().parse::<u64>().map_err(|e| FlowError::Journal {
-                path: acked_path.clone(),
-                message: format!("not a sequence number: {e}"),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e).ctx(|| format!("reading {}", acked_path.display())),
-        };
         let mut j = FlowJournal {
-            dir: dir.to_path_buf(),
-            pending: BTreeMap::new(),
-            acked,
-            next_seq: acked + 1,
+            spool: Spool::open(dir)?,
             max_bytes,
             dropped_batches: 0,
             dropped_flows: 0,
         };
-        let mut removed = false;
-        for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
-            let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            if name.ends_with(".tmp") {
-                // An append or ack that crashed before its rename: never became visible.
-                fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
-                removed = true;
-                continue;
-            }
-            let Some(seq) = parse_batch_name(&name) else {
-                continue;
+        for seq in j.spool.pending() {
+            let why = match j.load(seq) {
+                Ok(b) if b.seq == seq => continue,
+                Ok(b) => format!("holds seq {} instead of {seq}", b.seq),
+                Err(e) => e.to_string(),
             };
-            j.next_seq = j.next_seq.max(seq + 1);
-            if seq <= acked {
-                // Acknowledged; the crash came between writing `acked` and deleting.
-                fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
-                removed = true;
-                continue;
-            }
-            match j.load(seq) {
-                Ok(b) if b.seq == seq => {
-                    let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    j.pending.insert(seq, size);
-                }
-                other => {
-                    let why = match other {
-                        Ok(b) => format!("holds seq {} instead of {seq}", b.seq),
-                        Err(e) => e.to_string(),
-                    };
-                    warn!(
-                        "flow journal: setting aside damaged batch {}: {why}",
-                        path.display()
-                    );
-                    let aside = path.with_extension("json.corrupt");
-                    fs::rename(&path, &aside).ctx(|| format!("renaming {}", path.display()))?;
-                    removed = true;
-                }
-            }
-        }
-        if removed {
-            j.sync_dir()?;
+            let aside = j.spool.set_aside(seq)?;
+            warn!(
+                "flow journal: set aside damaged batch {}: {why}",
+                aside.display()
+            );
         }
         Ok(j)
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn sync_dir(&self) -> Result<(), FlowError> {
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .ctx(|| format!("syncing {}", self.dir.display()))
-    }
-
-    /// Writes `content` to `name` atomically and durably.
-    fn replace(&self, name: &str, content: &[u8]) -> Result<u64, FlowError> {
-        let path = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let mut f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        f.write_all(content)
-            .and_then(|_| f.sync_all())
-            .ctx(|| format!("writing {}", tmp.display()))?;
-        drop(f);
-        fs::rename(&tmp, &path).ctx(|| format!("renaming {}", tmp.display()))?;
-        self.sync_dir()?;
-        Ok(content.len() as u64)
+        self.spool.dir()
     }
 
     /// Stores `flows` durably as one or more new batches; returns the last sequence number
     /// written, or `None` for an empty slice (no empty batches).
-    pub fn append(&mut self, flows: &[FlowRecord]) -> Result<Option<u64>, FlowError> {
+    pub fn append(&mut self, flows: &[FlowRecord]) -> Result<Option<Seq>, FlowError> {
         let mut last = None;
         for chunk in flows.chunks(MAX_FLOWS_PER_BATCH) {
-            let seq = self.next_seq;
+            let seq = self.spool.next_seq();
             let body = serde_json::to_vec(&FlowBatchRef { seq, flows: chunk }).map_err(|e| {
                 FlowError::Journal {
-                    path: self.dir.clone(),
+                    path: self.dir().to_path_buf(),
                     message: format!("encoding batch {seq}: {e}"),
                 }
             })?;
-            let size = self.replace(&batch_name(seq), &body)?;
-            self.next_seq += 1;
-            self.pending.insert(seq, size);
-            last = Some(seq);
+            last = Some(self.spool.push(&body)?);
         }
         self.enforce_limit()?;
         Ok(last)
     }
 
     fn enforce_limit(&mut self) -> Result<(), FlowError> {
-        let mut total: u64 = self.pending.values().sum();
         // Always keep the newest batch, whatever its size.
-        while total > self.max_bytes && self.pending.len() > 1 {
-            let Some((&seq, &size)) = self.pending.iter().next() else {
+        while self.spool.pending_bytes() > self.max_bytes && self.spool.pending().len() > 1 {
+            let Some(seq) = self.spool.oldest() else {
                 break;
             };
             let flows = self.load(seq).map(|b| b.flows.len()).unwrap_or(0);
-            let path = self.dir.join(batch_name(seq));
-            fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
-            self.pending.remove(&seq);
-            total -= size;
+            self.spool.discard(seq)?;
             self.dropped_batches += 1;
             self.dropped_flows += flows as u64;
             warn!(
@@ -197,64 +94,46 @@ impl FlowJournal {
         Ok(())
     }
 
-    fn load(&self, seq: u64) -> Result<FlowBatch, FlowError> {
-        let path = self.dir.join(batch_name(seq));
-        let bytes = fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
+    fn load(&self, seq: Seq) -> Result<FlowBatch, FlowError> {
+        let bytes = self.spool.read(seq)?;
         serde_json::from_slice(&bytes).map_err(|e| FlowError::Journal {
-            path,
+            path: self.spool.path(seq),
             message: e.to_string(),
         })
     }
 
     /// Sequence numbers of the batches not acknowledged yet, oldest first.
-    pub fn pending_seqs(&self) -> Vec<u64> {
-        self.pending.keys().copied().collect()
+    pub fn pending_seqs(&self) -> Vec<Seq> {
+        self.spool.pending()
     }
 
     /// The pending batches, oldest first.
-    pub fn pending(&self) -> Result<Vec<(u64, Vec<FlowRecord>)>, FlowError> {
-        self.pending
-            .keys()
-            .map(|&seq| self.load(seq).map(|b| (seq, b.flows)))
+    pub fn pending(&self) -> Result<Vec<(Seq, Vec<FlowRecord>)>, FlowError> {
+        self.spool
+            .pending()
+            .into_iter()
+            .map(|seq| self.load(seq).map(|b| (seq, b.flows)))
             .collect()
     }
 
     /// One pending batch as the exact JSON body to POST.
-    pub fn body(&self, seq: u64) -> Result<Vec<u8>, FlowError> {
-        let path = self.dir.join(batch_name(seq));
-        fs::read(&path).ctx(|| format!("reading {}", path.display()))
+    pub fn body(&self, seq: Seq) -> Result<Vec<u8>, FlowError> {
+        Ok(self.spool.read(seq)?)
     }
 
-    /// Central acknowledged every batch up to `seq`: forget them.
-    pub fn ack(&mut self, seq: u64) -> Result<(), FlowError> {
-        if seq <= self.acked {
-            return Ok(());
-        }
-        // Never acknowledge what was not written: a confused peer must not make us skip numbers
-        // we have not used yet.
-        let seq = seq.min(self.next_seq - 1);
-        self.replace("acked", seq.to_string().as_bytes())?;
-        self.acked = seq;
-        let done: Vec<u64> = self.pending.range(..=seq).map(|(&s, _)| s).collect();
-        for s in done {
-            let path = self.dir.join(batch_name(s));
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).ctx(|| format!("removing {}", path.display())),
-            }
-            self.pending.remove(&s);
-        }
-        Ok(())
+    /// Central acknowledged every batch up to `seq`: forget them. Never beyond the last batch
+    /// written (see [`Spool::ack`]).
+    pub fn ack(&mut self, seq: Seq) -> Result<(), FlowError> {
+        Ok(self.spool.ack(seq)?)
     }
 
-    pub fn last_acked(&self) -> u64 {
-        self.acked
+    pub fn last_acked(&self) -> Seq {
+        self.spool.last_acked()
     }
 
     /// Bytes of unsent batches on disk.
     pub fn pending_bytes(&self) -> u64 {
-        self.pending.values().sum()
+        self.spool.pending_bytes()
     }
 
     /// Batches and flows dropped because of `max_bytes` since open.
@@ -266,13 +145,15 @@ impl FlowJournal {
 /// Serialises like [`FlowBatch`] without copying the records.
 #[derive(Serialize)]
 struct FlowBatchRef<'a> {
-    seq: u64,
+    seq: Seq,
     flows: &'a [FlowRecord],
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slicelab_spool::{batch_file_name as batch_name, SpoolError};
+    use std::fs;
 
     fn rec(i: u16) -> FlowRecord {
         FlowRecord {
@@ -393,7 +274,7 @@ mod tests {
         fs::write(d.path().join("acked"), b"twelve").unwrap();
         assert!(matches!(
             FlowJournal::open(d.path(), u64::MAX),
-            Err(FlowError::Journal { .. })
+            Err(FlowError::Spool(SpoolError::BadAcked { .. }))
         ));
     }
 

@@ -31,9 +31,10 @@ pub mod tracker;
 pub use auditor::Auditor;
 pub use collector::{Collector, CollectorOptions, CollectorStats};
 pub use error::FlowError;
-pub use journal::{FlowBatch, FlowJournal};
+pub use journal::FlowJournal;
 pub use tracker::Resolver;
 
-/// The wire type central stores: one flow attributed to a slice; `(ct_id, start)` identifies a
-/// long flow across its periodic (`done: false`) records and its last one.
-pub use slicelab_model::FlowRecord;
+/// The wire types central stores: one flow attributed to a slice (`(ct_id, start)` identifies a
+/// long flow across its periodic (`done: false`) records and its last one), and the numbered
+/// batch of them that is one journal file and one `POST /api/v1/node/flows` body.
+pub use slicelab_model::{FlowBatch, FlowRecord};

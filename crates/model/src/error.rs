@@ -1,3 +1,6 @@
+//! [`ValidationError`]: why a value breaks a registry rule, naming the field; [`Invalid`] is the
+//! result type of every validation function in this crate.
+
 use thiserror::Error;
 
 /// A value that does not satisfy the registry's rules. `field` names what was wrong so that the

@@ -1,7 +1,10 @@
 //! The slicelab domain, shared by central, node manager and CLI.
 //!
-//! Everything here is plain data and pure functions: no I/O, no clocks (callers pass `now`),
-//! so validation, permission and expiry rules are unit-tested without a database or root.
+//! Everything here is plain data and pure functions: no I/O, and rules take `now` as an argument
+//! (the only clock read is [`time::now`], for the shells to call), so validation, permission and
+//! expiry rules are unit-tested without a database or root.
+
+#![forbid(unsafe_code)]
 
 pub mod defaults;
 pub mod error;
@@ -19,6 +22,7 @@ pub mod wire;
 
 pub use error::{Invalid, ValidationError};
 pub use flows::{Flow, FlowBatch, FlowRecord, FlowTotal, LookupResult};
+pub use names::SliceName;
 pub use objects::*;
 pub use policy::{Actor, Denied};
 pub use sliver::{DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus};

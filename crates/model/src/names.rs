@@ -1,4 +1,10 @@
-//! Names of registry objects and their rules.
+//! Names of registry objects and their rules; [`SliceName`], the slice name as a type.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::error::{Invalid, ValidationError};
 
@@ -42,42 +48,118 @@ pub fn login_base(s: &str) -> Invalid<()> {
     Ok(())
 }
 
-/// A slice name is `<login_base>_<suffix>` where `login_base` is its site's.
-/// The suffix is lowercase letters, digits and `_`. The whole is short enough to be a hostname
+/// A slice's name: `<login_base>_<suffix>`, where `login_base` is a site's (see [`login_base`])
+/// and the suffix is lowercase letters, digits and `_`. The whole is short enough to be a hostname
 /// label and to prefix kernel object names (veth names are 15 bytes, so nodes hash longer ones).
-pub fn slice_name(s: &str, site_login_base: &str) -> Invalid<()> {
-    let f = "name";
-    if s.len() > SLICE_NAME_MAX {
-        return Err(ValidationError::new(
-            f,
-            format!(
-                "is {} characters long, at most {SLICE_NAME_MAX} allowed",
-                s.len()
-            ),
-        ));
+///
+/// Valid by construction: [`SliceName::parse`] is the one rule for slice names, used by central
+/// (with [`slice_name`], which also ties the name to its site) and by the node manager (which
+/// adds the limits of its kernel objects). Serialises as the bare string.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String)]
+pub struct SliceName(String);
+
+impl SliceName {
+    /// The rule for slice names (field `name` in errors).
+    pub fn parse(s: &str) -> Invalid<SliceName> {
+        let f = "name";
+        if s.len() > SLICE_NAME_MAX {
+            return Err(ValidationError::new(
+                f,
+                format!(
+                    "is {} characters long, at most {SLICE_NAME_MAX} allowed",
+                    s.len()
+                ),
+            ));
+        }
+        let Some((base, suffix)) = s.split_once('_') else {
+            return Err(ValidationError::new(
+                f,
+                format!("{s:?} must be a site's login_base, an underscore and a suffix"),
+            ));
+        };
+        if let Err(e) = login_base(base) {
+            return Err(ValidationError::new(
+                f,
+                format!("{s:?} must start with a site's login_base: {}", e.message),
+            ));
+        }
+        if suffix.is_empty() {
+            return Err(ValidationError::new(
+                f,
+                "needs a suffix after the underscore",
+            ));
+        }
+        if !suffix.chars().all(|c| is_lower_alnum(c) || c == '_') {
+            return Err(ValidationError::new(
+                f,
+                format!("suffix {suffix:?} must be lowercase letters, digits and underscores"),
+            ));
+        }
+        Ok(SliceName(s.to_owned()))
     }
-    let Some(suffix) = s
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The `login_base` of the slice's site.
+    pub fn login_base(&self) -> &str {
+        self.0.split_once('_').map_or("", |(base, _)| base)
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for SliceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for SliceName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for SliceName {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Invalid<SliceName> {
+        SliceName::parse(s)
+    }
+}
+
+impl TryFrom<String> for SliceName {
+    type Error = ValidationError;
+    fn try_from(s: String) -> Invalid<SliceName> {
+        SliceName::parse(&s)
+    }
+}
+
+impl From<SliceName> for String {
+    fn from(n: SliceName) -> String {
+        n.0
+    }
+}
+
+/// A new slice's name for the site with `site_login_base`: a valid [`SliceName`] that starts
+/// with that site's `login_base` and an underscore.
+pub fn slice_name(s: &str, site_login_base: &str) -> Invalid<()> {
+    let name = SliceName::parse(s);
+    let of_site = s
         .strip_prefix(site_login_base)
-        .and_then(|r| r.strip_prefix('_'))
-    else {
+        .is_some_and(|rest| rest.starts_with('_'));
+    if s.len() <= SLICE_NAME_MAX && !of_site {
         return Err(ValidationError::new(
-            f,
+            "name",
             format!("{s:?} must start with the site's login_base and an underscore: \"{site_login_base}_...\""),
         ));
-    };
-    if suffix.is_empty() {
-        return Err(ValidationError::new(
-            f,
-            "needs a suffix after the underscore",
-        ));
     }
-    if !suffix.chars().all(|c| is_lower_alnum(c) || c == '_') {
-        return Err(ValidationError::new(
-            f,
-            format!("suffix {suffix:?} must be lowercase letters, digits and underscores"),
-        ));
-    }
-    Ok(())
+    name.map(drop)
 }
 
 /// The `login_base` part of a slice name, if it has one.
@@ -235,6 +317,41 @@ mod tests {
         assert!(slice_name("princeton_a-b", "princeton").is_err());
         assert!(slice_name(&format!("princeton_{}", "a".repeat(40)), "princeton").is_err());
         assert_eq!(slice_login_base("princeton_codeen"), Some("princeton"));
+    }
+
+    #[test]
+    fn slice_name_is_one_rule() {
+        let n = SliceName::parse("princeton_my_exp2").unwrap();
+        assert_eq!(
+            (n.as_str(), n.login_base()),
+            ("princeton_my_exp2", "princeton")
+        );
+        for bad in [
+            "",
+            "nounderscore",
+            "_x",
+            "Princeton_x",
+            "2mit_x",
+            "princeton_",
+            "princeton_a-b",
+            "../etc",
+            "pl_web/..",
+        ] {
+            let e = SliceName::parse(bad).unwrap_err();
+            assert_eq!(e.field, "name", "{bad:?}");
+        }
+        assert!(SliceName::parse(&format!("pl_{}", "a".repeat(SLICE_NAME_MAX - 3))).is_ok());
+        assert!(SliceName::parse(&format!("pl_{}", "a".repeat(SLICE_NAME_MAX - 2))).is_err());
+        // Everything `slice_name` accepts is a `SliceName`.
+        assert!(slice_name("princeton_codeen", "princeton").is_ok());
+        assert!("princeton_codeen".parse::<SliceName>().is_ok());
+    }
+
+    #[test]
+    fn slice_name_json_is_the_bare_string_and_is_checked() {
+        let n: SliceName = serde_json::from_str("\"pl_web\"").unwrap();
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"pl_web\"");
+        assert!(serde_json::from_str::<SliceName>("\"../etc\"").is_err());
     }
 
     #[test]

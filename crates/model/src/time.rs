@@ -1,4 +1,6 @@
-//! Time in the registry is Unix seconds (`i64`), UTC. Callers pass `now`; nothing here reads a clock.
+//! Time in the registry is Unix seconds (`i64`), UTC. Rules take `now` as an argument; the one
+//! place that reads the system clock is [`now`], which the shells (central, the node manager, the
+//! CLI, the simulator) call and pass down.
 
 pub const MINUTE: i64 = 60;
 pub const HOUR: i64 = 60 * MINUTE;
@@ -16,6 +18,14 @@ pub const TIME_MAX: i64 = 253_402_300_799;
 
 /// A node whose manager has not talked to central for this long is considered down.
 pub const NODE_LIVE_WINDOW: i64 = 2 * MINUTE;
+
+/// The system clock in Unix seconds: the one clock of every crate. A clock set before 1970
+/// reads as 0 rather than failing.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
 /// `civil_from_days`): dates for people without a time crate.
@@ -46,6 +56,13 @@ pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_reads_unix_seconds() {
+        let t = now();
+        assert!(t > 1_700_000_000, "{t}");
+        assert!(now() >= t);
+    }
 
     #[test]
     fn civil_dates_round_trip() {

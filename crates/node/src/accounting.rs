@@ -8,12 +8,12 @@
 //! filesystem, the default-route interface). A counter that went *down* belongs to a new
 //! incarnation (cgroup or veth recreated) and counts from zero.
 //!
-//! Crash safety and exactly-once: each round becomes a batch with the next `seq`, written to
-//! `<state_dir>/usage/batch-<seq>.json` atomically *together with the counters it ends at*, so a
-//! crash either keeps the batch and its new baseline or neither (never counting a delta twice or
-//! losing it). Batches are sent oldest first and deleted once central acknowledges their `seq`;
-//! while central is down they accumulate. Central stores a `seq` once, so a resend (e.g. after a
-//! crash between its commit and our delete) is acknowledged and ignored.
+//! Crash safety and exactly-once: each round becomes a batch with the next `seq` in a spool
+//! (`slicelab_spool`, directory `<state_dir>/usage`), written atomically *together with the
+//! counters it ends at*, so a crash either keeps the batch and its new baseline or neither (never
+//! counting a delta twice or losing it). Batches are sent oldest first and deleted once central
+//! acknowledges their `seq`; while central is down they accumulate. Central stores a `seq` once,
+//! so a resend (e.g. after a crash between its commit and our delete) is acknowledged and ignored.
 //!
 //! bwmon: tx bytes are summed per sliver per "day" (`day_s` seconds, default 86 400, days start
 //! at multiples of it since the epoch, i.e. at UTC midnight). Past `net_max_kbyte` × 1024 bytes the
@@ -22,15 +22,18 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use slicelab_client::{Client, ClientError};
+use slicelab_model::time::now;
 use slicelab_model::{UsageBatch, UsageSample};
+use slicelab_spool::{write_atomic, Seq, Spool};
 use tracing::warn;
 
 use crate::disk;
 use crate::error::{IoContext, NodeError};
+use crate::host::MemInfo;
 use crate::names;
 use crate::net::{self, VethCounters};
 use crate::runtime::LinuxRuntime;
@@ -82,10 +85,11 @@ struct Queued {
     counters: Counters,
 }
 
+/// `<state_dir>/usage/state.json`: the counters of the last round, and the batch they end.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Saved {
-    /// Highest `seq` issued.
-    seq: i64,
+    /// The batch `counters` belong to: the highest `seq` issued when written.
+    seq: Seq,
     counters: Counters,
 }
 
@@ -100,78 +104,58 @@ pub struct ThrottleChange {
 /// What one sampling round did.
 #[derive(Debug, Clone, Default)]
 pub struct Tick {
-    pub seq: i64,
+    pub seq: Seq,
     pub samples: Vec<UsageSample>,
     pub throttles: Vec<ThrottleChange>,
 }
 
 pub struct Accountant {
-    dir: PathBuf,
+    queue: Spool,
     day_s: i64,
     /// Expected seconds between rounds (the first sample's interval).
     every_s: u32,
     saved: Saved,
 }
 
-fn batch_name(seq: i64) -> String {
-    format!("batch-{seq:020}.json")
-}
-
-fn parse_batch_name(name: &str) -> Option<i64> {
-    name.strip_prefix("batch-")?
-        .strip_suffix(".json")?
-        .parse()
-        .ok()
-}
-
 impl Accountant {
     /// Opens (or creates) the queue under `<state_dir>/usage`, resuming from the newest of the
     /// saved state and the queued batches.
     pub fn open(state_dir: &Path, every_s: u32, day_s: i64) -> Result<Accountant, NodeError> {
-        let dir = state_dir.join("usage");
-        fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        let mut saved: Saved = fs::read(dir.join("state.json"))
+        let mut queue = Spool::open(&state_dir.join("usage"))?;
+        let mut saved: Saved = fs::read(queue.dir().join("state.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let mut acct = Accountant {
-            dir,
-            day_s: day_s.max(1),
-            every_s: every_s.clamp(1, 86_400),
-            saved: Saved::default(),
-        };
         // A crash after writing a batch but before the state file: the batch is the truth.
-        if let Some((seq, path)) = acct.pending()?.last() {
-            if *seq > saved.seq {
-                if let Some(q) = read_queued(path) {
+        if let Some(seq) = queue.pending().last().copied() {
+            if seq > saved.seq {
+                if let Some(q) = read_queued(&queue, seq) {
                     saved = Saved {
-                        seq: *seq,
+                        seq,
                         counters: q.counters,
                     };
                 }
             }
         }
-        acct.saved = saved;
-        Ok(acct)
+        // The state file may know a higher `seq` than the queue (a queue written before it was a
+        // spool, whose acknowledged batches left no trace): never reuse a number.
+        queue.issue_after(saved.seq);
+        Ok(Accountant {
+            queue,
+            day_s: day_s.max(1),
+            every_s: every_s.clamp(1, 86_400),
+            saved,
+        })
     }
 
     /// Queued batches, oldest first.
-    pub fn pending(&self) -> Result<Vec<(i64, PathBuf)>, NodeError> {
-        let mut v: Vec<(i64, PathBuf)> = fs::read_dir(&self.dir)
-            .ctx(|| format!("listing {}", self.dir.display()))?
-            .flatten()
-            .filter_map(|e| {
-                let seq = parse_batch_name(e.file_name().to_str()?)?;
-                Some((seq, e.path()))
-            })
-            .collect();
-        v.sort();
-        Ok(v)
+    pub fn pending(&self) -> Vec<Seq> {
+        self.queue.pending()
     }
 
     /// Highest `seq` issued so far.
-    pub fn seq(&self) -> i64 {
-        self.saved.seq
+    pub fn seq(&self) -> Seq {
+        self.queue.last_issued()
     }
 
     /// One sampling round at `now` (Unix seconds): queues a batch and applies bwmon.
@@ -252,7 +236,7 @@ impl Accountant {
         samples.push(node_sample);
         next.node = node_counters;
 
-        let seq = self.saved.seq + 1;
+        let seq = self.queue.next_seq();
         let queued = Queued {
             batch: UsageBatch {
                 seq,
@@ -264,7 +248,7 @@ impl Accountant {
             what: "usage batch",
             message: e.to_string(),
         })?;
-        state::write_atomic(&self.dir.join(batch_name(seq)), &bytes)?;
+        self.queue.push(&bytes)?;
         self.saved = Saved {
             seq,
             counters: next,
@@ -298,34 +282,36 @@ impl Accountant {
             what: "usage state",
             message: e.to_string(),
         })?;
-        state::write_atomic(&self.dir.join("state.json"), &bytes)
+        let path = self.queue.dir().join("state.json");
+        write_atomic(&path, &bytes).ctx(|| format!("writing {}", path.display()))
     }
 
     /// Central holds a higher `seq` than we ever issued (our state dir was reset): continue
     /// above it, renumbering what is queued so central does not ignore it.
-    fn skip_to(&mut self, acked: i64) -> Result<(), NodeError> {
-        let pending = self.pending()?;
-        let mut seq = acked;
-        for (_, path) in &pending {
-            let Some(mut q) = read_queued(path) else {
-                continue;
-            };
-            seq += 1;
+    fn skip_to(&mut self, acked: Seq) -> Result<(), NodeError> {
+        self.queue.renumber_after(acked, |seq, bytes| {
+            // An unreadable batch is dropped (`flush` would drop it too).
+            let mut q: Queued = serde_json::from_slice(bytes).ok()?;
             q.batch.seq = seq;
-            let bytes = serde_json::to_vec(&q).map_err(|e| NodeError::Invalid {
-                what: "usage batch",
-                message: e.to_string(),
-            })?;
-            state::write_atomic(&self.dir.join(batch_name(seq)), &bytes)?;
-            fs::remove_file(path).ctx(|| format!("removing {}", path.display()))?;
-        }
-        self.saved.seq = seq;
+            serde_json::to_vec(&q).ok()
+        })?;
+        self.saved.seq = self.queue.last_issued();
         self.save_state()
+    }
+
+    /// Forgets batch `seq`: acknowledged by central (`acked`), or never to be sent.
+    fn done(&mut self, seq: Seq, acked: bool) -> Result<(), NodeError> {
+        if acked {
+            self.queue.ack(seq)?;
+        } else {
+            self.queue.discard(seq)?;
+        }
+        Ok(())
     }
 }
 
-fn read_queued(path: &Path) -> Option<Queued> {
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
+fn read_queued(queue: &Spool, seq: Seq) -> Option<Queued> {
+    serde_json::from_slice(&queue.read(seq).ok()?).ok()
 }
 
 /// Sends the queued batches oldest first, deleting each once acknowledged. Stops at the first
@@ -335,18 +321,19 @@ pub async fn flush(
     client: &Client,
 ) -> Result<usize, NodeError> {
     let lock = || acct.lock().unwrap_or_else(|p| p.into_inner());
-    let pending = lock().pending()?;
+    let pending = lock().pending();
     let mut sent = 0;
-    for (seq, path) in pending {
-        let Some(q) = read_queued(&path) else {
-            warn!(path = %path.display(), "unreadable usage batch dropped");
-            let _ = fs::remove_file(&path);
+    for seq in pending {
+        let queued = read_queued(&lock().queue, seq);
+        let Some(q) = queued else {
+            warn!(seq, "unreadable usage batch dropped");
+            let _ = lock().done(seq, false);
             continue;
         };
         let newest = q.batch.samples.iter().map(|s| s.time).max().unwrap_or(0);
         if newest < now() - MAX_AGE_S {
             warn!(seq, "usage batch too old for central; dropped");
-            fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
+            lock().done(seq, false)?;
             continue;
         }
         match client.send_usage(&q.batch).await {
@@ -357,7 +344,7 @@ pub async fn flush(
                     lock().skip_to(ack.acked_seq)?;
                     return Ok(sent);
                 }
-                fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
+                lock().done(seq, true)?;
                 sent += 1;
             }
             Err(ClientError::Api {
@@ -365,19 +352,12 @@ pub async fn flush(
             }) if matches!(status, 400 | 413 | 422) => {
                 // Central will never take it; keeping it would block every later batch.
                 warn!(seq, status, %message, "usage batch rejected by central; dropped");
-                fs::remove_file(&path).ctx(|| format!("removing {}", path.display()))?;
+                lock().done(seq, false)?;
             }
             Err(e) => return Err(e.into()),
         }
     }
     Ok(sent)
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Growth of veth counters; a new veth (other ifindex, or counters that went down) counts from
@@ -426,16 +406,7 @@ fn node_sample(
     let hz = clock_ticks_per_s();
     let cpu_s = ticks.saturating_sub(prev.cpu_ticks) as f64 / hz;
     let cpu_s = if prev.cpu_ticks == 0 { 0.0 } else { cpu_s };
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kb = |key: &str| -> u64 {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let mem = kb("MemTotal:").saturating_sub(kb("MemAvailable:")) * 1024;
+    let mem = MemInfo::read().used();
     let disk = nix::sys::statvfs::statvfs(state_dir)
         .map(|s| s.blocks().saturating_sub(s.blocks_free()) * s.fragment_size())
         .unwrap_or(0);
@@ -546,10 +517,8 @@ mod tests {
     }
 
     #[test]
-    fn queue_resumes_from_the_newest_batch_and_names_sort() {
+    fn queue_resumes_from_the_newest_batch() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(batch_name(9) < batch_name(10));
-        assert_eq!(parse_batch_name(&batch_name(42)), Some(42));
         let acct = Accountant::open(dir.path(), 10, DAY_S).unwrap();
         assert_eq!(acct.seq(), 0);
         // A batch written just before a crash, with no state file update.
@@ -563,8 +532,10 @@ mod tests {
                 ..Default::default()
             },
         };
-        state::write_atomic(
-            &dir.path().join("usage").join(batch_name(7)),
+        write_atomic(
+            &dir.path()
+                .join("usage")
+                .join(slicelab_spool::batch_file_name(7)),
             &serde_json::to_vec(&q).unwrap(),
         )
         .unwrap();
@@ -572,10 +543,9 @@ mod tests {
         assert_eq!(acct.seq(), 7);
         assert_eq!(acct.saved.counters.time, 1234);
         acct.skip_to(40).unwrap();
-        let p = acct.pending().unwrap();
-        assert_eq!(p.len(), 1);
-        assert_eq!(p[0].0, 41);
-        assert_eq!(read_queued(&p[0].1).unwrap().batch.seq, 41);
+        let p = acct.pending();
+        assert_eq!(p, vec![41]);
+        assert_eq!(read_queued(&acct.queue, 41).unwrap().batch.seq, 41);
         assert_eq!(Accountant::open(dir.path(), 10, DAY_S).unwrap().seq(), 41);
     }
 }

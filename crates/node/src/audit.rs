@@ -130,7 +130,7 @@ impl Audit {
                 .await
             {
                 Ok(ack) => {
-                    let upto = u64::try_from(ack.acked_seq).unwrap_or(0).max(seq);
+                    let upto = ack.acked_seq.max(seq);
                     if let Ok(mut j) = self.journal.lock() {
                         if let Err(e) = j.ack(upto) {
                             warn!(error = %e, "cannot record a flow batch as sent");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use slicelab_client::Client;
 use slicelab_model::objects::BootState;
+use slicelab_model::time::now;
 use slicelab_model::{
     DesiredSlivers, NodeHealth, NodeReport, SliverSpec, SliverState, SliverStatus,
 };
@@ -15,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::accounting::{self, Accountant};
 use crate::error::NodeError;
+use crate::host::MemInfo;
 use crate::names::NodeNames;
 use crate::plan::{plan, Action};
 use crate::runtime::{default_init_exe, LinuxRuntime, Runtime, RuntimeConfig};
@@ -160,16 +162,7 @@ pub fn health(state_dir: &Path) -> NodeHealth {
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
-    let meminfo = read("/proc/meminfo");
-    let kb = |key: &str| -> u64 {
-        meminfo
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let (total, avail) = (kb("MemTotal:"), kb("MemAvailable:"));
+    let mem = MemInfo::read();
     let (disk_total_mb, disk_used_mb) = match nix::sys::statvfs::statvfs(state_dir) {
         Ok(s) => {
             let f = s.fragment_size();
@@ -186,8 +179,8 @@ pub fn health(state_dir: &Path) -> NodeHealth {
         .unwrap_or(0.0) as u64;
     NodeHealth {
         load1,
-        mem_total_mb: total >> 10,
-        mem_used_mb: total.saturating_sub(avail) >> 10,
+        mem_total_mb: mem.total >> 20,
+        mem_used_mb: mem.used() >> 20,
         disk_total_mb,
         disk_used_mb,
         uptime_s,
@@ -236,13 +229,6 @@ impl Reporter {
             Err(e) => warn!(error = %e, "report failed; the next round resends the state"),
         }
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// One accounting round: sample, queue, apply bwmon, then send what is queued. Runs between

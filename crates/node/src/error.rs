@@ -1,3 +1,6 @@
+//! The node manager's error type, [`NodeError`], and the `ctx` helpers that attach what was being
+//! done to an I/O or system-call error.
+
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -44,6 +47,9 @@ pub enum NodeError {
     Gateway(#[from] slicelab_sshgw::GatewayError),
     #[error(transparent)]
     Client(#[from] slicelab_client::ClientError),
+    /// The on-disk queue of usage batches.
+    #[error("usage queue: {0}")]
+    Spool(#[from] slicelab_spool::SpoolError),
 }
 
 pub(crate) trait IoContext<T> {

@@ -2,11 +2,12 @@
 //! containers with their own namespaces, cgroup, overlayfs root and network.
 //!
 //! Layout (pure core, thin shell):
-//! - [`plan`]: the reconciler's pure planner (desired vs. observed → actions);
+//! - [`plan`](mod@plan): the reconciler's pure planner (desired vs. observed → actions);
 //! - [`runtime`]: the `Runtime` trait, `LinuxRuntime` (real) and `FakeRuntime` (records calls);
 //! - [`sandbox`]: the security boundary (launcher, sliver init, exec helper, caps, seccomp);
 //! - [`cgroup`], [`net`], [`image`], [`disk`]: one concern each; [`names`]: how everything is named;
 //! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
+//!   `host`: the machine's own figures from `/proc` (memory);
 //! - [`daemon`]: the long-poll / reconcile / report loop;
 //! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`).
 //!
@@ -21,6 +22,7 @@ mod cmd;
 pub mod daemon;
 pub mod disk;
 mod error;
+mod host;
 pub mod idmap;
 pub mod image;
 pub mod names;

@@ -4,6 +4,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use slicelab_model::SliceName;
+
 /// Names of one node manager instance's shared objects. Several node managers may run on one
 /// machine (the `slicelab up` testbed, each in its own netns), so all of these are configurable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,23 +88,27 @@ fn safe_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
 }
 
-/// A slice name as the node accepts it: what central validates, re-checked here because it becomes
-/// a path component, a cgroup name, a hostname and part of interface names.
+/// Longest slice name the node uses as it is in kernel object names: the sliver's hostname is the
+/// slice name, one DNS label (63 bytes). Interface names (15 bytes) take longer names hashed
+/// ([`veth_name`]); cgroup names, paths and nft comments allow more.
+pub const KERNEL_NAME_MAX: usize = 63;
+
+/// A slice name as the node accepts it: central's rule ([`SliceName::parse`]), re-checked here
+/// because it becomes a path component, a cgroup name, a hostname and part of interface names,
+/// plus the length the node's kernel objects take ([`KERNEL_NAME_MAX`]).
 pub fn check_slice_name(name: &str) -> Result<(), crate::NodeError> {
-    let ok = !name.is_empty()
-        && name.len() <= slicelab_model::names::SLICE_NAME_MAX
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(crate::NodeError::Invalid {
-            what: "slice name",
-            message: format!("{name:?}"),
-        })
+    let invalid = |message: String| crate::NodeError::Invalid {
+        what: "slice name",
+        message,
+    };
+    let name = SliceName::parse(name).map_err(|e| invalid(format!("{name:?}: {}", e.message)))?;
+    if name.as_str().len() > KERNEL_NAME_MAX {
+        return Err(invalid(format!(
+            "{:?}: longer than a hostname label ({KERNEL_NAME_MAX} bytes)",
+            name.as_str()
+        )));
     }
+    Ok(())
 }
 
 /// The generic name of a sliver's objects: `sl-<slice>`.
@@ -178,6 +184,8 @@ mod tests {
         assert!(check_slice_name("../etc").is_err());
         assert!(check_slice_name("").is_err());
         assert!(check_slice_name("Pl_web").is_err());
+        assert!(check_slice_name("noprefix").is_err());
+        assert!(check_slice_name("slicelab_bench").is_ok());
         assert!(NodeNames::default().check().is_ok());
         let bad = NodeNames {
             cgroup_parent: "a/../b".into(),

@@ -20,6 +20,7 @@ use std::process::Command;
 use std::sync::{Arc, RwLock};
 
 use slicelab_model::objects::BootState;
+use slicelab_model::time::now;
 use slicelab_model::DesiredSlivers;
 use slicelab_sshgw::SliverAccess;
 
@@ -52,13 +53,6 @@ pub fn slice_keys(desired: Option<&DesiredSlivers>, slice: &str, now: i64) -> Op
         .iter()
         .find(|s| s.slice_name == slice && s.run && s.expires > now)
         .map(|s| s.keys.iter().map(|k| k.key.clone()).collect())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl SliverAccess for NodeAccess {

@@ -4,7 +4,6 @@
 //! record, never a torn one.
 
 use std::fs;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -104,20 +103,13 @@ pub fn save(state_dir: &Path, rec: &SliverRecord) -> Result<(), NodeError> {
     write_atomic(&path, &bytes)
 }
 
+/// Writes `bytes` to `path` atomically and durably, creating its directory: temp file, fsync,
+/// rename, directory fsync (the rename must be durable too for "killed at any point" to hold
+/// after a power cut). One implementation for the node: [`slicelab_spool::write_atomic`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .ctx(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))?;
-    // The rename itself must be durable for "killed at any point" to hold after a power cut.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    slicelab_spool::write_atomic(path, bytes).ctx(|| format!("writing {}", path.display()))
 }
 
 /// Slice names that have a directory under `slivers/` (with or without a readable record).

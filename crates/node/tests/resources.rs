@@ -387,12 +387,7 @@ fn net_max_kbyte_throttles_past_the_daily_cap_until_rollover() {
     let srv = Iperf::serve(&up.name, 5401);
     wait_server(&node, "pl_capped", up.peer, 5401);
 
-    let t0 = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64)
-        .div_euclid(day)
-        * day;
+    let t0 = slicelab_model::time::now().div_euclid(day) * day;
     let first = acct.tick(node.rt(), t0 + 1).unwrap();
     assert!(first.throttles.is_empty(), "{:?}", first.throttles);
     // 2 MB: past the 500 KB cap.

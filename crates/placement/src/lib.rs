@@ -6,6 +6,8 @@
 //!   nodes were left after each one.
 //! - [`admit`]: a node's guaranteed shares (reserved CPU and memory) are never over-committed.
 
+#![forbid(unsafe_code)]
+
 mod select;
 
 pub use select::{select, Distinct, Selection, SelectionError, Unsatisfiable};

@@ -1,3 +1,6 @@
+//! Node selection: the [`Selection`] a researcher writes (`count=20, distinct=site, …`), its
+//! parser, and [`select`], which filters and ranks candidates and explains a shortfall.
+
 use std::collections::BTreeMap;
 use std::fmt;
 

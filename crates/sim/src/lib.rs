@@ -6,6 +6,8 @@
 //! so its CPU time and memory can be measured on their own. It then times how long an API change
 //! takes to be applied and reported by every agent.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -265,7 +267,7 @@ async fn agent(i: usize, client: Client, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let now = slicelab_node_now();
+        let now = slicelab_model::time::now();
         let _ = slicelab_node::reconcile(&rt, &desired, now);
         let slivers = slicelab_node::statuses(&rt, &desired, now).unwrap_or_default();
         let changed = after.as_deref() != Some(desired.revision.as_str());
@@ -303,13 +305,6 @@ async fn agent(i: usize, client: Client, shared: Arc<Shared>) {
             shared.done[i].store(t0.elapsed().as_nanos() as u64, Ordering::SeqCst);
         }
     }
-}
-
-fn slicelab_node_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn percentiles(mut v: Vec<u64>, api_call: Duration) -> Propagation {

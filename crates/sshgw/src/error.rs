@@ -1,3 +1,6 @@
+//! [`GatewayError`]: why the gateway could not start or stopped serving. Per-session failures
+//! are reported to the client on its channel, not here.
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 

@@ -13,7 +13,7 @@
 //!   shuts down.
 //! * **Files.** The `sftp` subsystem (used by `sftp` and by OpenSSH ≥ 9's `scp`) is served in
 //!   process under [`SliverAccess::root`], every path resolved with `openat2(RESOLVE_IN_ROOT)` so
-//!   that neither `..` nor symlinks can leave the sliver (see [`sftp`]).
+//!   that neither `..` nor symlinks can leave the sliver (see the `sftp` module).
 //!
 //! Start it with [`start`] (returns a [`Gateway`] handle that knows its bound address — listen on
 //! port 0 in tests) or [`serve`] (runs until a shutdown future completes).

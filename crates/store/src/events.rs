@@ -1,3 +1,6 @@
+//! The event log (audit trail): [`NewEvent`] appended inside every write transaction, and the
+//! filtered, paged listing behind `GET /api/v1/events`.
+
 use serde_json::Value;
 use slicelab_model::Event;
 

@@ -6,6 +6,8 @@
 //! Every write runs in one transaction that also appends its event, so the audit log cannot miss
 //! a change that was stored.
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod defaults;
 mod desired;
@@ -65,6 +67,14 @@ pub(crate) fn conflict_or(e: sqlx::Error, unique: &str, foreign: &str) -> StoreE
                 return StoreError::Conflict(unique.to_string())
             }
             sqlx::error::ErrorKind::ForeignKeyViolation => {
+                return StoreError::Conflict(foreign.to_string())
+            }
+            // SQLite enforces `ON DELETE RESTRICT` like a trigger and reports it as
+            // SQLITE_CONSTRAINT_TRIGGER (1811), which sqlx does not classify; PostgreSQL reports
+            // the same refusal as a foreign-key violation.
+            _ if db.code().as_deref() == Some("1811")
+                && db.message().contains("FOREIGN KEY constraint failed") =>
+            {
                 return StoreError::Conflict(foreign.to_string())
             }
             _ => {}

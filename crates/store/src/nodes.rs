@@ -1,3 +1,6 @@
+//! Nodes: create, look up (by id, hostname or node-key hash), list, update, re-key, delete; the
+//! liveness bookkeeping (`touch_node`, `sweep_down_nodes`) central's upkeep runs.
+
 use serde_json::json;
 use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate};
 

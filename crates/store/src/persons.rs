@@ -1,3 +1,6 @@
+//! Persons (with their roles and sites) and their SSH keys: create, look up, list with
+//! visibility rules, update, delete.
+
 use serde_json::json;
 use slicelab_model::{Key, Person, PersonCreate, PersonUpdate, Role};
 

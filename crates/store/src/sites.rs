@@ -1,3 +1,5 @@
+//! Sites: create, look up (by id or `login_base`), list, update, delete.
+
 use serde_json::json;
 use slicelab_model::{Site, SiteCreate, SiteUpdate};
 

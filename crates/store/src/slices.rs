@@ -1,3 +1,6 @@
+//! Slices and what hangs off them: their nodes and persons, their tags, and the slivers nodes
+//! last reported for them.
+
 use serde_json::json;
 use slicelab_model::sliver::Sliver;
 use slicelab_model::tags::TagName;

@@ -5,6 +5,8 @@
 //!
 //! Central serves it next to the API: `slicelab_central::start_with_routes(cfg, slicelab_web::router())`.
 
+#![forbid(unsafe_code)]
+
 pub mod chart;
 pub mod error;
 pub mod layout;

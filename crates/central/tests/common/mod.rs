@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use slicelab_central::{Config, Running};
 use slicelab_client::Client;
 use slicelab_model::objects::{LoginResponse, NodeWithKey};
+use slicelab_model::Slice;
 use sqlx::Connection;
 
 pub const ADMIN_EMAIL: &str = "admin@slicelab.test";
@@ -233,4 +234,11 @@ pub fn status<T: std::fmt::Debug>(r: Result<T, slicelab_client::ClientError>) ->
             .status()
             .unwrap_or_else(|| panic!("expected an HTTP error, got {e}")),
     }
+}
+
+/// Creates slice `name` as `c` (which must be allowed to).
+pub async fn new_slice(c: &Client, name: &str) -> Slice {
+    c.post("/slices", &json!({"name": name, "description": "test"}))
+        .await
+        .unwrap_or_else(|e| panic!("create slice {name}: {e}"))
 }

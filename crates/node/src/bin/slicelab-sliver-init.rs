@@ -41,11 +41,7 @@ fn main() {
         loop {
             if let Ok(bytes) = std::fs::read(&args[3]) {
                 if let Ok(d) = serde_json::from_slice::<DesiredSlivers>(&bytes) {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs() as i64)
-                        .unwrap_or(0);
-                    match reconcile(&rt, &d, now) {
+                    match reconcile(&rt, &d, slicelab_model::time::now()) {
                         Ok(o) if !o.actions.is_empty() => {
                             println!("applied {} actions", o.actions.len())
                         }

@@ -388,8 +388,5 @@ pub async fn admin_client(base: &str) -> slicelab_client::Client {
 }
 
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    slicelab_model::time::now()
 }

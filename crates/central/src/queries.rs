@@ -105,7 +105,13 @@ pub async fn slice_events(
     };
     let (items, _) = st
         .store
-        .list_events(&f, Paging { limit: 500, offset: 0 })
+        .list_events(
+            &f,
+            Paging {
+                limit: 500,
+                offset: 0,
+            },
+        )
         .await?;
     Ok(items
         .into_iter()

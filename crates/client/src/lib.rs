@@ -690,6 +690,13 @@ impl Client {
     }
 }
 
+fn default_path(tag: TagName, node: Option<&str>) -> String {
+    match node {
+        Some(n) => format!("/nodes/{}/defaults/{}", encode(n), tag.as_str()),
+        None => format!("/defaults/{}", tag.as_str()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -717,12 +724,5 @@ mod tests {
             p.apply(Query::new()).to_query_string(),
             "?limit=10&offset=20"
         );
-    }
-}
-
-fn default_path(tag: TagName, node: Option<&str>) -> String {
-    match node {
-        Some(n) => format!("/nodes/{}/defaults/{}", encode(n), tag.as_str()),
-        None => format!("/defaults/{}", tag.as_str()),
     }
 }

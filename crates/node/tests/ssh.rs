@@ -258,7 +258,13 @@ fn ssh_into_sliver_with_slice_keys_only() {
         }
 
         let rt_ids = node.rt().root_ids(SLICE);
-        let layer = node.dir.path().join("slivers").join(SLICE).join("upper");
+        // The writable layer: on the quota filesystem (the default allocation has `disk_max`).
+        let sliver_dir = node.dir.path().join("slivers").join(SLICE);
+        let layer = slicelab_node::disk::layer_dirs(
+            &sliver_dir,
+            slicelab_node::disk::is_mounted(&sliver_dir),
+        )
+        .0;
         let checks = tokio::task::spawn_blocking(move || {
             // A login runs in the sliver: its hostname is the slice name.
             let o = ssh(port, &alice_key, SLICE, &[], &["hostname"]);

@@ -24,7 +24,6 @@ pub use auth::new_secret;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::CONTENT_TYPE;
@@ -68,12 +67,7 @@ pub enum CentralError {
 }
 
 /// Seconds since the Unix epoch: the registry's clock.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use slicelab_model::time::now;
 
 /// Largest request body accepted (an initscript is at most 64 KiB; reports may list many slivers).
 const BODY_LIMIT: usize = 4 << 20;

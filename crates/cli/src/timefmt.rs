@@ -1,13 +1,6 @@
 //! Human-readable times without a time crate: Unix seconds ⇄ civil UTC dates.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use slicelab_model::time::now;
 
 pub use slicelab_model::time::{civil_from_days, days_from_civil};
 

@@ -344,6 +344,43 @@ async fn cli_against_a_real_central() {
     let (code, _) = env.code(&["slice", "show", "princeton_demo"]).await;
     assert_eq!(code, 4);
 
+    // The default allocation: shown, set platform-wide and per node, refused for a non-limit, unset.
+    let has = |d: &Value, list: &str, name: &str, value: &str| {
+        d[list]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["name"] == name && t["value"] == value))
+    };
+    let d = env.json(&["defaults", "show"]).await;
+    assert!(has(&d, "platform", "mem_max", "1G"), "{d}");
+    env.ok(&["defaults", "set", "mem_max", "2G"]).await;
+    env.ok(&[
+        "defaults",
+        "set",
+        "pids_max",
+        "4096",
+        "--node",
+        "node1.princeton.edu",
+    ])
+    .await;
+    let d = env.json(&["defaults", "show"]).await;
+    assert!(has(&d, "platform", "mem_max", "2G"), "{d}");
+    assert!(has(&d, "nodes", "pids_max", "4096"), "{d}");
+    let (code, err) = env.code(&["defaults", "set", "initscript", "echo"]).await;
+    assert!(
+        code != 0 && err.contains("cannot have a default"),
+        "{code} {err}"
+    );
+    env.ok(&[
+        "defaults",
+        "unset",
+        "pids_max",
+        "--node",
+        "node1.princeton.edu",
+    ])
+    .await;
+    let d = env.json(&["defaults", "show"]).await;
+    assert_eq!(d["nodes"].as_array().map(Vec::len), Some(0), "{d}");
+
     // Environment overrides: a bad token is refused; an unreachable central is exit 6.
     let o = env
         .run(&["whoami"], None, &[("SLICELAB_TOKEN", "bogus")])

@@ -15,6 +15,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use slicelab_model::sliver::LimitCounts;
+use slicelab_model::time::now;
 use slicelab_model::SliverSpec;
 
 use crate::cgroup::{Cgroups, Reserve};
@@ -410,13 +411,6 @@ fn wait_dead(p: &ProcId, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     !p.is_alive()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Runtime for LinuxRuntime {

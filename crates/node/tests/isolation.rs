@@ -146,6 +146,18 @@ fn dangerous_capabilities_are_absent() {
         "pl_caps",
         "ping -c 1 -W 2 $(ip route | awk '/default/ {print $3}')",
     );
+    // ... and ports below 1024 of its own address.
+    node.sh_ok(
+        "pl_caps",
+        "mkdir -p /www && echo low-port > /www/index.html && httpd -p 80 -h /www",
+    );
+    let addr = node.address("pl_caps");
+    wait_http(addr, 80);
+    let mut s = TcpStream::connect((addr, 80)).expect("port 80 of the sliver");
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("request");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    assert!(body.contains("low-port"), "{body}");
     refused(&node, "pl_caps", "ip link add dummy0 type dummy");
     refused(&node, "pl_caps", "ip addr add 10.1.2.3/32 dev eth0");
     node.assert_no_leaks_after_cleanup();

@@ -23,12 +23,29 @@ use crate::cmd::run;
 use crate::error::NodeError;
 use crate::names::{self, NodeNames};
 
+/// Whether interface `name` exists in this network namespace. Asked of the kernel directly
+/// (`if_nametoindex`, an ioctl in the caller's namespace): no process on the start path, and
+/// right even where /sys shows another namespace (the local testbed's node managers).
 pub fn link_exists(name: &str) -> bool {
-    run("ip", &["link", "show", "dev", name], None).is_ok()
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: if_nametoindex reads a valid NUL-terminated string and returns 0 or an index.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
 }
 
 fn table_exists(n: &NodeNames) -> bool {
     run("nft", &["list", "table", "inet", &n.nft_table], None).is_ok()
+}
+
+/// Fast check before a sliver starts: the node's gateway interface exists (it is made together
+/// with the nft table, and `cleanup` removes both), else [`ensure_node`]. A table removed
+/// behind our back is recreated by [`install_rules`].
+pub fn ensure_node_quick(n: &NodeNames) -> Result<(), NodeError> {
+    if link_exists(&n.gateway_if) {
+        return Ok(());
+    }
+    ensure_node(n)
 }
 
 /// Creates the gateway interface, enables forwarding and installs the node's nft table. Idempotent.
@@ -200,7 +217,15 @@ pub fn install_rules(
         .collect();
     batch.push_str(&antispoof_script(n, slice, addr));
     batch.push_str(&ports_script(n, slice, addr, ports));
-    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
+    match run("nft", &["-f", "-"], Some(&batch)) {
+        Ok(_) => Ok(()),
+        // The node's table was deleted behind our back: make it again, once.
+        Err(_) if !table_exists(n) => {
+            ensure_node(n)?;
+            install_rules(n, slice, addr, ports)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Egress rate of a throttled sliver (bwmon, past its daily `net_max_kbyte`): 64 kbit/s, enough

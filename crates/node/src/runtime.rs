@@ -100,6 +100,7 @@ impl LinuxRuntime {
         net::ensure_node(&rt.cfg.names)?;
         net::ensure_antispoof_chain(&rt.cfg.names)?;
         rt.cgroups.ensure_parent(&rt.cfg.reserve)?;
+        rt.reclaim_ranges()?;
         rt.upgrade_root_mapped()?;
         Ok(rt)
     }
@@ -137,6 +138,25 @@ impl LinuxRuntime {
             reap(p.pid);
             p.is_alive()
         })
+    }
+
+    /// Re-registers every sliver's uid range in the machine's registry (a cache of the records,
+    /// written without fsync). A range another sliver took meanwhile is given up: the sliver
+    /// gets a new one at its next start and its layer is shifted there.
+    fn reclaim_ranges(&self) -> Result<(), NodeError> {
+        for slice in state::list_slices(&self.cfg.state_dir)? {
+            let Ok(Some(mut rec)) = state::load(&self.cfg.state_dir, &slice) else {
+                continue;
+            };
+            let Some(range) = rec.idmap else { continue };
+            let dir = names::sliver_dir(&self.cfg.state_dir, &slice);
+            if idmap::claim(&self.cfg.idmap_registry, &dir, range).is_err() {
+                tracing::warn!(slice, base = range.base, "uid range lost to another sliver");
+                rec.idmap = None;
+                state::save(&self.cfg.state_dir, &rec)?;
+            }
+        }
+        Ok(())
     }
 
     /// Stops every running sliver that shares the host's user namespace (started by a node
@@ -206,7 +226,7 @@ impl LinuxRuntime {
             slice: slice.into(),
             message,
         };
-        net::ensure_node(n)?;
+        net::ensure_node_quick(n)?;
         let image_name = rec
             .spec
             .resources
@@ -229,7 +249,7 @@ impl LinuxRuntime {
             .idmap
             .ok_or_else(|| fail("no uid range allocated".into()))?;
         fs::create_dir_all(&upper).ctx(|| format!("creating {}", upper.display()))?;
-        shift::ensure_layer_owned(&dir, &upper, idmap)?;
+        shift::ensure_layer_owned(&upper, rec.layer_owner.unwrap_or(0), idmap)?;
         let launch = LaunchSpec {
             slice: slice.into(),
             lower,
@@ -476,6 +496,7 @@ impl Runtime for LinuxRuntime {
             retry_after: 0,
             throttled: old.as_ref().and_then(|r| r.throttled.clone()),
             idmap: Some(idmap),
+            layer_owner: old.as_ref().and_then(|r| r.layer_owner),
         };
         state::save(&self.cfg.state_dir, &rec)
     }
@@ -526,6 +547,7 @@ impl Runtime for LinuxRuntime {
         match &result {
             Ok(id) => {
                 rec.init = Some(*id);
+                rec.layer_owner = rec.idmap.map(|r| r.base);
                 rec.failure = None;
                 rec.failures = 0;
                 rec.retry_after = 0;

@@ -3,9 +3,10 @@
 //! The overlay's upper layer stores files with *host* ids. A sliver's files must be owned by its
 //! slice's range (`sandbox::userns`): a new layer's root is handed to the range's root, and a
 //! layer written before user namespaces existed (owned by host ids 0..65535, "root-mapped") is
-//! shifted into the range once, keeping every file. The base the layer is owned by is recorded in
-//! `<sliver_dir>/layer-owner`, written after a complete shift; a crash mid-shift just repeats it
-//! (ids already moved are outside the old range and left alone), so the shift is idempotent.
+//! shifted into the range once, keeping every file. The base the layer is owned by is kept in the
+//! sliver's record (`layer_owner`, saved after the start that shifted it); a crash mid-shift just
+//! repeats it (ids already moved are outside the old range and left alone): the shift is
+//! idempotent.
 
 use std::fs;
 use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
@@ -13,8 +14,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, NodeError};
 use crate::sandbox::userns::{IdRange, RANGE_SIZE};
-
-const MARKER: &str = "layer-owner";
 
 /// In-range id `id` of a layer owned from `from` maps to the same offset from `to`; an id
 /// outside that range (only host root could have made one) becomes the range's `nobody`.
@@ -28,29 +27,14 @@ pub fn shifted(id: u32, from: u32, to: u32) -> u32 {
     }
 }
 
-/// The base the layer in `sliver_dir` is owned by; 0 for a layer from before user namespaces
-/// (or a brand-new one, whose root is host root's).
-pub fn layer_owner(sliver_dir: &Path) -> u32 {
-    fs::read_to_string(sliver_dir.join(MARKER))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Makes the layer at `upper` (of the sliver in `sliver_dir`) owned by `range`. Returns the
-/// number of entries whose owner changed.
-pub fn ensure_layer_owned(
-    sliver_dir: &Path,
-    upper: &Path,
-    range: IdRange,
-) -> Result<usize, NodeError> {
-    let from = layer_owner(sliver_dir);
-    if from == range.base {
+/// Makes the layer at `upper`, owned from `owner` (0: a layer from before user namespaces, or a
+/// brand-new one whose root is host root's), owned by `range`. Returns the number of entries
+/// whose owner changed; the caller records `range.base` as the layer's owner.
+pub fn ensure_layer_owned(upper: &Path, owner: u32, range: IdRange) -> Result<usize, NodeError> {
+    if owner == range.base {
         return Ok(0);
     }
-    let changed = shift_tree(upper, from, range.base)?;
-    crate::state::write_atomic(&sliver_dir.join(MARKER), range.base.to_string().as_bytes())?;
-    Ok(changed)
+    shift_tree(upper, owner, range.base)
 }
 
 /// Shifts the owner of every entry under `root` (itself included, symlinks not followed, one

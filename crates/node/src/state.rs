@@ -74,6 +74,10 @@ pub struct SliverRecord {
     /// written before user namespaces; such a sliver gets one at its next start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idmap: Option<crate::sandbox::userns::IdRange>,
+    /// The base of the range the writable layer's files are owned by (`shift`); absent: host
+    /// ids, as before user namespaces (or a new, empty layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_owner: Option<u32>,
 }
 
 pub fn record_path(state_dir: &Path, slice: &str) -> PathBuf {
@@ -166,6 +170,7 @@ mod tests {
             retry_after: 0,
             throttled: None,
             idmap: None,
+            layer_owner: None,
         };
         save(dir.path(), &rec).unwrap();
         assert_eq!(load(dir.path(), "pl_a").unwrap(), Some(rec));

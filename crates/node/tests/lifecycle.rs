@@ -232,9 +232,9 @@ fn upgrade_from_root_mapped_slivers_keeps_their_files() {
         .unwrap()
         .unwrap();
     rec.idmap = None;
+    rec.layer_owner = None;
     rec.init = slicelab_node::state::ProcId::of(old_init.id() as i32);
     slicelab_node::state::save(node.dir.path(), &rec).unwrap();
-    let _ = fs::remove_file(dir.join("layer-owner"));
 
     // The upgraded node manager opens the same state dir.
     node.rt = Some(LinuxRuntime::new(node.cfg.clone()).unwrap());

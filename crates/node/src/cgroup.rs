@@ -438,15 +438,13 @@ fn keyed(path: &Path, key: &str) -> u64 {
 
 /// The machine's memory (`MemTotal`).
 fn machine_mem_bytes() -> Result<u64, NodeError> {
-    let info = fs::read_to_string("/proc/meminfo").ctx(|| "reading /proc/meminfo".into())?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| NodeError::Invalid {
+    match crate::host::MemInfo::read().total {
+        0 => Err(NodeError::Invalid {
             what: "/proc/meminfo",
             message: "no MemTotal".into(),
-        })
+        }),
+        total => Ok(total),
+    }
 }
 
 /// Process ids the kernel hands out: the lower of `pid_max` and `threads-max`.

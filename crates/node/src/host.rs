@@ -1,5 +1,6 @@
-//! Figures about the machine itself read from `/proc`, shared by the health report (`daemon`) and
-//! the node's own usage sample (`accounting`). The parsers are pure and unit-tested.
+//! Figures about the machine itself read from `/proc`, shared by the health report (`daemon`),
+//! the node reserve (`cgroup`) and the node's own usage sample (`accounting`). The parsers are
+//! pure and unit-tested.
 
 use std::fs;
 

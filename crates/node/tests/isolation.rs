@@ -400,8 +400,10 @@ fn fork_bomb_memory_hog_and_disk_filler_stop_at_the_defaults() {
     wait_http(victim, 8000);
     let idle = http_latency(victim, 8000, 41);
     let check_node = |what: &str| {
-        // The node manager's runtime still answers, and the other slice still serves, fast.
+        // The node manager's runtime still answers and can still act (an exec helper is a new
+        // process on the host), and the other slice still serves, fast.
         node.rt().list().expect("runtime answers");
+        assert_eq!(node.sh_ok("pl_bystander", "echo up").trim(), "up");
         let busy = http_latency(victim, 8000, 41);
         assert!(
             busy <= idle * 2,

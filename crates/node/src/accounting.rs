@@ -467,20 +467,8 @@ fn uplink_counters() -> Option<(String, VethCounters)> {
         let iface = f.next()?;
         (f.next()? == "00000000").then(|| iface.to_string())
     })?;
-    let base = Path::new("/sys/class/net").join(&iface);
-    let read =
-        |f: &str| -> Option<u64> { fs::read_to_string(base.join(f)).ok()?.trim().parse().ok() };
-    Some((
-        iface.clone(),
-        VethCounters {
-            ifindex: read("ifindex")?,
-            tx_bytes: read("statistics/tx_bytes")?,
-            rx_bytes: read("statistics/rx_bytes")?,
-            tx_pkts: read("statistics/tx_packets")?,
-            rx_pkts: read("statistics/rx_packets")?,
-            spoofed_pkts: 0,
-        },
-    ))
+    let c = net::link_counters(&iface)?;
+    Some((iface, c))
 }
 
 #[cfg(test)]

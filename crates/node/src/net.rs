@@ -299,21 +299,52 @@ pub struct VethCounters {
 }
 
 pub fn veth_counters(slice: &str) -> Option<VethCounters> {
-    let base = std::path::Path::new("/sys/class/net").join(names::veth_name(slice));
-    let read = |f: &str| -> Option<u64> {
-        std::fs::read_to_string(base.join(f))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
+    let c = link_counters(&names::veth_name(slice))?;
     Some(VethCounters {
-        ifindex: read("ifindex")?,
-        tx_bytes: read("statistics/rx_bytes")?,
-        rx_bytes: read("statistics/tx_bytes")?,
-        tx_pkts: read("statistics/rx_packets")?,
-        rx_pkts: read("statistics/tx_packets")?,
-        spoofed_pkts: 0,
+        tx_bytes: c.rx_bytes,
+        rx_bytes: c.tx_bytes,
+        tx_pkts: c.rx_pkts,
+        rx_pkts: c.tx_pkts,
+        ..c
+    })
+}
+
+/// Counters of interface `name` as this network namespace sees it (its own rx/tx). Read from
+/// `/proc/net/dev`, which — unlike `/sys/class/net` — always shows the *reader's* namespace: the
+/// local testbed's node managers join their namespace with `setns` and keep the host's /sys.
+pub fn link_counters(name: &str) -> Option<VethCounters> {
+    let ifindex = {
+        let c = std::ffi::CString::new(name).ok()?;
+        // SAFETY: if_nametoindex reads a valid NUL-terminated string and returns 0 or an index.
+        u64::from(unsafe { libc::if_nametoindex(c.as_ptr()) })
+    };
+    if ifindex == 0 {
+        return None;
+    }
+    let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
+    parse_net_dev(&dev, name).map(|c| VethCounters { ifindex, ..c })
+}
+
+/// The line of `name` in `/proc/net/dev`: `name: rx_bytes rx_packets … (8 fields) tx_bytes
+/// tx_packets …`.
+fn parse_net_dev(text: &str, name: &str) -> Option<VethCounters> {
+    text.lines().find_map(|l| {
+        let (iface, rest) = l.split_once(':')?;
+        if iface.trim() != name {
+            return None;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        (f.len() >= 10).then(|| VethCounters {
+            ifindex: 0,
+            rx_bytes: f[0],
+            rx_pkts: f[1],
+            tx_bytes: f[8],
+            tx_pkts: f[9],
+            spoofed_pkts: 0,
+        })
     })
 }
 
@@ -490,6 +521,21 @@ mod tests {
         assert!(a.contains("iifname \"sl-pl_a\" meta nfproto ipv4 ip saddr != 10.77.7.2 counter drop comment \"sl-pl_a/spoof\""));
         assert!(a.contains("ip6 saddr != fe80::/10 counter drop"));
         assert_eq!(n.gateway(), Ipv4Addr::new(10, 77, 7, 1));
+    }
+
+    #[test]
+    fn net_dev_lines_are_parsed_by_interface() {
+        let text = "Inter-|   Receive                                                |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n\
+    lo:    1000      10    0    0    0     0          0         0     1000      10    0    0    0     0       0          0\n\
+sl-pl_a: 5000 50 0 0 0 0 0 0 7000 70 0 0 0 0 0 0\n";
+        let c = parse_net_dev(text, "sl-pl_a").unwrap();
+        assert_eq!(
+            (c.rx_bytes, c.rx_pkts, c.tx_bytes, c.tx_pkts),
+            (5000, 50, 7000, 70)
+        );
+        assert!(parse_net_dev(text, "sl-pl").is_none());
+        assert!(parse_net_dev(text, "eth0").is_none());
     }
 
     #[test]

@@ -27,11 +27,15 @@ use crate::names::{self, NodeNames};
 /// (`if_nametoindex`, an ioctl in the caller's namespace): no process on the start path, and
 /// right even where /sys shows another namespace (the local testbed's node managers).
 pub fn link_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
+    ifindex(name).is_some()
+}
+
+/// The index of interface `name` in this network namespace, if it exists.
+fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
     // SAFETY: if_nametoindex reads a valid NUL-terminated string and returns 0 or an index.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
 }
 
 fn table_exists(n: &NodeNames) -> bool {
@@ -313,14 +317,7 @@ pub fn veth_counters(slice: &str) -> Option<VethCounters> {
 /// `/proc/net/dev`, which — unlike `/sys/class/net` — always shows the *reader's* namespace: the
 /// local testbed's node managers join their namespace with `setns` and keep the host's /sys.
 pub fn link_counters(name: &str) -> Option<VethCounters> {
-    let ifindex = {
-        let c = std::ffi::CString::new(name).ok()?;
-        // SAFETY: if_nametoindex reads a valid NUL-terminated string and returns 0 or an index.
-        u64::from(unsafe { libc::if_nametoindex(c.as_ptr()) })
-    };
-    if ifindex == 0 {
-        return None;
-    }
+    let ifindex = u64::from(ifindex(name)?);
     let dev = std::fs::read_to_string("/proc/net/dev").ok()?;
     parse_net_dev(&dev, name).map(|c| VethCounters { ifindex, ..c })
 }

@@ -41,26 +41,29 @@ fn free_port() -> u16 {
 const TELL_WHY: &[&str] = &["-o", "BatchMode=no"];
 
 /// `ssh` with `key` as `user` at 127.0.0.1:`port`, non-interactive, no host key bookkeeping.
+/// OpenSSH client options of every ssh and scp here: only the given key, no prompts, no
+/// known-hosts file.
+const CLIENT_OPTS: &[&str] = &[
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+];
+
 fn ssh(port: u16, key: &Path, user: &str, extra: &[&str], cmd: &[&str]) -> Output {
     // `extra` first: for options given twice, ssh keeps the first value.
     Command::new("ssh")
         .args(extra)
         .args(["-p", &port.to_string(), "-i"])
         .arg(key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            // Not LogLevel=ERROR: the gateway's refusal text comes as a disconnect message,
-            // which ssh prints at the default level only.
-            "-o",
-            "ConnectTimeout=10",
-        ])
+        .args(CLIENT_OPTS)
+        // Not LogLevel=ERROR: the gateway's refusal text comes as a disconnect message, which
+        // ssh prints at the default level only.
+        .args(["-o", "ConnectTimeout=10"])
         .arg(format!("{user}@127.0.0.1"))
         .args(cmd)
         .output()
@@ -80,20 +83,8 @@ fn scp(port: u16, key: &Path, from: &str, to: &str) -> Output {
     Command::new("scp")
         .args(["-P", &port.to_string(), "-i"])
         .arg(key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            from,
-            to,
-        ])
+        .args(CLIENT_OPTS)
+        .args(["-o", "LogLevel=ERROR", from, to])
         .output()
         .expect("scp")
 }
@@ -293,25 +284,12 @@ fn ssh_into_sliver_with_slice_keys_only() {
             // Files copy into the sliver's root (scp speaks sftp with OpenSSH >= 9).
             let local = keys.path().join("hello.txt");
             std::fs::write(&local, "hello sliver\n").expect("write");
-            let o = Command::new("scp")
-                .args(["-P", &port.to_string(), "-i"])
-                .arg(&alice_key)
-                .args([
-                    "-o",
-                    "IdentitiesOnly=yes",
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-o",
-                    "LogLevel=ERROR",
-                ])
-                .arg(&local)
-                .arg(format!("{SLICE}@127.0.0.1:/root/hello.txt"))
-                .output()
-                .expect("scp");
+            let o = scp(
+                port,
+                &alice_key,
+                &local.to_string_lossy(),
+                &format!("{SLICE}@127.0.0.1:/root/hello.txt"),
+            );
             assert!(o.status.success(), "scp: {}", text(&o));
             let o = ssh(port, &alice_key, SLICE, &[], &["cat /root/hello.txt"]);
             assert_eq!(

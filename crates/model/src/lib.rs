@@ -9,6 +9,7 @@
 pub mod defaults;
 pub mod error;
 pub mod flows;
+pub mod image;
 pub mod names;
 pub mod objects;
 pub mod policy;

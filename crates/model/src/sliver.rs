@@ -26,6 +26,11 @@ pub struct SliverSpec {
     pub run: bool,
     pub keys: Vec<SliverKey>,
     pub resources: Resources,
+    /// The digest of the manifest of the image named by the `image` tag, when that image is
+    /// published at central (`model::image`); `None`: the built-in image. Nodes fetch the
+    /// manifest and its blobs by digest, so a re-published name is a new image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
 }
 
 /// The node's whole desired state at one revision.

@@ -122,6 +122,7 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
                 initscript: Some("echo ready; exec sleep 1000000".into()),
                 ..Default::default()
             },
+            image_digest: None,
         };
         let console = names::sliver_dir(&cfg.state_dir, s).join("console.log");
         let t0 = Instant::now();

@@ -441,6 +441,7 @@ mod tests {
             run: true,
             keys: vec![],
             resources: Resources::default(),
+            image_digest: None,
         }
     }
 

@@ -128,6 +128,7 @@ mod tests {
             run,
             keys: vec![],
             resources: Resources::default(),
+            image_digest: None,
         }
     }
 

@@ -113,6 +113,7 @@ mod tests {
                     key: "ssh-ed25519 AAAA a@x".into(),
                 }],
                 resources: Resources::default(),
+                image_digest: None,
             }],
         }
     }

@@ -162,6 +162,7 @@ mod tests {
                 run: true,
                 keys: vec![],
                 resources: Default::default(),
+                image_digest: None,
             },
             address: Some(Ipv4Addr::new(10, 77, 0, 2)),
             init: None,

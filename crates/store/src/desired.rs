@@ -100,6 +100,7 @@ impl Store {
                         tags,
                         node.id,
                     ),
+                    image_digest: None,
                 });
             }
         }

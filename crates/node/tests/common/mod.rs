@@ -183,6 +183,7 @@ pub fn spec(name: &str, initscript: Option<&str>) -> SliverSpec {
             initscript: initscript.map(String::from),
             ..Default::default()
         },
+        image_digest: None,
     }
 }
 

@@ -9,6 +9,7 @@ PKGS=(
   openssh-client                      # real ssh clients against the SSH gateway
   runc lxc iperf3 util-linux procps psmisc  # benchmark peers, bandwidth tests, unshare/runuser, ps
   chromium chromium-driver fonts-liberation  # the web interface's end-to-end test (headless)
+  mmdebstrap skopeo umoci docker-registry    # images: Debian builds, a real registry, benchmark peers
 )
 missing=()
 for p in "${PKGS[@]}"; do

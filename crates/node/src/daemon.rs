@@ -17,11 +17,17 @@ use tracing::{info, warn};
 use crate::accounting::{self, Accountant};
 use crate::error::NodeError;
 use crate::host::MemInfo;
+use crate::image::fetch::{Fetcher, Sources};
+use crate::image::gate;
+use crate::image::store::ImageStore;
 use crate::names::NodeNames;
 use crate::plan::{plan, Action};
 use crate::runtime::{default_init_exe, LinuxRuntime, Runtime, RuntimeConfig};
 use crate::ssh::{NodeAccess, SharedDesired};
 use crate::state;
+
+/// Unpacked images a node keeps by default: 20 GiB, room for a few dozen distribution images.
+pub const DEFAULT_IMAGE_BUDGET: u64 = 20 << 30;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -51,6 +57,13 @@ pub struct Config {
     pub audit_flows: bool,
     /// How often long flows get an interim record (with running totals); shorter only in tests.
     pub flow_update_every: Duration,
+    /// Mirrors tried before central for image blobs (`<mirror>/blobs/sha256/<hex>`).
+    pub image_mirrors: Vec<String>,
+    /// Bytes of unpacked images this node keeps; unused images beyond it are removed, least
+    /// recently used first (images slivers use are never removed).
+    pub image_budget: u64,
+    /// Images fetched at once.
+    pub image_parallel: usize,
 }
 
 impl Default for Config {
@@ -68,6 +81,9 @@ impl Default for Config {
             bwmon_day: Duration::from_secs(crate::accounting::DAY_S as u64),
             audit_flows: true,
             flow_update_every: Duration::from_secs(30),
+            image_mirrors: Vec::new(),
+            image_budget: DEFAULT_IMAGE_BUDGET,
+            image_parallel: 2,
         }
     }
 }
@@ -261,6 +277,22 @@ async fn account(
     }
 }
 
+/// Removes unused images beyond the node's budget (never one a sliver here uses or is about to).
+fn collect_images(store: &ImageStore, desired: &DesiredSlivers, rt: &LinuxRuntime, budget: u64) {
+    let recorded = rt
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| o.spec.and_then(|s| s.image_digest));
+    match store.gc(&gate::in_use(Some(desired), recorded), budget) {
+        Ok(r) if !r.images.is_empty() || r.layers > 0 => {
+            info!(images = ?r.images, layers = r.layers, bytes = r.bytes, "unused images removed")
+        }
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "image garbage collection failed"),
+    }
+}
+
 /// Hands the gateway the new desired state: logins are checked against it from now on.
 fn publish(shared: &SharedDesired, desired: Option<DesiredSlivers>) {
     *shared.write().unwrap_or_else(|p| p.into_inner()) = desired;
@@ -291,6 +323,16 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             })??,
     );
     let client = Client::new(&cfg.central, Some(cfg.key.clone()));
+    let image_ready = Arc::new(tokio::sync::Notify::new());
+    let fetcher = Fetcher::new(
+        ImageStore::open(&cfg.state_dir)?,
+        Sources {
+            central: client.clone(),
+            mirrors: cfg.image_mirrors.clone(),
+        },
+        cfg.image_parallel,
+        image_ready.clone(),
+    );
     let shared: SharedDesired = Arc::new(RwLock::new(None));
     // The last answer survives restarts, so a node that cannot reach central keeps (and restarts)
     // what it had instead of waiting with nothing running.
@@ -375,6 +417,8 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 publish(&shared, desired.clone());
             }
             _ = tick.tick() => {}
+            // An image arrived (or failed): start its slivers (or say why not) now.
+            _ = image_ready.notified() => {}
             _ = usage_tick.tick() => {
                 account(&rt, &acct, &client).await;
                 if let Some(a) = &audit {
@@ -386,11 +430,18 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             _ = term.recv() => break,
         }
         let Some(d) = desired.clone() else { continue };
+        let (held, waiting) = gate::hold(&fetcher, &d);
         let rt2 = rt.clone();
+        let (store, budget) = (fetcher.store().clone(), cfg.image_budget);
         let done = tokio::task::spawn_blocking(move || {
             let t = now();
-            let outcome = reconcile(&*rt2, &d, t);
-            (outcome, statuses(&*rt2, &d, t))
+            let outcome = reconcile(&*rt2, &held, t);
+            let mut st = statuses(&*rt2, &held, t);
+            if let Ok(st) = &mut st {
+                gate::annotate(st, &waiting);
+            }
+            collect_images(&store, &d, &rt2, budget);
+            (outcome, st)
         })
         .await;
         match done {

@@ -33,6 +33,9 @@ pub enum NodeError {
     NoSuchSliver(String),
     #[error("image {0:?} does not exist (import it with `slicelab image import`)")]
     NoSuchImage(String),
+    /// A published image this node has not fetched (yet): see `image::fetch`.
+    #[error("image {0} is not on this node yet")]
+    ImageNotReady(String),
     #[error("image {0:?} already exists")]
     ImageExists(String),
     #[error("corrupt state file {path}: {message}")]

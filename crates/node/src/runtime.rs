@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
+use slicelab_model::image::ImageConfig;
 use slicelab_model::sliver::LimitCounts;
 use slicelab_model::time::now;
 use slicelab_model::SliverSpec;
@@ -23,12 +24,13 @@ use crate::disk;
 use crate::error::{IoContext, NodeError};
 use crate::idmap;
 use crate::image;
+use crate::image::store::ImageStore;
 use crate::names::{self, NodeNames};
 use crate::net;
 use crate::plan::{Action, ObservedSliver};
 use crate::sandbox::handshake::{Release, Report};
 use crate::sandbox::userns::{self, IdRange};
-use crate::sandbox::{ExecSpec, LaunchSpec, EXEC_ENV, INIT_ENV};
+use crate::sandbox::{ExecSpec, LaunchSpec, Service, EXEC_ENV, INIT_ENV};
 use crate::shift;
 use crate::state::{self, ProcId, SliverRecord};
 
@@ -219,6 +221,46 @@ impl LinuxRuntime {
             .ok_or_else(|| NodeError::NoAddress(self.cfg.names.subnet_cidr()))
     }
 
+    /// The sliver's image: its layers, top first, and (for a published image) its config.
+    fn image_of(
+        &self,
+        rec: &SliverRecord,
+    ) -> Result<(Vec<PathBuf>, Option<ImageConfig>), NodeError> {
+        if let Some(digest) = &rec.spec.image_digest {
+            let l = ImageStore::open(&self.cfg.state_dir)?.lowers(digest)?;
+            return Ok((l.layers, Some(l.config)));
+        }
+        let name = rec
+            .spec
+            .resources
+            .image
+            .clone()
+            .unwrap_or_else(|| image::DEFAULT_IMAGE.to_string());
+        Ok((vec![image::ensure_image(&self.cfg.state_dir, &name)?], None))
+    }
+
+    /// The image's Env, which sessions get too (`exec`, ssh).
+    fn image_env(&self, slice: &str) -> Vec<(String, String)> {
+        let Ok(Some(rec)) = state::load(&self.cfg.state_dir, slice) else {
+            return Vec::new();
+        };
+        let Some(digest) = rec.spec.image_digest else {
+            return Vec::new();
+        };
+        ImageStore::open(&self.cfg.state_dir)
+            .ok()
+            .and_then(|s| s.manifest(&digest).ok().flatten())
+            .map(|m| {
+                m.config
+                    .env
+                    .iter()
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     fn start_inner(&self, rec: &SliverRecord) -> Result<ProcId, NodeError> {
         let slice = rec.spec.slice_name.as_str();
         let n = &self.cfg.names;
@@ -227,13 +269,7 @@ impl LinuxRuntime {
             message,
         };
         net::ensure_node_quick(n)?;
-        let image_name = rec
-            .spec
-            .resources
-            .image
-            .clone()
-            .unwrap_or_else(|| image::DEFAULT_IMAGE.to_string());
-        let lower = image::ensure_image(&self.cfg.state_dir, &image_name)?;
+        let (lowers, image_config) = self.image_of(rec)?;
         let address = rec
             .address
             .ok_or_else(|| fail("no address allocated".into()))?;
@@ -252,7 +288,7 @@ impl LinuxRuntime {
         shift::ensure_layer_owned(&upper, rec.layer_owner.unwrap_or(0), idmap)?;
         let launch = LaunchSpec {
             slice: slice.into(),
-            lower,
+            lowers,
             image_mnt: dir.join("image"),
             idmap,
             upper,
@@ -260,7 +296,10 @@ impl LinuxRuntime {
             rootfs: dir.join("rootfs"),
             console: dir.join("console.log"),
             cgroup_procs: self.cgroups.procs_files(slice),
-            initscript: rec.spec.resources.initscript.clone(),
+            service: Service::for_sliver(
+                rec.spec.resources.initscript.as_deref(),
+                image_config.as_ref(),
+            ),
         };
         let launch_path = dir.join("launch.json");
         let json = serde_json::to_vec_pretty(&launch).map_err(|e| fail(e.to_string()))?;
@@ -364,11 +403,13 @@ impl LinuxRuntime {
             slice: slice.into(),
             message: "not running".into(),
         })?;
+        let mut all_env = self.image_env(slice);
+        all_env.extend(env.iter().cloned());
         let spec = ExecSpec {
             init_pid: init.pid,
             cgroup_procs: self.cgroups.procs_files(slice),
             argv: argv.to_vec(),
-            env: env.to_vec(),
+            env: all_env,
         };
         let json = serde_json::to_string(&spec).map_err(|e| NodeError::Invalid {
             what: "exec spec",

@@ -77,6 +77,14 @@ pub struct NodeDaemonArgs {
     /// The SSH gateway's host key (created if missing) [default: STATE_DIR/ssh_host_ed25519_key].
     #[arg(long, value_name = "FILE", help_heading = "Node manager")]
     pub ssh_host_key: Option<PathBuf>,
+    /// Fetch image blobs from this mirror before central (`URL/blobs/sha256/HEX`; a site cache or
+    /// a sibling's store; every byte is checked against its digest). Repeatable.
+    #[arg(long, value_name = "URL", help_heading = "Node manager")]
+    pub image_mirror: Vec<String>,
+    /// Unpacked images kept on this node, in GiB; unused ones beyond it are removed, least
+    /// recently used first [default: 20].
+    #[arg(long, value_name = "GIB", help_heading = "Node manager")]
+    pub image_budget: Option<u64>,
     #[command(flatten)]
     pub names: NodeNamesArgs,
 }

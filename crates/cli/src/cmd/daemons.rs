@@ -78,6 +78,10 @@ pub(crate) async fn node_manager(a: NodeDaemonArgs) -> Result<()> {
         names: node_names(&a.names),
         ssh_listen: a.ssh_listen,
         ssh_host_key: a.ssh_host_key,
+        image_mirrors: a.image_mirror,
+        image_budget: a
+            .image_budget
+            .map_or(slicelab_node::daemon::DEFAULT_IMAGE_BUDGET, |g| g << 30),
         ..Default::default()
     })
     .await?;

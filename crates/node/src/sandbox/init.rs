@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{chdir, dup2, fork, sethostname, setsid, ForkResult, Pid};
+use nix::unistd::{dup2, fork, sethostname, setsid, ForkResult, Pid};
 
 use super::caps;
 use super::handshake::{Release, Report};
 use super::launch::{io, sys, LaunchSpec, R};
 use super::rootfs;
+use super::service::Service;
 
 pub(super) fn init_main(spec: &LaunchSpec, console: File, filter: &[libc::sock_filter]) -> R<()> {
     sys("setsid", setsid())?;
@@ -40,7 +41,7 @@ pub(super) fn init_main(spec: &LaunchSpec, console: File, filter: &[libc::sock_f
     drop(null);
     drop(console);
     sys("confining init", caps::confine(filter))?;
-    supervise(spec.initscript.as_deref());
+    supervise(spec.service.as_ref());
 }
 
 pub(super) fn sliver_env(slice: &str) -> Vec<CString> {
@@ -55,30 +56,25 @@ pub(super) fn sliver_env(slice: &str) -> Vec<CString> {
     .collect()
 }
 
-fn spawn_initscript(script: &str) -> Option<Pid> {
-    let argv: Vec<CString> = ["/bin/sh", "-c", script]
-        .iter()
-        .filter_map(|s| CString::new(*s).ok())
-        .collect();
+fn spawn_service(service: &Service) -> Option<Pid> {
     let slice = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
-    let env = sliver_env(&slice);
     // SAFETY: the init is single-threaded.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             let _ = setsid();
             let _ = fs::write("/proc/self/oom_score_adj", "0");
-            let _ = chdir("/root");
-            let _ = nix::unistd::execve(&argv[0], &argv, &env);
+            let why = service.exec(&slice);
+            eprintln!("slicelab init: cannot start the service: {why}");
             // SAFETY: exiting a forked child without running the parent's destructors.
             unsafe { libc::_exit(127) }
         }
         Ok(ForkResult::Parent { child }) => Some(child),
         Err(e) => {
-            eprintln!("slicelab init: cannot fork the initscript: {e}");
+            eprintln!("slicelab init: cannot fork the service: {e}");
             None
         }
     }
@@ -86,7 +82,7 @@ fn spawn_initscript(script: &str) -> Option<Pid> {
 
 /// PID 1 of the sliver: reaps every orphan, keeps the initscript running with exponential
 /// back-off (1 s … 60 s, reset after a minute of uptime), and on SIGTERM stops everything.
-fn supervise(initscript: Option<&str>) -> ! {
+fn supervise(service: Option<&Service>) -> ! {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -99,12 +95,12 @@ fn supervise(initscript: Option<&str>) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
     let mut child: Option<(Pid, Instant)> = None;
     let mut backoff = Duration::from_secs(1);
-    let mut next_start = initscript.map(|_| Instant::now());
+    let mut next_start = service.map(|_| Instant::now());
     loop {
-        if let (Some(script), Some(at)) = (initscript, next_start) {
+        if let (Some(svc), Some(at)) = (service, next_start) {
             if Instant::now() >= at {
                 next_start = None;
-                match spawn_initscript(script) {
+                match spawn_service(svc) {
                     Some(pid) => child = Some((pid, Instant::now())),
                     None => next_start = Some(Instant::now() + backoff),
                 }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::handshake::Report;
 use super::userns::{self, IdRange};
+use super::service::Service;
 use super::{exec, init, rootfs, seccomp};
 
 /// Environment variable that turns the current binary into a sliver launcher; its value is the
@@ -31,9 +32,11 @@ pub const INIT_ENV: &str = "SLICELAB_SLIVER_INIT";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchSpec {
     pub slice: String,
-    /// The shared image (host ids).
-    pub lower: PathBuf,
-    /// Where the idmapped view of `lower` is attached (in the launcher's mount namespace only).
+    /// The shared image's layers (host ids), top first: one directory for the built-in and
+    /// hand-imported images, one per layer for published ones.
+    pub lowers: Vec<PathBuf>,
+    /// Where the idmapped views of `lowers` are attached, as `<image_mnt>/<i>` (in the
+    /// launcher's mount namespace only).
     pub image_mnt: PathBuf,
     pub upper: PathBuf,
     pub work: PathBuf,
@@ -42,7 +45,8 @@ pub struct LaunchSpec {
     pub console: PathBuf,
     /// `cgroup.procs` files to join (one per v1 hierarchy, or one for v2).
     pub cgroup_procs: Vec<PathBuf>,
-    pub initscript: Option<String>,
+    /// What the init keeps running (`service::Service::for_sliver`).
+    pub service: Option<Service>,
     /// The slice's host id range: root in the sliver is `idmap.base` on the host.
     pub idmap: IdRange,
 }

@@ -18,7 +18,9 @@ mod init;
 mod launch;
 mod rootfs;
 pub mod seccomp;
+pub mod service;
 pub mod userns;
 
 pub use exec::{ExecSpec, EXEC_ENV};
 pub use launch::{maybe_run_sliver_init, LaunchSpec, INIT_ENV};
+pub use service::Service;

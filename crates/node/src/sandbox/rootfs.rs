@@ -69,11 +69,22 @@ pub(super) fn mount_overlay(spec: &LaunchSpec, ns: &OwnedFd) -> R<()> {
     for d in [&spec.rootfs, &spec.upper, &spec.work, &spec.image_mnt] {
         io("creating sliver dirs", fs::create_dir_all(d))?;
     }
-    let tree = userns::idmapped_clone(&spec.lower, ns)?;
-    userns::attach(&tree, &spec.image_mnt)?;
+    // Each layer is cloned idmapped on its own (constant time, whatever its size); overlayfs
+    // stacks them, top first.
+    let mut lowers = Vec::with_capacity(spec.lowers.len());
+    for (i, layer) in spec.lowers.iter().enumerate() {
+        let at = spec.image_mnt.join(i.to_string());
+        io("creating image mount point", fs::create_dir_all(&at))?;
+        let tree = userns::idmapped_clone(layer, ns)?;
+        userns::attach(&tree, &at)?;
+        lowers.push(at.display().to_string());
+    }
+    if lowers.is_empty() {
+        return Err("the image has no layers".into());
+    }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        spec.image_mnt.display(),
+        lowers.join(":"),
         spec.upper.display(),
         spec.work.display()
     );

@@ -1,4 +1,4 @@
-//! Images: read-only directory trees under `<state_dir>/images/<name>`, shared by all slivers as
+//! Built-in and hand-imported images: read-only directory trees under `<state_dir>/images/<name>`, shared by all slivers as
 //! the overlayfs lower layer. The built-in `base` image is made from a static busybox, so a node
 //! needs no network to run slivers.
 

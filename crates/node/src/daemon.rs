@@ -324,8 +324,10 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
     );
     let client = Client::new(&cfg.central, Some(cfg.key.clone()));
     let image_ready = Arc::new(tokio::sync::Notify::new());
+    let images = ImageStore::open(&cfg.state_dir)?;
+    images.clear_staging();
     let fetcher = Fetcher::new(
-        ImageStore::open(&cfg.state_dir)?,
+        images,
         Sources {
             central: client.clone(),
             mirrors: cfg.image_mirrors.clone(),

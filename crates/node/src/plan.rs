@@ -53,6 +53,7 @@ impl Action {
 /// (CPU, memory, tasks, egress rate, daily cap, a changed `disk_max` size) is applied live.
 fn needs_restart(old: &SliverSpec, new: &SliverSpec) -> bool {
     old.resources.image != new.resources.image
+        || old.image_digest != new.image_digest
         || old.resources.initscript != new.resources.initscript
         || old.resources.disk_max.is_some() != new.resources.disk_max.is_some()
 }
@@ -233,6 +234,16 @@ mod tests {
         assert_eq!(
             plan(&[bigger.clone()], &[obs(&disk, true)], 10),
             vec![Action::Update(bigger)]
+        );
+        let mut republished = old.clone();
+        republished.image_digest = Some(format!("sha256:{}", "c".repeat(64)));
+        assert_eq!(
+            plan(&[republished.clone()], &[obs(&old, true)], 10),
+            vec![
+                Action::Stop("pl_a".into()),
+                Action::Update(republished),
+                Action::Start("pl_a".into())
+            ]
         );
         let mut script = old.clone();
         script.resources.initscript = Some("sleep 1".into());

@@ -24,6 +24,10 @@ pub struct UpArgs {
     /// The testbed's directory (state, logs, keys).
     #[arg(long, env = "SLICELAB_UP_DIR", value_name = "DIR", default_value = DEFAULT_TESTBED_DIR)]
     pub dir: PathBuf,
+    /// Do not offer the Debian image (built with mmdebstrap once, then cached in
+    /// $SLICELAB_IMAGE_CACHE or /var/cache/slicelab/images; needs network the first time).
+    #[arg(long)]
+    pub no_debian_image: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 
 use super::central::{start_central, Account};
+use super::debian::{offer_debian, DEBIAN_IMAGE};
 use super::hosts::{set_block, HOSTS, KNOWN_HOSTS};
 use super::network::setup_network;
 use super::nodes::{start_nodes, wait_ready, Started};
@@ -20,6 +21,8 @@ pub(super) struct Demo {
     pub(super) people: People,
     /// `demo_slice@<first node>`: where to ssh to.
     pub(super) ssh_target: String,
+    /// The Debian image: `Ok(true)` offered, `Ok(false)` not asked for, `Err` why not.
+    pub(super) debian: Result<bool, String>,
 }
 
 /// Starts the testbed `a` describes, recording it in `tb` as it goes.
@@ -45,7 +48,22 @@ pub(super) async fn bring_up(a: &UpArgs, tb: &mut Testbed) -> Result<Demo> {
 
     wait_ready(a, &pi, &mut progress).await?;
     progress.done(&format!("nodes: {0}/{0} running the demo slice", a.nodes));
+    let debian = if a.no_debian_image {
+        Ok(false)
+    } else {
+        match offer_debian(&central.admin, &mut progress).await {
+            None => {
+                progress.done(&format!("image: {DEBIAN_IMAGE} published"));
+                Ok(true)
+            }
+            Some(why) => {
+                progress.done(&format!("image: no Debian image ({why})"));
+                Err(why)
+            }
+        }
+    };
     Ok(Demo {
+        debian,
         admin: central.admin_account,
         people,
         ssh_target: format!(

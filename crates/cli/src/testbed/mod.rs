@@ -25,6 +25,7 @@
 
 mod bring_up;
 mod central;
+pub mod debian;
 mod down;
 mod hosts;
 mod keys;

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::bring_up::Demo;
+use super::debian::DEBIAN_IMAGE;
 use super::{Testbed, DEMO_PORT, DEMO_SLICE};
 use crate::args::UpArgs;
 
@@ -77,6 +78,11 @@ fn hints(a: &UpArgs, tb: &Testbed, d: &Demo, login: Option<&Path>) -> String {
     s.push_str(&format!(
         "  Run everywhere:   slicelab exec {DEMO_SLICE} -- uname -n\n"
     ));
+    if d.debian == Ok(true) {
+        s.push_str(&format!(
+            "  Switch to Debian: slicelab slice tag set {DEMO_SLICE} image {DEBIAN_IMAGE}\n"
+        ));
+    }
     match login {
         Some(p) => s.push_str(&format!(
             "  Logged in as {} (saved in {}): try `slicelab slice list`.\n",

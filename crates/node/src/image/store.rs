@@ -63,7 +63,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 impl ImageStore {
-    /// Opens (creating) the store under `state_dir` and clears half-unpacked layers.
+    /// Opens (creating) the store under `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Self, NodeError> {
         let root = state_dir.join("store");
         for d in ["layers", "manifests", "blobs", "staging"] {
@@ -72,13 +72,17 @@ impl ImageStore {
         }
         fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
             .ctx(|| format!("chmod {}", root.display()))?;
-        let staging = root.join("staging");
-        if let Ok(rd) = fs::read_dir(&staging) {
+        Ok(Self { root })
+    }
+
+    /// Removes layers a crashed fetch left half-unpacked. Only while nothing fetches: the
+    /// daemon calls it once, before its fetcher exists.
+    pub fn clear_staging(&self) {
+        if let Ok(rd) = fs::read_dir(self.root.join("staging")) {
             for e in rd.flatten() {
                 let _ = fs::remove_dir_all(e.path());
             }
         }
-        Ok(Self { root })
     }
 
     pub fn layer_dir(&self, digest: &str) -> Result<PathBuf, NodeError> {

@@ -1,0 +1,204 @@
+//! Published images in real slivers (root): layers unpacked by `slicelab_image::unpack` into the
+//! node's store and stacked as idmapped overlay lowers — whiteouts and opaque directories hide
+//! what they must, the image's Env/WorkingDir/User/Cmd run as the service, a setuid file belongs
+//! to the slice's range on the host, two slivers share one copy of the layers, and GC removes
+//! only what no sliver uses.
+
+mod common;
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use slicelab_model::image::{Compression, ImageConfig, ImageManifest, LayerRef, LAYER_TAR};
+use slicelab_node::image::store::{sha256, ImageStore};
+use slicelab_node::Runtime;
+
+/// A tar entry for a layer built by hand.
+enum E<'a> {
+    Dir(&'a str, u32),
+    File(&'a str, &'a str, u32, u32),
+}
+
+fn layer_tar(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        match e {
+            E::Dir(p, mode) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(*mode);
+                h.set_size(0);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_cksum();
+                b.append_data(&mut h, p, &[][..]).unwrap();
+            }
+            E::File(p, body, mode, uid) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_size(body.len() as u64);
+                h.set_uid(u64::from(*uid));
+                h.set_gid(u64::from(*uid));
+                h.set_cksum();
+                b.append_data(&mut h, p, body.as_bytes()).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// The built-in busybox tree as a layer tar.
+fn base_tar(state: &Path) -> Vec<u8> {
+    let dir = slicelab_node::image::ensure_image(state, "base").expect("busybox image");
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", &dir).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// Unpacks `tars` (bottom first) into the store as one image with `config`; its digest.
+fn install(store: &ImageStore, scratch: &Path, tars: &[Vec<u8>], config: ImageConfig) -> String {
+    let mut layers = Vec::new();
+    for t in tars {
+        let digest = sha256(t);
+        if !store.has_layer(&digest) {
+            let blob = scratch.join(digest.replace(':', "-"));
+            fs::write(&blob, t).unwrap();
+            let staged = store.staging_dir(&digest).unwrap();
+            let r = slicelab_image::unpack::unpack_layer(&blob, Compression::None, &staged)
+                .expect("unpack");
+            store.install_layer(&digest, &staged, r.bytes).unwrap();
+        }
+        layers.push(LayerRef {
+            digest,
+            size: t.len() as u64,
+            media_type: LAYER_TAR.into(),
+        });
+    }
+    let m = ImageManifest { config, layers };
+    let bytes = m.to_canonical_json();
+    let digest = sha256(&bytes);
+    store.save_manifest(&digest, &bytes).unwrap();
+    digest
+}
+
+fn layer_dirs(state: &Path) -> usize {
+    fs::read_dir(state.join("store/layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .count()
+}
+
+#[test]
+fn published_image_runs_its_command_with_layers_stacked_and_shared() {
+    let Some(()) = root_or_skip("published_image_runs_its_command_with_layers_stacked_and_shared")
+    else {
+        return;
+    };
+    let node = TestNode::new(12);
+    let empty = node.counts();
+    let state = node.dir.path();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(state).unwrap();
+    let l1 = base_tar(state);
+    let l2 = layer_tar(&[
+        E::Dir("srv", 0o777),
+        E::Dir("opt", 0o755),
+        E::File("opt/old.txt", "old\n", 0o644, 0),
+        E::File("bin/suid-tool", "#!/bin/sh\necho suid\n", 0o4755, 0),
+        E::File("etc/motd", "from layer 2\n", 0o644, 0),
+    ]);
+    let l3 = layer_tar(&[
+        E::File("etc/.wh.os-release", "", 0o644, 0),
+        E::File("opt/.wh..wh..opq", "", 0o644, 0),
+        E::File("opt/new.txt", "new\n", 0o644, 0),
+    ]);
+    let config = ImageConfig {
+        env: vec![
+            "GREETING=hello from the image".into(),
+            "PATH=/bin:/usr/bin:/sbin".into(),
+        ],
+        cmd: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo \"$GREETING\" > out.txt; id -u >> out.txt; pwd >> out.txt; exec sleep 1000000"
+                .into(),
+        ],
+        working_dir: Some("/srv".into()),
+        user: Some("65534:65534".into()),
+        ..Default::default()
+    };
+    let digest = install(&store, scratch.path(), &[l1, l2, l3], config);
+    assert_eq!(layer_dirs(state), 3);
+
+    let mut a = spec("pl_img_a", None);
+    a.image_digest = Some(digest.clone());
+    node.start(&a);
+    // The image's command runs as the service: its Env, WorkingDir and User.
+    let t0 = Instant::now();
+    let out = loop {
+        let o = node.sh("pl_img_a", "cat /srv/out.txt");
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        if s.lines().count() >= 3 {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the image's command did not run: {s:?}\n{}",
+            node.console("pl_img_a")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(out, "hello from the image\n65534\n/srv\n");
+    // Sessions get the image's Env too.
+    assert_eq!(
+        node.sh_ok("pl_img_a", "echo $GREETING").trim(),
+        "hello from the image"
+    );
+    // Whiteouts and opaque directories of the upper layers hide what lies below.
+    assert_eq!(node.sh_ok("pl_img_a", "cat /etc/motd"), "from layer 2\n");
+    assert!(!node.sh("pl_img_a", "test -e /etc/os-release").status.success());
+    assert_eq!(node.sh_ok("pl_img_a", "ls /opt").trim(), "new.txt");
+    // A setuid file of the image: root's inside, the slice's range's on the host.
+    assert_eq!(
+        node.sh_ok("pl_img_a", "stat -c '%u %a' /bin/suid-tool").trim(),
+        "0 4755"
+    );
+    let (root_uid, _) = node.rt().root_ids("pl_img_a").expect("uid range");
+    assert!(root_uid >= 1 << 16, "mapped into a range, not host root");
+    let init = node.rt().init_of("pl_img_a").expect("running");
+    let host_view = fs::metadata(format!("/proc/{}/root/bin/suid-tool", init.pid)).unwrap();
+    assert_eq!(host_view.uid(), root_uid, "host sees the range's root as owner");
+    // The store's copy is only root's to reach.
+    let store_mode = fs::metadata(state.join("store")).unwrap().mode() & 0o777;
+    assert_eq!(store_mode, 0o700);
+
+    // A second slice shares the same layers: nothing new in the store.
+    let mut b = spec("pl_img_b", None);
+    b.image_digest = Some(digest.clone());
+    node.start(&b);
+    assert_eq!(node.sh_ok("pl_img_b", "cat /opt/new.txt"), "new\n");
+    assert_eq!(layer_dirs(state), 3);
+    // Writes stay in each sliver's own layer.
+    node.sh_ok("pl_img_a", "echo mine > /opt/new.txt");
+    assert_eq!(node.sh_ok("pl_img_b", "cat /opt/new.txt"), "new\n");
+
+    // GC keeps what slivers use, even at budget 0 ...
+    let in_use = HashSet::from([digest.clone()]);
+    assert!(store.gc(&in_use, 0).unwrap().images.is_empty());
+    assert_eq!(layer_dirs(state), 3);
+    node.rt().destroy("pl_img_a").unwrap();
+    node.rt().destroy("pl_img_b").unwrap();
+    // ... and removes it once none does.
+    let r = store.gc(&HashSet::new(), 0).unwrap();
+    assert_eq!(r.images, vec![digest.clone()]);
+    assert_eq!(layer_dirs(state), 0);
+    assert!(!store.is_ready(&digest));
+    assert_eq!(node.counts(), empty, "slivers leaked kernel objects");
+    node.assert_no_leaks_after_cleanup();
+}

@@ -83,8 +83,7 @@ mod tests {
         let plain = dir.path().join("p");
         std::fs::write(&plain, b"hello").unwrap();
         let gz = dir.path().join("g");
-        let mut enc =
-            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), Default::default());
+        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), Default::default());
         enc.write_all(b"hello").unwrap();
         enc.finish().unwrap();
         let zst = dir.path().join("z");

@@ -92,9 +92,15 @@ fn unpack_into(blob: &Path, c: Compression, dest: &Path) -> Result<UnpackReport,
     let entries = archive
         .entries()
         .map_err(|e| ImageError::bad(format!("{}: not a tar: {e}", blob.display())))?;
+    let mut last = String::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| {
-            ImageError::bad(format!("{}: reading the tar: {e}", blob.display()))
+            let after = if last.is_empty() {
+                "at its start (not a tar?)".to_string()
+            } else {
+                format!("after entry {last:?}")
+            };
+            ImageError::bad(format!("{}: reading the tar {after}: {e}", blob.display()))
         })?;
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
@@ -110,6 +116,7 @@ fn unpack_into(blob: &Path, c: Compression, dest: &Path) -> Result<UnpackReport,
         {
             dir_times.push((raw, dir_mtime));
         }
+        last = shown;
     }
     // Last: entries created inside a directory changed its mtime.
     for (raw, mtime) in dir_times.iter().rev() {
@@ -138,7 +145,10 @@ fn unpack_entry<R: Read>(
     let ty = entry.header().entry_type();
     if matches!(
         ty,
-        EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink
     ) {
         return Ok(None);
     }
@@ -148,7 +158,9 @@ fn unpack_entry<R: Read>(
     let Some((last, parent_comps)) = comps.split_last() else {
         // The layer's root itself (`./`): only a directory may name it.
         if ty != EntryType::Directory {
-            return Err(ImageError::bad("names the layer's root but is not a directory"));
+            return Err(ImageError::bad(
+                "names the layer's root but is not a directory",
+            ));
         }
         tree::set_root_meta(tree, &meta).map_err(place_err)?;
         return Ok(Some(meta.mtime));
@@ -159,9 +171,9 @@ fn unpack_entry<R: Read>(
         return Ok(None);
     }
     let parent = tree.dir(parent_comps).map_err(|e| match e {
-        ParentError::NotADirectory(e) => {
-            ImageError::bad(format!("its parent is not a directory inside the layer ({e})"))
-        }
+        ParentError::NotADirectory(e) => ImageError::bad(format!(
+            "its parent is not a directory inside the layer ({e})"
+        )),
         ParentError::Io(e) => ImageError::io("resolving its parent", e),
     })?;
     match kind {
@@ -189,7 +201,9 @@ fn unpack_entry<R: Read>(
                 let shown = String::from_utf8_lossy(&target);
                 let fd = tree
                     .regular_file(&tcomps)
-                    .map_err(|e| ImageError::io(format!("resolving hard link target {shown:?}"), e))?
+                    .map_err(|e| {
+                        ImageError::io(format!("resolving hard link target {shown:?}"), e)
+                    })?
                     .ok_or_else(|| {
                         ImageError::bad(format!(
                             "hard link target {shown:?} is not a regular file already in the layer"
@@ -214,12 +228,19 @@ fn place_err(e: PlaceError) -> ImageError {
     }
 }
 
-/// Copies an entry's content; a read error is the archive's fault, a write error the disk's.
+/// Copies an entry's content; a read error or a short entry is the archive's fault, a write
+/// error the disk's.
 fn copy<R: Read>(entry: &mut Entry<R>, out: &mut File) -> Result<u64, PlaceError> {
+    let size = entry.size();
     let mut buf = vec![0u8; 128 * 1024];
     let mut total = 0u64;
     loop {
         let n = match entry.read(&mut buf) {
+            Ok(0) if total < size => {
+                return Err(PlaceError::BadContent(format!(
+                    "truncated: {total} of its {size} bytes"
+                )))
+            }
             Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -104,23 +104,38 @@ impl Tree {
     }
 
     /// The directory `comps` (resolved inside the tree), created one component at a time
-    /// (mode 0755, owned by root) where missing.
+    /// (mode 0755, owned by root) where missing. A dangling symlink on the way is followed the
+    /// way the kernel would (inside the tree) and the missing directories made at its target.
     pub(crate) fn dir(&self, comps: &[&[u8]]) -> Result<OwnedFd, ParentError> {
         match self.resolve(comps, DIR_FLAGS) {
-            Ok(fd) => return Ok(fd),
-            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {}
-            Err(e) => return Err(classify(e)),
+            Ok(fd) => Ok(fd),
+            Err(e) if is(&e, Errno::NOENT) => {
+                let owned = comps.iter().map(|c| c.to_vec()).collect();
+                self.make_dirs(owned, 0)
+            }
+            Err(e) => Err(classify(e)),
         }
+    }
+
+    fn make_dirs(&self, comps: Vec<Vec<u8>>, links: u32) -> Result<OwnedFd, ParentError> {
+        let borrowed: Vec<&[u8]> = comps.iter().map(|c| c.as_slice()).collect();
         let mut cur = self.resolve(&[], DIR_FLAGS).map_err(ParentError::Io)?;
         for i in 0..comps.len() {
-            let prefix = &comps[..=i];
+            let prefix = &borrowed[..=i];
             cur = match self.resolve(prefix, DIR_FLAGS) {
                 Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                Err(e) if is(&e, Errno::NOENT) => {
                     // `cur` is the resolved parent; `comps[i]` is one name: no traversal.
-                    rfs::mkdirat(&cur, comps[i], Mode::from_raw_mode(0o755))
-                        .map_err(|e| classify(e.into()))?;
-                    self.resolve(prefix, DIR_FLAGS).map_err(classify)?
+                    match rfs::mkdirat(&cur, prefix[i], Mode::from_raw_mode(0o755)) {
+                        Ok(()) => self.resolve(prefix, DIR_FLAGS).map_err(classify)?,
+                        Err(Errno::EXIST) => {
+                            let target = dangling_target(&cur, prefix[i], links)?;
+                            let mut next = lexical(&borrowed[..i], &target);
+                            next.extend(comps[i + 1..].iter().cloned());
+                            return self.make_dirs(next, links + 1);
+                        }
+                        Err(e) => return Err(classify(e.into())),
+                    }
                 }
                 Err(e) => return Err(classify(e)),
             };
@@ -134,7 +149,13 @@ impl Tree {
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = match self.resolve(comps, flags) {
             Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => return Ok(None),
+            Err(e)
+                if [Errno::NOENT, Errno::LOOP, Errno::NOTDIR]
+                    .iter()
+                    .any(|n| is(&e, *n)) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(e),
         };
         let st = rfs::fstat(&fd)?;
@@ -160,8 +181,57 @@ impl Tree {
     }
 }
 
+fn is(e: &io::Error, errno: Errno) -> bool {
+    e.raw_os_error() == Some(errno.raw_os_error())
+}
+
+/// Most symlinks followed while making one parent (the kernel's limit).
+const MAX_LINKS: u32 = 40;
+
+/// The target of `name` in `dir` when it is a symlink (whose target is missing, since
+/// resolving through it failed); otherwise a structural error.
+fn dangling_target(dir: &OwnedFd, name: &[u8], links: u32) -> Result<Vec<u8>, ParentError> {
+    let not_dir = |msg: &str| ParentError::NotADirectory(io::Error::other(msg.to_string()));
+    if links >= MAX_LINKS {
+        return Err(not_dir("too many levels of symbolic links"));
+    }
+    let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| classify(e.into()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+        return Err(not_dir("a non-directory is in the way"));
+    }
+    let target = rfs::readlinkat(dir, name, Vec::new()).map_err(|e| classify(e.into()))?;
+    Ok(target.into_bytes())
+}
+
+/// Where a symlink in directory `base` pointing at `target` leads, as components from the
+/// tree's root: absolute targets start at the root, `..` never climbs above it (as with
+/// `RESOLVE_IN_ROOT`).
+pub(crate) fn lexical(base: &[&[u8]], target: &[u8]) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = if target.starts_with(b"/") {
+        Vec::new()
+    } else {
+        base.iter().map(|c| c.to_vec()).collect()
+    };
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                out.pop();
+            }
+            c => out.push(c.to_vec()),
+        }
+    }
+    out
+}
+
 fn classify(e: io::Error) -> ParentError {
-    let structural = [Errno::NOTDIR, Errno::NOENT, Errno::EXIST, Errno::LOOP, Errno::XDEV];
+    let structural = [
+        Errno::NOTDIR,
+        Errno::NOENT,
+        Errno::EXIST,
+        Errno::LOOP,
+        Errno::XDEV,
+    ];
     if structural
         .iter()
         .any(|n| e.raw_os_error() == Some(n.raw_os_error()))
@@ -277,4 +347,18 @@ pub(crate) fn make_whiteout(parent: &OwnedFd, name: &[u8]) -> Result<(), PlaceEr
 pub(crate) fn make_opaque(dir: &OwnedFd) -> Result<(), PlaceError> {
     rfs::fsetxattr(dir, "trusted.overlay.opaque", b"y", XattrFlags::empty())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lexical;
+
+    #[test]
+    fn symlink_targets_stay_under_the_root() {
+        let v = |x: &[&str]| x.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        assert_eq!(lexical(&[b"a", b"b"], b"c/d"), v(&["a", "b", "c", "d"]));
+        assert_eq!(lexical(&[b"a", b"b"], b"/tmp/X"), v(&["tmp", "X"]));
+        assert_eq!(lexical(&[b"a"], b"../../../../x"), v(&["x"]));
+        assert_eq!(lexical(&[], b"./"), v(&[]));
+    }
 }

@@ -17,6 +17,7 @@ pub mod build;
 mod compress;
 pub mod digest;
 pub mod error;
+mod platform;
 pub mod registry;
 pub mod source;
 pub mod unpack;

@@ -59,10 +59,14 @@ pub(crate) fn check_args(suite: &str, include: &[String], mirror: &str) -> Resul
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(c))
     };
     if !name_ok(suite, ".-") {
-        return Err(ImageError::Build(format!("{suite:?} is not a Debian suite")));
+        return Err(ImageError::Build(format!(
+            "{suite:?} is not a Debian suite"
+        )));
     }
     if let Some(p) = include.iter().find(|p| !name_ok(p, "+.-:")) {
-        return Err(ImageError::Build(format!("{p:?} is not a Debian package name")));
+        return Err(ImageError::Build(format!(
+            "{p:?} is not a Debian package name"
+        )));
     }
     let scheme_ok = ["http://", "https://", "file://"]
         .iter()
@@ -111,8 +115,12 @@ pub fn debian(
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    std::fs::rename(&partial, out)
-        .map_err(|e| ImageError::io(format!("renaming {} to {}", partial.display(), out.display()), e))
+    std::fs::rename(&partial, out).map_err(|e| {
+        ImageError::io(
+            format!("renaming {} to {}", partial.display(), out.display()),
+            e,
+        )
+    })
 }
 
 fn debootstrap(
@@ -137,11 +145,17 @@ fn debootstrap(
     run("debootstrap", &mut cmd, progress)?;
     progress("I: creating tarball...");
     let mut tar = Command::new("tar");
-    tar.args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "--zstd", "-C"])
-        .arg(tree.path())
-        .arg("-cf")
-        .arg(partial)
-        .arg(".");
+    tar.args([
+        "--numeric-owner",
+        "--xattrs",
+        "--xattrs-include=*",
+        "--zstd",
+        "-C",
+    ])
+    .arg(tree.path())
+    .arg("-cf")
+    .arg(partial)
+    .arg(".");
     run("tar", &mut tar, progress)
 }
 
@@ -209,7 +223,9 @@ fn run(name: &str, cmd: &mut Command, progress: &mut dyn FnMut(&str)) -> Result<
     } else {
         format!(" after {step:?}")
     };
-    Err(ImageError::Build(format!("{name} failed ({status}){step}: {detail}")))
+    Err(ImageError::Build(format!(
+        "{name} failed ({status}){step}: {detail}"
+    )))
 }
 
 #[cfg(test)]
@@ -249,12 +265,25 @@ mod tests {
     fn failures_name_the_step() {
         let mut lines = Vec::new();
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo 'I: downloading'; echo 'E: no network' >&2; exit 3"]);
+        cmd.args([
+            "-c",
+            "echo 'I: downloading'; echo 'E: no network' >&2; exit 3",
+        ]);
         let e = run("mmdebstrap", &mut cmd, &mut |l| lines.push(l.to_string())).unwrap_err();
         let m = e.to_string();
-        assert!(m.contains("I: downloading") && m.contains("E: no network"), "{m}");
+        assert!(
+            m.contains("I: downloading") && m.contains("E: no network"),
+            "{m}"
+        );
         assert_eq!(lines.len(), 2);
-        let e = run("no-such-program-here", &mut Command::new("/nonexistent/x"), &mut |_| {});
-        assert!(e.unwrap_err().to_string().contains("install no-such-program-here"));
+        let e = run(
+            "no-such-program-here",
+            &mut Command::new("/nonexistent/x"),
+            &mut |_| {},
+        );
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("install no-such-program-here"));
     }
 }

@@ -40,7 +40,10 @@ fn tarball(scratch: &std::path::Path) -> PathBuf {
     })
     .unwrap();
     eprintln!("built {} in {:?}", out.display(), started.elapsed());
-    assert!(lines.iter().any(|l| l.starts_with("I: ")), "progress lines were streamed");
+    assert!(
+        lines.iter().any(|l| l.starts_with("I: ")),
+        "progress lines were streamed"
+    );
     out
 }
 

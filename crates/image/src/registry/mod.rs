@@ -47,7 +47,7 @@ pub async fn pull(
             .map_err(|e| ImageError::Registry(format!("index of {reference}: {e}")))?;
         let d = choose(index.manifests()).map_err(ImageError::Registry)?;
         (bytes, mt) = s
-            .manifest(&base, &d.digest().to_string(), MAX_MANIFEST)
+            .manifest(&base, d.digest().as_ref(), MAX_MANIFEST)
             .await?;
     }
     if !is_manifest(&mt) {

@@ -46,9 +46,7 @@ pub async fn pull(
         let index: ImageIndex = serde_json::from_slice(&bytes)
             .map_err(|e| ImageError::Registry(format!("index of {reference}: {e}")))?;
         let d = choose(index.manifests()).map_err(ImageError::Registry)?;
-        (bytes, mt) = s
-            .manifest(&base, d.digest().as_ref(), MAX_MANIFEST)
-            .await?;
+        (bytes, mt) = s.manifest(&base, d.digest().as_ref(), MAX_MANIFEST).await?;
     }
     if !is_manifest(&mt) {
         return Err(ImageError::Registry(format!(

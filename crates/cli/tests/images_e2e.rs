@@ -27,9 +27,15 @@ fn wait_exec(tb: &Testbed, slice: &str, argv: &[&str], want: &str, nodes: usize)
         args.extend_from_slice(argv);
         let o = tb.run(&args);
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
-        let ok = out.lines().filter(|l| l.ends_with(&format!(" | {want}"))).count();
+        let ok = out
+            .lines()
+            .filter(|l| l.ends_with(&format!(" | {want}")))
+            .count();
         if o.status.success() && ok == nodes {
-            eprintln!("{slice}: {argv:?} answered on {nodes} nodes after {:?}", t0.elapsed());
+            eprintln!(
+                "{slice}: {argv:?} answered on {nodes} nodes after {:?}",
+                t0.elapsed()
+            );
             return;
         }
         last = text(&o);
@@ -79,7 +85,10 @@ impl Registry {
         let addr = format!("127.0.0.1:{port}");
         let t0 = Instant::now();
         while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "registry did not start");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "registry did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Registry {
@@ -126,7 +135,8 @@ fn busybox_rootfs(path: &Path, marker: &str) {
     h.set_mode(0o644);
     h.set_size(marker.len() as u64);
     h.set_cksum();
-    b.append_data(&mut h, "etc/marker", marker.as_bytes()).unwrap();
+    b.append_data(&mut h, "etc/marker", marker.as_bytes())
+        .unwrap();
     b.into_inner().unwrap().flush().unwrap();
 }
 
@@ -182,7 +192,10 @@ fn images_imported_pulled_and_verified_on_a_testbed() {
     let cache = std::env::var_os("SLICELAB_IMAGE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/slicelab/images"));
-    let tarball = cache.join("debian-bookworm-python3.tar.gz");
+    let tarball = cache.join(format!(
+        "debian-bookworm-python3.{}",
+        slicelab_image::build::TARBALL_EXTENSION
+    ));
     let o = tb.run(&["image", "import", "pydeb", tarball.to_str().unwrap()]);
     assert!(o.status.success(), "image import: {}", text(&o));
     assert!(text(&o).contains("already at central"), "{}", text(&o));

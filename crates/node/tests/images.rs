@@ -162,18 +162,26 @@ fn published_image_runs_its_command_with_layers_stacked_and_shared() {
     );
     // Whiteouts and opaque directories of the upper layers hide what lies below.
     assert_eq!(node.sh_ok("pl_img_a", "cat /etc/motd"), "from layer 2\n");
-    assert!(!node.sh("pl_img_a", "test -e /etc/os-release").status.success());
+    assert!(!node
+        .sh("pl_img_a", "test -e /etc/os-release")
+        .status
+        .success());
     assert_eq!(node.sh_ok("pl_img_a", "ls /opt").trim(), "new.txt");
     // A setuid file of the image: root's inside, the slice's range's on the host.
     assert_eq!(
-        node.sh_ok("pl_img_a", "stat -c '%u %a' /bin/suid-tool").trim(),
+        node.sh_ok("pl_img_a", "stat -c '%u %a' /bin/suid-tool")
+            .trim(),
         "0 4755"
     );
     let (root_uid, _) = node.rt().root_ids("pl_img_a").expect("uid range");
     assert!(root_uid >= 1 << 16, "mapped into a range, not host root");
     let init = node.rt().init_of("pl_img_a").expect("running");
     let host_view = fs::metadata(format!("/proc/{}/root/bin/suid-tool", init.pid)).unwrap();
-    assert_eq!(host_view.uid(), root_uid, "host sees the range's root as owner");
+    assert_eq!(
+        host_view.uid(),
+        root_uid,
+        "host sees the range's root as owner"
+    );
     // The store's copy is only root's to reach.
     let store_mode = fs::metadata(state.join("store")).unwrap().mode() & 0o777;
     assert_eq!(store_mode, 0o700);

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use slicelab_client::Client;
+use slicelab_image::build::TARBALL_EXTENSION;
 use slicelab_model::image::Visibility;
 
 use super::progress::Progress;
@@ -31,14 +32,17 @@ pub fn cache_dir() -> PathBuf {
 pub fn cached_debian(progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let dir = cache_dir();
     let path = dir.join(format!(
-        "debian-{DEBIAN_SUITE}-{}.tar.gz",
+        "debian-{DEBIAN_SUITE}-{}.{TARBALL_EXTENSION}",
         DEBIAN_PACKAGES.join("+")
     ));
     if path.is_file() {
         return Ok(path);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".building-{}.tar.gz", std::process::id()));
+    let tmp = dir.join(format!(
+        ".building-{}.{TARBALL_EXTENSION}",
+        std::process::id()
+    ));
     let include: Vec<String> = DEBIAN_PACKAGES.iter().map(|s| s.to_string()).collect();
     let built = slicelab_image::build::debian(DEBIAN_SUITE, &include, None, &tmp, progress);
     if let Err(e) = built {
@@ -59,7 +63,9 @@ pub(super) async fn offer_debian(admin: &Client, progress: &mut Progress) -> Opt
 }
 
 async fn try_offer(admin: &Client, progress: &mut Progress) -> Result<()> {
-    progress.set(&format!("image: Debian {DEBIAN_SUITE} (built once, then cached)..."));
+    progress.set(&format!(
+        "image: Debian {DEBIAN_SUITE} (built once, then cached)..."
+    ));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let build = tokio::task::spawn_blocking(move || {
         let mut report = |line: &str| {
@@ -77,6 +83,14 @@ async fn try_offer(admin: &Client, progress: &mut Progress) -> Result<()> {
         }
     };
     let mut report = |line: &str| progress.set(&format!("image: {DEBIAN_IMAGE}: {line}"));
-    publish(admin, DEBIAN_IMAGE, Visibility::Platform, None, &src, &mut report).await?;
+    publish(
+        admin,
+        DEBIAN_IMAGE,
+        Visibility::Platform,
+        None,
+        &src,
+        &mut report,
+    )
+    .await?;
     Ok(())
 }

@@ -24,9 +24,9 @@ use slicelab_model::image::{digest_hex, layer_compression, LayerRef};
 use tokio::sync::{Notify, Semaphore};
 use tracing::{info, warn};
 
-use super::store::{hex, ImageStore};
 #[allow(unused_imports)]
-use super::shim::{unpack_layer, ClientImages, RetryAfter};
+use super::shim::{ClientImages, RetryAfter};
+use super::store::{hex, ImageStore};
 
 /// Where a node gets images from.
 #[derive(Debug, Clone)]
@@ -238,8 +238,14 @@ impl Fetcher {
     /// Downloads `layer`'s blob into its partial file, then checks its digest (a mismatch
     /// deletes it: the next attempt starts afresh).
     async fn blob(&self, image: &str, layer: &LayerRef, base: u64, total: u64) -> Result<(), Fail> {
-        let path = self.store.partial_blob(&layer.digest).map_err(|e| e.to_string())?;
-        let mut have = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+        let path = self
+            .store
+            .partial_blob(&layer.digest)
+            .map_err(|e| e.to_string())?;
+        let mut have = tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
         if have > layer.size {
             have = 0;
         }
@@ -252,7 +258,13 @@ impl Fetcher {
                     mirror.trim_end_matches('/'),
                     digest_hex(&layer.digest)
                 );
-                match self.http.get(&url).header("Range", format!("bytes={have}-")).send().await {
+                match self
+                    .http
+                    .get(&url)
+                    .header("Range", format!("bytes={have}-"))
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => {
                         match self.save(r, &path, have, image, base, total).await {
                             Ok(()) => {
@@ -265,7 +277,10 @@ impl Fetcher {
                     Ok(r) => last = format!("mirror {mirror}: {}", r.status()),
                     Err(e) => last = format!("mirror {mirror}: {e}"),
                 }
-                have = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+                have = tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
             }
             if !got {
                 if !last.is_empty() {
@@ -328,11 +343,19 @@ impl Fetcher {
         let store = self.store.clone();
         let layer = layer.clone();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let blob = store.partial_blob(&layer.digest).map_err(|e| e.to_string())?;
-            let staged = store.staging_dir(&layer.digest).map_err(|e| e.to_string())?;
-            let compression = layer_compression(&layer.media_type)
-                .ok_or_else(|| format!("layer {}: unknown media type {}", layer.digest, layer.media_type))?;
-            let report = unpack_layer(&blob, compression, &staged)
+            let blob = store
+                .partial_blob(&layer.digest)
+                .map_err(|e| e.to_string())?;
+            let staged = store
+                .staging_dir(&layer.digest)
+                .map_err(|e| e.to_string())?;
+            let compression = layer_compression(&layer.media_type).ok_or_else(|| {
+                format!(
+                    "layer {}: unknown media type {}",
+                    layer.digest, layer.media_type
+                )
+            })?;
+            let report = slicelab_image::unpack::unpack_layer(&blob, compression, &staged)
                 .map_err(|e| format!("layer {}: {e}", layer.digest))?;
             store
                 .install_layer(&layer.digest, &staged, report.bytes)
@@ -375,12 +398,18 @@ mod tests {
 
     #[test]
     fn messages_say_what_the_sliver_waits_for() {
-        let f = FetchStatus::Fetching { done: 42, total: 100 };
+        let f = FetchStatus::Fetching {
+            done: 42,
+            total: 100,
+        };
         assert_eq!(f.message(), "fetching image (42%)");
         let f = FetchStatus::Failed {
             reason: "blob x has digest y: refused".into(),
             retry_at: Instant::now(),
         };
-        assert_eq!(f.message(), "image fetch failed: blob x has digest y: refused");
+        assert_eq!(
+            f.message(),
+            "image fetch failed: blob x has digest y: refused"
+        );
     }
 }

@@ -10,7 +10,10 @@ use super::fetch::{FetchStatus, Fetcher};
 
 /// The desired state as it can be enforced now, and the slivers waiting for an image. Starts
 /// (or resumes) the fetch of every missing image a running sliver needs.
-pub fn hold(fetcher: &Fetcher, desired: &DesiredSlivers) -> (DesiredSlivers, BTreeMap<String, FetchStatus>) {
+pub fn hold(
+    fetcher: &Fetcher,
+    desired: &DesiredSlivers,
+) -> (DesiredSlivers, BTreeMap<String, FetchStatus>) {
     let mut held = desired.clone();
     let mut waiting = BTreeMap::new();
     for s in &mut held.slivers {
@@ -47,7 +50,10 @@ pub fn annotate(statuses: &mut [SliverStatus], waiting: &BTreeMap<String, FetchS
 }
 
 /// Manifest digests the node must keep: those of desired slivers and of slivers it has.
-pub fn in_use(desired: Option<&DesiredSlivers>, recorded: impl IntoIterator<Item = Option<String>>) -> HashSet<String> {
+pub fn in_use(
+    desired: Option<&DesiredSlivers>,
+    recorded: impl IntoIterator<Item = Option<String>>,
+) -> HashSet<String> {
     let mut set: HashSet<String> = recorded.into_iter().flatten().collect();
     if let Some(d) = desired {
         set.extend(d.slivers.iter().filter_map(|s| s.image_digest.clone()));

@@ -107,11 +107,10 @@ impl ImageStore {
     /// A fresh directory to unpack a layer into (same filesystem as the layers: the final
     /// rename is atomic, so a layer is either complete or absent).
     pub fn staging_dir(&self, digest: &str) -> Result<PathBuf, NodeError> {
-        Ok(self.root.join("staging").join(format!(
-            "{}.{}",
-            checked(digest)?,
-            std::process::id()
-        )))
+        Ok(self
+            .root
+            .join("staging")
+            .join(format!("{}.{}", checked(digest)?, std::process::id())))
     }
 
     pub fn has_layer(&self, digest: &str) -> bool {
@@ -341,10 +340,16 @@ mod tests {
         assert!(s.manifest(&d('f')).unwrap().is_none());
         s.save_manifest(&digest, &bytes).unwrap();
         assert!(!s.is_ready(&digest));
-        assert!(matches!(s.lowers(&digest), Err(NodeError::ImageNotReady(_))));
+        assert!(matches!(
+            s.lowers(&digest),
+            Err(NodeError::ImageNotReady(_))
+        ));
         layer(&s, &d('a'), 10);
         assert!(s.is_ready(&digest));
-        assert_eq!(s.lowers(&digest).unwrap().layers, vec![s.layer_dir(&d('a')).unwrap()]);
+        assert_eq!(
+            s.lowers(&digest).unwrap().layers,
+            vec![s.layer_dir(&d('a')).unwrap()]
+        );
         assert!(s.layer_dir("sha256:../../etc").is_err());
     }
 
@@ -360,7 +365,10 @@ mod tests {
             layer(&s, &d(c), n);
         }
         let l = s.lowers(&one).unwrap().layers;
-        assert_eq!(l, vec![s.layer_dir(&d('b')).unwrap(), s.layer_dir(&d('a')).unwrap()]);
+        assert_eq!(
+            l,
+            vec![s.layer_dir(&d('b')).unwrap(), s.layer_dir(&d('a')).unwrap()]
+        );
         assert_eq!(s.usage(), 130);
         // Under budget: nothing goes.
         assert_eq!(s.gc(&HashSet::new(), 1000).unwrap(), GcReport::default());

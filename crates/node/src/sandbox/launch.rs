@@ -20,8 +20,8 @@ use nix::unistd::{fork, getpid, ForkResult};
 use serde::{Deserialize, Serialize};
 
 use super::handshake::Report;
-use super::userns::{self, IdRange};
 use super::service::Service;
+use super::userns::{self, IdRange};
 use super::{exec, init, rootfs, seccomp};
 
 /// Environment variable that turns the current binary into a sliver launcher; its value is the

@@ -77,7 +77,11 @@ impl Service {
     pub fn exec(&self, slice: &str) -> String {
         let env = Self::environment(slice, &self.env);
         if let Some(u) = &self.user {
-            match resolve_user(u, &fs::read_to_string("/etc/passwd").unwrap_or_default(), &fs::read_to_string("/etc/group").unwrap_or_default()) {
+            match resolve_user(
+                u,
+                &fs::read_to_string("/etc/passwd").unwrap_or_default(),
+                &fs::read_to_string("/etc/group").unwrap_or_default(),
+            ) {
                 Ok((uid, gid)) => {
                     let r = setgroups(&[Gid::from_raw(gid)])
                         .and_then(|_| setgid(Gid::from_raw(gid)))
@@ -111,7 +115,13 @@ impl Service {
             .filter_map(|a| CString::new(a.as_str()).ok())
             .collect();
         match CString::new(exe) {
-            Ok(exe) => format!("exec {prog}: {}", execve(&exe, &argv, &env).err().map(|e| e.to_string()).unwrap_or_default()),
+            Ok(exe) => format!(
+                "exec {prog}: {}",
+                execve(&exe, &argv, &env)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            ),
             Err(e) => e.to_string(),
         }
     }
@@ -143,11 +153,20 @@ pub fn resolve_user(spec: &str, passwd: &str, group: &str) -> Result<(u32, u32),
             .find(|f| f.len() >= 4 && (f[0] == name || f[2] == name))
     };
     let (uid, primary) = match user.parse::<u32>() {
-        Ok(n) => (n, entry(passwd, user).and_then(|f| f[3].parse().ok()).unwrap_or(0)),
+        Ok(n) => (
+            n,
+            entry(passwd, user)
+                .and_then(|f| f[3].parse().ok())
+                .unwrap_or(0),
+        ),
         Err(_) => {
-            let f = entry(passwd, user).ok_or_else(|| format!("user {user:?} is not in the image's /etc/passwd"))?;
+            let f = entry(passwd, user)
+                .ok_or_else(|| format!("user {user:?} is not in the image's /etc/passwd"))?;
             let uid = f[2].parse().map_err(|_| format!("bad uid for {user:?}"))?;
-            (uid, f[3].parse().map_err(|_| format!("bad gid for {user:?}"))?)
+            (
+                uid,
+                f[3].parse().map_err(|_| format!("bad gid for {user:?}"))?,
+            )
         }
     };
     let gid = match grp {
@@ -181,14 +200,23 @@ mod tests {
         assert_eq!(s.user, None);
         let s = Service::for_sliver(None, Some(&img)).unwrap();
         assert_eq!(s.argv, ["python3", "-m", "http.server"]);
-        assert_eq!((s.cwd.as_deref(), s.user.as_deref()), (Some("/srv"), Some("www-data")));
-        assert_eq!(Service::for_sliver(None, Some(&ImageConfig::default())), None);
+        assert_eq!(
+            (s.cwd.as_deref(), s.user.as_deref()),
+            (Some("/srv"), Some("www-data"))
+        );
+        assert_eq!(
+            Service::for_sliver(None, Some(&ImageConfig::default())),
+            None
+        );
         assert_eq!(Service::for_sliver(None, None), None);
     }
 
     #[test]
     fn image_env_overrides_the_defaults() {
-        let env = Service::environment("pl_a", &["PATH=/opt/bin".into(), "X=1".into(), "junk".into()]);
+        let env = Service::environment(
+            "pl_a",
+            &["PATH=/opt/bin".into(), "X=1".into(), "junk".into()],
+        );
         let env: Vec<&str> = env.iter().map(|c| c.to_str().unwrap()).collect();
         assert!(env.contains(&"PATH=/opt/bin"));
         assert!(env.contains(&"X=1") && env.contains(&"SLICE=pl_a"));
@@ -203,7 +231,9 @@ mod tests {
         assert_eq!(resolve_user("33:staff", passwd, group), Ok((33, 50)));
         assert_eq!(resolve_user("1000:1000", passwd, group), Ok((1000, 1000)));
         assert_eq!(resolve_user("1000", passwd, group), Ok((1000, 0)));
-        assert!(resolve_user("nobody", passwd, group).unwrap_err().contains("nobody"));
+        assert!(resolve_user("nobody", passwd, group)
+            .unwrap_err()
+            .contains("nobody"));
         assert!(resolve_user("root:wheel", passwd, group).is_err());
     }
 }

@@ -23,6 +23,12 @@ use crate::ops;
 use crate::queries;
 use crate::state::AppState;
 
+/// A blob's bytes, as the document names them (a raw `application/octet-stream` body).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // only ever named in the document
+pub struct Blob(Vec<u8>);
+
 /// Blobs never change: a digest names the same bytes forever.
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Seconds a node waits before asking again when the download slots are taken.
@@ -52,7 +58,7 @@ pub async fn head(
 /// already has is harmless.
 #[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "images", operation_id = "upload_blob",
     params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits: the sha256 of the body", pattern = "^sha256:[0-9a-f]{64}$")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The blob's bytes."),
+    request_body(content = Blob, content_type = "application/octet-stream", description = "The blob's bytes."),
     responses((status = 201, description = "Stored."),
         (status = 400, description = "Not a digest, the bytes hash to another digest (the message names both), or the upload broke off."),
         (status = 413, description = "The blob is over the largest central accepts (`max_blob_bytes`, 8 GiB by default) (`too_large`).")))]
@@ -84,9 +90,9 @@ pub async fn upload(
     params(("digest" = String, Path, description = "`sha256:` and 64 lowercase hex digits", pattern = "^sha256:[0-9a-f]{64}$"),
         ("Range" = Option<String>, Header, description = "`bytes=N-` (or `bytes=N-M`, `bytes=-N`): only part of the blob.")),
     security(("node_key" = [])),
-    responses((status = 200, description = "The whole blob.", body = Vec<u8>, content_type = "application/octet-stream",
+    responses((status = 200, description = "The whole blob.", body = Blob, content_type = "application/octet-stream",
             headers(("Cache-Control" = String, description = "Blobs are immutable."), ("Accept-Ranges" = String))),
-        (status = 206, description = "The part `Range` asked for.", body = Vec<u8>, content_type = "application/octet-stream",
+        (status = 206, description = "The part `Range` asked for.", body = Blob, content_type = "application/octet-stream",
             headers(("Content-Range" = String, description = "`bytes FIRST-LAST/SIZE`"), ("Cache-Control" = String))),
         (status = 400, description = "Not a digest."),
         (status = 403, description = "Not a node key."),

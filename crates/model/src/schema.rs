@@ -125,7 +125,12 @@ pub fn region_or_null() -> Object {
 }
 
 pub fn image_name() -> Object {
-    string(Some(IMAGE_NAME_PATTERN.into()), None, names::IMAGE_NAME_MAX, false)
+    string(
+        Some(IMAGE_NAME_PATTERN.into()),
+        None,
+        names::IMAGE_NAME_MAX,
+        false,
+    )
 }
 
 pub fn digest() -> Object {

@@ -105,7 +105,7 @@ async fn render_image(
                 h2 { "Image" }
                 table id="image-facts" {
                     tbody {
-                        tr { th { "digest" } td { code { (i.digest) } } }
+                        tr { th { "digest" } td { code.digest { (i.digest) } } }
                         tr { th { "site" } td { (site_cell(&sites, i.site_id)) } }
                         tr { th { "owner" } td { @if i.owner.is_empty() { span.muted { "(deleted)" } } @else { (i.owner) } } }
                         tr { th { "size" } td { (fmt_bytes(i.size)) " (" (i.size) " bytes)" } }
@@ -133,7 +133,7 @@ async fn render_image(
                 thead { tr { th.num { "#" } th { "digest" } th.num { "size" } th { "media type" } } }
                 tbody {
                     @for (n, l) in i.manifest.layers.iter().enumerate() {
-                        tr { td.num { (n) } td { code { (l.digest) } } td.num { (fmt_bytes(l.size)) } td { (l.media_type) } }
+                        tr { td.num { (n) } td { code.digest { (l.digest) } } td.num { (fmt_bytes(l.size)) } td { (l.media_type) } }
                     }
                 }
             }

@@ -78,6 +78,8 @@ pub fn default_blob_dir(db_url: &str) -> PathBuf {
 
 #[derive(Debug, Error)]
 pub enum BlobError {
+    #[error("{0}")]
+    BadDigest(String),
     #[error("the uploaded bytes hash to {actual}, not to {expected} as the URL says")]
     Mismatch { expected: String, actual: String },
     #[error("a blob may have at most {limit} bytes (max_blob_bytes)")]
@@ -151,10 +153,10 @@ impl BlobStore {
         self.max_bytes
     }
 
-    /// The file of a checked digest.
-    fn path(&self, digest: &str) -> PathBuf {
-        debug_assert!(check_digest(digest).is_ok());
-        self.dir.join("sha256").join(digest_hex(digest))
+    /// The file of a digest: the boundary above, checked here whatever the caller did.
+    fn path(&self, digest: &str) -> Result<PathBuf, BlobError> {
+        check_digest(digest).map_err(|e| BlobError::BadDigest(e.message))?;
+        Ok(self.dir.join("sha256").join(digest_hex(digest)))
     }
 
     /// One of the concurrent downloads, if one is free; held until the download ends.
@@ -177,6 +179,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>>,
         E: std::fmt::Display,
     {
+        let path = self.path(digest)?;
         let limit = self.max_bytes;
         if declared_len.is_some_and(|n| n > limit) {
             return Err(BlobError::TooLarge { limit });
@@ -213,7 +216,6 @@ impl BlobStore {
         file.flush().await.map_err(io("writing", &tmp))?;
         file.sync_all().await.map_err(io("syncing", &tmp))?;
         drop(file);
-        let path = self.path(digest);
         let _commit = self.commit.lock().await;
         tokio::fs::rename(&tmp, &path)
             .await
@@ -229,7 +231,7 @@ impl BlobStore {
         &self,
         digest: &str,
     ) -> Result<Option<(tokio::fs::File, u64)>, BlobError> {
-        let path = self.path(digest);
+        let path = self.path(digest)?;
         match tokio::fs::File::open(&path).await {
             Ok(f) => {
                 let len = f.metadata().await.map_err(io("reading", &path))?.len();
@@ -245,9 +247,9 @@ impl BlobStore {
     /// file left behind is removed by the next sweep.
     pub async fn remove_forgotten(&self, store: &Store, digests: &[String]) {
         for d in digests {
-            if check_digest(d).is_err() {
+            let Ok(path) = self.path(d) else {
                 continue;
-            }
+            };
             let _commit = self.commit.lock().await;
             match store.blob_size(d).await {
                 // Uploaded again meanwhile: the file is in use.
@@ -258,7 +260,6 @@ impl BlobStore {
                     continue;
                 }
             }
-            let path = self.path(d);
             if let Err(e) = tokio::fs::remove_file(&path).await {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::error!(error = %e, path = %path.display(), "cannot remove a blob");

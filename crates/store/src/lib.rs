@@ -245,6 +245,8 @@ impl Store {
             ("slices", "slices"),
             ("slice_nodes", "slice_nodes"),
             ("events", "events"),
+            ("images", "images"),
+            ("image_blobs", "image_blobs"),
         ] {
             let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&self.pool)

@@ -85,7 +85,7 @@ impl From<StoreError> for OpError {
 impl From<BlobError> for OpError {
     fn from(e: BlobError) -> Self {
         match e {
-            BlobError::Mismatch { .. } | BlobError::Aborted(_) => {
+            BlobError::BadDigest(_) | BlobError::Mismatch { .. } | BlobError::Aborted(_) => {
                 OpError::BadRequest(e.to_string())
             }
             BlobError::TooLarge { .. } => OpError::TooLarge(e.to_string()),

@@ -6,20 +6,26 @@ Prints shell assignments (FUZZ_TOKEN=..., FUZZ_NODE_KEY=..., ...) for the caller
 Standard library only: it runs before and beside schemathesis, on any python3.
 """
 
+import hashlib
 import json
 import sys
 import time
 import urllib.error
 import urllib.request
 
+# The one image layer; fuzz-api.toml names its digest and the image manifest's.
+LAYER = b"fuzz layer\n"
+LAYER_DIGEST = "sha256:c645868018c1e80ccf803dc607f39b4b02ed98aefaa486b580a5b571f4fe9bd8"
+MANIFEST_DIGEST = "sha256:30327eb69c5924f3ff7b146d8e14abd59e5dbfd4fb0842a5a70cbe53f1fc4390"
+
 # A real ed25519 public key (the model's ssh_key tests use the same one).
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH6mwuiCgEj5IOErDJ69hnStVLbIEwiAnpCShyp6iSC/ fuzz@example"
 
 
-def call(base, method, path, body=None, token=None):
-    data = None if body is None else json.dumps(body).encode()
+def call(base, method, path, body=None, token=None, raw=None):
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + "/api/v1" + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
+    req.add_header("Content-Type", "application/octet-stream" if raw is not None else "application/json")
     if token:
         req.add_header("Authorization", "Bearer " + token)
     try:
@@ -74,6 +80,18 @@ def main():
                                               "start": now - 5, "end": now, "done": True,
                                               "tx_bytes": 10, "tx_pkts": 1, "rx_bytes": 10,
                                               "rx_pkts": 1}]}, token=node_key)
+    # An image over one uploaded blob, and a spare one for the fuzzer to delete.
+    if "sha256:" + hashlib.sha256(LAYER).hexdigest() != LAYER_DIGEST:
+        sys.exit("seed: LAYER_DIGEST is not the layer's sha256")
+    call(base, "PUT", "/blobs/" + LAYER_DIGEST, token=admin, raw=LAYER)
+    manifest = {"config": {}, "layers": [{"digest": LAYER_DIGEST, "size": len(LAYER),
+                                          "media_type": "application/vnd.oci.image.layer.v1.tar"}]}
+    img = post("/images", {"name": "fuzz-img", "visibility": "platform", "site_id": 1,
+                           "manifest": manifest})
+    post("/images", {"name": "fuzz-spare", "visibility": "site", "site_id": 1,
+                     "manifest": manifest})
+    if img["digest"] != MANIFEST_DIGEST:
+        sys.exit(f"seed: expected manifest digest {MANIFEST_DIGEST}, got {img['digest']}")
     # fuzz-api.toml names these ids: the first of their kind in a fresh database.
     if (key["id"], lease["id"]) != (1, 1):
         sys.exit(f"seed: expected key and lease ids 1, got {key['id']} and {lease['id']}")

@@ -1,7 +1,8 @@
 //! One error type for every HTTP answer of the JSON API that is not a success, mapped once to
 //! status and JSON; the operations' errors (`crate::ops::OpError`) are mapped here once.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use slicelab_model::objects::ErrorBody;
@@ -16,6 +17,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds after which trying again may work (sent as `Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +28,7 @@ impl ApiError {
             kind,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
@@ -50,6 +54,12 @@ impl ApiError {
     pub fn internal(m: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m)
     }
+    /// 503: central sheds this request; try again after `retry_after` seconds.
+    pub fn unavailable(m: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m);
+        e.retry_after = Some(retry_after);
+        e
+    }
 }
 
 impl From<ValidationError> for ApiError {
@@ -74,6 +84,8 @@ impl From<OpError> for ApiError {
             OpError::Unauthorized(m) => ApiError::unauthorized(m),
             OpError::Forbidden(m) => ApiError::forbidden(m),
             OpError::Invalid { field, message } => ApiError::invalid(&field, message),
+            OpError::BadRequest(m) => ApiError::bad_request(m),
+            OpError::TooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             OpError::NotFound(m) => ApiError::not_found(m),
             OpError::Conflict(m) => ApiError::conflict(m),
             OpError::Internal(m) => ApiError::internal(m),
@@ -86,6 +98,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::OverQuota(m) => ApiError::invalid("quota", m),
             other => {
                 // Details of database failures are for the operator's log, not the client.
                 tracing::error!(error = %other, "store failure");
@@ -102,7 +115,11 @@ impl IntoResponse for ApiError {
             message: self.message,
             field: self.field,
         };
-        (self.status, Json(body)).into_response()
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
     }
 }
 

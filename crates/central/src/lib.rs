@@ -5,6 +5,7 @@
 //!   wake-ups), called by the JSON API (`api`) and by the web forms (`slicelab_web`);
 //! - `queries`: the reads both front ends use;
 //! - `api`: the JSON API's handlers: authenticate, parse, call `ops`/`queries`, answer;
+//! - `blobs`: image blobs as files (upload hashed on the way, download with `Range`);
 //! - `state`: `AppState`, which front ends only pass around; the store stays inside central.
 
 #![forbid(unsafe_code)]
@@ -12,6 +13,7 @@
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod batch;
+pub mod blobs;
 pub(crate) mod broker;
 pub(crate) mod error;
 pub(crate) mod extract;
@@ -21,6 +23,7 @@ pub mod queries;
 pub mod state;
 
 pub use auth::new_secret;
+pub use blobs::BlobConfig;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +65,8 @@ pub enum CentralError {
     },
     #[error("cannot create the first admin: {0}")]
     Bootstrap(String),
+    #[error(transparent)]
+    Blobs(#[from] blobs::BlobError),
     #[error("server failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -178,9 +183,20 @@ pub async fn start_with_routes(
     cfg: Config,
     extra: Router<AppState>,
 ) -> Result<Running, CentralError> {
+    start_with(cfg, BlobConfig::default(), extra).await
+}
+
+/// Like [`start_with_routes`], with image blobs where and as `blobs` says (the default: beside a
+/// SQLite database, 8 GiB at most, 16 downloads at once).
+pub async fn start_with(
+    cfg: Config,
+    blobs: BlobConfig,
+    extra: Router<AppState>,
+) -> Result<Running, CentralError> {
     let store = Arc::new(Store::open(&cfg.db_url).await?);
+    let blobs = Arc::new(blobs::BlobStore::open(&blobs, &cfg.db_url)?);
     let generated_admin_password = bootstrap(&store, &cfg).await?;
-    let state = AppState::new(store.clone());
+    let state = AppState::new(store.clone(), blobs.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| CentralError::Listen {
@@ -191,6 +207,7 @@ pub async fn start_with_routes(
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let waker = state.clone();
     let sweeper = tokio::spawn(sweep_liveness(store.clone()));
+    let blob_sweeper = tokio::spawn(sweep_blobs(store.clone(), blobs.clone()));
     let app = app(state, extra);
     let task = tokio::spawn(async move {
         // The peer address feeds the public lookup's per-client rate limit.
@@ -204,9 +221,10 @@ pub async fn start_with_routes(
         })
         .await;
         sweeper.abort();
+        blob_sweeper.abort();
         r
     });
-    tracing::info!(%addr, db = %redact(&cfg.db_url), "central serving");
+    tracing::info!(%addr, db = %redact(&cfg.db_url), blobs = %blobs.dir().display(), "central serving");
     Ok(Running {
         addr,
         generated_admin_password,
@@ -245,6 +263,20 @@ async fn sweep_liveness(store: Arc<Store>) {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "liveness sweep failed"),
+        }
+    }
+}
+
+/// Background upkeep of the blob directory: hourly, removes blobs no image uses and unfinished
+/// uploads once a day old (`blobs::BlobStore::sweep`).
+async fn sweep_blobs(store: Arc<Store>, blobs: Arc<blobs::BlobStore>) {
+    let mut tick = tokio::time::interval(blobs::SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        match blobs.sweep(&store, now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(blobs = n, "removed abandoned blobs"),
+            Err(e) => tracing::error!(error = %e, "blob sweep failed"),
         }
     }
 }

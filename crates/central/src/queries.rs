@@ -10,12 +10,14 @@
 use std::net::IpAddr;
 
 use slicelab_model::flows::{LookupMatch, LookupResult};
+use slicelab_model::image::Image;
 use slicelab_model::sliver::Sliver;
 use slicelab_model::{Actor, Event, Node, NodeHealth, Person, Site, Slice, SliceTag, UsageSeries};
 
+use slicelab_store::ImageRecord;
 pub use slicelab_store::{EventFilter, NodeFilter, Paging, PersonFilter, SliceFilter, UsageScope};
 
-use crate::ops::{person_id, OpResult};
+use crate::ops::{person_id, OpError, OpResult};
 use crate::state::AppState;
 
 /// A page of everything: the testbed's pages list whole tables of this size at most.
@@ -142,6 +144,63 @@ pub async fn node_health(st: &AppState, node_id: i64) -> OpResult<Option<NodeHea
 /// The slice's tags, slice-wide and per node.
 pub async fn slice_tags(st: &AppState, sl: &Slice) -> OpResult<Vec<SliceTag>> {
     Ok(st.store.slice_tags(sl).await?)
+}
+
+/// The images the actor may use: `platform` images and its sites' (admins: all), by name.
+pub async fn images(st: &AppState, actor: &Actor) -> OpResult<Vec<Image>> {
+    person_id(actor)?;
+    let sites = site_ids(actor);
+    let visible = (!actor.is_admin()).then_some(sites.as_slice());
+    Ok(st.store.list_images(visible).await?)
+}
+
+/// The image `name`, if the actor may see it (else `NotFound`, as if there were none).
+pub async fn image(st: &AppState, actor: &Actor, name: &str) -> OpResult<Image> {
+    Ok(visible_image(st, actor, name).await?.image)
+}
+
+async fn visible_image(st: &AppState, actor: &Actor, name: &str) -> OpResult<ImageRecord> {
+    person_id(actor)?;
+    let rec = st.store.image(name).await?;
+    if actor
+        .can_see_image(rec.image.visibility, rec.image.site_id)
+        .is_err()
+    {
+        return Err(OpError::NotFound(format!("image {name:?} not found")));
+    }
+    Ok(rec)
+}
+
+/// An image with what its page shows beside it.
+#[derive(Debug, Clone)]
+pub struct ImageDetail {
+    pub image: Image,
+    /// The slices whose `image` tag names it, by name.
+    pub used_by: Vec<String>,
+    /// Whether the actor may delete it (its publisher, its site's PIs, admins).
+    pub may_delete: bool,
+}
+
+/// The image `name` with the slices that use it, if the actor may see it (else `NotFound`).
+pub async fn image_detail(st: &AppState, actor: &Actor, name: &str) -> OpResult<ImageDetail> {
+    let rec = visible_image(st, actor, name).await?;
+    let img = rec.image;
+    Ok(ImageDetail {
+        used_by: st.store.slices_naming_image(&img.name).await?,
+        may_delete: actor.can_delete_image(rec.owner_id, img.site_id).is_ok(),
+        image: img,
+    })
+}
+
+/// The canonical manifest (as stored, the bytes its digest is computed over) of the image with
+/// this digest, for nodes.
+pub async fn image_manifest(st: &AppState, digest: &str) -> OpResult<Option<String>> {
+    Ok(st.store.image_manifest(digest).await?)
+}
+
+/// The size of a complete blob, `None` if central has no such blob.
+pub async fn blob_size(st: &AppState, digest: &str) -> OpResult<Option<u64>> {
+    Ok(st.store.blob_size(digest).await?)
 }
 
 /// Usage of `scope` over `[from, to)` in points of `step` seconds.

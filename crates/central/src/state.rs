@@ -1,5 +1,6 @@
-//! The state every request handler shares: the store, the wake-up signals of node long-polls,
-//! the desired-state cache, metrics, the report queue and the lookup rate limits.
+//! The state every request handler shares: the store, the blob directory, the wake-up signals
+//! of node long-polls, the desired-state cache, metrics, the report queue and the lookup rate
+//! limits.
 //!
 //! Front ends outside central (the web) only name `AppState` as their router's state: every
 //! field is central's own, reached through `crate::ops` and `crate::queries`.
@@ -11,12 +12,15 @@ use std::sync::{Arc, Mutex};
 use slicelab_store::Store;
 use tokio::sync::watch;
 
+use crate::blobs::BlobStore;
 use crate::metrics::Metrics;
 
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) store: Arc<Store>,
+    /// Image blobs on disk, and the bound on concurrent blob downloads.
+    pub(crate) blobs: Arc<BlobStore>,
     /// Bumped after a committed write that may concern any node (a person's keys, a site).
     pub(crate) changes: Arc<watch::Sender<u64>>,
     /// Bumped per node (by hostname) after a write that concerns only some nodes, so a change
@@ -44,11 +48,12 @@ type DesiredHit = (Arc<slicelab_model::DesiredSlivers>, Option<i64>);
 
 impl AppState {
     /// The state over an opened store (starts the report writer: needs a tokio runtime).
-    pub(crate) fn new(store: Arc<Store>) -> AppState {
+    pub(crate) fn new(store: Arc<Store>, blobs: Arc<BlobStore>) -> AppState {
         let (tx, _rx) = watch::channel(0u64);
         AppState {
             reports: crate::batch::start(store.clone()),
             store,
+            blobs,
             changes: Arc::new(tx),
             metrics: Arc::new(Metrics::default()),
             stopping: Default::default(),

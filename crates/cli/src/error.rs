@@ -44,8 +44,8 @@ fn client_code(e: &ClientError) -> u8 {
             400 | 409 | 413 | 422 => exit::REFUSED,
             _ => exit::GENERIC,
         },
-        ClientError::Transport { .. } => exit::TRANSPORT,
-        ClientError::Decode(_) => exit::GENERIC,
+        ClientError::Transport { .. } | ClientError::Busy { .. } => exit::TRANSPORT,
+        ClientError::Decode(_) | ClientError::File { .. } => exit::GENERIC,
     }
 }
 

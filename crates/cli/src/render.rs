@@ -1,5 +1,6 @@
 //! How registry objects look in a terminal. Pure: objects in, text out (`now` passed in).
 
+use slicelab_model::image::Image;
 use slicelab_model::sliver::Sliver;
 use slicelab_model::{ApiToken, Event, Key, Node, Person, Site, Slice, SliceTag};
 
@@ -270,6 +271,67 @@ pub fn events(items: &[Event]) -> String {
         ]);
     }
     t.render()
+}
+
+fn site_of(sites: &std::collections::HashMap<i64, String>, id: i64) -> String {
+    sites.get(&id).cloned().unwrap_or_else(|| id.to_string())
+}
+
+/// Images published at central; `sites` names site ids.
+pub fn images(items: &[Image], sites: &std::collections::HashMap<i64, String>) -> String {
+    let mut t = Table::new(&[
+        "name",
+        "visibility",
+        "site",
+        "owner",
+        "size",
+        "layers",
+        "created",
+    ]);
+    for i in items {
+        t.row([
+            i.name.clone(),
+            i.visibility.as_str().to_string(),
+            site_of(sites, i.site_id),
+            or_dash(&i.owner),
+            bytes(i.size),
+            i.manifest.layers.len().to_string(),
+            fmt_time(i.created),
+        ]);
+    }
+    t.render()
+}
+
+pub fn image(i: &Image, sites: &std::collections::HashMap<i64, String>) -> String {
+    let c = &i.manifest.config;
+    let mut out = fields(&[
+        ("name", i.name.clone()),
+        ("digest", i.digest.clone()),
+        ("visibility", i.visibility.as_str().to_string()),
+        ("site", site_of(sites, i.site_id)),
+        ("owner", or_dash(&i.owner)),
+        ("size", format!("{} ({} bytes)", bytes(i.size), i.size)),
+        ("created", fmt_time(i.created)),
+        ("command", or_dash(&c.command().join(" "))),
+        ("env", list(&c.env)),
+        (
+            "working_dir",
+            or_dash(c.working_dir.as_deref().unwrap_or("")),
+        ),
+        ("user", or_dash(c.user.as_deref().unwrap_or(""))),
+    ]);
+    let mut t = Table::new(&["#", "layer digest", "size", "media type"]);
+    for (n, l) in i.manifest.layers.iter().enumerate() {
+        t.row([
+            n.to_string(),
+            l.digest.clone(),
+            bytes(l.size),
+            l.media_type.clone(),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&t.render());
+    out
 }
 
 fn bytes(n: u64) -> String {

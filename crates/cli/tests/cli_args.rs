@@ -303,6 +303,8 @@ fn misc_commands() {
         "127.0.0.1:0",
         "--admin-email",
         "root@x.org",
+        "--blob-dir",
+        "/srv/blobs",
     ]);
     assert!(cli.command.is_daemon());
     match cli.command {
@@ -310,6 +312,7 @@ fn misc_commands() {
             assert_eq!(a.db.as_deref(), Some("sqlite:///tmp/c.db"));
             assert_eq!(a.listen.port(), 0);
             assert_eq!(a.admin_email, "root@x.org");
+            assert_eq!(a.blob_dir, Some(std::path::PathBuf::from("/srv/blobs")));
         }
         other => panic!("{other:?}"),
     }
@@ -394,4 +397,26 @@ fn image_import() {
         other => panic!("{other:?}"),
     }
     parse_err(&["image", "import", "debian"]);
+}
+
+#[test]
+fn image_list_show_delete_talk_to_central() {
+    let cli = parse(&["-o", "json", "image", "list"]);
+    assert_eq!(cli.output, Output::Json);
+    assert!(!cli.command.is_daemon());
+    assert!(matches!(cli.command, Command::Image(ImageCmd::List)));
+    assert!(matches!(
+        parse(&["image", "ls"]).command,
+        Command::Image(ImageCmd::List)
+    ));
+    match parse(&["image", "show", "debian-12"]).command {
+        Command::Image(ImageCmd::Show { name }) => assert_eq!(name, "debian-12"),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["image", "rm", "debian-12"]).command {
+        Command::Image(ImageCmd::Delete { name }) => assert_eq!(name, "debian-12"),
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["image", "show"]);
+    parse_err(&["image", "delete"]);
 }

@@ -141,6 +141,11 @@ fn exit_codes_map_errors() {
         assert_eq!(exit_code(&api(s)), exit::REFUSED, "{s}");
     }
     assert_eq!(exit_code(&api(500)), exit::GENERIC);
+    let busy = ClientError::Busy {
+        retry_after: 2,
+        message: "busy".into(),
+    };
+    assert_eq!(exit_code(&busy.into()), exit::TRANSPORT);
     assert_eq!(
         exit_code(&ClientError::Decode("x".into()).into()),
         exit::GENERIC
@@ -211,4 +216,42 @@ fn central_db_defaults() {
     assert_eq!(sqlite_path("sqlite://./c.db"), Some("./c.db".into()));
     assert_eq!(sqlite_path("sqlite::memory:"), None);
     assert_eq!(sqlite_path("postgres://db/x"), None);
+}
+
+#[test]
+fn images_render_with_site_names_and_layers() {
+    use slicelab_model::image::{Image, ImageConfig, ImageManifest, LayerRef, Visibility};
+    let img = Image {
+        image_id: 1,
+        name: "debian-12".into(),
+        digest: format!("sha256:{}", "d".repeat(64)),
+        visibility: Visibility::Site,
+        site_id: 7,
+        owner: "pi@pl.test".into(),
+        size: 31_000_000,
+        created: 86_400,
+        manifest: ImageManifest {
+            config: ImageConfig {
+                entrypoint: vec!["/bin/sh".into()],
+                cmd: vec!["-c".into(), "sleep 1".into()],
+                ..Default::default()
+            },
+            layers: vec![LayerRef {
+                digest: format!("sha256:{}", "e".repeat(64)),
+                size: 31_000_000,
+                media_type: slicelab_model::image::LAYER_TAR_GZIP.into(),
+            }],
+        },
+    };
+    let sites = std::collections::HashMap::from([(7, "pl".to_string())]);
+    let list = slicelab::render::images(std::slice::from_ref(&img), &sites);
+    assert!(
+        list.contains("debian-12") && list.contains("site") && list.contains(" pl "),
+        "{list}"
+    );
+    assert!(list.contains("31.0 MB"), "{list}");
+    let show = slicelab::render::image(&img, &std::collections::HashMap::new());
+    assert!(show.contains("/bin/sh -c sleep 1"), "{show}");
+    assert!(show.contains(&"e".repeat(64)), "{show}");
+    assert!(show.contains("site:") && show.contains(" 7\n"), "{show}");
 }

@@ -2,6 +2,8 @@
 
 #![forbid(unsafe_code)]
 
+mod images;
+
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -35,12 +37,23 @@ pub enum ClientError {
     },
     #[error("unexpected answer from central: {0}")]
     Decode(String),
+    /// Central sheds load (503): try again after `retry_after` seconds.
+    #[error("central is busy ({message}); retry in {retry_after}s")]
+    Busy { retry_after: u64, message: String },
+    /// A local file (a blob to upload) could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ClientError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Api { status, .. } => Some(*status),
+            ClientError::Busy { .. } => Some(503),
             _ => None,
         }
     }
@@ -103,6 +116,9 @@ impl Client {
             source,
         })?;
         let status = resp.status();
+        if !status.is_success() {
+            return Err(error_of(resp, &url).await);
+        }
         let bytes = resp
             .bytes()
             .await
@@ -110,20 +126,6 @@ impl Client {
                 url: url.clone(),
                 source,
             })?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api {
-                    status: status.as_u16(),
-                    error: e.error,
-                    message: e.message,
-                },
-                Err(_) => ClientError::Api {
-                    status: status.as_u16(),
-                    error: "http".into(),
-                    message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-                },
-            });
-        }
         let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             bytes::Bytes::from_static(b"null")
         } else {
@@ -196,6 +198,44 @@ impl Client {
     /// at or below it is ignored, so resending never counts twice).
     pub async fn send_usage(&self, batch: &UsageBatch) -> Result<ReportAck> {
         self.post("/node/usage", batch).await
+    }
+}
+
+/// The error an unsuccessful answer means: the API's error body (503: `Busy`, with its
+/// `Retry-After`), or the start of whatever else it said.
+pub(crate) async fn error_of(resp: reqwest::Response, url: &str) -> ClientError {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let bytes = match resp.bytes().await {
+        Ok(b) => b,
+        Err(source) => {
+            return ClientError::Transport {
+                url: url.to_string(),
+                source,
+            }
+        }
+    };
+    let (error, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(e) => (e.error, e.message),
+        Err(_) => (
+            "http".into(),
+            String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+        ),
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return ClientError::Busy {
+            retry_after: retry_after.unwrap_or(1),
+            message,
+        };
+    }
+    ClientError::Api {
+        status: status.as_u16(),
+        error,
+        message,
     }
 }
 

@@ -94,6 +94,7 @@ impl ImageConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub struct LayerRef {
     /// sha256 of the blob as stored (compressed).
+    #[schema(schema_with = crate::schema::digest)]
     pub digest: String,
     /// Bytes of the blob.
     pub size: u64,
@@ -105,6 +106,7 @@ pub struct LayerRef {
 pub struct ImageManifest {
     pub config: ImageConfig,
     /// Bottom layer first.
+    #[schema(min_items = 1, max_items = 128)] // MAX_LAYERS
     pub layers: Vec<LayerRef>,
 }
 
@@ -197,6 +199,7 @@ pub struct Image {
 /// `POST /images`: publish an image whose blobs were uploaded (`PUT /blobs/{digest}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewImage {
+    #[schema(schema_with = crate::schema::image_name)]
     pub name: String,
     pub visibility: Visibility,
     /// The site it belongs to; default: the caller's first site.

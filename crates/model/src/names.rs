@@ -247,10 +247,13 @@ pub fn required_text(field: &str, s: &str, max: usize) -> Invalid<()> {
     text(field, s, max)
 }
 
+/// Longest image name.
+pub const IMAGE_NAME_MAX: usize = 64;
+
 /// An image name as slices give it in their `image` tag and `slicelab image import` takes it.
 pub fn image(s: &str) -> Invalid<()> {
     let ok = !s.is_empty()
-        && s.len() <= 64
+        && s.len() <= IMAGE_NAME_MAX
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));

@@ -669,7 +669,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable kind: `bad_request`, `invalid`, `unauthorized`, `forbidden`,
-    /// `not_found`, `conflict`, `too_large`, `internal`.
+    /// `not_found`, `conflict`, `too_large`, `bad_range`, `rate_limited`, `internal`,
+    /// `unavailable`.
     pub error: String,
     pub message: String,
     /// The offending field, for `invalid`.

@@ -8,6 +8,7 @@
 
 use thiserror::Error;
 
+use crate::image::Visibility;
 use crate::objects::Role;
 use crate::tags::TagName;
 
@@ -245,6 +246,48 @@ impl Actor {
         }
     }
 
+    /// Whether this person belongs to `site` (any role).
+    pub fn belongs_to(&self, site: i64) -> bool {
+        matches!(self, Actor::Person { site_ids, .. } if site_ids.contains(&site))
+    }
+
+    /// Publishing an image: `platform` images by admins; `site` images by the site's persons
+    /// (admins: for any site).
+    pub fn can_publish_image(&self, visibility: Visibility, site: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() {
+            return Ok(());
+        }
+        match visibility {
+            Visibility::Platform => deny("only admins may publish platform images"),
+            Visibility::Site if self.belongs_to(site) => Ok(()),
+            Visibility::Site => deny(format!(
+                "you may only publish images for your own sites, not site {site}"
+            )),
+        }
+    }
+
+    /// Seeing and using an image: `platform` images and the images of one's sites (admins: all).
+    pub fn can_see_image(&self, visibility: Visibility, site: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || visibility == Visibility::Platform || self.belongs_to(site) {
+            Ok(())
+        } else {
+            deny("the image belongs to another site")
+        }
+    }
+
+    /// Deleting an image: the person who published it, a PI of its site, or an admin.
+    pub fn can_delete_image(&self, owner: Option<i64>, site: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin() || self.is_pi_of(site) || (owner.is_some() && self.person_id() == owner)
+        {
+            Ok(())
+        } else {
+            deny("only the image's publisher, its site's PIs and admins may delete it")
+        }
+    }
+
     /// The node-facing endpoints.
     pub fn as_node(&self) -> Result<i64, Denied> {
         match self {
@@ -374,6 +417,40 @@ mod tests {
                 .unwrap_err()
                 .login_required
         );
+    }
+
+    #[test]
+    fn images_by_visibility_site_and_publisher() {
+        let admin = person(1, &[Role::Admin], &[]);
+        let pi = person(2, &[Role::Pi], &[1]);
+        let u = person(4, &[Role::User], &[1]);
+        let other = person(5, &[Role::User], &[2]);
+        assert!(admin.can_publish_image(Visibility::Platform, 9).is_ok());
+        assert!(admin.can_publish_image(Visibility::Site, 9).is_ok());
+        assert!(u.can_publish_image(Visibility::Site, 1).is_ok());
+        assert!(u.can_publish_image(Visibility::Site, 2).is_err());
+        assert!(pi.can_publish_image(Visibility::Platform, 1).is_err());
+        assert!(other.can_see_image(Visibility::Platform, 1).is_ok());
+        assert!(other.can_see_image(Visibility::Site, 1).is_err());
+        assert!(u.can_see_image(Visibility::Site, 1).is_ok());
+        assert!(admin.can_see_image(Visibility::Site, 9).is_ok());
+        assert!(u.can_delete_image(Some(4), 1).is_ok());
+        assert!(u.can_delete_image(Some(6), 1).is_err());
+        assert!(u.can_delete_image(None, 1).is_err());
+        assert!(pi.can_delete_image(Some(6), 1).is_ok());
+        assert!(pi.can_delete_image(Some(6), 2).is_err());
+        assert!(admin.can_delete_image(None, 9).is_ok());
+        let anon = Actor::Anonymous;
+        assert!(
+            anon.can_see_image(Visibility::Platform, 1)
+                .unwrap_err()
+                .login_required
+        );
+        let n = Actor::Node {
+            id: 7,
+            hostname: "n".into(),
+        };
+        assert!(n.can_publish_image(Visibility::Site, 1).is_err());
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub const LOGIN_BASE_PATTERN: &str = "^[a-z][a-z0-9]*$";
 pub const SLICE_NAME_PATTERN: &str = "^[a-z][a-z0-9]{0,19}_[a-z0-9_]+$";
 pub const HOSTNAME_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 pub const REGION_PATTERN: &str = "^[a-z0-9-]*$";
+/// An image's name (`names::image`); that it is not the built-in image's is checked by the server.
+pub const IMAGE_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]*$";
+/// A content digest (`image::check_digest`).
+pub const DIGEST_PATTERN: &str = "^sha256:[0-9a-f]{64}$";
 /// Exactly one `@` with something on each side; no white space or control characters.
 pub fn email_pattern() -> String {
     format!("^[^@{BLANK}]+@[^@{BLANK}]+$")
@@ -120,6 +124,19 @@ pub fn region_or_null() -> Object {
     string(Some(REGION_PATTERN.into()), None, names::REGION_MAX, true)
 }
 
+pub fn image_name() -> Object {
+    string(
+        Some(IMAGE_NAME_PATTERN.into()),
+        None,
+        names::IMAGE_NAME_MAX,
+        false,
+    )
+}
+
+pub fn digest() -> Object {
+    string(Some(DIGEST_PATTERN.into()), None, 71, false)
+}
+
 pub fn password_or_null() -> Object {
     string(None, Some(names::PASSWORD_MIN), names::PASSWORD_MAX, true)
 }
@@ -207,6 +224,15 @@ mod tests {
         }
         v.push(format!("{}.b", "a".repeat(63)));
         v.push(format!("{}.b", "a".repeat(64)));
+        for d in ["sha256:", "sha512:", "SHA256:", "sha256:x"] {
+            for n in [63, 64, 65] {
+                v.push(format!("{d}{}", "a".repeat(n)));
+                v.push(format!("{d}{}", "0F".repeat(n / 2)));
+            }
+        }
+        v.push(format!("sha256:{}\n", "a".repeat(64)));
+        v.push(format!(" sha256:{}", "a".repeat(64)));
+        v.push(format!("sha256:{}g", "a".repeat(63)));
         v
     }
 
@@ -248,6 +274,10 @@ mod tests {
             names::text("d", s, names::DESCRIPTION_MAX).is_ok()
         });
         agrees("region", region(), |s| names::region(s).is_ok());
+        agrees("image name", image_name(), |s| names::image(s).is_ok());
+        agrees("digest", digest(), |s| {
+            crate::image::check_digest(s).is_ok()
+        });
         agrees("password", password_or_null(), |s| {
             names::password(s).is_ok()
         });

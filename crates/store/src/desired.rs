@@ -1,10 +1,12 @@
 //! The node's desired slivers (PlanetLab's GetSlivers): four queries per node, whatever the
-//! registry's size: the node's live slices, their persons' keys, their tags, and the default
-//! allocation in force on the node (platform defaults and the node's overrides).
+//! registry's size: the node's live slices, their persons' keys, their tags (with the published
+//! image each `image` tag names, by a join), and the default allocation in force on the node
+//! (platform defaults and the node's overrides).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use slicelab_model::defaults;
+use slicelab_model::image::Visibility;
 use slicelab_model::sliver::SliverKey;
 use slicelab_model::tags::TagValue;
 use slicelab_model::{DesiredSlivers, Node, SliverSpec, TagName};
@@ -27,8 +29,8 @@ impl Store {
         let mut slivers = Vec::new();
         let mut next: Option<i64> = None;
         if node.boot_state != slicelab_model::BootState::Disabled {
-            let slices: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-                "SELECT sl.id, sl.name, sl.expires, sl.enabled FROM slices sl \
+            let slices: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+                "SELECT sl.id, sl.name, sl.expires, sl.enabled, sl.site_id FROM slices sl \
                  JOIN slice_nodes sn ON sn.slice_id = sl.id \
                  WHERE sn.node_id = $1 AND sl.expires > $2 ORDER BY sl.name",
             )
@@ -46,14 +48,33 @@ impl Store {
             .bind(node.id)
             .fetch_all(self.pool())
             .await?;
-            let tag_rows: Vec<(i64, String, String, Option<i64>)> = sqlx::query_as(
-                "SELECT t.slice_id, t.name, t.value, t.node_id FROM slice_tags t \
-                 JOIN slice_nodes sn ON sn.slice_id = t.slice_id \
+            // An `image` tag brings the published image it names, if any.
+            #[allow(clippy::type_complexity)]
+            let tag_rows: Vec<(
+                i64,
+                String,
+                String,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+            )> = sqlx::query_as(
+                "SELECT t.slice_id, t.name, t.value, t.node_id, i.digest, i.visibility, i.site_id \
+                 FROM slice_tags t JOIN slice_nodes sn ON sn.slice_id = t.slice_id \
+                 LEFT JOIN images i ON t.name = 'image' AND i.name = t.value \
                  WHERE sn.node_id = $1 AND (t.node_id IS NULL OR t.node_id = $1)",
             )
             .bind(node.id)
             .fetch_all(self.pool())
             .await?;
+            // Published images by name: (digest, visible to every site, its site).
+            let images: HashMap<&str, (&str, bool, Option<i64>)> = tag_rows
+                .iter()
+                .filter_map(|(_, _, value, _, digest, visibility, site)| {
+                    let public = visibility.as_deref() == Some(Visibility::Platform.as_str());
+                    Some((value.as_str(), (digest.as_deref()?, public, *site)))
+                })
+                .collect();
             let (platform, node_defaults) = self.defaults_for(node.id).await?;
             let mut keys_by_slice: BTreeMap<i64, Vec<SliverKey>> = BTreeMap::new();
             for (slice_id, person, key) in keys {
@@ -76,31 +97,38 @@ impl Store {
                     next = Some(next.map_or(b, |n| n.min(b)));
                 }
             }
-            for (id, name, expires, enabled) in slices {
-                let tags =
-                    tag_rows
-                        .iter()
-                        .filter(|t| t.0 == id)
-                        .filter_map(|(_, n, v, node_id)| {
-                            Some(TagValue {
-                                name: TagName::parse(n).ok()?,
-                                value: v,
-                                node_id: *node_id,
-                            })
-                        });
+            for (id, name, expires, enabled, site_id) in slices {
+                let tags = tag_rows.iter().filter(|t| t.0 == id).filter_map(
+                    |(_, n, v, node_id, _, _, _)| {
+                        Some(TagValue {
+                            name: TagName::parse(n).ok()?,
+                            value: v,
+                            node_id: *node_id,
+                        })
+                    },
+                );
+                let resources = defaults::resolve(
+                    platform.iter().map(|(t, v)| (*t, v.as_str())),
+                    node_defaults.iter().map(|(t, v)| (*t, v.as_str())),
+                    tags,
+                    node.id,
+                );
+                // The image the resolved tag names, if published and visible to the slice's
+                // site; `None` for the built-in image (and for names only a node knows).
+                let image_digest = resources
+                    .image
+                    .as_deref()
+                    .and_then(|n| images.get(n))
+                    .filter(|(_, public, site)| *public || *site == Some(site_id))
+                    .map(|(digest, _, _)| digest.to_string());
                 slivers.push(SliverSpec {
                     slice_id: id,
                     slice_name: name,
                     expires,
                     run: runs && enabled != 0 && leased_to.is_none_or(|holder| holder == Some(id)),
                     keys: keys_by_slice.remove(&id).unwrap_or_default(),
-                    resources: defaults::resolve(
-                        platform.iter().map(|(t, v)| (*t, v.as_str())),
-                        node_defaults.iter().map(|(t, v)| (*t, v.as_str())),
-                        tags,
-                        node.id,
-                    ),
-                    image_digest: None,
+                    resources,
+                    image_digest,
                 });
             }
         }

@@ -13,6 +13,7 @@ mod defaults;
 mod desired;
 mod events;
 mod flows;
+mod images;
 mod leases;
 mod nodes;
 mod persons;
@@ -32,6 +33,7 @@ use thiserror::Error;
 pub use auth::{AuthSubject, TokenKind};
 pub use events::{EventFilter, NewEvent};
 pub use flows::{FlowFilter, LookupRow};
+pub use images::{ImageRecord, NewImageRecord};
 pub use nodes::NodeFilter;
 pub use persons::{PersonFilter, PersonRecord};
 pub use slices::SliceFilter;
@@ -43,6 +45,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Publishing an image would take its site over its image quota.
+    #[error("{0}")]
+    OverQuota(String),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     BadUrl(String),
     #[error("database error: {0}")]
@@ -240,6 +245,8 @@ impl Store {
             ("slices", "slices"),
             ("slice_nodes", "slice_nodes"),
             ("events", "events"),
+            ("images", "images"),
+            ("image_blobs", "image_blobs"),
         ] {
             let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
                 .fetch_one(&self.pool)

@@ -129,7 +129,7 @@ impl Store {
                     e,
                     "",
                     &format!(
-                        "site {} still has nodes or slices; delete those first",
+                        "site {} still has nodes, slices or images; delete those first",
                         site.login_base
                     ),
                 )

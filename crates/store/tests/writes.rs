@@ -213,7 +213,7 @@ async fn refused_writes_store_nothing_and_log_nothing(b: Backend) {
     assert!(m.contains("already leased to pl_a"), "{m}");
     // Foreign keys: a site with nodes and slices stays.
     let m = is_conflict(s.delete_site(ADMIN, NOW, &st).await, "site in use");
-    assert!(m.contains("still has nodes or slices"), "{m}");
+    assert!(m.contains("still has nodes, slices or images"), "{m}");
 
     assert_eq!(counts(&s).await, before, "nothing was stored");
     assert_eq!(event_count(&s).await, events, "nothing was logged");

@@ -53,7 +53,9 @@ impl From<OpError> for WebError {
         match e {
             // Pages ask for a login before calling an operation; a lost session is refused.
             OpError::Unauthorized(m) | OpError::Forbidden(m) => WebError::Forbidden(m),
-            OpError::Invalid { message, .. } => WebError::BadRequest(message),
+            OpError::Invalid { message, .. }
+            | OpError::BadRequest(message)
+            | OpError::TooLarge(message) => WebError::BadRequest(message),
             OpError::NotFound(m) => WebError::NotFound(m),
             OpError::Conflict(m) => WebError::Conflict(m),
             OpError::Internal(m) => WebError::Internal(m),

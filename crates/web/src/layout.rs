@@ -44,6 +44,7 @@ pub fn ok_notice(code: Option<&str>) -> Option<Notice> {
         "enabled" => "Slice enabled again.",
         "boot_state" => "Boot state changed; the node applies it on its next poll.",
         "welcome" => "You are logged in.",
+        "image_deleted" => "Image deleted.",
         _ => return None,
     };
     Some(Notice::Ok(m.into()))
@@ -54,6 +55,7 @@ pub fn ok_notice(code: Option<&str>) -> Option<Notice> {
 pub enum Section {
     Overview,
     Mine,
+    Images,
     Site,
     Admin,
     Events,
@@ -110,6 +112,7 @@ impl<'a> Page<'a> {
                             a class=(on(Section::Overview)) href="/" { "Overview" }
                             @if v.person.is_some() {
                                 a class=(on(Section::Mine)) href="/my" { "My slices" }
+                                a class=(on(Section::Images)) href="/images" { "Images" }
                                 @for (id, base) in v.sites() {
                                     @if v.actor.has_role_at(slicelab_model::Role::Pi, id) || v.actor.has_role_at(slicelab_model::Role::Tech, id) {
                                         a class=(on(Section::Site)) href={ "/sites/" (base) "/manage" } { "Site " (base) }

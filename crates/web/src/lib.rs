@@ -48,7 +48,7 @@ async fn script() -> impl IntoResponse {
 
 /// The web routes, to merge into central's application.
 pub fn router() -> Router<AppState> {
-    use pages::{admin, lookup, public, slice_forms as forms, slices};
+    use pages::{admin, images, lookup, public, slice_forms as forms, slices};
     Router::new()
         .route("/", get(public::overview))
         .route("/assets/style.css", get(style))
@@ -78,6 +78,9 @@ pub fn router() -> Router<AppState> {
         .route("/slices/{slice}/tags", post(forms::set_tag))
         .route("/slices/{slice}/tags/{tag}/remove", post(forms::remove_tag))
         .route("/slices/{slice}/enabled", post(forms::set_enabled))
+        .route("/images", get(images::list))
+        .route("/images/{name}", get(images::show))
+        .route("/images/{name}/delete", post(images::delete))
         .route("/admin", get(admin::mission_control))
         .route("/admin/events", get(admin::events))
 }

@@ -471,3 +471,115 @@ async fn lookup_names_the_slice_behind_a_flow() {
     assert!(a.body.contains("No records") && !a.body.contains("princeton_crawl"));
     tc.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_listed_shown_and_deleted_by_who_may() {
+    use sha2::{Digest, Sha256};
+    let tc = TestCentral::start().await;
+    let _fx = fixture(&tc).await;
+    let pi_p = tc.api_login("pi@princeton.test", PASSWORD).await;
+    let layer = b"a layer".to_vec();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&layer)));
+    let r = reqwest::Client::new()
+        .put(format!("{}/api/v1/blobs/{digest}", tc.base))
+        .bearer_auth(&pi_p)
+        .body(layer.clone())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 201);
+    let img = tc
+        .api(
+            Method::POST,
+            "/images",
+            &pi_p,
+            Some(
+                json!({"name": "pl-tools", "visibility": "site", "manifest": {
+                "config": {"cmd": ["/bin/sh", "-l"], "env": ["LANG=C.UTF-8"]},
+                "layers": [{"digest": digest, "size": layer.len(),
+                            "media_type": "application/vnd.oci.image.layer.v1.tar+gzip"}]}}),
+            ),
+        )
+        .await;
+    let image_digest = img["digest"].as_str().expect("digest").to_string();
+    tc.api(
+        Method::POST,
+        "/slices",
+        &pi_p,
+        Some(json!({"name": "princeton_web", "description": "uses an image"})),
+    )
+    .await;
+    tc.api(
+        Method::PUT,
+        "/slices/princeton_web/tags/image",
+        &pi_p,
+        Some(json!({"value": "pl-tools"})),
+    )
+    .await;
+
+    // Anonymous people are sent to log in.
+    let anon = Web::new(&tc.base);
+    assert_eq!(anon.get("/images").await.status, 303);
+
+    // A user of the site sees the image and its page, with no delete button.
+    let user = Web::new(&tc.base);
+    user.login("user@princeton.test", PASSWORD).await;
+    let a = user.get("/images").await;
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains(r#"href="/images""#), "nav link");
+    assert!(a.body.contains(r#"href="/images/pl-tools""#), "{}", a.body);
+    assert!(a.body.contains("pi@princeton.test") && a.body.contains(r#"href="/sites/princeton""#));
+    let a = user.get("/images/pl-tools").await;
+    assert_eq!(a.status, 200);
+    for want in [
+        image_digest.as_str(),
+        digest.as_str(),
+        "/bin/sh -l",
+        "LANG=C.UTF-8",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        r#"href="/slices/princeton_web""#,
+    ] {
+        assert!(a.body.contains(want), "{want}: {}", a.body);
+    }
+    assert!(
+        !a.body.contains("delete-image"),
+        "no delete button for a user"
+    );
+
+    // Another site's person neither lists nor opens it.
+    let mit = Web::new(&tc.base);
+    mit.login("pi@mit.test", PASSWORD).await;
+    assert!(!mit.get("/images").await.body.contains("pl-tools"));
+    assert_eq!(mit.get("/images/pl-tools").await.status, 404);
+
+    // The site's PI may delete it: refused while a slice names it, with the slice named.
+    let pi = Web::new(&tc.base);
+    pi.login("pi@princeton.test", PASSWORD).await;
+    let page = pi.get("/images/pl-tools").await;
+    assert!(page.body.contains("delete-image"));
+    let a = pi
+        .post("/images/pl-tools/delete", &[("csrf", "forged")])
+        .await;
+    assert_eq!(a.status, 403);
+    let csrf = pi.csrf().await;
+    let a = pi.post("/images/pl-tools/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(
+        a.body.contains("Not done") && a.body.contains("princeton_web"),
+        "{}",
+        a.body
+    );
+    tc.api(
+        Method::DELETE,
+        "/slices/princeton_web/tags/image",
+        &pi_p,
+        None,
+    )
+    .await;
+    let a = pi.post("/images/pl-tools/delete", &[("csrf", &csrf)]).await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    assert_eq!(a.location.as_deref(), Some("/images?ok=image_deleted"));
+    let a = pi.get("/images?ok=image_deleted").await;
+    assert!(a.body.contains("Image deleted.") && !a.body.contains("pl-tools"));
+    tc.stop().await;
+}

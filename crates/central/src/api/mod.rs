@@ -1,24 +1,27 @@
 //! The REST API under `/api/v1`. Every handler authenticates (`Caller`), parses its JSON and
 //! query, calls one operation (`crate::ops`: policy → validation → store transaction with its
 //! event → wake-ups) or read (`crate::queries`), and answers; errors map once to JSON
-//! (`crate::error`). The node protocol's endpoints (`node`, ingest of usage and flows) are the
-//! API's own.
+//! (`crate::error`). The node protocol's endpoints (`node`, ingest of usage and flows, fetches
+//! of image manifests and blobs) are the API's own.
 
 pub mod auth;
+pub mod blobs;
 pub mod defaults;
 pub mod events;
 pub mod flows;
+pub mod images;
 pub mod leases;
 pub mod node;
 pub mod nodes;
 pub mod openapi;
 pub mod persons;
+pub mod range;
 pub mod sites;
 pub mod slices;
 pub mod usage;
 
 use crate::queries::Paging;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, head, post, put};
 use axum::Router;
 use serde::Deserialize;
 
@@ -99,6 +102,11 @@ pub fn router() -> Router<AppState> {
         .route("/lookup", get(flows::lookup))
         .route("/usage", get(usage::series))
         .route("/usage/top", get(usage::top))
+        .route("/blobs/{digest}", head(blobs::head).put(blobs::upload))
+        .route("/images", get(images::list).post(images::create))
+        .route("/images/{name}", get(images::show).delete(images::remove))
+        .route("/node/manifests/{digest}", get(images::node_manifest))
+        .route("/node/blobs/{digest}", get(blobs::node_blob))
         // Every route above needs credentials unless the document marks it public.
         .route_layer(axum::middleware::from_fn(openapi::require_credentials))
         .route("/openapi.json", get(openapi::serve))

@@ -4,7 +4,8 @@
 //! 404, 409, 422 from validation, 429). The answers that come from the shared machinery are added
 //! here, once, by the shape of the operation, exactly as that machinery behaves:
 //!
-//! - a JSON body (`ApiJson`): 400 malformed JSON, 413 body too large, 422 wrong or unknown field;
+//! - a JSON body (`ApiJson`): 400 malformed JSON, 413 body too large, 422 wrong or unknown field
+//!   (a raw body, a blob upload: 400 and 413 only);
 //! - query parameters (`ApiQuery`): 400 unknown or malformed parameter;
 //! - credentials accepted (`Caller`): 401 missing, malformed, unknown or expired credentials;
 //! - every operation: 500 when the database fails.
@@ -28,7 +29,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
-use super::{auth, defaults, events, flows, leases, node, nodes, persons, sites, slices, usage};
+use super::{
+    auth, blobs, defaults, events, flows, images, leases, node, nodes, persons, sites, slices,
+    usage,
+};
 
 struct Security;
 
@@ -64,6 +68,7 @@ impl Modify for CommonAnswers {
         for item in doc.paths.paths.values_mut() {
             let ops = [
                 &mut item.get,
+                &mut item.head,
                 &mut item.put,
                 &mut item.post,
                 &mut item.delete,
@@ -96,8 +101,11 @@ fn add_common(op: &mut Operation, accepts_credentials: bool) {
         .flatten()
         .any(|p| p.parameter_in == ParameterIn::Query);
     let mut codes = vec![500];
-    if op.request_body.is_some() {
-        codes.extend([400, 413, 422]);
+    if let Some(body) = &op.request_body {
+        codes.extend([400, 413]);
+        if body.content.contains_key("application/json") {
+            codes.push(422);
+        }
     }
     if has_query {
         codes.push(400);
@@ -145,16 +153,20 @@ fn describe(code: &str) -> &'static str {
         "404" => "No such object (`not_found`).",
         "409" => "The registry's state forbids it (`conflict`).",
         "413" => "Request body over 4 MiB (`too_large`).",
+        "416" => "The range asked for is not in the object (`bad_range`).",
         "422" => "A value breaks a rule; `field` names it (`invalid`).",
         "429" => "Too many requests from this client; try again later (`rate_limited`).",
         "500" => "Internal error: the database failed (`internal`).",
+        "503" => {
+            "Central sheds this request; try again after `Retry-After` seconds (`unavailable`)."
+        }
         _ => "Error.",
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "slicelab central API", description = "Registry of sites, persons, keys, nodes and slices; the node protocol; the audit log."),
+    info(title = "slicelab central API", description = "Registry of sites, persons, keys, nodes, slices and images; the node protocol; the audit log."),
     modifiers(&Security, &CommonAnswers),
     security(("token" = [])),
     paths(
@@ -172,6 +184,8 @@ fn describe(code: &str) -> &'static str {
         node::slivers, node::report,
         usage::series, usage::top, usage::ingest,
         flows::ingest, flows::list, flows::totals, flows::lookup,
+        blobs::head, blobs::upload, blobs::node_blob,
+        images::list, images::create, images::show, images::remove, images::node_manifest,
     ),
     components(schemas(ErrorBody, usage::TopBy, slicelab_model::tags::Resources, slicelab_model::tags::PortForward,
         slicelab_model::sliver::SliverSpec, slicelab_model::sliver::SliverKey, slicelab_model::SliverStatus,
@@ -193,6 +207,7 @@ fn public_operations() -> &'static HashSet<(String, String)> {
         for (path, item) in &doc.paths.paths {
             let ops = [
                 ("GET", &item.get),
+                ("HEAD", &item.head),
                 ("PUT", &item.put),
                 ("POST", &item.post),
                 ("DELETE", &item.delete),

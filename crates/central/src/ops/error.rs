@@ -6,6 +6,8 @@ use slicelab_model::{Denied, ValidationError};
 use slicelab_store::StoreError;
 use thiserror::Error;
 
+use crate::blobs::BlobError;
+
 #[derive(Debug, Error)]
 pub enum OpError {
     /// No person behind the request (anonymous, or a node key where a person is needed).
@@ -17,6 +19,13 @@ pub enum OpError {
     /// A value the person typed is wrong; `field` names it.
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// What was sent is not what it claims to be (an upload whose bytes hash to another digest,
+    /// a malformed digest, a transfer that broke off).
+    #[error("{0}")]
+    BadRequest(String),
+    /// What was sent is over a size limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     NotFound(String),
     /// Duplicates, full sites, overlapping leases, admission control, an impossible selection.
@@ -63,9 +72,26 @@ impl From<StoreError> for OpError {
         match e {
             StoreError::NotFound(what) => OpError::NotFound(format!("{what} not found")),
             StoreError::Conflict(m) => OpError::Conflict(m),
+            StoreError::OverQuota(m) => OpError::invalid("quota", m),
             other => {
                 // Details of database failures are for the operator's log, not the client.
                 tracing::error!(error = %other, "store failure");
+                OpError::Internal("internal error; see the central's log".into())
+            }
+        }
+    }
+}
+
+impl From<BlobError> for OpError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::BadDigest(_) | BlobError::Mismatch { .. } | BlobError::Aborted(_) => {
+                OpError::BadRequest(e.to_string())
+            }
+            BlobError::TooLarge { .. } => OpError::TooLarge(e.to_string()),
+            BlobError::Store(s) => s.into(),
+            BlobError::Io { .. } => {
+                tracing::error!(error = %e, "blob store failure");
                 OpError::Internal("internal error; see the central's log".into())
             }
         }

@@ -13,8 +13,10 @@
 //! their input format and present the result. Reads the front ends share live in
 //! `crate::queries`.
 
+pub mod blobs;
 pub mod defaults;
 mod error;
+pub mod images;
 pub mod keys;
 pub mod leases;
 pub mod nodes;

@@ -51,7 +51,11 @@ fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
 async fn writes_log_an_event_and_wake_only_their_nodes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/c.db", dir.path().display());
-    let st = AppState::new(Arc::new(Store::open(&url).await.expect("store")));
+    let blobs = crate::blobs::BlobStore::open(&Default::default(), &url).expect("blobs");
+    let st = AppState::new(
+        Arc::new(Store::open(&url).await.expect("store")),
+        Arc::new(blobs),
+    );
     let c = PersonCreate {
         email: "admin@test".into(),
         first_name: "A".into(),
@@ -151,6 +155,35 @@ async fn writes_log_an_event_and_wake_only_their_nodes() {
         "site update",
         ops::sites::update(&st, &admin, "pl", &from(json!({"name": "Q"}))),
         all
+    );
+    // A tag that named an image before it was published (set before tags were checked): the
+    // publication changes that slice's desired state, so it wakes the slice's node.
+    let slice = st.store.slice(sl).await.expect("slice");
+    st.store
+        .set_slice_tag("system", 0, &slice, TagName::Image, "tools", None)
+        .await
+        .expect("tag");
+    w.take();
+    let digest = format!("sha256:{}", "a".repeat(64));
+    st.store
+        .record_blob("system", 0, &digest, 3)
+        .await
+        .expect("blob");
+    let img = from(
+        json!({"name": "tools", "visibility": "platform", "site_id": 1,
+        "manifest": {"config": {}, "layers": [{"digest": digest, "size": 3,
+        "media_type": slicelab_model::image::LAYER_TAR}]}}),
+    );
+    step!("image create", ops::images::create(&st, &admin, &img), one);
+    st.store
+        .delete_slice_tag("system", 0, &slice, TagName::Image, None)
+        .await
+        .expect("untag");
+    w.take();
+    step!(
+        "image delete",
+        ops::images::delete(&st, &admin, "tools"),
+        none
     );
     step!(
         "remove node 1",

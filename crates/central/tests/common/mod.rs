@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
-use slicelab_central::{Config, Running};
+use slicelab_central::{BlobConfig, Config, Running};
 use slicelab_client::Client;
 use slicelab_model::objects::{LoginResponse, NodeWithKey};
 use slicelab_model::Slice;
@@ -67,6 +67,8 @@ pub struct TestCentral {
     pub running: Option<Running>,
     pub base: String,
     pub db_url: String,
+    /// Where this central keeps image blobs (`sha256/<hex>` below).
+    pub blob_dir: std::path::PathBuf,
     pub admin: Client,
     _tmp: tempfile::TempDir,
     pg: Option<(String, String)>,
@@ -74,7 +76,14 @@ pub struct TestCentral {
 
 impl TestCentral {
     pub async fn start(backend: Backend) -> TestCentral {
+        Self::start_with(backend, BlobConfig::default()).await
+    }
+
+    /// A central whose blobs are as `blobs` says, in a directory of its own.
+    pub async fn start_with(backend: Backend, mut blobs: BlobConfig) -> TestCentral {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let blob_dir = tmp.path().join("blobs");
+        blobs.blob_dir = Some(blob_dir.clone());
         let (db_url, pg) = match backend {
             Backend::Sqlite => (
                 format!("sqlite://{}/central.db", tmp.path().display()),
@@ -104,13 +113,14 @@ impl TestCentral {
                 (format!("{base}/{name}"), Some((admin_url, name)))
             }
         };
-        let running = start_central(&db_url).await;
+        let running = start_central_with(&db_url, blobs).await;
         let base = format!("http://{}", running.addr);
         let admin = login(&base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
         TestCentral {
             running: Some(running),
             base,
             db_url,
+            blob_dir,
             admin,
             _tmp: tmp,
             pg,
@@ -140,14 +150,24 @@ impl TestCentral {
 }
 
 pub async fn start_central(db_url: &str) -> Running {
-    slicelab_central::start(Config {
+    slicelab_central::start(config(db_url))
+        .await
+        .expect("central starts")
+}
+
+fn config(db_url: &str) -> Config {
+    Config {
         db_url: db_url.to_string(),
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_email: ADMIN_EMAIL.into(),
         admin_password: Some(ADMIN_PASSWORD.into()),
-    })
-    .await
-    .expect("central starts")
+    }
+}
+
+pub async fn start_central_with(db_url: &str, blobs: BlobConfig) -> Running {
+    slicelab_central::start_with(config(db_url), blobs, axum::Router::new())
+        .await
+        .expect("central starts")
 }
 
 pub async fn login(base: &str, email: &str, password: &str) -> Client {

@@ -1,6 +1,7 @@
 //! `slicelab central`: the central authority daemon's flags.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Args;
 
@@ -29,4 +30,8 @@ pub struct CentralArgs {
         default_value = "admin@localhost"
     )]
     pub admin_email: String,
+    /// Directory of image blobs (layers; may grow to many GB)
+    /// [default: `blobs/` beside a SQLite database, else /var/lib/slicelab/blobs].
+    #[arg(long, env = "SLICELAB_BLOB_DIR", value_name = "DIR")]
+    pub blob_dir: Option<PathBuf>,
 }

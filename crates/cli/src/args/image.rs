@@ -1,4 +1,5 @@
-//! `slicelab image`: sliver root filesystem images on this node.
+//! `slicelab image`: sliver root filesystem images, published at central (`list`, `show`,
+//! `delete`) and on this node (`import`).
 
 use std::path::PathBuf;
 
@@ -23,5 +24,19 @@ pub enum ImageCmd {
             default_value = DEFAULT_NODE_STATE_DIR
         )]
         state_dir: PathBuf,
+    },
+    /// List the images published at central that you may use.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show an image published at central: its digest, config and layers.
+    Show {
+        /// The image's name.
+        name: String,
+    },
+    /// Delete an image published at central (no slice's `image` tag may name it).
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// The image's name.
+        name: String,
     },
 }

@@ -161,7 +161,7 @@ pub enum Command {
     Events(EventsArgs),
     /// Run the central authority (registry and REST API).
     Central(CentralArgs),
-    /// Manage sliver root filesystem images on this node.
+    /// Sliver root filesystem images: those published at central, and import on this node.
     #[command(subcommand)]
     Image(ImageCmd),
     /// Start a local testbed: a central and N node managers in network namespaces, with a demo
@@ -188,7 +188,10 @@ impl Command {
     /// Daemons log at `info` by default; user commands only at `warn`.
     pub fn is_daemon(&self) -> bool {
         match self {
-            Command::Central(_) | Command::Image(_) | Command::Up(_) | Command::Down(_) => true,
+            Command::Central(_)
+            | Command::Image(ImageCmd::Import { .. })
+            | Command::Up(_)
+            | Command::Down(_) => true,
             Command::Node(n) => {
                 n.command.is_none() || matches!(n.command, Some(NodeSub::Cleanup(_)))
             }

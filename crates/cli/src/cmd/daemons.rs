@@ -16,12 +16,16 @@ pub(crate) async fn central(a: CentralArgs) -> Result<()> {
     let admin_password = std::env::var("SLICELAB_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
-    let running = slicelab_central::start_with_routes(
+    let running = slicelab_central::start_with(
         slicelab_central::Config {
             db_url: db_url.clone(),
             listen: a.listen,
             admin_email: a.admin_email.clone(),
             admin_password,
+        },
+        slicelab_central::BlobConfig {
+            blob_dir: a.blob_dir.clone(),
+            ..Default::default()
         },
         slicelab_web::router(),
     )

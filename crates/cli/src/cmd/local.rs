@@ -1,10 +1,12 @@
 //! Commands that work on this machine's node manager state, without central: `node cleanup`
 //! (remove what a crashed or uninstalled node manager left) and `image import`.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 
 use super::daemons::node_names;
-use crate::args::{ImageCmd, NodeCleanupArgs};
+use crate::args::NodeCleanupArgs;
 use crate::output::print;
 
 pub(crate) async fn node_cleanup(a: NodeCleanupArgs) -> Result<()> {
@@ -31,21 +33,14 @@ pub(crate) async fn node_cleanup(a: NodeCleanupArgs) -> Result<()> {
     print(&text)
 }
 
-pub(crate) async fn image(c: ImageCmd) -> Result<()> {
-    match c {
-        ImageCmd::Import {
-            name,
-            dir,
-            state_dir,
-        } => {
-            let (n, d) = (name.clone(), dir.clone());
-            tokio::task::spawn_blocking(move || slicelab_node::import_image(&state_dir, &n, &d))
-                .await
-                .context("image import task")??;
-            print(&format!(
-                "Imported image {name:?} from {}.\n",
-                dir.display()
-            ))
-        }
-    }
+/// `image import NAME DIR`: a directory tree as an image of this node.
+pub(crate) async fn image_import(name: String, dir: PathBuf, state_dir: PathBuf) -> Result<()> {
+    let (n, d) = (name.clone(), dir.clone());
+    tokio::task::spawn_blocking(move || slicelab_node::import_image(&state_dir, &n, &d))
+        .await
+        .context("image import task")??;
+    print(&format!(
+        "Imported image {name:?} from {}.\n",
+        dir.display()
+    ))
 }

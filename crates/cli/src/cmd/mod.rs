@@ -9,6 +9,7 @@ mod events;
 mod exec;
 mod flags;
 mod flows;
+mod image;
 mod key;
 mod lease;
 mod local;
@@ -57,7 +58,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sim(a) => sim::sim(a).await,
         Command::Events(a) => events::events(out, a).await,
         Command::Central(a) => daemons::central(a).await,
-        Command::Image(c) => local::image(c).await,
+        Command::Image(c) => image::image(out, c).await,
         Command::Up(a) => crate::testbed::up(a).await,
         Command::Down(a) => crate::testbed::down(a).await,
         Command::Exec(a) => exec::exec(a).await,

@@ -4,6 +4,7 @@
 //! transaction with its event and the node wake-ups are central's, never repeated here.
 
 pub mod admin;
+pub mod images;
 pub mod lookup;
 pub mod public;
 pub mod slice_forms;

@@ -1,0 +1,137 @@
+//! Images: publishing (blobs up, then the manifest), listing, showing and deleting them, and
+//! the node's fetches of manifests and blobs by digest. Blobs stream from and to files: a layer
+//! never has to fit in memory.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RANGE};
+use reqwest::{Method, StatusCode};
+use slicelab_model::image::{Image, NewImage};
+
+use crate::{encode, error_of, Client, ClientError, Result};
+
+/// Longest a blob transfer may take (a layer of gigabytes on a slow link).
+const BLOB_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+impl Client {
+    /// A request to `path` (below `/api/v1`) with this client's credential; its answer as is.
+    async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        req.send().await.map_err(|source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{}", self.base, path)
+    }
+
+    /// The size of blob `digest` if central has it (`None`: upload it).
+    pub async fn head_blob(&self, digest: &str) -> Result<Option<u64>> {
+        let url = self.url(&format!("/blobs/{}", encode(digest)));
+        let req = self
+            .http
+            .request(Method::HEAD, &url)
+            .timeout(Duration::from_secs(30));
+        let resp = self.send(req, &url).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => resp
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| ClientError::Decode("HEAD of a blob without Content-Length".into())),
+            _ => Err(error_of(resp, &url).await),
+        }
+    }
+
+    /// Uploads the file at `path` as blob `digest` (its sha256), streamed from the file.
+    /// A refusal central gives before reading the body (credentials, a size over its limit)
+    /// may reach a client still sending a large file as a broken connection (`Transport`):
+    /// `head_blob` first checks the credentials cheaply.
+    pub async fn put_blob(&self, digest: &str, path: &Path) -> Result<()> {
+        let file_err = |source| ClientError::File {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let len = file.metadata().await.map_err(file_err)?.len();
+        let url = self.url(&format!("/blobs/{}", encode(digest)));
+        let body =
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10));
+        let req = self
+            .http
+            .put(&url)
+            .timeout(BLOB_TIMEOUT)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, len)
+            .body(body);
+        let resp = self.send(req, &url).await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(error_of(resp, &url).await)
+        }
+    }
+
+    /// Publishes an image whose blobs were uploaded.
+    pub async fn create_image(&self, body: &NewImage) -> Result<Image> {
+        self.post("/images", body).await
+    }
+
+    /// The images this person may use.
+    pub async fn images(&self) -> Result<Vec<Image>> {
+        self.get("/images").await
+    }
+
+    pub async fn image(&self, name: &str) -> Result<Image> {
+        self.get(&format!("/images/{}", encode(name))).await
+    }
+
+    pub async fn delete_image(&self, name: &str) -> Result<()> {
+        self.delete(&format!("/images/{}", encode(name))).await
+    }
+
+    // --- node-facing (node key) ---
+
+    /// The manifest with this digest, as the bytes central stored: the caller checks that they
+    /// hash to `digest` before trusting them.
+    pub async fn manifest(&self, digest: &str) -> Result<Vec<u8>> {
+        let url = self.url(&format!("/node/manifests/{}", encode(digest)));
+        let req = self.http.get(&url).timeout(Duration::from_secs(60));
+        let resp = self.send(req, &url).await?;
+        if !resp.status().is_success() {
+            return Err(error_of(resp, &url).await);
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport { url, source })?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Starts the download of blob `digest` from byte `offset` (a `Range` when above 0; the
+    /// answer is then 206): the response, whose body the caller streams (and hashes). A 503
+    /// (central serving as many downloads as it allows) is `ClientError::Busy` with the
+    /// seconds to wait.
+    pub async fn blob(&self, digest: &str, offset: u64) -> Result<reqwest::Response> {
+        let url = self.url(&format!("/node/blobs/{}", encode(digest)));
+        let mut req = self.http.get(&url).timeout(BLOB_TIMEOUT);
+        if offset > 0 {
+            req = req.header(RANGE, format!("bytes={offset}-"));
+        }
+        let resp = self.send(req, &url).await?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(error_of(resp, &url).await)
+        }
+    }
+}

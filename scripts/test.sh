@@ -10,6 +10,9 @@ if [ "$(id -u)" = 0 ]; then
 else
   echo "note: not root: PostgreSQL is not started and root-only tests will skip (say why)" >&2
 fi
+# Built Debian images (mmdebstrap, ~30 s) are cached here and shared by the image tests, the
+# images end-to-end test, `slicelab up` and the image benchmark.
+export SLICELAB_IMAGE_CACHE=${SLICELAB_IMAGE_CACHE:-/var/cache/slicelab/images}
 cargo build --workspace --all-targets --quiet
 
 # Guardrails: formatting, lints (incl. `undocumented_unsafe_blocks`, see the root Cargo.toml) and

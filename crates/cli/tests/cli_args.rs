@@ -374,29 +374,77 @@ fn node_manager_advanced_names() {
 }
 
 #[test]
-fn image_import() {
-    let cli = parse(&[
-        "image",
-        "import",
-        "debian",
-        "/srv/rootfs",
-        "--state-dir",
-        "/tmp/n",
-    ]);
-    assert!(cli.command.is_daemon());
+fn image_import_pull_build_publish_at_central() {
+    let cli = parse(&["image", "import", "debian", "/srv/rootfs.tar.zst"]);
+    assert!(!cli.command.is_daemon());
     match cli.command {
         Command::Image(ImageCmd::Import {
             name,
-            dir,
-            state_dir,
+            file,
+            publish,
         }) => {
             assert_eq!(name, "debian");
-            assert_eq!(dir, std::path::PathBuf::from("/srv/rootfs"));
-            assert_eq!(state_dir, std::path::PathBuf::from("/tmp/n"));
+            assert_eq!(file, std::path::PathBuf::from("/srv/rootfs.tar.zst"));
+            assert_eq!(publish.visibility, VisibilityArg::Site);
+            assert_eq!(publish.site, None);
         }
         other => panic!("{other:?}"),
     }
     parse_err(&["image", "import", "debian"]);
+    match parse(&[
+        "image",
+        "pull",
+        "bb",
+        "127.0.0.1:5000/bb:v1",
+        "--insecure",
+        "--visibility",
+        "platform",
+    ])
+    .command
+    {
+        Command::Image(ImageCmd::Pull {
+            reference,
+            insecure,
+            user,
+            publish,
+            ..
+        }) => {
+            assert_eq!(reference, "127.0.0.1:5000/bb:v1");
+            assert!(insecure);
+            assert_eq!(user, None);
+            assert_eq!(publish.visibility, VisibilityArg::Platform);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A user needs a password on stdin, and the other way round.
+    parse_err(&["image", "pull", "bb", "bb:1", "--user", "me"]);
+    parse_err(&["image", "pull", "bb", "bb:1", "--password-stdin"]);
+    match parse(&[
+        "image",
+        "build",
+        "py",
+        "--debian",
+        "bookworm",
+        "--include",
+        "python3,iproute2",
+        "--site",
+        "pl",
+    ])
+    .command
+    {
+        Command::Image(ImageCmd::Build {
+            debian,
+            include,
+            publish,
+            ..
+        }) => {
+            assert_eq!(debian, "bookworm");
+            assert_eq!(include, ["python3", "iproute2"]);
+            assert_eq!(publish.site.as_deref(), Some("pl"));
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["image", "build", "py"]);
 }
 
 #[test]

@@ -446,7 +446,7 @@ fn web_against_real_testbed() {
     let dirp = tb.dir.path().to_path_buf();
 
     let t0 = Instant::now();
-    let o = tb.run(&["up", "--nodes", "2", "--detach"]);
+    let o = tb.run(&["up", "--nodes", "2", "--detach", "--no-debian-image"]);
     assert!(o.status.success(), "up: {}", text(&o));
     eprintln!("up --nodes 2 took {:.1?}", t0.elapsed());
     let summary = Summary::parse(&String::from_utf8_lossy(&o.stdout));

@@ -58,7 +58,7 @@ impl fmt::Display for BenchReport {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -99,17 +99,18 @@ fn time_to_ready(cmd: &mut Command) -> Result<f64, String> {
     Ok(t)
 }
 
-/// Creates and starts `n` slivers (initscript `echo ready`), then destroys them; runs the same
-/// image `n` times under `runc run` and `unshare` for comparison.
-pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeError> {
-    let rt = LinuxRuntime::new(cfg.clone())?;
-    let img = image::ensure_image(&cfg.state_dir, image::DEFAULT_IMAGE)?;
-    let mut report = BenchReport {
-        n,
-        ..Default::default()
-    };
+/// Creates and starts `n` slivers named `<prefix><i>` of image `image_digest` (`None`: the
+/// built-in one) with initscript `echo ready`, one after the other, then destroys them: each one's
+/// milliseconds from create to the initscript's output.
+pub fn time_sliver_starts(
+    rt: &LinuxRuntime,
+    cfg: &RuntimeConfig,
+    n: usize,
+    prefix: &str,
+    image_digest: Option<&str>,
+) -> Result<Vec<f64>, NodeError> {
     let mut times = Vec::new();
-    let slices: Vec<String> = (0..n).map(|i| format!("bench_s{i}")).collect();
+    let slices: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     let mut result = Ok(());
     for s in &slices {
         let spec = SliverSpec {
@@ -122,7 +123,7 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
                 initscript: Some("echo ready; exec sleep 1000000".into()),
                 ..Default::default()
             },
-            image_digest: None,
+            image_digest: image_digest.map(String::from),
         };
         let console = names::sliver_dir(&cfg.state_dir, s).join("console.log");
         let t0 = Instant::now();
@@ -152,7 +153,19 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
     for s in &slices {
         let _ = rt.destroy(s);
     }
-    result?;
+    result.map(|()| times)
+}
+
+/// Creates and starts `n` slivers (initscript `echo ready`), then destroys them; runs the same
+/// image `n` times under `runc run` and `unshare` for comparison.
+pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeError> {
+    let rt = LinuxRuntime::new(cfg.clone())?;
+    let img = image::ensure_image(&cfg.state_dir, image::DEFAULT_IMAGE)?;
+    let mut report = BenchReport {
+        n,
+        ..Default::default()
+    };
+    let times = time_sliver_starts(&rt, cfg, n, "bench_s", None)?;
     report.sliver_ms = median(times);
 
     // runc: an OCI bundle over the same image, read-only root, same command.

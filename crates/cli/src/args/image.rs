@@ -1,29 +1,66 @@
-//! `slicelab image`: sliver root filesystem images, published at central (`list`, `show`,
-//! `delete`) and on this node (`import`).
+//! `slicelab image`: sliver root filesystem images, published at central and fetched by nodes
+//! the first time a sliver needs one.
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
-
-use super::common::DEFAULT_NODE_STATE_DIR;
+use clap::{Args, Subcommand, ValueEnum};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCmd {
-    /// Import a directory tree as a sliver root filesystem image on this node.
-    #[command(after_help = "Example: slicelab image import base /srv/rootfs/debian")]
+    /// Publish an image from a file: an OCI image layout (directory or tar), a `docker save`
+    /// archive, or a plain root filesystem tarball (.tar, .tar.gz, .tar.zst).
+    #[command(
+        after_help = "Examples:\n  slicelab image import mydebian rootfs.tar.zst\n  \
+                            docker save ubuntu:24.04 -o ubuntu.tar && slicelab image import ubuntu ubuntu.tar"
+    )]
     Import {
         /// The image's name, as slices name it in their `image` tag.
         name: String,
-        /// The root filesystem to copy.
-        dir: PathBuf,
-        /// The node manager's state directory.
-        #[arg(
-            long,
-            env = "SLICELAB_STATE_DIR",
-            value_name = "DIR",
-            default_value = DEFAULT_NODE_STATE_DIR
-        )]
-        state_dir: PathBuf,
+        /// The archive or directory.
+        file: PathBuf,
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Publish an image pulled from an OCI distribution registry (Docker Hub, GHCR, a
+    /// `docker-registry` of your own): anonymous, or with --user and a password on stdin.
+    #[command(after_help = "Examples:\n  slicelab image pull alpine alpine:3.20\n  \
+                            slicelab image pull tools ghcr.io/acme/tools:1.2 --user me --password-stdin\n  \
+                            slicelab image pull mine 127.0.0.1:5000/mine:v1 --insecure")]
+    Pull {
+        /// The image's name at central.
+        name: String,
+        /// `[HOST[:PORT]/]REPO[:TAG|@sha256:...]` (no host: Docker Hub).
+        reference: String,
+        /// Registry user (the password is read from stdin).
+        #[arg(long, requires = "password_stdin")]
+        user: Option<String>,
+        /// Read the registry password from stdin.
+        #[arg(long, requires = "user")]
+        password_stdin: bool,
+        /// Plain HTTP to the registry (for one on loopback or a lab network).
+        #[arg(long)]
+        insecure: bool,
+        #[command(flatten)]
+        publish: PublishArgs,
+    },
+    /// Build a Debian image with mmdebstrap (as root) and publish it.
+    #[command(
+        after_help = "Example: slicelab image build py --debian bookworm --include python3,iproute2"
+    )]
+    Build {
+        /// The image's name at central.
+        name: String,
+        /// The Debian suite (bookworm, trixie, ...).
+        #[arg(long, value_name = "SUITE")]
+        debian: String,
+        /// Packages on top of `minbase`, comma-separated.
+        #[arg(long, value_name = "PKG,...", value_delimiter = ',')]
+        include: Vec<String>,
+        /// The Debian mirror [default: http://deb.debian.org/debian].
+        #[arg(long, value_name = "URL")]
+        mirror: Option<String>,
+        #[command(flatten)]
+        publish: PublishArgs,
     },
     /// List the images published at central that you may use.
     #[command(visible_alias = "ls")]
@@ -39,4 +76,23 @@ pub enum ImageCmd {
         /// The image's name.
         name: String,
     },
+}
+
+/// Who may use a published image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VisibilityArg {
+    /// Slices of the image's site only (counts against the site's image quota).
+    Site,
+    /// Every slice (admins only).
+    Platform,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Who may use it.
+    #[arg(long, value_enum, default_value_t = VisibilityArg::Site)]
+    pub visibility: VisibilityArg,
+    /// The site it belongs to (login base) [default: your first site].
+    #[arg(long, value_name = "LOGIN_BASE")]
+    pub site: Option<String>,
 }

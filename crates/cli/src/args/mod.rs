@@ -34,7 +34,7 @@ pub use defaults::DefaultsCmd;
 pub use events::EventsArgs;
 pub use exec::ExecArgs;
 pub use flows::FlowsArgs;
-pub use image::ImageCmd;
+pub use image::{ImageCmd, PublishArgs, VisibilityArg};
 pub use key::KeyCmd;
 pub use lease::LeaseCmd;
 pub use login::LoginArgs;
@@ -188,10 +188,7 @@ impl Command {
     /// Daemons log at `info` by default; user commands only at `warn`.
     pub fn is_daemon(&self) -> bool {
         match self {
-            Command::Central(_)
-            | Command::Image(ImageCmd::Import { .. })
-            | Command::Up(_)
-            | Command::Down(_) => true,
+            Command::Central(_) | Command::Up(_) | Command::Down(_) => true,
             Command::Node(n) => {
                 n.command.is_none() || matches!(n.command, Some(NodeSub::Cleanup(_)))
             }

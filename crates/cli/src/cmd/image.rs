@@ -1,12 +1,15 @@
-//! `slicelab image list | show | delete`: the images published at central; `image import`,
-//! which acts on this node only and needs no login, runs in `local`.
+//! `slicelab image`: `import`, `pull` and `build` make an image source locally
+//! (`slicelab_image`) and publish it (`image_publish`); `list`, `show` and `delete` ask central.
 
 use std::collections::HashMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use slicelab_client::{Client, Paging, SiteFilter};
+use slicelab_image::registry::RegistryAuth;
+use slicelab_model::image::Visibility;
 
-use crate::args::{ImageCmd, Output};
+use super::image_publish::publish as publish_image;
+use crate::args::{ImageCmd, Output, PublishArgs, VisibilityArg};
 use crate::output::{emit, emit_list};
 use crate::render;
 use crate::session::session;
@@ -29,17 +32,76 @@ async fn site_names(c: &Client) -> Result<HashMap<i64, String>> {
 }
 
 pub(crate) async fn image(out: Output, c: ImageCmd) -> Result<()> {
-    if let ImageCmd::Import {
-        name,
-        dir,
-        state_dir,
-    } = c
-    {
-        return super::local::image_import(name, dir, state_dir).await;
-    }
     let s = session()?;
     let c_ = &s.client;
     match c {
+        ImageCmd::Import {
+            name,
+            file,
+            publish,
+        } => {
+            let f = file.clone();
+            let src = tokio::task::spawn_blocking(move || slicelab_image::archive::open(&f))
+                .await
+                .context("image import task")?
+                .with_context(|| format!("reading {}", file.display()))?;
+            published(out, c_, &name, &publish, &src).await
+        }
+        ImageCmd::Pull {
+            name,
+            reference,
+            user,
+            password_stdin,
+            insecure,
+            publish,
+        } => {
+            let auth = match (user, password_stdin) {
+                (Some(user), true) => {
+                    let mut password = String::new();
+                    std::io::stdin()
+                        .read_line(&mut password)
+                        .context("reading the registry password from stdin")?;
+                    RegistryAuth::Basic {
+                        user,
+                        password: password.trim_end_matches(['\r', '\n']).to_string(),
+                    }
+                }
+                _ => RegistryAuth::Anonymous,
+            };
+            eprintln!("Pulling {reference}...");
+            let src = slicelab_image::registry::pull(&reference, &auth, insecure)
+                .await
+                .with_context(|| format!("pulling {reference}"))?;
+            published(out, c_, &name, &publish, &src).await
+        }
+        ImageCmd::Build {
+            name,
+            debian,
+            include,
+            mirror,
+            publish,
+        } => {
+            let dir = tempfile::tempdir().context("a scratch directory")?;
+            let tarball = dir.path().join(format!(
+                "{name}.{}",
+                slicelab_image::build::TARBALL_EXTENSION
+            ));
+            let t = tarball.clone();
+            let src = tokio::task::spawn_blocking(move || {
+                let mut progress = |l: &str| eprintln!("  {l}");
+                slicelab_image::build::debian(
+                    &debian,
+                    &include,
+                    mirror.as_deref(),
+                    &t,
+                    &mut progress,
+                )?;
+                slicelab_image::archive::open(&t)
+            })
+            .await
+            .context("image build task")??;
+            published(out, c_, &name, &publish, &src).await
+        }
         ImageCmd::List => {
             let list = c_.images().await?;
             let sites = match out {
@@ -61,7 +123,36 @@ pub(crate) async fn image(out: Output, c: ImageCmd) -> Result<()> {
             eprintln!("Deleted image {name}.");
             Ok(())
         }
-        // Handled above: it needs no session.
-        ImageCmd::Import { .. } => Ok(()),
     }
+}
+
+/// Publishes `src` as `name` with `publish`'s visibility and site, then shows it.
+async fn published(
+    out: Output,
+    c: &Client,
+    name: &str,
+    publish: &PublishArgs,
+    src: &slicelab_image::ImageSource,
+) -> Result<()> {
+    let site_id = match &publish.site {
+        Some(login_base) => Some(
+            c.site(login_base)
+                .await
+                .with_context(|| format!("looking up site {login_base}"))?
+                .id,
+        ),
+        None => None,
+    };
+    let visibility = match publish.visibility {
+        VisibilityArg::Site => Visibility::Site,
+        VisibilityArg::Platform => Visibility::Platform,
+    };
+    let mut progress = |l: &str| eprintln!("  {l}");
+    let img = publish_image(c, name, visibility, site_id, src, &mut progress).await?;
+    eprintln!("Published image {name} ({}).", img.digest);
+    let sites = match out {
+        Output::Table => site_names(c).await?,
+        Output::Json => HashMap::new(),
+    };
+    emit(out, &img, |i| render::image(i, &sites))
 }

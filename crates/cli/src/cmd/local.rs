@@ -1,7 +1,5 @@
 //! Commands that work on this machine's node manager state, without central: `node cleanup`
-//! (remove what a crashed or uninstalled node manager left) and `image import`.
-
-use std::path::PathBuf;
+//! (remove what a crashed or uninstalled node manager left).
 
 use anyhow::{Context, Result};
 
@@ -31,16 +29,4 @@ pub(crate) async fn node_cleanup(a: NodeCleanupArgs) -> Result<()> {
     }
     text.push_str(".\n");
     print(&text)
-}
-
-/// `image import NAME DIR`: a directory tree as an image of this node.
-pub(crate) async fn image_import(name: String, dir: PathBuf, state_dir: PathBuf) -> Result<()> {
-    let (n, d) = (name.clone(), dir.clone());
-    tokio::task::spawn_blocking(move || slicelab_node::import_image(&state_dir, &n, &d))
-        .await
-        .context("image import task")??;
-    print(&format!(
-        "Imported image {name:?} from {}.\n",
-        dir.display()
-    ))
 }

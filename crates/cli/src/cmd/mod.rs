@@ -10,6 +10,7 @@ mod exec;
 mod flags;
 mod flows;
 mod image;
+pub(crate) mod image_publish;
 mod key;
 mod lease;
 mod local;

@@ -24,8 +24,6 @@ use slicelab_model::image::{digest_hex, layer_compression, LayerRef};
 use tokio::sync::{Notify, Semaphore};
 use tracing::{info, warn};
 
-#[allow(unused_imports)]
-use super::shim::{ClientImages, RetryAfter};
 use super::store::{hex, ImageStore};
 
 /// Where a node gets images from.
@@ -370,8 +368,8 @@ impl Fetcher {
 }
 
 fn client_fail(e: &ClientError, what: &str) -> Fail {
-    if let Some(secs) = e.retry_after() {
-        return Fail::Busy(Duration::from_secs(secs.clamp(1, 60)));
+    if let ClientError::Busy { retry_after, .. } = e {
+        return Fail::Busy(Duration::from_secs((*retry_after).clamp(1, 60)));
     }
     Fail::Error(format!("{what}: {e}"))
 }

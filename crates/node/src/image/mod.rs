@@ -12,7 +12,6 @@
 pub mod builtin;
 pub mod fetch;
 pub mod gate;
-mod shim;
 pub mod store;
 
 pub use builtin::{ensure_image, import_image, list_images, DEFAULT_IMAGE};

@@ -41,7 +41,7 @@ fn wait_exec(tb: &Testbed, slice: &str, argv: &[&str], want: &str, nodes: usize)
         last = text(&o);
         std::thread::sleep(Duration::from_millis(500));
     }
-    let slivers = tb.run(&["slice", "slivers", slice]);
+    let slivers = tb.run(&["slice", "slivers", slice, "-o", "json"]);
     panic!(
         "{slice}: {argv:?} never answered {want:?} on {nodes} nodes:\n{last}\n{}",
         text(&slivers)
@@ -106,11 +106,20 @@ impl Drop for Registry {
     }
 }
 
+/// A header owned by root, dated 0 (`Header::new_gnu` leaves those fields blank).
+fn header() -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h
+}
+
 /// A root-filesystem tarball: the host's static busybox as /bin/sh, plus a marker file.
 fn busybox_rootfs(path: &Path, marker: &str) {
     let mut b = tar::Builder::new(fs::File::create(path).unwrap());
     let mut dir = |p: &str| {
-        let mut h = tar::Header::new_gnu();
+        let mut h = header();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
         h.set_size(0);
@@ -121,17 +130,18 @@ fn busybox_rootfs(path: &Path, marker: &str) {
         dir(d);
     }
     let bb = fs::read("/bin/busybox").expect("busybox-static");
-    let mut h = tar::Header::new_gnu();
+    let mut h = header();
     h.set_mode(0o755);
     h.set_size(bb.len() as u64);
     h.set_cksum();
     b.append_data(&mut h, "bin/busybox", &bb[..]).unwrap();
-    let mut h = tar::Header::new_gnu();
+    let mut h = header();
     h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
     h.set_size(0);
     h.set_cksum();
     b.append_link(&mut h, "bin/sh", "busybox").unwrap();
-    let mut h = tar::Header::new_gnu();
+    let mut h = header();
     h.set_mode(0o644);
     h.set_size(marker.len() as u64);
     h.set_cksum();
@@ -203,6 +213,9 @@ fn images_imported_pulled_and_verified_on_a_testbed() {
     // Two slices on two nodes run python3 from it.
     let o = tb.run(&["slice", "add", "demo_py"]);
     assert!(o.status.success(), "slice add: {}", text(&o));
+    // The demo user's key is the one `exec` uses.
+    let o = tb.run(&["slice", "add-person", "demo_py", "user@demo.slicelab.test"]);
+    assert!(o.status.success(), "add-person: {}", text(&o));
     let mut add = vec!["slice", "add-nodes", "demo_py"];
     add.extend(hosts.iter().map(String::as_str));
     let o = tb.run(&add);
@@ -212,7 +225,8 @@ fn images_imported_pulled_and_verified_on_a_testbed() {
         assert!(o.status.success(), "tag set: {}", text(&o));
     }
     for slice in ["demo_slice", "demo_py"] {
-        wait_exec(&tb, slice, &["python3", "-c", "print(6*7)"], "42", 2);
+        // One argument: `exec`, like ssh, hands the command line to the sliver's shell.
+        wait_exec(&tb, slice, &["python3 -c 'print(6*7)'"], "42", 2);
     }
 
     // An image a slice uses cannot be deleted; the refusal names the slice.
@@ -244,6 +258,30 @@ fn images_imported_pulled_and_verified_on_a_testbed() {
     // Now unused, pydeb can go.
     let o = tb.run(&["image", "delete", "pydeb"]);
     assert!(o.status.success(), "delete: {}", text(&o));
+
+    // A bad archive (blank owner fields a node could not read) is refused at import, by name,
+    // and nothing is stored.
+    let blank = work.path().join("blank.tar");
+    {
+        let mut b = tar::Builder::new(fs::File::create(&blank).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(3);
+        h.set_cksum();
+        b.append_data(&mut h, "etc/motd", &b"hi\n"[..]).unwrap();
+        b.into_inner().unwrap().flush().unwrap();
+    }
+    let blobs_before = blob_files(&dirp);
+    let o = tb.run(&["image", "import", "blank", blank.to_str().unwrap()]);
+    assert!(
+        !o.status.success(),
+        "a bad archive was accepted: {}",
+        text(&o)
+    );
+    assert!(text(&o).contains("etc/motd"), "{}", text(&o));
+    assert_eq!(blob_files(&dirp), blobs_before, "nothing stored");
+    let o = tb.run(&["image", "show", "blank"]);
+    assert!(!o.status.success(), "no image: {}", text(&o));
 
     // A blob corrupted at central: the node refuses it and the sliver says why.
     let bad = work.path().join("bad.tar");

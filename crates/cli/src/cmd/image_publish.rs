@@ -6,7 +6,8 @@
 use anyhow::{Context, Result};
 use slicelab_client::Client;
 use slicelab_image::source::ImageSource;
-use slicelab_model::image::{Image, NewImage, Visibility};
+use slicelab_image::unpack::check_layer;
+use slicelab_model::image::{layer_compression, Image, NewImage, Visibility};
 
 /// Uploads `src`'s blobs and publishes it as `name`; `progress` gets a line per step.
 pub(crate) async fn publish(
@@ -18,7 +19,23 @@ pub(crate) async fn publish(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Image> {
     slicelab_model::names::image(name).map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    src.manifest()
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let n = src.layers.len();
+    // Every layer read as a node will read it, before anything is stored: a layer a node would
+    // refuse is refused here, with its reason.
+    for (i, l) in src.layers.iter().enumerate() {
+        progress(&format!("layer {}/{n}: checking...", i + 1));
+        let (path, media) = (l.path.clone(), l.layer.media_type.clone());
+        let compression = layer_compression(&media).ok_or_else(|| {
+            anyhow::anyhow!("layer {}: media type {media} cannot be unpacked", i + 1)
+        })?;
+        tokio::task::spawn_blocking(move || check_layer(&path, compression))
+            .await
+            .context("layer check task")?
+            .with_context(|| format!("layer {}/{n} ({})", i + 1, short(&l.layer.digest)))?;
+    }
     for (i, l) in src.layers.iter().enumerate() {
         let what = format!(
             "layer {}/{n} ({}, {})",

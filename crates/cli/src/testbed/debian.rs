@@ -82,12 +82,17 @@ async fn try_offer(admin: &Client, progress: &mut Progress) -> Result<()> {
             r = &mut build => break r.context("image build task")??,
         }
     };
+    // Every image belongs to a site (the admin belongs to none): the demo site's.
+    let site = admin
+        .site(&super::site_name(0))
+        .await
+        .context("looking up the demo site")?;
     let mut report = |line: &str| progress.set(&format!("image: {DEBIAN_IMAGE}: {line}"));
     publish(
         admin,
         DEBIAN_IMAGE,
         Visibility::Platform,
-        None,
+        Some(site.id),
         &src,
         &mut report,
     )

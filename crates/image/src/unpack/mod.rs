@@ -11,8 +11,11 @@
 //! - hard links point only at regular files already unpacked in `dest`;
 //! - on any error `dest` is removed: nothing half-unpacked stays.
 
+mod check;
 mod path;
 mod tree;
+
+pub use check::check_layer;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};

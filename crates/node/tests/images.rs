@@ -210,3 +210,163 @@ fn published_image_runs_its_command_with_layers_stacked_and_shared() {
     assert_eq!(node.counts(), empty, "slivers leaked kernel objects");
     node.assert_no_leaks_after_cleanup();
 }
+
+async fn login(base: &str, email: &str, password: &str) -> slicelab_client::Client {
+    let anon = slicelab_client::Client::new(base, None);
+    let r: slicelab_model::objects::LoginResponse = anon
+        .post(
+            "/auth/login",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+        .expect("login");
+    anon.with_token(r.token)
+}
+
+/// The node fetches a published image from a real central: a download it finds half done is
+/// resumed (here a planted half of garbage, so the resumed blob's digest is wrong), refused with
+/// the reason in the sliver's report, then fetched afresh after the back-off and run.
+#[test]
+fn fetch_resumes_verifies_reports_and_retries() {
+    use serde_json::{json, Value};
+    use slicelab_model::image::{NewImage, Visibility};
+    use slicelab_model::objects::{NodeWithKey, SliceTagSet};
+    use slicelab_model::sliver::Sliver;
+    use slicelab_model::{SliverState, TagName};
+
+    let Some(()) = root_or_skip("fetch_resumes_verifies_reports_and_retries") else {
+        return;
+    };
+    let node = TestNode::new(13);
+    let state = node.dir.path().to_path_buf();
+    let scratch = tempfile::tempdir().unwrap();
+    let blob = scratch.path().join("layer.tar");
+    let layer = base_tar(&state);
+    fs::write(&blob, &layer).unwrap();
+    let digest = sha256(&layer);
+    let store = ImageStore::open(&state).unwrap();
+    // Half the blob's length, all garbage: a resumed download keeps it and gets the rest.
+    fs::write(
+        store.partial_blob(&digest).unwrap(),
+        vec![b'x'; layer.len() / 2],
+    )
+    .unwrap();
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = tempfile::tempdir().unwrap();
+    tokio_rt.block_on(async {
+        let central = slicelab_central::start(slicelab_central::Config {
+            db_url: format!("sqlite://{}/central.db", db.path().display()),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_email: "admin@img.test".into(),
+            admin_password: Some("admin-password-1".into()),
+        })
+        .await
+        .expect("central");
+        let base = format!("http://{}", central.addr);
+        let admin = login(&base, "admin@img.test", "admin-password-1").await;
+        let site: slicelab_model::objects::Site = admin
+            .post(
+                "/sites",
+                &json!({"login_base": "pl", "name": "PL", "max_slices": 3}),
+            )
+            .await
+            .unwrap();
+        let n: NodeWithKey = admin
+            .post(
+                "/nodes",
+                &json!({"hostname": "node1.pl.test", "site": "pl"}),
+            )
+            .await
+            .unwrap();
+        admin.put_blob(&digest, &blob).await.unwrap();
+        let manifest = ImageManifest {
+            config: ImageConfig::default(),
+            layers: vec![LayerRef {
+                digest: digest.clone(),
+                size: layer.len() as u64,
+                media_type: LAYER_TAR.into(),
+            }],
+        };
+        admin
+            .create_image(&NewImage {
+                name: "bb".into(),
+                visibility: Visibility::Site,
+                site_id: Some(site.id),
+                manifest,
+            })
+            .await
+            .unwrap();
+        let _: Value = admin
+            .post("/slices", &json!({"name": "pl_fetch"}))
+            .await
+            .unwrap();
+        admin
+            .set_slice_tag(
+                "pl_fetch",
+                TagName::Image,
+                &SliceTagSet {
+                    value: "bb".into(),
+                    node: None,
+                },
+            )
+            .await
+            .unwrap();
+        let cfg = slicelab_node::Config {
+            central: base.clone(),
+            key: n.node_key.clone(),
+            state_dir: state.clone(),
+            names: node.names().clone(),
+            init_exe: Some(INIT_EXE.into()),
+            reconcile_every: Duration::from_secs(1),
+            audit_flows: false,
+            ..Default::default()
+        };
+        let daemon = tokio::spawn(slicelab_node::run(cfg));
+        let _: Value = admin
+            .post(
+                "/slices/pl_fetch/nodes",
+                &json!({"names": ["node1.pl.test"]}),
+            )
+            .await
+            .unwrap();
+        // First the resumed, wrong blob: refused, and the sliver says why.
+        let t0 = Instant::now();
+        let refused = loop {
+            let s: Vec<Sliver> = admin.get("/slices/pl_fetch/slivers").await.unwrap();
+            if let Some(s) = s.iter().find(|s| s.state == SliverState::Failed) {
+                break s.message.clone();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "never refused: {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(
+            refused.contains(&digest) && refused.contains("refused"),
+            "{refused}"
+        );
+        // Then, after the back-off, a fresh download: the sliver runs the image.
+        let t0 = Instant::now();
+        while node.rt().init_of("pl_fetch").is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "never ran after the retry"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(store.is_ready(&store.images()[0]));
+        assert!(
+            !store.partial_blob(&digest).unwrap().exists(),
+            "download removed once unpacked"
+        );
+        assert_eq!(node.sh_ok("pl_fetch", "echo ok").trim(), "ok");
+        daemon.abort();
+        let _ = daemon.await;
+        central.shutdown().await;
+    });
+}

@@ -226,6 +226,24 @@ impl BlobStore {
         Ok(size)
     }
 
+    /// Reads the layer blob `digest` as a node will unpack it (`slicelab_image::check_layer`),
+    /// writing nothing: a layer a node would refuse (not a tar, a `..` name, unreadable header
+    /// fields, sparse files, a compression bomb beyond the default limits) is refused at publish
+    /// time, with its reason, whichever client published it.
+    pub async fn check_layer(&self, digest: &str, media_type: &str) -> Result<(), String> {
+        let path = self.path(digest).map_err(|e| e.to_string())?;
+        let shown = path.clone();
+        let compression = slicelab_model::image::layer_compression(media_type)
+            .ok_or_else(|| format!("media type {media_type} cannot be unpacked"))?;
+        tokio::task::spawn_blocking(move || {
+            slicelab_image::unpack::check_layer(&path, compression).map(|_| ())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        // Not the server's paths: the blob is named by its digest already.
+        .map_err(|e| e.to_string().replace(&format!("{}: ", shown.display()), ""))
+    }
+
     /// The blob's file opened for reading, with its size; `None` if there is no such file.
     pub async fn open_blob(
         &self,

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use slicelab_central::BlobConfig;
 use slicelab_client::{Client, ClientError};
 use slicelab_model::image::{
-    digest_hex, Image, ImageConfig, ImageManifest, LayerRef, NewImage, Visibility, LAYER_TAR_GZIP,
+    digest_hex, Image, ImageConfig, ImageManifest, LayerRef, NewImage, Visibility, LAYER_TAR,
 };
 use slicelab_model::{SliceTagSet, TagName};
 
@@ -26,22 +26,48 @@ fn sha(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// A blob of `len` bytes (seeded by `seed`) written to a file in `dir`: (path, digest, bytes).
+/// A layer blob of exactly `len` bytes: an uncompressed tar of one file whose content is seeded
+/// by `seed`, zero-padded after its end (readers stop at the end marker); below 2048 bytes, too
+/// small for a tar, just seeded bytes (for upload tests). Written to a file in `dir`: (path,
+/// digest, bytes).
 fn blob_file(dir: &Path, seed: u8, len: usize) -> (PathBuf, String, Vec<u8>) {
-    let bytes: Vec<u8> = (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect();
+    let bytes = if len < 2048 {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    } else {
+        layer_tar(seed, len)
+    };
     let digest = sha(&bytes);
     let path = dir.join(digest_hex(&digest));
     std::fs::write(&path, &bytes).expect("write blob");
     (path, digest, bytes)
 }
 
+fn layer_tar(seed: u8, len: usize) -> Vec<u8> {
+    let content: Vec<u8> = (0..(len - 2048) / 512 * 512)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(content.len() as u64);
+    h.set_cksum();
+    b.append_data(&mut h, "data", &content[..]).expect("tar");
+    let mut bytes = b.into_inner().expect("tar");
+    assert!(bytes.len() <= len, "{len} is too small for a layer");
+    bytes.resize(len, 0);
+    bytes
+}
+
 fn layer(digest: &str, size: usize) -> LayerRef {
     LayerRef {
         digest: digest.into(),
         size: size as u64,
-        media_type: LAYER_TAR_GZIP.into(),
+        media_type: LAYER_TAR.into(),
     }
 }
 
@@ -440,6 +466,27 @@ async fn uploads_that_are_not_what_they_claim_are_refused() {
     assert_eq!(tmp.count(), 0, "no temporary files left");
     let stored = std::fs::read_dir(tc.blob_dir.join("sha256")).expect("blob dir");
     assert_eq!(stored.count(), 0);
+    // A blob that is no tar is stored as uploaded, but no image may use it: publishing reads
+    // every layer as a node will and names what is wrong (whichever client publishes).
+    fx.user_p.put_blob(&digest, &path).await.expect("upload");
+    let m = message(
+        fx.user_p
+            .create_image(&new_image(
+                "notatar",
+                Visibility::Site,
+                None,
+                vec![layer(&digest, 1000)],
+            ))
+            .await,
+    );
+    assert!(
+        m.starts_with("422") && m.contains(&digest) && m.contains("tar"),
+        "{m}"
+    );
+    assert!(
+        !m.contains(&tc.blob_dir.display().to_string()),
+        "no server paths: {m}"
+    );
     tc.stop().await;
 }
 

@@ -24,4 +24,4 @@ pub mod unpack;
 
 pub use error::ImageError;
 pub use source::{ImageSource, LocalLayer};
-pub use unpack::{unpack_layer, UnpackReport};
+pub use unpack::{unpack_layer, unpack_layer_within, Limits, UnpackReport};

@@ -68,8 +68,30 @@ fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache/slicelab/images"))
 }
 
-/// The Debian tarball `slicelab up` and the tests share (built if missing).
+/// The Debian tarball `slicelab up` and the tests share, recompressed with gzip (umoci 0.4, the
+/// peer, cannot read zstd layers; both sides get the same blob). Built if missing.
 fn debian_tarball() -> R<PathBuf> {
+    let zst = zstd_tarball()?;
+    let gz = cache_dir().join("debian-bookworm-python3.tar.gz");
+    if gz.is_file() {
+        return Ok(gz);
+    }
+    let tmp = cache_dir().join(format!(".bench-{}.tar.gz", std::process::id()));
+    let r = (|| -> std::io::Result<()> {
+        let mut input = zstd::Decoder::new(std::fs::File::open(&zst)?)?;
+        let mut out = flate2::write::GzEncoder::new(
+            std::fs::File::create(&tmp)?,
+            flate2::Compression::default(),
+        );
+        std::io::copy(&mut input, &mut out)?;
+        out.finish()?.sync_all()
+    })();
+    r.map_err(|e| format!("recompressing {}: {e}", zst.display()))?;
+    std::fs::rename(&tmp, &gz).map_err(|e| e.to_string())?;
+    Ok(gz)
+}
+
+fn zstd_tarball() -> R<PathBuf> {
     let ext = slicelab_image::build::TARBALL_EXTENSION;
     let path = cache_dir().join(format!("debian-bookworm-python3.{ext}"));
     if path.is_file() {

@@ -333,6 +333,7 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             mirrors: cfg.image_mirrors.clone(),
         },
         cfg.image_parallel,
+        cfg.image_budget,
         image_ready.clone(),
     );
     let shared: SharedDesired = Arc::new(RwLock::new(None));

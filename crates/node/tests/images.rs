@@ -71,7 +71,9 @@ fn install(store: &ImageStore, scratch: &Path, tars: &[Vec<u8>], config: ImageCo
             let staged = store.staging_dir(&digest).unwrap();
             let r = slicelab_image::unpack::unpack_layer(&blob, Compression::None, &staged)
                 .expect("unpack");
-            store.install_layer(&digest, &staged, r.bytes).unwrap();
+            store
+                .install_layer(&digest, LAYER_TAR, &staged, r.bytes)
+                .unwrap();
         }
         layers.push(LayerRef {
             digest,

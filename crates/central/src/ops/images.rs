@@ -36,7 +36,8 @@ async fn image_site(st: &AppState, actor: &Actor, named: Option<i64>) -> OpResul
 
 /// Publishes `new`: `platform` images by admins, `site` images by the site's persons; a name not
 /// taken (else `Conflict`) and not the built-in image's; a valid manifest whose every layer blob
-/// was uploaded with the size it gives (else `Invalid` naming the blob); a `site` image within
+/// was uploaded with the size it gives (else `Invalid` naming the blob) and reads as a node will
+/// unpack it (else `Invalid` with the reason); a `site` image within
 /// its site's quota (else `Invalid` naming the quota). Its digest is the sha256 of the
 /// manifest's canonical JSON, which is stored as is.
 pub async fn create(st: &AppState, actor: &Actor, new: &NewImage) -> OpResult<Image> {
@@ -79,6 +80,12 @@ pub async fn create(st: &AppState, actor: &Actor, new: &NewImage) -> OpResult<Im
             }
             Some(_) => {}
         }
+    }
+    for l in &m.layers {
+        st.blobs
+            .check_layer(&l.digest, &l.media_type)
+            .await
+            .map_err(|why| OpError::invalid("layers", format!("layer {}: {why}", l.digest)))?;
     }
     // Every size is a stored blob's, so the sum is far from overflowing.
     let size = m.layers.iter().fold(0u64, |a, l| a.saturating_add(l.size));

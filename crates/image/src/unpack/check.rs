@@ -10,13 +10,22 @@ use std::path::Path;
 use slicelab_model::image::Compression;
 use tar::EntryType;
 
-use super::{link_name, meta_of, path, UnpackReport};
+use super::{link_name, meta_of, path, Limits, UnpackReport};
 use crate::compress::decoder;
 use crate::digest::Sha256Reader;
 use crate::error::{ImageError, IoContext};
 
 /// Reads the whole layer; its entry count and `diff_id`, or why a node would refuse it.
 pub fn check_layer(blob: &Path, compression: Compression) -> Result<UnpackReport, ImageError> {
+    check_layer_within(blob, compression, &Limits::default())
+}
+
+/// [`check_layer`] within `limits`.
+pub fn check_layer_within(
+    blob: &Path,
+    compression: Compression,
+    limits: &Limits,
+) -> Result<UnpackReport, ImageError> {
     let file = File::open(blob).ctx("opening", blob)?;
     let reader = Sha256Reader::new(decoder(file, compression).ctx("decompressing", blob)?);
     let mut archive = tar::Archive::new(reader);
@@ -48,10 +57,19 @@ pub fn check_layer(blob: &Path, compression: Compression) -> Result<UnpackReport
             .map_err(ImageError::bad)
             .map_err(in_entry)?;
         meta_of(&mut entry, &mut report).map_err(in_entry)?;
+        if ty == EntryType::GNUSparse {
+            return Err(in_entry(ImageError::bad("sparse files are not supported")));
+        }
         if matches!(ty, EntryType::Symlink | EntryType::Link) {
             link_name(&entry).map_err(in_entry)?;
         }
         let size = entry.size();
+        if report.bytes.saturating_add(size) > limits.max_bytes {
+            return Err(in_entry(ImageError::bad(format!(
+                "the layer would unpack to more than {} bytes",
+                limits.max_bytes
+            ))));
+        }
         let n = io::copy(&mut entry, &mut io::sink())
             .map_err(|e| in_entry(ImageError::bad(format!("reading its content: {e}"))))?;
         if n < size && matches!(ty, EntryType::Regular | EntryType::Continuous) {
@@ -60,6 +78,7 @@ pub fn check_layer(blob: &Path, compression: Compression) -> Result<UnpackReport
             ))));
         }
         report.bytes += n;
+        limits.check(&report)?;
     }
     let (diff_id, len) = archive
         .into_inner()
@@ -93,6 +112,23 @@ mod tests {
         drop(b);
         let r = check_layer(&good, Compression::None).unwrap();
         assert_eq!((r.entries, r.bytes), (1, 2));
+        // Bounded: a small layer cannot claim a node's disk or inodes.
+        let tight = Limits {
+            max_bytes: 1,
+            max_entries: 10,
+        };
+        let e = check_layer_within(&good, Compression::None, &tight).unwrap_err();
+        assert!(e.to_string().contains("more than 1 bytes"), "{e}");
+        let few = Limits {
+            max_bytes: 10,
+            max_entries: 0,
+        };
+        let e = check_layer_within(&good, Compression::None, &few).unwrap_err();
+        assert!(e.to_string().contains("more than 0 entries"), "{e}");
+        let out = dir.path().join("out");
+        let e = crate::unpack_layer_within(&good, Compression::None, &out, &tight).unwrap_err();
+        assert!(e.to_string().contains("more than 1 bytes"), "{e}");
+        assert!(!out.exists(), "nothing left of a refused layer");
 
         // `Header::new_gnu` leaves uid, gid and mtime blank: a node could not read them.
         let blank = dir.path().join("blank.tar");

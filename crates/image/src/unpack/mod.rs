@@ -15,7 +15,7 @@ mod check;
 mod path;
 mod tree;
 
-pub use check::check_layer;
+pub use check::{check_layer, check_layer_within};
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -35,6 +35,44 @@ pub const MAX_ID: u64 = 65535;
 /// The id clamped owners get.
 pub const NOBODY: u32 = 65534;
 
+/// Bounds on what one layer may unpack to: a small layer must not fill a node's disk (a
+/// compression bomb) or its inodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of file content.
+    pub max_bytes: u64,
+    /// Entries.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    /// 64 GiB and 4 million entries: several times the largest distribution images.
+    fn default() -> Self {
+        Limits {
+            max_bytes: 64 << 30,
+            max_entries: 4_000_000,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn check(&self, r: &UnpackReport) -> Result<(), ImageError> {
+        if r.entries > self.max_entries {
+            return Err(ImageError::bad(format!(
+                "more than {} entries",
+                self.max_entries
+            )));
+        }
+        if r.bytes > self.max_bytes {
+            return Err(ImageError::bad(format!(
+                "more than {} bytes of files",
+                self.max_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What an unpack did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnpackReport {
@@ -51,14 +89,24 @@ pub struct UnpackReport {
 }
 
 /// Unpacks `blob` (a tar, compressed as `compression` says) into `dest`, which must not exist
-/// or be an empty directory. On error `dest` is removed.
+/// or be an empty directory, within the default [`Limits`]. On error `dest` is removed.
 pub fn unpack_layer(
     blob: &Path,
     compression: Compression,
     dest: &Path,
 ) -> Result<UnpackReport, ImageError> {
+    unpack_layer_within(blob, compression, dest, &Limits::default())
+}
+
+/// [`unpack_layer`] within `limits`.
+pub fn unpack_layer_within(
+    blob: &Path,
+    compression: Compression,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<UnpackReport, ImageError> {
     prepare_dest(dest)?;
-    let result = unpack_into(blob, compression, dest);
+    let result = unpack_into(blob, compression, dest, limits);
     if result.is_err() {
         // std's remove_dir_all does not follow symlinks (it works on directory fds).
         let _ = fs::remove_dir_all(dest);
@@ -85,7 +133,12 @@ fn prepare_dest(dest: &Path) -> Result<(), ImageError> {
     }
 }
 
-fn unpack_into(blob: &Path, c: Compression, dest: &Path) -> Result<UnpackReport, ImageError> {
+fn unpack_into(
+    blob: &Path,
+    c: Compression,
+    dest: &Path,
+    limits: &Limits,
+) -> Result<UnpackReport, ImageError> {
     let file = File::open(blob).ctx("opening", blob)?;
     let reader = Sha256Reader::new(decoder(file, c).ctx("decompressing", blob)?);
     let tree = Tree::open(dest).ctx("opening", dest)?;
@@ -107,6 +160,12 @@ fn unpack_into(blob: &Path, c: Compression, dest: &Path) -> Result<UnpackReport,
         })?;
         let raw = entry.path_bytes().into_owned();
         let shown = String::from_utf8_lossy(&raw).into_owned();
+        if report.bytes.saturating_add(entry.size()) > limits.max_bytes {
+            return Err(ImageError::bad(format!(
+                "entry {shown:?}: the layer would unpack to more than {} bytes",
+                limits.max_bytes
+            )));
+        }
         let in_entry = |e: ImageError| match e {
             ImageError::BadArchive(m) => ImageError::bad(format!("entry {shown:?}: {m}")),
             ImageError::Io { context, source } => {
@@ -119,6 +178,7 @@ fn unpack_into(blob: &Path, c: Compression, dest: &Path) -> Result<UnpackReport,
         {
             dir_times.push((raw, dir_mtime));
         }
+        limits.check(&report)?;
         last = shown;
     }
     // Last: entries created inside a directory changed its mtime.
@@ -184,7 +244,11 @@ fn unpack_entry<R: Read>(
         Kind::Whiteout(name) => tree::make_whiteout(&parent, name).map_err(place_err)?,
         Kind::Ignored => {}
         Kind::Plain => match ty {
-            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            // Sparse entries could declare petabytes in a few hundred bytes: refused.
+            EntryType::GNUSparse => {
+                return Err(ImageError::bad("sparse files are not supported"));
+            }
+            EntryType::Regular | EntryType::Continuous => {
                 let n = tree::create_file(&parent, last, &meta, |f| copy(entry, f))
                     .map_err(place_err)?;
                 report.bytes += n;

@@ -68,7 +68,11 @@ pub struct Fetcher {
     sources: Arc<Sources>,
     http: reqwest::Client,
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// One download and unpack per layer at a time, even for two images sharing it.
+    layer_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     limit: Arc<Semaphore>,
+    /// What one layer may unpack to (bytes bounded by the node's image budget).
+    unpack_limits: slicelab_image::Limits,
     /// Told when an image becomes ready (the daemon reconciles at once).
     ready: Arc<Notify>,
 }
@@ -100,13 +104,30 @@ fn jitter() -> Duration {
 }
 
 impl Fetcher {
-    pub fn new(store: ImageStore, sources: Sources, parallel: usize, ready: Arc<Notify>) -> Self {
+    /// `budget`: bytes of unpacked images the node keeps; no single layer may unpack to more.
+    pub fn new(
+        store: ImageStore,
+        sources: Sources,
+        parallel: usize,
+        budget: u64,
+        ready: Arc<Notify>,
+    ) -> Self {
         Self {
             store,
             sources: Arc::new(sources),
-            http: reqwest::Client::new(),
+            // Mirrors are untrusted: bounded in time (and in bytes, by `save`).
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
             entries: Arc::new(Mutex::new(HashMap::new())),
+            layer_locks: Arc::new(Mutex::new(HashMap::new())),
             limit: Arc::new(Semaphore::new(parallel.max(1))),
+            unpack_limits: slicelab_image::Limits {
+                max_bytes: budget.max(1 << 30),
+                ..Default::default()
+            },
             ready,
         }
     }
@@ -210,18 +231,30 @@ impl Fetcher {
                     .map_err(|e| e.to_string())?
             }
         };
-        let missing: Vec<&LayerRef> = manifest
-            .layers
-            .iter()
-            .filter(|l| !self.store.has_layer(&l.digest))
-            .collect();
+        let mut missing: Vec<&LayerRef> = Vec::new();
+        for l in &manifest.layers {
+            if !self.store.has_layer_as(&l.digest, &l.media_type)? {
+                missing.push(l);
+            }
+        }
         let total: u64 = missing.iter().map(|l| l.size).sum();
         let mut done = 0;
         for layer in missing {
-            self.blob(digest, layer, done, total).await?;
+            let lock = self
+                .layer_locks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(layer.digest.clone())
+                .or_default()
+                .clone();
+            let _held = lock.lock().await;
+            // Another image's fetch may have brought it meanwhile.
+            if !self.store.has_layer(&layer.digest) {
+                self.blob(digest, layer, done, total).await?;
+                self.unpack(layer).await?;
+            }
             done += layer.size;
             self.progress(digest, done, total);
-            self.unpack(layer).await?;
         }
         Ok(())
     }
@@ -233,29 +266,23 @@ impl Fetcher {
         }
     }
 
-    /// Downloads `layer`'s blob into its partial file, then checks its digest (a mismatch
-    /// deletes it: the next attempt starts afresh).
+    /// Downloads `layer`'s blob into its partial file and checks its digest: from each mirror
+    /// in turn, then from central. A download that does not verify is deleted (the next source,
+    /// or the next attempt, starts afresh).
     async fn blob(&self, image: &str, layer: &LayerRef, base: u64, total: u64) -> Result<(), Fail> {
         let path = self
             .store
             .partial_blob(&layer.digest)
             .map_err(|e| e.to_string())?;
-        let mut have = tokio::fs::metadata(&path)
-            .await
-            .map(|m| m.len())
-            .unwrap_or(0);
-        if have > layer.size {
-            have = 0;
-        }
-        if have < layer.size {
-            let mut last = String::new();
-            let mut got = false;
-            for mirror in &self.sources.mirrors {
-                let url = format!(
-                    "{}/blobs/sha256/{}",
-                    mirror.trim_end_matches('/'),
-                    digest_hex(&layer.digest)
-                );
+        let progress = Progress { image, base, total };
+        for mirror in &self.sources.mirrors {
+            let url = format!(
+                "{}/blobs/sha256/{}",
+                mirror.trim_end_matches('/'),
+                digest_hex(&layer.digest)
+            );
+            let have = partial_len(&path, layer.size).await;
+            let got = if have < layer.size {
                 match self
                     .http
                     .get(&url)
@@ -264,75 +291,96 @@ impl Fetcher {
                     .await
                 {
                     Ok(r) if r.status().is_success() => {
-                        match self.save(r, &path, have, image, base, total).await {
-                            Ok(()) => {
-                                got = true;
-                                break;
-                            }
-                            Err(e) => last = format!("mirror {mirror}: {e}"),
-                        }
+                        self.save(r, &path, have, layer.size, &progress).await
                     }
-                    Ok(r) => last = format!("mirror {mirror}: {}", r.status()),
-                    Err(e) => last = format!("mirror {mirror}: {e}"),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(e.to_string()),
                 }
-                have = tokio::fs::metadata(&path)
-                    .await
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-            }
-            if !got {
-                if !last.is_empty() {
-                    info!(blob = %layer.digest, reason = %last, "mirrors failed; fetching from central");
-                }
-                let r = self
-                    .sources
-                    .central
-                    .blob(&layer.digest, have)
-                    .await
-                    .map_err(|e| client_fail(&e, &format!("blob {}", layer.digest)))?;
-                self.save(r, &path, have, image, base, total)
-                    .await
-                    .map_err(|e| Fail::Error(format!("blob {}: {e}", layer.digest)))?;
+            } else {
+                Ok(())
+            };
+            match got {
+                Ok(()) => match self.verify(&path, layer).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        info!(blob = %layer.digest, %mirror, reason = %e, "mirror's blob refused")
+                    }
+                },
+                Err(e) => info!(blob = %layer.digest, %mirror, reason = %e, "mirror failed"),
             }
         }
-        let p2 = path.clone();
+        let have = partial_len(&path, layer.size).await;
+        if have < layer.size {
+            let r = self
+                .sources
+                .central
+                .blob(&layer.digest, have)
+                .await
+                .map_err(|e| client_fail(&e, &format!("blob {}", layer.digest)))?;
+            self.save(r, &path, have, layer.size, &progress)
+                .await
+                .map_err(|e| Fail::Error(format!("blob {}: {e}", layer.digest)))?;
+        }
+        self.verify(&path, layer).await.map_err(Fail::Error)
+    }
+
+    /// The blob at `path` has `layer`'s digest; else it is deleted and the error says so.
+    async fn verify(&self, path: &Path, layer: &LayerRef) -> Result<(), String> {
+        let p2 = path.to_path_buf();
         let actual = tokio::task::spawn_blocking(move || sha256_file(&p2))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("reading blob {}: {e}", layer.digest))?;
         if actual != layer.digest {
-            let _ = std::fs::remove_file(&path);
-            return Err(Fail::Error(format!(
+            let _ = std::fs::remove_file(path);
+            return Err(format!(
                 "blob {} has digest {actual}: refused",
                 layer.digest
-            )));
+            ));
         }
         Ok(())
     }
 
-    /// Appends the body of `r` to `path` (from `have`; from 0 if the server sent it all).
+    /// Appends the body of `r` to `path` from byte `have` (from 0 if the server sent it all),
+    /// never beyond `size`; a range that does not start at `have` is refused.
     async fn save(
         &self,
         mut r: reqwest::Response,
         path: &Path,
         mut have: u64,
-        image: &str,
-        base: u64,
-        total: u64,
+        size: u64,
+        p: &Progress<'_>,
     ) -> Result<(), String> {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| e.to_string())?;
-        if r.status() != reqwest::StatusCode::PARTIAL_CONTENT && have > 0 {
+        if r.status() == reqwest::StatusCode::PARTIAL_CONTENT {
+            let start = r
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|v| v.parse::<u64>().ok());
+            if start != Some(have) {
+                return Err(format!(
+                    "asked for bytes from {have}, got Content-Range {start:?}"
+                ));
+            }
+        } else if have > 0 {
             f.set_len(0).map_err(|e| e.to_string())?;
             have = 0;
         }
         while let Some(chunk) = r.chunk().await.map_err(|e| e.to_string())? {
+            if have + chunk.len() as u64 > size {
+                let _ = f.set_len(0);
+                return Err(format!("longer than its {size} bytes"));
+            }
             f.write_all(&chunk).map_err(|e| e.to_string())?;
             have += chunk.len() as u64;
-            self.progress(image, base + have, total);
+            self.progress(p.image, p.base + have, p.total);
         }
         f.sync_data().map_err(|e| e.to_string())
     }
@@ -340,6 +388,7 @@ impl Fetcher {
     async fn unpack(&self, layer: &LayerRef) -> Result<(), Fail> {
         let store = self.store.clone();
         let layer = layer.clone();
+        let limits = self.unpack_limits;
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             let blob = store
                 .partial_blob(&layer.digest)
@@ -353,10 +402,10 @@ impl Fetcher {
                     layer.digest, layer.media_type
                 )
             })?;
-            let report = slicelab_image::unpack::unpack_layer(&blob, compression, &staged)
+            let report = slicelab_image::unpack_layer_within(&blob, compression, &staged, &limits)
                 .map_err(|e| format!("layer {}: {e}", layer.digest))?;
             store
-                .install_layer(&layer.digest, &staged, report.bytes)
+                .install_layer(&layer.digest, &layer.media_type, &staged, report.bytes)
                 .map_err(|e| e.to_string())?;
             let _ = std::fs::remove_file(&blob);
             Ok(())
@@ -365,6 +414,26 @@ impl Fetcher {
         .map_err(|e| e.to_string())?
         .map_err(Fail::Error)
     }
+}
+
+/// Where a download's progress goes: bytes `base..` of `total` for `image`.
+struct Progress<'a> {
+    image: &'a str,
+    base: u64,
+    total: u64,
+}
+
+/// Bytes of a download already on disk (0 if it is longer than the blob can be).
+async fn partial_len(path: &Path, size: u64) -> u64 {
+    let have = tokio::fs::metadata(path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if have > size {
+        let _ = tokio::fs::remove_file(path).await;
+        return 0;
+    }
+    have
 }
 
 fn client_fail(e: &ClientError, what: &str) -> Fail {

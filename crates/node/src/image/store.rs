@@ -117,8 +117,38 @@ impl ImageStore {
         self.layer_dir(digest).is_ok_and(|d| d.is_dir())
     }
 
-    /// Publishes an unpacked layer: `staged` is renamed into place.
-    pub fn install_layer(&self, digest: &str, staged: &Path, bytes: u64) -> Result<(), NodeError> {
+    /// The layer is here, unpacked from its blob read as `media_type` (one blob may be valid
+    /// both as a plain tar and compressed, with different trees: the first reading does not
+    /// stand for the other). `Err`: here, but read another way.
+    pub fn has_layer_as(&self, digest: &str, media_type: &str) -> Result<bool, String> {
+        if !self.has_layer(digest) {
+            return Ok(false);
+        }
+        let stored = self
+            .layer_dir(digest)
+            .ok()
+            .and_then(|d| fs::read_to_string(d.with_extension("media")).ok())
+            .unwrap_or_default();
+        let same = |m: &str| slicelab_model::image::layer_compression(m);
+        if same(&stored) == same(media_type) {
+            Ok(true)
+        } else {
+            Err(format!(
+                "blob {digest} is unpacked here as {stored:?}; this image reads it as {media_type:?}: refused"
+            ))
+        }
+    }
+
+    /// Publishes an unpacked layer: `staged` is renamed into place. `media_type` says how its
+    /// blob was read; an image that reads the same blob another way gets no use of this tree
+    /// ([`Self::has_layer_as`]).
+    pub fn install_layer(
+        &self,
+        digest: &str,
+        media_type: &str,
+        staged: &Path,
+        bytes: u64,
+    ) -> Result<(), NodeError> {
         let dir = self.layer_dir(digest)?;
         if dir.is_dir() {
             // Another fetch of an image sharing this layer won the race; theirs is identical.
@@ -127,6 +157,8 @@ impl ImageStore {
         }
         fs::write(dir.with_extension("size"), bytes.to_string())
             .ctx(|| format!("writing the size of layer {digest}"))?;
+        fs::write(dir.with_extension("media"), media_type)
+            .ctx(|| format!("writing the media type of layer {digest}"))?;
         fs::rename(staged, &dir).ctx(|| format!("installing layer {digest}"))
     }
 
@@ -169,7 +201,8 @@ impl ImageStore {
 
     /// The image is here in full: its manifest and every layer.
     pub fn is_ready(&self, digest: &str) -> bool {
-        matches!(self.manifest(digest), Ok(Some(m)) if m.layers.iter().all(|l| self.has_layer(&l.digest)))
+        matches!(self.manifest(digest), Ok(Some(m))
+            if m.layers.iter().all(|l| self.has_layer_as(&l.digest, &l.media_type) == Ok(true)))
     }
 
     /// What a sliver of image `digest` mounts; marks the image used now (for GC).
@@ -178,11 +211,10 @@ impl ImageStore {
         let m = self.manifest(digest)?.ok_or_else(not_ready)?;
         let mut layers = Vec::with_capacity(m.layers.len());
         for l in m.layers.iter().rev() {
-            let d = self.layer_dir(&l.digest)?;
-            if !d.is_dir() {
+            if self.has_layer_as(&l.digest, &l.media_type) != Ok(true) {
                 return Err(not_ready());
             }
-            layers.push(d);
+            layers.push(self.layer_dir(&l.digest)?);
         }
         if let Ok(f) = fs::File::options()
             .append(true)
@@ -276,7 +308,22 @@ impl ImageStore {
             let dir = self.root.join("layers").join(&hex);
             fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
             let _ = fs::remove_file(dir.with_extension("size"));
+            let _ = fs::remove_file(dir.with_extension("media"));
             report.layers += 1;
+        }
+        // Downloads of blobs no kept or wanted image needs (a fetch in flight is for a wanted
+        // image, whose manifest is saved before its blobs come).
+        if let Ok(rd) = fs::read_dir(self.root.join("blobs")) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(hex) = name.strip_suffix(".partial") else {
+                    continue;
+                };
+                if !needed.contains(hex) {
+                    report.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    let _ = fs::remove_file(e.path());
+                }
+            }
         }
         Ok(report)
     }
@@ -324,7 +371,7 @@ mod tests {
     fn layer(s: &ImageStore, digest: &str, bytes: u64) {
         let staged = s.staging_dir(digest).unwrap();
         fs::create_dir_all(staged.join("etc")).unwrap();
-        s.install_layer(digest, &staged, bytes).unwrap();
+        s.install_layer(digest, LAYER_TAR, &staged, bytes).unwrap();
     }
 
     fn d(c: char) -> String {
@@ -377,9 +424,19 @@ mod tests {
         assert_eq!(r.images, vec![one.clone()]);
         assert_eq!((r.layers, r.bytes), (1, 10));
         assert!(s.is_ready(&two) && !s.has_layer(&d('b')) && s.has_layer(&d('a')));
+        // One blob read two ways is two trees: the plain-tar one does not stand for gzip.
+        assert_eq!(s.has_layer_as(&d('a'), LAYER_TAR), Ok(true));
+        assert!(s
+            .has_layer_as(&d('a'), slicelab_model::image::LAYER_TAR_GZIP)
+            .unwrap_err()
+            .contains("refused"));
+        // A download nothing needs any more goes too.
+        let stale = s.partial_blob(&d('e')).unwrap();
+        fs::write(&stale, "half").unwrap();
         // Nothing in use: everything goes.
         let r = s.gc(&HashSet::new(), 0).unwrap();
         assert_eq!(r.images, vec![two]);
         assert_eq!(s.usage(), 0);
+        assert!(!stale.exists());
     }
 }

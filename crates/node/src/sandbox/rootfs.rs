@@ -102,7 +102,24 @@ pub(super) fn build_inside(spec: &LaunchSpec) -> R<()> {
     let r = &spec.rootfs;
     bind(r, r, MsFlags::empty())?;
     for d in ["proc", "sys", "dev", "tmp", "root"] {
-        io(&format!("creating /{d}"), fs::create_dir_all(r.join(d)))?;
+        // Still the host's tree until pivot_root: a symlink here (from the image or planted in
+        // the sliver's layer) would be followed outside the sliver's root.
+        let p = r.join(d);
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "/{d} is a symlink in the sliver's root; it must be a directory"
+            ));
+        }
+        io(
+            &format!("creating /{d}"),
+            fs::create_dir(&p).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }),
+        )?;
     }
     let nse = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mnt(Some("proc"), &r.join("proc"), Some("proc"), nse, None)?;

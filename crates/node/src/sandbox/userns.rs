@@ -145,6 +145,7 @@ pub fn has_own_userns(pid: i32) -> R<bool> {
 // Constants of the new mount API (linux/mount.h, linux/fcntl.h); not all are in the libc crate.
 const OPEN_TREE_CLONE: libc::c_uint = 1;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
@@ -161,8 +162,9 @@ fn cpath(p: &Path) -> R<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("NUL in path {}", p.display()))
 }
 
-/// A detached clone of the tree at `src`, idmapped through user namespace `ns`: a file owned by
-/// host uid `n` there appears owned by `range.base + n`. Needs host root (CAP_SYS_ADMIN over the
+/// A detached, **read-only** clone of the tree at `src`, idmapped through user namespace `ns`: a
+/// file owned by host uid `n` there appears owned by `range.base + n`. Read-only because image
+/// layers are shared by every sliver: only the overlay above them takes writes. Needs host root (CAP_SYS_ADMIN over the
 /// source filesystem) and a filesystem that supports idmapped mounts (ext4, xfs, btrfs, tmpfs…).
 pub fn idmapped_clone(src: &Path, ns: &OwnedFd) -> R<OwnedFd> {
     let c = cpath(src)?;
@@ -185,7 +187,7 @@ pub fn idmapped_clone(src: &Path, ns: &OwnedFd) -> R<OwnedFd> {
     // SAFETY: `fd` was just returned by open_tree and is owned by nobody else.
     let tree = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
         attr_clr: 0,
         propagation: 0,
         userns_fd: ns.as_raw_fd() as u64,

@@ -269,14 +269,14 @@ fn a_site_shows_its_image_quota_and_use() {
         enabled: true,
         created: 86_400,
         image_quota_mb: 20480,
-        image_used_bytes: 5 << 29,
+        image_used_bytes: 5 << 28,
     };
     let show = slicelab::render::site(&site);
     assert!(
         show.contains("image_quota_mb:") && show.contains(" 20480\n"),
         "{show}"
     );
-    assert!(show.contains("2560.0 MiB (12% of the quota)"), "{show}");
+    assert!(show.contains("1280.0 MiB (6% of the quota)"), "{show}");
     site.image_quota_mb = 0;
     site.image_used_bytes = 0;
     let show = slicelab::render::site(&site);

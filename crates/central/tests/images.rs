@@ -15,7 +15,7 @@ use slicelab_client::{Client, ClientError};
 use slicelab_model::image::{
     digest_hex, Image, ImageConfig, ImageManifest, LayerRef, NewImage, Visibility, LAYER_TAR,
 };
-use slicelab_model::{SliceTagSet, TagName};
+use slicelab_model::{SiteUpdate, SliceTagSet, TagName};
 
 both_backends!(
     images_from_upload_to_node_to_deletion,
@@ -368,16 +368,59 @@ async fn a_sites_images_stay_within_its_quota(b: Backend) {
     let (pb, bb, _) = blob_file(files.path(), 4, 600 << 10);
     fx.pi_p.put_blob(&a, &pa).await.expect("upload");
     fx.pi_p.put_blob(&bb, &pb).await.expect("upload");
-    // No front end sets a quota yet: the operator's way, on the same database.
-    let store = slicelab_store::Store::open(&tc.db_url)
+    // A site shows its quota and what its `site` images use.
+    let princeton = tc.admin.site("princeton").await.expect("site");
+    assert_eq!(
+        (princeton.image_quota_mb, princeton.image_used_bytes),
+        (20480, 0)
+    );
+    // Only admins change it: the site's PI is refused, and nothing changes.
+    let r = fx
+        .pi_p
+        .update_site(
+            "princeton",
+            &SiteUpdate {
+                image_quota_mb: Some(1_000_000),
+                ..Default::default()
+            },
+        )
+        .await;
+    let m = message(r);
+    assert!(m.starts_with("403") && m.contains("image_quota_mb"), "{m}");
+    // Out of bounds is refused as the schema says, naming the field.
+    let r = tc
+        .admin
+        .update_site(
+            "princeton",
+            &SiteUpdate {
+                image_quota_mb: Some(10_000_001),
+                ..Default::default()
+            },
+        )
+        .await;
+    let m = message(r);
+    assert!(m.starts_with("422") && m.contains("image_quota_mb"), "{m}");
+    let princeton = tc
+        .admin
+        .update_site(
+            "princeton",
+            &SiteUpdate {
+                image_quota_mb: Some(1),
+                ..Default::default()
+            },
+        )
         .await
-        .expect("store");
-    let princeton = store.site("princeton").await.expect("site");
-    store
-        .set_image_quota("person:operator", 0, &princeton, 1)
+        .expect("an admin sets the quota");
+    assert_eq!(princeton.image_quota_mb, 1);
+    let events: Value = tc
+        .admin
+        .get("/events?object_type=site&object=princeton")
         .await
-        .expect("quota");
-    store.close().await;
+        .expect("events");
+    let e = &events["items"][0];
+    assert_eq!(e["action"], "site.update");
+    assert_eq!(e["actor"], format!("person:{}", common::ADMIN_EMAIL));
+    assert_eq!(e["detail"]["image_quota_mb"], 1);
 
     fx.pi_p
         .create_image(&new_image(
@@ -398,7 +441,12 @@ async fn a_sites_images_stay_within_its_quota(b: Backend) {
         ))
         .await;
     let m = message(r);
-    assert!(m.starts_with("422") && m.contains("image_quota_mb"), "{m}");
+    assert!(
+        m.starts_with("422") && m.contains("image_quota_mb") && m.contains("is 1 MiB"),
+        "{m}"
+    );
+    let site = fx.pi_p.site("princeton").await.expect("site");
+    assert_eq!((site.image_quota_mb, site.image_used_bytes), (1, 600 << 10));
     // The error names the quota as its field.
     let raw = reqwest::Client::new()
         .post(format!("{}/api/v1/images", tc.base))

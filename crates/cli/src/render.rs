@@ -50,8 +50,24 @@ pub fn site(s: &Site) -> String {
             format!("{}, {}", opt_f64(s.latitude), opt_f64(s.longitude)),
         ),
         ("enabled", yes_no(s.enabled)),
+        ("image_quota_mb", s.image_quota_mb.to_string()),
+        (
+            "image_used",
+            image_use(s.image_used_bytes, s.image_quota_mb),
+        ),
         ("created", fmt_time(s.created)),
     ])
+}
+
+/// What a site's `site` images use, in the quota's unit: `12.5 MiB (61% of the quota)`.
+fn image_use(used: u64, quota_mb: i64) -> String {
+    let mib = used as f64 / f64::from(1 << 20);
+    if quota_mb > 0 {
+        let pct = mib / quota_mb as f64 * 100.0;
+        format!("{mib:.1} MiB ({pct:.0}% of the quota)")
+    } else {
+        format!("{mib:.1} MiB")
+    }
 }
 
 fn roles(p: &Person) -> Vec<String> {

@@ -195,6 +195,33 @@ fn site_add_with_negative_coordinates() {
 }
 
 #[test]
+fn site_update_sets_the_image_quota_in_mib() {
+    match parse(&["site", "update", "pl", "--image-quota-mb", "512"]).command {
+        Command::Site(SiteCmd::Update {
+            site,
+            image_quota_mb,
+            max_slices,
+            ..
+        }) => {
+            assert_eq!(site, "pl");
+            assert_eq!(image_quota_mb, Some(512));
+            assert_eq!(max_slices, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&["site", "update", "pl", "--max-slices", "3"]).command {
+        Command::Site(SiteCmd::Update { image_quota_mb, .. }) => {
+            assert_eq!(image_quota_mb, None)
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["site", "update", "pl", "--image-quota-mb", "lots"]);
+    parse_err(&["site", "update", "pl", "--image-quota-mb"]);
+    // Sites are created with the default quota; only an update changes it.
+    parse_err(&["site", "add", "pl", "--name", "x", "--image-quota-mb", "1"]);
+}
+
+#[test]
 fn slice_commands() {
     parse(&["slice", "add", "s_demo", "--description", "d"]);
     match parse(&["slice", "add-nodes", "s_demo", "n1", "n2"]).command {

@@ -255,3 +255,30 @@ fn images_render_with_site_names_and_layers() {
     assert!(show.contains(&"e".repeat(64)), "{show}");
     assert!(show.contains("site:") && show.contains(" 7\n"), "{show}");
 }
+
+#[test]
+fn a_site_shows_its_image_quota_and_use() {
+    let mut site = slicelab_model::Site {
+        id: 1,
+        login_base: "pl".into(),
+        name: "PlanetLab".into(),
+        url: String::new(),
+        max_slices: 10,
+        latitude: None,
+        longitude: None,
+        enabled: true,
+        created: 86_400,
+        image_quota_mb: 20480,
+        image_used_bytes: 5 << 28,
+    };
+    let show = slicelab::render::site(&site);
+    assert!(
+        show.contains("image_quota_mb:") && show.contains(" 20480\n"),
+        "{show}"
+    );
+    assert!(show.contains("1280.0 MiB (6% of the quota)"), "{show}");
+    site.image_quota_mb = 0;
+    site.image_used_bytes = 0;
+    let show = slicelab::render::site(&site);
+    assert!(show.contains(" 0.0 MiB\n"), "{show}");
+}

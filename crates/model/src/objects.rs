@@ -93,6 +93,10 @@ pub struct Site {
     pub longitude: Option<f64>,
     pub enabled: bool,
     pub created: i64,
+    /// MiB its `site` images may take together (publishing beyond it is refused).
+    pub image_quota_mb: i64,
+    /// Bytes its `site` images take now (what counts against `image_quota_mb`).
+    pub image_used_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -134,6 +138,10 @@ pub struct SiteUpdate {
     pub longitude: Option<f64>,
     /// Admins only.
     pub enabled: Option<bool>,
+    /// Admins only. MiB the site's `site` images may take together; lowering it below what they
+    /// use refuses new ones but removes none.
+    #[schema(minimum = 0, maximum = 10000000)]
+    pub image_quota_mb: Option<i64>,
 }
 
 fn check_location(lat: Option<f64>, lon: Option<f64>) -> Invalid<()> {
@@ -152,6 +160,19 @@ fn check_location(lat: Option<f64>, lon: Option<f64>) -> Invalid<()> {
                 format!("{l} is outside -180..180"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The largest image quota, in MiB (about 9.5 TiB).
+pub const IMAGE_QUOTA_MB_MAX: i64 = 10_000_000;
+
+fn check_image_quota_mb(n: i64) -> Invalid<()> {
+    if !(0..=IMAGE_QUOTA_MB_MAX).contains(&n) {
+        return Err(ValidationError::new(
+            "image_quota_mb",
+            format!("{n} is outside 0..={IMAGE_QUOTA_MB_MAX}"),
+        ));
     }
     Ok(())
 }
@@ -177,6 +198,11 @@ impl SiteCreate {
 }
 
 impl SiteUpdate {
+    /// Whether it changes what only admins may change.
+    pub fn has_admin_fields(&self) -> bool {
+        self.max_slices.is_some() || self.enabled.is_some() || self.image_quota_mb.is_some()
+    }
+
     pub fn validate(&self) -> Invalid<()> {
         if let Some(n) = &self.name {
             names::required_text("name", n, names::TEXT_MAX)?;
@@ -186,6 +212,9 @@ impl SiteUpdate {
         }
         if let Some(m) = self.max_slices {
             check_max_slices(m)?;
+        }
+        if let Some(q) = self.image_quota_mb {
+            check_image_quota_mb(q)?;
         }
         check_location(self.latitude, self.longitude)
     }
@@ -676,4 +705,117 @@ pub struct ErrorBody {
     /// The offending field, for `invalid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+    use utoipa::PartialSchema;
+
+    /// The `minimum` and `maximum` the OpenAPI document states for `field` of `T`.
+    fn bounds<T: PartialSchema>(field: &str) -> (i64, i64) {
+        let doc = serde_json::to_value(T::schema()).expect("schema serializes");
+        let p = &doc["properties"][field];
+        let get = |k: &str| match &p[k] {
+            Value::Number(n) => n.as_i64().unwrap_or_else(|| panic!("{field}.{k} = {n}")),
+            v => panic!("{field} has no integer {k}: {v}"),
+        };
+        (get("minimum"), get("maximum"))
+    }
+
+    /// Integers near the stated bounds and the validator's: both must agree on each.
+    fn agree(what: &str, (min, max): (i64, i64), validator: impl Fn(i64) -> bool) {
+        for n in [
+            i64::MIN,
+            -1,
+            0,
+            1,
+            min - 1,
+            min,
+            min + 1,
+            max - 1,
+            max,
+            max + 1,
+            i64::MAX,
+        ] {
+            assert_eq!(
+                (min..=max).contains(&n),
+                validator(n),
+                "{what}: schema ({min}..={max}) and validator disagree on {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn site_bounds_in_the_schema_are_the_validators() {
+        agree(
+            "SiteUpdate.image_quota_mb",
+            bounds::<SiteUpdate>("image_quota_mb"),
+            |n| {
+                SiteUpdate {
+                    image_quota_mb: Some(n),
+                    ..Default::default()
+                }
+                .validate()
+                .is_ok()
+            },
+        );
+        assert_eq!(
+            bounds::<SiteUpdate>("image_quota_mb"),
+            (0, IMAGE_QUOTA_MB_MAX)
+        );
+        agree(
+            "SiteUpdate.max_slices",
+            bounds::<SiteUpdate>("max_slices"),
+            |n| {
+                SiteUpdate {
+                    max_slices: Some(n),
+                    ..Default::default()
+                }
+                .validate()
+                .is_ok()
+            },
+        );
+        agree(
+            "SiteCreate.max_slices",
+            bounds::<SiteCreate>("max_slices"),
+            |n| {
+                SiteCreate {
+                    login_base: "pl".into(),
+                    name: "PlanetLab".into(),
+                    url: String::new(),
+                    max_slices: n,
+                    latitude: None,
+                    longitude: None,
+                }
+                .validate()
+                .is_ok()
+            },
+        );
+    }
+
+    #[test]
+    fn quota_and_max_slices_are_admin_fields() {
+        let only = |u: SiteUpdate| u.has_admin_fields();
+        assert!(!only(SiteUpdate {
+            name: Some("x".into()),
+            url: Some(String::new()),
+            latitude: Some(1.0),
+            longitude: Some(1.0),
+            ..Default::default()
+        }));
+        assert!(only(SiteUpdate {
+            image_quota_mb: Some(1),
+            ..Default::default()
+        }));
+        assert!(only(SiteUpdate {
+            max_slices: Some(1),
+            ..Default::default()
+        }));
+        assert!(only(SiteUpdate {
+            enabled: Some(true),
+            ..Default::default()
+        }));
+    }
 }

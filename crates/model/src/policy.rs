@@ -118,7 +118,7 @@ impl Actor {
             return Ok(());
         }
         if admin_fields {
-            return deny("only admins may change a site's max_slices or enabled");
+            return deny("only admins may change a site's max_slices, image_quota_mb or enabled");
         }
         if self.is_pi_of(site) {
             Ok(())

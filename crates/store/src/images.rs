@@ -13,6 +13,7 @@ use slicelab_model::image::{Image, ImageManifest, Visibility};
 use slicelab_model::Site;
 
 use crate::events::NewEvent;
+use crate::rows::{SiteRow, SITE_COLS};
 use crate::{conflict_or, Arg, Filter, Result, Store, StoreError, WriteTx};
 
 /// An image as stored, with the id of the person who published it (`None` once deleted).
@@ -183,33 +184,6 @@ impl Store {
         Ok(gone)
     }
 
-    /// Sets a site's image quota (MiB). No front end offers it yet (operators and tests).
-    pub async fn set_image_quota(&self, actor: &str, now: i64, site: &Site, mb: i64) -> Result<()> {
-        let mut w = self.write().await?;
-        let r = sqlx::query("UPDATE sites SET image_quota_mb = $1 WHERE id = $2")
-            .bind(mb)
-            .bind(site.id)
-            .execute(&mut *w.tx)
-            .await?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("site {:?}", site.login_base)));
-        }
-        w.event(
-            now,
-            NewEvent {
-                actor,
-                action: "site.image_quota",
-                object_type: "site",
-                object_id: site.id,
-                object_name: &site.login_base,
-                site_id: Some(site.id),
-                detail: json!({"image_quota_mb": mb}),
-            },
-        )
-        .await?;
-        w.commit().await
-    }
-
     /// Publishes an image whose blobs are recorded. Inside the transaction: the name is free
     /// (else `Conflict`), every layer's blob is still recorded (else `Conflict`), and a `site`
     /// image keeps its site within its quota (else `OverQuota`).
@@ -221,22 +195,18 @@ impl Store {
     ) -> Result<ImageRecord> {
         let mut w = self.write().await?;
         if r.visibility == Visibility::Site {
-            let quota_mb: Option<i64> =
-                sqlx::query_scalar("SELECT image_quota_mb FROM sites WHERE id = $1")
+            // The site's row counts its `site` images (`rows::SITE_COLS`), as pages show it.
+            let site: Option<SiteRow> =
+                sqlx::query_as(&format!("SELECT {SITE_COLS} FROM sites WHERE id = $1"))
                     .bind(r.site_id)
                     .fetch_optional(&mut *w.tx)
                     .await?;
-            let quota_mb =
-                quota_mb.ok_or_else(|| StoreError::NotFound(format!("site {}", r.site_id)))?;
-            let used: i64 = sqlx::query_scalar(
-                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM images \
-                 WHERE site_id = $1 AND visibility = 'site'",
-            )
-            .bind(r.site_id)
-            .fetch_one(&mut *w.tx)
-            .await?;
+            let site: Site = site
+                .ok_or_else(|| StoreError::NotFound(format!("site {}", r.site_id)))?
+                .into();
+            let quota_mb = site.image_quota_mb;
             let quota = u64::try_from(quota_mb).unwrap_or(0).saturating_mul(1 << 20);
-            let used = u64::try_from(used).unwrap_or(0);
+            let used = site.image_used_bytes;
             if used.saturating_add(r.size) > quota {
                 return Err(StoreError::OverQuota(format!(
                     "the site's image quota (image_quota_mb) is {quota_mb} MiB: its site images \

@@ -13,10 +13,16 @@ pub(crate) struct SiteRow {
     pub longitude: Option<f64>,
     pub enabled: i64,
     pub created: i64,
+    pub image_quota_mb: i64,
+    pub image_used_bytes: i64,
 }
 
+/// A site's columns, and the bytes of its `site` images: what counts against its image quota,
+/// defined here only (`create_image` checks the quota on this row). Select them `FROM sites`.
 pub(crate) const SITE_COLS: &str =
-    "id, login_base, name, url, max_slices, latitude, longitude, enabled, created";
+    "id, login_base, name, url, max_slices, latitude, longitude, enabled, created, image_quota_mb, \
+     (SELECT CAST(COALESCE(SUM(i.size), 0) AS BIGINT) FROM images i \
+      WHERE i.site_id = sites.id AND i.visibility = 'site') AS image_used_bytes";
 
 impl From<SiteRow> for Site {
     fn from(r: SiteRow) -> Site {
@@ -30,6 +36,8 @@ impl From<SiteRow> for Site {
             longitude: r.longitude,
             enabled: r.enabled != 0,
             created: r.created,
+            image_quota_mb: r.image_quota_mb,
+            image_used_bytes: u64::try_from(r.image_used_bytes).unwrap_or(0),
         }
     }
 }

@@ -89,8 +89,8 @@ impl Store {
     ) -> Result<Site> {
         let mut w = self.write().await?;
         sqlx::query(
-            "UPDATE sites SET name = $1, url = $2, max_slices = $3, latitude = $4, longitude = $5, enabled = $6 \
-             WHERE id = $7",
+            "UPDATE sites SET name = $1, url = $2, max_slices = $3, latitude = $4, longitude = $5, \
+             enabled = $6, image_quota_mb = $7 WHERE id = $8",
         )
         .bind(u.name.as_deref().unwrap_or(&site.name))
         .bind(u.url.as_deref().unwrap_or(&site.url))
@@ -98,6 +98,7 @@ impl Store {
         .bind(u.latitude.or(site.latitude))
         .bind(u.longitude.or(site.longitude))
         .bind(i64::from(u.enabled.unwrap_or(site.enabled)))
+        .bind(u.image_quota_mb.unwrap_or(site.image_quota_mb))
         .bind(site.id)
         .execute(&mut *w.tx)
         .await?;

@@ -11,11 +11,13 @@ use common::{
     assign, event_count, last_event, node, person, site, slice, Backend, TestStore, ADMIN, NOW,
 };
 use slicelab_model::image::{ImageManifest, LayerRef, Visibility, LAYER_TAR_GZIP};
-use slicelab_model::{Site, TagName};
+use slicelab_model::{Site, SiteUpdate, TagName};
+use slicelab_store::EventFilter;
 use slicelab_store::{NewImageRecord, PersonRecord, Store, StoreError};
 
 both_backends!(
     images_publish_list_and_refuse_what_the_transaction_must,
+    a_sites_quota_is_part_of_its_update_and_its_row_counts_its_site_images,
     deleting_an_image_is_refused_while_named_and_frees_unshared_blobs,
     abandoned_uploads_are_forgotten_after_a_while,
     desired_state_carries_the_digest_of_a_visible_published_image,
@@ -65,6 +67,163 @@ async fn publish(
         },
     )
     .await
+}
+
+/// The quota is set by the site's one update (same transaction, same `site.update` event), and
+/// the site's row says what its `site` images use, which is what the quota check counts.
+async fn a_sites_quota_is_part_of_its_update_and_its_row_counts_its_site_images(b: Backend) {
+    let s = TestStore::open(b).await;
+    let pl = site(&s, "pl", 10).await;
+    site(&s, "mit", 10).await;
+    assert_eq!((pl.image_quota_mb, pl.image_used_bytes), (20480, 0));
+    let alice = person(&s, "alice@pl.test", &pl).await;
+    let (a, bb) = (digest('a'), digest('b'));
+    s.record_blob(ADMIN, NOW, &a, 724 << 10).await.unwrap();
+    s.record_blob(ADMIN, NOW, &bb, 300 << 10).await.unwrap();
+
+    let before = event_count(&s).await;
+    let pl = s
+        .update_site(
+            ADMIN,
+            NOW,
+            &pl,
+            &SiteUpdate {
+                name: Some("PlanetLab".into()),
+                image_quota_mb: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (pl.name.as_str(), pl.image_quota_mb, pl.max_slices),
+        ("PlanetLab", 1, 10)
+    );
+    assert_eq!(event_count(&s).await, before + 1);
+    let (events, _) = s
+        .list_events(&EventFilter::default(), Default::default())
+        .await
+        .unwrap();
+    let e = &events[0];
+    assert_eq!(
+        (e.action.as_str(), e.object_name.as_str()),
+        ("site.update", "pl")
+    );
+    assert_eq!(e.detail["image_quota_mb"], 1);
+    assert_eq!(e.detail["name"], "PlanetLab");
+    // An update without it keeps it.
+    let pl = s
+        .update_site(
+            ADMIN,
+            NOW,
+            &pl,
+            &SiteUpdate {
+                max_slices: Some(3),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((pl.image_quota_mb, pl.max_slices), (1, 3));
+    assert_eq!(s.site("mit").await.unwrap().image_quota_mb, 20480);
+
+    // `site` images count, platform ones do not; reads by id, by name and listings agree.
+    publish(
+        &s,
+        "tools",
+        Visibility::Site,
+        &pl,
+        &alice,
+        &manifest(&[(&a, 724 << 10)]),
+    )
+    .await
+    .unwrap();
+    publish(
+        &s,
+        "big",
+        Visibility::Platform,
+        &pl,
+        &alice,
+        &manifest(&[(&a, 724 << 10), (&bb, 300 << 10)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.site("pl").await.unwrap().image_used_bytes, 724 << 10);
+    assert_eq!(
+        s.site(&pl.id.to_string()).await.unwrap().image_used_bytes,
+        724 << 10
+    );
+    let (all, _) = s.list_sites(None, Default::default()).await.unwrap();
+    let used: Vec<(&str, u64)> = all
+        .iter()
+        .map(|x| (x.login_base.as_str(), x.image_used_bytes))
+        .collect();
+    assert_eq!(used, [("mit", 0), ("pl", 724 << 10)]);
+
+    // 724 KiB + 300 KiB fits in 1 MiB exactly; one byte more does not.
+    publish(
+        &s,
+        "small",
+        Visibility::Site,
+        &pl,
+        &alice,
+        &manifest(&[(&bb, 300 << 10)]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.site("pl").await.unwrap().image_used_bytes, 1 << 20);
+    s.record_blob(ADMIN, NOW, &digest('c'), 1).await.unwrap();
+    let e = publish(
+        &s,
+        "byte",
+        Visibility::Site,
+        &pl,
+        &alice,
+        &manifest(&[(&digest('c'), 1)]),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&e, StoreError::OverQuota(m) if m.contains("is 1 MiB") && m.contains("use 1 MiB")),
+        "{e}"
+    );
+    // Lowering the quota below what is used removes nothing; raising it lets the next one in.
+    let pl = s
+        .update_site(
+            ADMIN,
+            NOW,
+            &pl,
+            &SiteUpdate {
+                image_quota_mb: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((pl.image_quota_mb, pl.image_used_bytes), (0, 1 << 20));
+    let pl = s
+        .update_site(
+            ADMIN,
+            NOW,
+            &pl,
+            &SiteUpdate {
+                image_quota_mb: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    publish(
+        &s,
+        "byte",
+        Visibility::Site,
+        &pl,
+        &alice,
+        &manifest(&[(&digest('c'), 1)]),
+    )
+    .await
+    .unwrap();
+    s.close().await;
 }
 
 async fn images_publish_list_and_refuse_what_the_transaction_must(b: Backend) {
@@ -141,7 +300,18 @@ async fn images_publish_list_and_refuse_what_the_transaction_must(b: Backend) {
     ));
 
     // The quota counts the site's `site` images only.
-    s.set_image_quota(ADMIN, NOW, &pl, 1).await.unwrap();
+    let pl = s
+        .update_site(
+            ADMIN,
+            NOW,
+            &pl,
+            &SiteUpdate {
+                image_quota_mb: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let m2 = manifest(&[(&bb, 600 << 10)]);
     let e = publish(&s, "ubuntu", Visibility::Site, &pl, &alice, &m2)
         .await

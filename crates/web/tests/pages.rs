@@ -35,6 +35,11 @@ async fn public_pages_work_without_login() {
     let a = web.get("/sites/princeton").await;
     assert_eq!(a.status, 200);
     assert!(a.body.contains("Princeton University"));
+    assert!(
+        a.body.contains("0.0 of 20480 MiB") && a.body.contains("site images / quota"),
+        "the image quota: {}",
+        a.body
+    );
 
     let a = web.get("/assets/style.css").await;
     assert_eq!(a.status, 200);
@@ -502,6 +507,20 @@ async fn images_are_listed_shown_and_deleted_by_who_may() {
         )
         .await;
     let image_digest = img["digest"].as_str().expect("digest").to_string();
+    // The site's page counts it against the quota an admin set.
+    tc.api(
+        Method::PATCH,
+        "/sites/princeton",
+        &tc.admin_token,
+        Some(json!({"image_quota_mb": 512})),
+    )
+    .await;
+    let a = Web::new(&tc.base).get("/sites/princeton").await;
+    assert!(
+        a.body.contains("0.0 of 512 MiB") && a.body.contains(r#"title="7 bytes of 512 MiB""#),
+        "{}",
+        a.body
+    );
     tc.api(
         Method::POST,
         "/slices",

@@ -66,7 +66,9 @@ pub async fn show(State(st): State<AppState>, Path(site): Path<String>) -> ApiRe
 
 #[utoipa::path(patch, path = "/api/v1/sites/{site}", tag = "sites", operation_id = "update_site",
     request_body = SiteUpdate, params(("site" = String, Path, description = "id or login_base")),
-    responses((status = 200, body = Site), (status = 403), (status = 404)))]
+    responses((status = 200, body = Site),
+        (status = 403, description = "Not an admin nor the site's PI, or a PI changing max_slices, image_quota_mb or enabled."),
+        (status = 404)))]
 pub async fn update(
     State(st): State<AppState>,
     caller: Caller,

@@ -16,10 +16,11 @@ pub async fn create(st: &AppState, actor: &Actor, c: &SiteCreate) -> OpResult<Si
         .await?)
 }
 
-/// Changes a site; `max_slices` and `enabled` are for admins only.
+/// Changes a site; `max_slices`, `image_quota_mb` and `enabled` are for admins only (one
+/// transaction, one `site.update` event whose detail is the change).
 pub async fn update(st: &AppState, actor: &Actor, key: &str, u: &SiteUpdate) -> OpResult<Site> {
     let s = st.store.site(key).await?;
-    actor.can_update_site(s.id, u.max_slices.is_some() || u.enabled.is_some())?;
+    actor.can_update_site(s.id, u.has_admin_fields())?;
     u.validate()?;
     let s = st
         .store

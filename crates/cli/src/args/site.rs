@@ -60,6 +60,9 @@ pub enum SiteCmd {
         url: Option<String>,
         #[arg(long, value_name = "N")]
         max_slices: Option<i64>,
+        /// MiB the site's `site` images may take together (admins only; 20480 for a new site).
+        #[arg(long, value_name = "MIB")]
+        image_quota_mb: Option<i64>,
         #[arg(long, visible_alias = "latitude", allow_negative_numbers = true)]
         lat: Option<f64>,
         #[arg(long, visible_alias = "longitude", allow_negative_numbers = true)]

@@ -47,6 +47,7 @@ pub(crate) async fn site(out: Output, c: SiteCmd) -> Result<()> {
             name,
             url,
             max_slices,
+            image_quota_mb,
             lat,
             lon,
             enable,
@@ -58,6 +59,7 @@ pub(crate) async fn site(out: Output, c: SiteCmd) -> Result<()> {
                 latitude: lat,
                 longitude: lon,
                 enabled: enable.value(),
+                image_quota_mb,
             };
             update_site(out, c_, &site, &body).await
         }
@@ -89,9 +91,10 @@ async fn update_site(out: Output, c_: &Client, site: &str, body: &SiteUpdate) ->
         && body.latitude.is_none()
         && body.longitude.is_none()
         && body.enabled.is_none()
+        && body.image_quota_mb.is_none()
     {
         return Err(nothing_to_change(
-            "--name, --url, --max-slices, --lat, --lon, --enable, --disable",
+            "--name, --url, --max-slices, --image-quota-mb, --lat, --lon, --enable, --disable",
         ));
     }
     emit(out, &c_.update_site(site, body).await?, render::site)

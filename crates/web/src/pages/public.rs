@@ -131,6 +131,12 @@ pub async fn overview(
         .render(body)))
 }
 
+/// What the site's `site` images use of its image quota, in the quota's unit (MiB).
+fn image_use(s: &Site) -> String {
+    let used = s.image_used_bytes as f64 / f64::from(1 << 20);
+    format!("{used:.1} of {} MiB", s.image_quota_mb)
+}
+
 fn location(s: &Site) -> Markup {
     html! {
         @match (s.latitude, s.longitude) {
@@ -312,6 +318,9 @@ pub async fn site_page(
             div.stat { b { (nodes.iter().filter(|n| n.status == NodeStatus::Up).count()) } span { "nodes up" } }
             div.stat { b { (slice_count) } span { "slices" } }
             div.stat { b { (location(&site)) } span { "location" } }
+            div.stat title={ (site.image_used_bytes) " bytes of " (site.image_quota_mb) " MiB" } {
+                b { (image_use(&site)) } span { "site images / quota" }
+            }
         }
         div.card { h2 { "Nodes" } (node_table(&nodes, &running, now)) }
         (plots)

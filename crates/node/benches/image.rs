@@ -212,7 +212,7 @@ async fn first_sliver_ms(
     let base = format!("http://{}", central.addr);
     let admin = login(&base, "admin@bench.test", "admin-password-1").await?;
     let e = |e: slicelab_client::ClientError| e.to_string();
-    let _: Value = admin
+    let site: Value = admin
         .post(
             "/sites",
             &json!({"login_base": "pl", "name": "PL", "max_slices": 3}),
@@ -233,7 +233,7 @@ async fn first_sliver_ms(
         .create_image(&NewImage {
             name: "debian".into(),
             visibility: Visibility::Platform,
-            site_id: None,
+            site_id: site["id"].as_i64(),
             manifest: src.manifest(),
         })
         .await

@@ -225,16 +225,106 @@ async fn login(base: &str, email: &str, password: &str) -> slicelab_client::Clie
     anon.with_token(r.token)
 }
 
+/// A real central (SQLite in `db`, blobs beside it) with site `pl`, node `node1.pl.test`, the
+/// one-layer image `bb` made of `blob`, and slice `pl_fetch` whose `image` tag names it (not yet
+/// on the node). Returns central, the admin's client and the node's key.
+async fn central_with_image(
+    db: &Path,
+    blob: &Path,
+    digest: &str,
+    size: u64,
+) -> (slicelab_central::Running, slicelab_client::Client, String) {
+    use serde_json::{json, Value};
+    use slicelab_model::image::{NewImage, Visibility};
+    use slicelab_model::objects::{NodeWithKey, SliceTagSet};
+    use slicelab_model::TagName;
+    let central = slicelab_central::start(slicelab_central::Config {
+        db_url: format!("sqlite://{}/central.db", db.display()),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_email: "admin@img.test".into(),
+        admin_password: Some("admin-password-1".into()),
+    })
+    .await
+    .expect("central");
+    let base = format!("http://{}", central.addr);
+    let admin = login(&base, "admin@img.test", "admin-password-1").await;
+    let site: slicelab_model::objects::Site = admin
+        .post(
+            "/sites",
+            &json!({"login_base": "pl", "name": "PL", "max_slices": 3}),
+        )
+        .await
+        .unwrap();
+    let n: NodeWithKey = admin
+        .post(
+            "/nodes",
+            &json!({"hostname": "node1.pl.test", "site": "pl"}),
+        )
+        .await
+        .unwrap();
+    admin.put_blob(digest, blob).await.unwrap();
+    let manifest = ImageManifest {
+        config: ImageConfig::default(),
+        layers: vec![LayerRef {
+            digest: digest.to_string(),
+            size,
+            media_type: LAYER_TAR.into(),
+        }],
+    };
+    admin
+        .create_image(&NewImage {
+            name: "bb".into(),
+            visibility: Visibility::Site,
+            site_id: Some(site.id),
+            manifest,
+        })
+        .await
+        .unwrap();
+    let _: Value = admin
+        .post("/slices", &json!({"name": "pl_fetch"}))
+        .await
+        .unwrap();
+    admin
+        .set_slice_tag(
+            "pl_fetch",
+            TagName::Image,
+            &SliceTagSet {
+                value: "bb".into(),
+                node: None,
+            },
+        )
+        .await
+        .unwrap();
+    (central, admin, n.node_key)
+}
+
+fn node_config(
+    node: &TestNode,
+    central: &slicelab_central::Running,
+    key: String,
+    mirrors: Vec<String>,
+) -> slicelab_node::Config {
+    slicelab_node::Config {
+        central: format!("http://{}", central.addr),
+        key,
+        state_dir: node.dir.path().to_path_buf(),
+        names: node.names().clone(),
+        init_exe: Some(INIT_EXE.into()),
+        reconcile_every: Duration::from_secs(1),
+        audit_flows: false,
+        image_mirrors: mirrors,
+        ..Default::default()
+    }
+}
+
 /// The node fetches a published image from a real central: a download it finds half done is
 /// resumed (here a planted half of garbage, so the resumed blob's digest is wrong), refused with
 /// the reason in the sliver's report, then fetched afresh after the back-off and run.
 #[test]
 fn fetch_resumes_verifies_reports_and_retries() {
     use serde_json::{json, Value};
-    use slicelab_model::image::{NewImage, Visibility};
-    use slicelab_model::objects::{NodeWithKey, SliceTagSet};
     use slicelab_model::sliver::Sliver;
-    use slicelab_model::{SliverState, TagName};
+    use slicelab_model::SliverState;
 
     let Some(()) = root_or_skip("fetch_resumes_verifies_reports_and_retries") else {
         return;
@@ -260,73 +350,9 @@ fn fetch_resumes_verifies_reports_and_retries() {
         .unwrap();
     let db = tempfile::tempdir().unwrap();
     tokio_rt.block_on(async {
-        let central = slicelab_central::start(slicelab_central::Config {
-            db_url: format!("sqlite://{}/central.db", db.path().display()),
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            admin_email: "admin@img.test".into(),
-            admin_password: Some("admin-password-1".into()),
-        })
-        .await
-        .expect("central");
-        let base = format!("http://{}", central.addr);
-        let admin = login(&base, "admin@img.test", "admin-password-1").await;
-        let site: slicelab_model::objects::Site = admin
-            .post(
-                "/sites",
-                &json!({"login_base": "pl", "name": "PL", "max_slices": 3}),
-            )
-            .await
-            .unwrap();
-        let n: NodeWithKey = admin
-            .post(
-                "/nodes",
-                &json!({"hostname": "node1.pl.test", "site": "pl"}),
-            )
-            .await
-            .unwrap();
-        admin.put_blob(&digest, &blob).await.unwrap();
-        let manifest = ImageManifest {
-            config: ImageConfig::default(),
-            layers: vec![LayerRef {
-                digest: digest.clone(),
-                size: layer.len() as u64,
-                media_type: LAYER_TAR.into(),
-            }],
-        };
-        admin
-            .create_image(&NewImage {
-                name: "bb".into(),
-                visibility: Visibility::Site,
-                site_id: Some(site.id),
-                manifest,
-            })
-            .await
-            .unwrap();
-        let _: Value = admin
-            .post("/slices", &json!({"name": "pl_fetch"}))
-            .await
-            .unwrap();
-        admin
-            .set_slice_tag(
-                "pl_fetch",
-                TagName::Image,
-                &SliceTagSet {
-                    value: "bb".into(),
-                    node: None,
-                },
-            )
-            .await
-            .unwrap();
-        let cfg = slicelab_node::Config {
-            central: base.clone(),
-            key: n.node_key.clone(),
-            state_dir: state.clone(),
-            names: node.names().clone(),
-            init_exe: Some(INIT_EXE.into()),
-            reconcile_every: Duration::from_secs(1),
-            audit_flows: false,
-            ..Default::default()
-        };
+        let (central, admin, key) =
+            central_with_image(db.path(), &blob, &digest, layer.len() as u64).await;
+        let cfg = node_config(&node, &central, key, vec![]);
         let daemon = tokio::spawn(slicelab_node::run(cfg));
         let _: Value = admin
             .post(
@@ -366,6 +392,132 @@ fn fetch_resumes_verifies_reports_and_retries() {
             !store.partial_blob(&digest).unwrap().exists(),
             "download removed once unpacked"
         );
+        assert_eq!(node.sh_ok("pl_fetch", "echo ok").trim(), "ok");
+        daemon.abort();
+        let _ = daemon.await;
+        central.shutdown().await;
+    });
+}
+
+/// A static web server (`python3 -m http.server`) on 127.0.0.1 serving `dir`; killed on drop.
+struct Mirror(std::process::Child, String);
+
+impl Mirror {
+    fn serve(dir: &Path) -> Mirror {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 -m http.server");
+        let addr = format!("127.0.0.1:{port}");
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "mirror did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mirror(child, format!("http://{addr}"))
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Mirrors come first and are untrusted: a mirror with the right blob serves it even when
+/// central cannot (its copy is gone); a mirror serving wrong bytes is passed over for central.
+#[test]
+fn mirrors_serve_blobs_and_a_lying_mirror_is_passed_over() {
+    use serde_json::{json, Value};
+
+    let Some(()) = root_or_skip("mirrors_serve_blobs_and_a_lying_mirror_is_passed_over") else {
+        return;
+    };
+    let node = TestNode::new(14);
+    let state = node.dir.path().to_path_buf();
+    let scratch = tempfile::tempdir().unwrap();
+    let blob = scratch.path().join("layer.tar");
+    let layer = base_tar(&state);
+    fs::write(&blob, &layer).unwrap();
+    let digest = sha256(&layer);
+    let hex = digest.trim_start_matches("sha256:").to_string();
+    let good = tempfile::tempdir().unwrap();
+    fs::create_dir_all(good.path().join("blobs/sha256")).unwrap();
+    fs::write(good.path().join("blobs/sha256").join(&hex), &layer).unwrap();
+    let lying = tempfile::tempdir().unwrap();
+    fs::create_dir_all(lying.path().join("blobs/sha256")).unwrap();
+    fs::write(
+        lying.path().join("blobs/sha256").join(&hex),
+        vec![b'x'; layer.len()],
+    )
+    .unwrap();
+    let (good_m, lying_m) = (Mirror::serve(good.path()), Mirror::serve(lying.path()));
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let db = tempfile::tempdir().unwrap();
+    tokio_rt.block_on(async {
+        let (central, admin, key) =
+            central_with_image(db.path(), &blob, &digest, layer.len() as u64).await;
+        // Central's own copy is gone: only the good mirror has the blob.
+        let at_central = db.path().join("blobs/sha256").join(&hex);
+        let kept = fs::read(&at_central).expect("central's blob file");
+        fs::remove_file(&at_central).unwrap();
+        let cfg = node_config(&node, &central, key.clone(), vec![good_m.1.clone()]);
+        let daemon = tokio::spawn(slicelab_node::run(cfg));
+        let _: Value = admin
+            .post(
+                "/slices/pl_fetch/nodes",
+                &json!({"names": ["node1.pl.test"]}),
+            )
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        while node.rt().init_of("pl_fetch").is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "never ran from the mirror"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        daemon.abort();
+        let _ = daemon.await;
+
+        // Now the lying mirror only, central's copy back, the image gone from the node.
+        node.rt().destroy("pl_fetch").unwrap();
+        let store = ImageStore::open(&state).unwrap();
+        store.gc(&HashSet::new(), 0).unwrap();
+        assert!(!store.has_layer(&digest));
+        fs::write(&at_central, kept).unwrap();
+        let cfg = node_config(&node, &central, key, vec![lying_m.1.clone()]);
+        let daemon = tokio::spawn(slicelab_node::run(cfg));
+        let t0 = Instant::now();
+        while node.rt().init_of("pl_fetch").is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "a lying mirror kept the image from running"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(node.sh_ok("pl_fetch", "echo ok").trim(), "ok");
         daemon.abort();
         let _ = daemon.await;

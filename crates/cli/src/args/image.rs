@@ -56,7 +56,7 @@ pub enum ImageCmd {
         /// Packages on top of `minbase`, comma-separated.
         #[arg(long, value_name = "PKG,...", value_delimiter = ',')]
         include: Vec<String>,
-        /// The Debian mirror [default: http://deb.debian.org/debian].
+        /// The Debian mirror [default: `http://deb.debian.org/debian`].
         #[arg(long, value_name = "URL")]
         mirror: Option<String>,
         #[command(flatten)]

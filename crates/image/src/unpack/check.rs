@@ -10,7 +10,7 @@ use std::path::Path;
 use slicelab_model::image::Compression;
 use tar::EntryType;
 
-use super::{link_name, meta_of, path, Limits, UnpackReport};
+use super::{finish, is_metadata, link_name, meta_of, path, Limits, UnpackReport};
 use crate::compress::decoder;
 use crate::digest::Sha256Reader;
 use crate::error::{ImageError, IoContext};
@@ -43,13 +43,7 @@ pub fn check_layer_within(
             other => other,
         };
         let ty = entry.header().entry_type();
-        if matches!(
-            ty,
-            EntryType::XGlobalHeader
-                | EntryType::XHeader
-                | EntryType::GNULongName
-                | EntryType::GNULongLink
-        ) {
+        if is_metadata(ty) {
             continue;
         }
         report.entries += 1;
@@ -80,15 +74,7 @@ pub fn check_layer_within(
         report.bytes += n;
         limits.check(&report)?;
     }
-    let (diff_id, len) = archive
-        .into_inner()
-        .finish()
-        .map_err(|e| ImageError::bad(format!("{}: reading the tar: {e}", blob.display())))?;
-    if len == 0 {
-        return Err(ImageError::bad(format!("{}: empty layer", blob.display())));
-    }
-    report.diff_id = diff_id;
-    Ok(report)
+    finish(archive, blob, report)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! This runs as host root on the node, on tars from anyone who may publish an image. The
 //! invariants (each tested with hostile tars in `tests/unpack_hostile.rs`):
 //! - nothing is created, changed or removed outside `dest`: names are checked first
-//!   ([`path`]: leading `/` and `./` dropped, any `..` refuses the layer), and every filesystem
-//!   call goes through [`tree`] (`openat2` with `RESOLVE_IN_ROOT` for parents, `*at()` with no
+//!   (`path`: leading `/` and `./` dropped, any `..` refuses the layer), and every filesystem
+//!   call goes through `tree` (`openat2` with `RESOLVE_IN_ROOT` for parents, `*at()` with no
 //!   following for the final component);
 //! - no device node or FIFO is created, except overlayfs whiteouts (char 0:0) for `.wh.` names;
 //! - owners above 65535 are clamped to 65534: slices' uid ranges are 65,536 wide;
@@ -187,6 +187,16 @@ fn unpack_into(
         tree.set_dir_mtime(&comps, *mtime)
             .map_err(|e| ImageError::io("setting directory times", e))?;
     }
+    finish(archive, blob, report)
+}
+
+/// The end of reading a layer, for unpacking and checking alike: the rest of the stream read
+/// and hashed (its `diff_id`), an empty layer refused.
+fn finish<R: Read>(
+    archive: tar::Archive<Sha256Reader<R>>,
+    blob: &Path,
+    mut report: UnpackReport,
+) -> Result<UnpackReport, ImageError> {
     let (diff_id, len) = archive
         .into_inner()
         .finish()
@@ -198,6 +208,17 @@ fn unpack_into(
     Ok(report)
 }
 
+/// Headers that only carry metadata for the next entry (long names, PAX): not entries.
+fn is_metadata(ty: EntryType) -> bool {
+    matches!(
+        ty,
+        EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink
+    )
+}
+
 /// Unpacks one entry; returns the mtime to give a directory at the end, if it made one.
 fn unpack_entry<R: Read>(
     tree: &Tree,
@@ -206,13 +227,7 @@ fn unpack_entry<R: Read>(
     report: &mut UnpackReport,
 ) -> Result<Option<i64>, ImageError> {
     let ty = entry.header().entry_type();
-    if matches!(
-        ty,
-        EntryType::XGlobalHeader
-            | EntryType::XHeader
-            | EntryType::GNULongName
-            | EntryType::GNULongLink
-    ) {
+    if is_metadata(ty) {
         return Ok(None);
     }
     report.entries += 1;

@@ -7,16 +7,36 @@ Standard library only: it runs before and beside schemathesis, on any python3.
 """
 
 import hashlib
+import io
 import json
+import tarfile
 import sys
 import time
 import urllib.error
 import urllib.request
 
+
+
+def make_layer():
+    """A real (tiny) layer, byte for byte the same on every run: central reads every layer of
+    an image it publishes as a node would."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        data = b"fuzz layer\n"
+        info = tarfile.TarInfo("etc/fuzz")
+        info.size = len(data)
+        info.mtime = 0
+        info.mode = 0o644
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 # The one image layer; fuzz-api.toml names its digest and the image manifest's.
-LAYER = b"fuzz layer\n"
-LAYER_DIGEST = "sha256:c645868018c1e80ccf803dc607f39b4b02ed98aefaa486b580a5b571f4fe9bd8"
-MANIFEST_DIGEST = "sha256:30327eb69c5924f3ff7b146d8e14abd59e5dbfd4fb0842a5a70cbe53f1fc4390"
+LAYER = make_layer()
+LAYER_DIGEST = "sha256:eb002cdb333dde966944d7764f335c61292db39c19f2a63fc6821d1bae8cac10"
+MANIFEST_DIGEST = "sha256:920ee062eba1f78568f6dcfd53c31e068e9d16289b5fb6a159565660db9b57f2"
 
 # A real ed25519 public key (the model's ssh_key tests use the same one).
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH6mwuiCgEj5IOErDJ69hnStVLbIEwiAnpCShyp6iSC/ fuzz@example"

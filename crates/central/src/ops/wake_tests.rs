@@ -164,14 +164,36 @@ async fn writes_log_an_event_and_wake_only_their_nodes() {
         .await
         .expect("tag");
     w.take();
-    let digest = format!("sha256:{}", "a".repeat(64));
+    // A real (tiny) layer: publishing reads it as a node would.
+    let layer = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(2);
+        h.set_cksum();
+        b.append_data(&mut h, "etc/x", &b"hi"[..]).expect("tar");
+        b.into_inner().expect("tar")
+    };
+    let digest = {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&layer)))
+    };
+    let file = st
+        .blobs
+        .dir()
+        .join("sha256")
+        .join(slicelab_model::image::digest_hex(&digest));
+    std::fs::write(&file, &layer).expect("blob file");
     st.store
-        .record_blob("system", 0, &digest, 3)
+        .record_blob("system", 0, &digest, layer.len() as u64)
         .await
         .expect("blob");
     let img = from(
         json!({"name": "tools", "visibility": "platform", "site_id": 1,
-        "manifest": {"config": {}, "layers": [{"digest": digest, "size": 3,
+        "manifest": {"config": {}, "layers": [{"digest": digest, "size": layer.len(),
         "media_type": slicelab_model::image::LAYER_TAR}]}}),
     );
     step!("image create", ops::images::create(&st, &admin, &img), one);

@@ -352,7 +352,11 @@ fn fetch_resumes_verifies_reports_and_retries() {
     tokio_rt.block_on(async {
         let (central, admin, key) =
             central_with_image(db.path(), &blob, &digest, layer.len() as u64).await;
-        let cfg = node_config(&node, &central, key, vec![]);
+        let cfg = slicelab_node::Config {
+            // Keep no image no sliver uses: the daemon's GC removes it once the slice goes.
+            image_budget: 0,
+            ..node_config(&node, &central, key, vec![])
+        };
         let daemon = tokio::spawn(slicelab_node::run(cfg));
         let _: Value = admin
             .post(
@@ -393,6 +397,21 @@ fn fetch_resumes_verifies_reports_and_retries() {
             "download removed once unpacked"
         );
         assert_eq!(node.sh_ok("pl_fetch", "echo ok").trim(), "ok");
+        // Used, it stays at budget 0; once the slice leaves the node, the daemon's GC removes it.
+        assert_eq!(store.images().len(), 1);
+        let _: Value = admin
+            .delete("/slices/pl_fetch/nodes/node1.pl.test")
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        while !store.images().is_empty() || layer_dirs(&state) > 0 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the unused image was never collected"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(node.rt().init_of("pl_fetch").is_none());
         daemon.abort();
         let _ = daemon.await;
         central.shutdown().await;

@@ -91,6 +91,8 @@ pub fn default_init_exe() -> PathBuf {
 pub struct LinuxRuntime {
     cfg: RuntimeConfig,
     cgroups: Cgroups,
+    /// Published images (opened once: a start or an exec only reads it).
+    images: ImageStore,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -116,7 +118,12 @@ impl LinuxRuntime {
         let cgroups = Cgroups::detect(&cfg.names.cgroup_parent)?;
         let dir = names::slivers_dir(&cfg.state_dir);
         fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
-        Ok(Self { cfg, cgroups })
+        let images = ImageStore::open(&cfg.state_dir)?;
+        Ok(Self {
+            cfg,
+            cgroups,
+            images,
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -227,7 +234,7 @@ impl LinuxRuntime {
         rec: &SliverRecord,
     ) -> Result<(Vec<PathBuf>, Option<ImageConfig>), NodeError> {
         if let Some(digest) = &rec.spec.image_digest {
-            let l = ImageStore::open(&self.cfg.state_dir)?.lowers(digest)?;
+            let l = self.images.lowers(digest)?;
             return Ok((l.layers, Some(l.config)));
         }
         let name = rec
@@ -247,9 +254,10 @@ impl LinuxRuntime {
         let Some(digest) = rec.spec.image_digest else {
             return Vec::new();
         };
-        ImageStore::open(&self.cfg.state_dir)
+        self.images
+            .manifest(&digest)
             .ok()
-            .and_then(|s| s.manifest(&digest).ok().flatten())
+            .flatten()
             .map(|m| {
                 m.config
                     .env

@@ -213,18 +213,6 @@ fn published_image_runs_its_command_with_layers_stacked_and_shared() {
     node.assert_no_leaks_after_cleanup();
 }
 
-async fn login(base: &str, email: &str, password: &str) -> slicelab_client::Client {
-    let anon = slicelab_client::Client::new(base, None);
-    let r: slicelab_model::objects::LoginResponse = anon
-        .post(
-            "/auth/login",
-            &serde_json::json!({"email": email, "password": password}),
-        )
-        .await
-        .expect("login");
-    anon.with_token(r.token)
-}
-
 /// A real central (SQLite in `db`, blobs beside it) with site `pl`, node `node1.pl.test`, the
 /// one-layer image `bb` made of `blob`, and slice `pl_fetch` whose `image` tag names it (not yet
 /// on the node). Returns central, the admin's client and the node's key.
@@ -238,16 +226,8 @@ async fn central_with_image(
     use slicelab_model::image::{NewImage, Visibility};
     use slicelab_model::objects::{NodeWithKey, SliceTagSet};
     use slicelab_model::TagName;
-    let central = slicelab_central::start(slicelab_central::Config {
-        db_url: format!("sqlite://{}/central.db", db.display()),
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_email: "admin@img.test".into(),
-        admin_password: Some("admin-password-1".into()),
-    })
-    .await
-    .expect("central");
-    let base = format!("http://{}", central.addr);
-    let admin = login(&base, "admin@img.test", "admin-password-1").await;
+    let central = start_central(db, std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await;
+    let admin = admin_client(&format!("http://{}", central.addr)).await;
     let site: slicelab_model::objects::Site = admin
         .post(
             "/sites",

@@ -20,10 +20,13 @@ pub(crate) mod extract;
 pub(crate) mod metrics;
 pub mod ops;
 pub mod queries;
+pub(crate) mod secure;
 pub mod state;
+pub mod tls;
 
 pub use auth::new_secret;
 pub use blobs::BlobConfig;
+pub use tls::{Tls, TlsSource};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +54,9 @@ pub struct Config {
     pub admin_email: String,
     /// Password of that admin; generated (and returned once) when `None`.
     pub admin_password: Option<String>,
+    /// Serve HTTPS with this certificate; `None`: plain HTTP (loopback tests, or behind a
+    /// TLS-terminating proxy).
+    pub tls: Option<TlsSource>,
 }
 
 #[derive(Debug, Error)]
@@ -67,6 +73,8 @@ pub enum CentralError {
     Bootstrap(String),
     #[error(transparent)]
     Blobs(#[from] blobs::BlobError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("server failed: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -78,8 +86,8 @@ pub use slicelab_model::time::now;
 const BODY_LIMIT: usize = 4 << 20;
 
 /// The whole HTTP application over `state`; `extra` adds routes of other layers (the web UI).
-pub(crate) fn app(state: AppState, extra: Router<AppState>) -> Router {
-    Router::new()
+pub(crate) fn app(state: AppState, extra: Router<AppState>, https: bool) -> Router {
+    let router = Router::new()
         .nest("/api/v1", api::router())
         .merge(extra)
         .route("/healthz", get(|| async { "ok" }))
@@ -97,7 +105,12 @@ pub(crate) fn app(state: AppState, extra: Router<AppState>) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state);
+    if https {
+        router.layer(axum::middleware::map_response(secure::harden))
+    } else {
+        router
+    }
 }
 
 async fn metrics_page(State(st): State<AppState>) -> impl IntoResponse {
@@ -142,6 +155,8 @@ async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<String>, Centra
 /// A central that is serving.
 pub struct Running {
     pub addr: SocketAddr,
+    /// The TLS it serves (its CA's fingerprint, when its own), or `None`: plain HTTP.
+    pub tls: Option<Tls>,
     /// Set on the first start only, when no password was configured: the admin's password.
     pub generated_admin_password: Option<String>,
     stop: Option<oneshot::Sender<()>>,
@@ -150,6 +165,12 @@ pub struct Running {
 }
 
 impl Running {
+    /// The URL clients reach it at on `addr` (`https://` when serving TLS).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
     /// Stops serving, lets in-flight requests finish, and closes the database.
     pub async fn shutdown(mut self) {
         if let Some(s) = self.stop.take() {
@@ -196,9 +217,10 @@ pub async fn start_with(
     let store = Arc::new(Store::open(&cfg.db_url).await?);
     let blobs = Arc::new(blobs::BlobStore::open(&blobs, &cfg.db_url)?);
     let generated_admin_password = bootstrap(&store, &cfg).await?;
+    let tls = cfg.tls.as_ref().map(tls::load).transpose()?;
     let state = AppState::new(store.clone(), blobs.clone());
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| CentralError::Listen {
             addr: cfg.listen,
             source,
@@ -208,25 +230,42 @@ pub async fn start_with(
     let waker = state.clone();
     let sweeper = tokio::spawn(sweep_liveness(store.clone()));
     let blob_sweeper = tokio::spawn(sweep_blobs(store.clone(), blobs.clone()));
-    let app = app(state, extra);
+    let app = app(state, extra, tls.is_some());
+    // The peer address feeds the public lookup's per-client rate limit.
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        let _ = stop_rx.await;
+        waker.stop_waiters();
+        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    let server_tls = tls.as_ref().map(|t| t.server.clone());
     let task = tokio::spawn(async move {
-        // The peer address feeds the public lookup's per-client rate limit.
-        let r = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.await;
-            waker.stop_waiters();
-        })
-        .await;
+        let r = match server_tls {
+            Some(config) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+                axum_server::from_tcp_rustls(listener, config)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        };
         sweeper.abort();
         blob_sweeper.abort();
         r
     });
-    tracing::info!(%addr, db = %redact(&cfg.db_url), blobs = %blobs.dir().display(), "central serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, db = %redact(&cfg.db_url), blobs = %blobs.dir().display(), "central serving");
     Ok(Running {
         addr,
+        tls,
         generated_admin_password,
         stop: Some(stop_tx),
         task,

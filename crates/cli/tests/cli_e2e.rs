@@ -101,6 +101,7 @@ async fn cli_against_a_real_central() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_email: ADMIN.into(),
         admin_password: Some(ADMIN_PASSWORD.into()),
+        tls: None,
     })
     .await
     .expect("central starts");
@@ -412,6 +413,7 @@ async fn broker_leases_usage_and_lookup_from_the_cli() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_email: ADMIN.into(),
         admin_password: Some(ADMIN_PASSWORD.into()),
+        tls: None,
     })
     .await
     .expect("central starts");

@@ -9,36 +9,18 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use reqwest::{Method, StatusCode};
 use slicelab_model::image::{Image, NewImage};
 
-use crate::{encode, error_of, Client, ClientError, Result};
+use crate::{encode, error_of, transport, Client, ClientError, Result};
 
 /// Longest a blob transfer may take (a layer of gigabytes on a slow link).
 const BLOB_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 impl Client {
-    /// A request to `path` (below `/api/v1`) with this client's credential; its answer as is.
-    async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> Result<reqwest::Response> {
-        let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        req.send().await.map_err(|source| ClientError::Transport {
-            url: url.to_string(),
-            source,
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{}", self.base, path)
-    }
-
     /// The size of blob `digest` if central has it (`None`: upload it).
     pub async fn head_blob(&self, digest: &str) -> Result<Option<u64>> {
-        let url = self.url(&format!("/blobs/{}", encode(digest)));
-        let req = self
-            .http
-            .request(Method::HEAD, &url)
-            .timeout(Duration::from_secs(30));
-        let resp = self.send(req, &url).await?;
+        let path = format!("/blobs/{}", encode(digest));
+        let (resp, url) = self
+            .send_failover(&Method::HEAD, &path, |r| r.timeout(Duration::from_secs(30)))
+            .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => resp
@@ -61,19 +43,31 @@ impl Client {
             path: path.display().to_string(),
             source,
         };
-        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
-        let len = file.metadata().await.map_err(file_err)?.len();
-        let url = self.url(&format!("/blobs/{}", encode(digest)));
-        let body =
-            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10));
-        let req = self
-            .http
-            .put(&url)
-            .timeout(BLOB_TIMEOUT)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, len)
-            .body(body);
-        let resp = self.send(req, &url).await?;
+        let len = tokio::fs::metadata(path).await.map_err(file_err)?.len();
+        let file = std::fs::File::open(path).map_err(file_err)?;
+        // Each replica tried gets its own reader (one that could not be reached read nothing).
+        let body = |file: std::fs::File| {
+            let file = tokio::fs::File::from_std(file);
+            reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 << 10))
+        };
+        let first = std::sync::Mutex::new(Some(file));
+        let (resp, url) = self
+            .send_failover(&Method::PUT, &format!("/blobs/{}", encode(digest)), |r| {
+                let file = first
+                    .lock()
+                    .ok()
+                    .and_then(|mut f| f.take())
+                    .or_else(|| std::fs::File::open(path).ok());
+                let r = r
+                    .timeout(BLOB_TIMEOUT)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, len);
+                match file {
+                    Some(f) => r.body(body(f)),
+                    None => r.body(Vec::new()),
+                }
+            })
+            .await?;
         if resp.status().is_success() {
             Ok(())
         } else {
@@ -104,16 +98,14 @@ impl Client {
     /// The manifest with this digest, as the bytes central stored: the caller checks that they
     /// hash to `digest` before trusting them.
     pub async fn manifest(&self, digest: &str) -> Result<Vec<u8>> {
-        let url = self.url(&format!("/node/manifests/{}", encode(digest)));
-        let req = self.http.get(&url).timeout(Duration::from_secs(60));
-        let resp = self.send(req, &url).await?;
+        let path = format!("/node/manifests/{}", encode(digest));
+        let (resp, url) = self
+            .send_failover(&Method::GET, &path, |r| r.timeout(Duration::from_secs(60)))
+            .await?;
         if !resp.status().is_success() {
             return Err(error_of(resp, &url).await);
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport { url, source })?;
+        let bytes = resp.bytes().await.map_err(|e| transport(&url, e))?;
         Ok(bytes.to_vec())
     }
 
@@ -122,12 +114,17 @@ impl Client {
     /// (central serving as many downloads as it allows) is `ClientError::Busy` with the
     /// seconds to wait.
     pub async fn blob(&self, digest: &str, offset: u64) -> Result<reqwest::Response> {
-        let url = self.url(&format!("/node/blobs/{}", encode(digest)));
-        let mut req = self.http.get(&url).timeout(BLOB_TIMEOUT);
-        if offset > 0 {
-            req = req.header(RANGE, format!("bytes={offset}-"));
-        }
-        let resp = self.send(req, &url).await?;
+        let path = format!("/node/blobs/{}", encode(digest));
+        let (resp, url) = self
+            .send_failover(&Method::GET, &path, |r| {
+                let r = r.timeout(BLOB_TIMEOUT);
+                if offset > 0 {
+                    r.header(RANGE, format!("bytes={offset}-"))
+                } else {
+                    r
+                }
+            })
+            .await?;
         if resp.status().is_success() {
             Ok(resp)
         } else {

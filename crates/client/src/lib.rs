@@ -2,8 +2,13 @@
 
 #![forbid(unsafe_code)]
 
+mod connect;
 mod images;
 
+pub use connect::{fingerprint_of, split_urls, Endpoint, Trust};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -28,13 +33,24 @@ pub enum ClientError {
         error: String,
         message: String,
     },
-    /// Central could not be reached, or the connection broke.
-    #[error("cannot reach central at {url}: {source}")]
+    /// Central could not be reached, or the connection broke (`detail`: the whole chain of
+    /// causes, e.g. why its certificate was refused).
+    #[error("cannot reach central at {url}: {detail}")]
     Transport {
         url: String,
+        detail: String,
         #[source]
         source: reqwest::Error,
     },
+    /// `http://` to an address that is not loopback, not explicitly allowed.
+    #[error(
+        "refusing plain HTTP to {url}: keys, passwords and tokens would cross the network in \
+         clear; use https:// (or allow plain HTTP explicitly: --allow-plain-http)"
+    )]
+    PlainHttp { url: String },
+    /// The client's own settings are unusable (a bad CA file or fingerprint, no URL).
+    #[error("{0}")]
+    Config(String),
     #[error("unexpected answer from central: {0}")]
     Decode(String),
     /// Central sheds load (503): try again after `retry_after` seconds.
@@ -61,9 +77,30 @@ impl ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// A `Transport` error for `url`, its message naming every cause down to the root.
+pub(crate) fn transport(url: &str, source: reqwest::Error) -> ClientError {
+    let mut detail = source.to_string();
+    let mut cause = std::error::Error::source(&source);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !detail.contains(&text) {
+            detail.push_str(": ");
+            detail.push_str(&text);
+        }
+        cause = c.source();
+    }
+    ClientError::Transport {
+        url: url.to_string(),
+        detail,
+        source,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
-    base: String,
+    /// Central's URLs (replicas); requests go to `bases[current]` and move on when it fails.
+    bases: Arc<[String]>,
+    current: Arc<AtomicUsize>,
     token: Option<String>,
     http: reqwest::Client,
 }
@@ -71,28 +108,97 @@ pub struct Client {
 impl Client {
     /// `base` is central's URL, e.g. `http://127.0.0.1:8080`; `token` a session token, API token
     /// or node key (all are sent as `Authorization: Bearer`).
+    ///
+    /// No checks: for tests and loopback. Front ends use [`Client::connect`], which refuses
+    /// plain HTTP across a network and verifies central's certificate as configured.
     pub fn new(base: &str, token: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
-        Self {
-            base: base.trim_end_matches('/').to_string(),
-            token,
-            http,
-        }
+        let endpoint = Endpoint::new(base).allow_plain_http(true);
+        Self::connect(&endpoint, token).unwrap_or_else(|_| Self {
+            bases: vec![base.trim_end_matches('/').to_string()].into(),
+            current: Default::default(),
+            token: None,
+            http: reqwest::Client::new(),
+        })
     }
 
+    /// A client of the central at `endpoint` (several URLs: replicas, tried in turn).
+    pub fn connect(endpoint: &Endpoint, token: Option<String>) -> Result<Self> {
+        endpoint.check()?;
+        let tls = connect::tls_config(&endpoint.trust)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|e| ClientError::Config(format!("cannot make an HTTP client: {e}")))?;
+        Ok(Self {
+            bases: endpoint.urls.clone().into(),
+            current: Default::default(),
+            token,
+            http,
+        })
+    }
+
+    /// The URL requests go to now (the first replica that answered).
     pub fn base(&self) -> &str {
-        &self.base
+        let i = self.current.load(Ordering::Relaxed) % self.bases.len().max(1);
+        self.bases.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// Every URL this client knows, comma-separated (as given).
+    pub fn bases(&self) -> String {
+        self.bases.join(",")
     }
 
     pub fn with_token(&self, token: String) -> Self {
         Self {
-            base: self.base.clone(),
+            bases: self.bases.clone(),
+            current: self.current.clone(),
             token: Some(token),
             http: self.http.clone(),
         }
+    }
+
+    /// Sends the request `build` makes for each URL in turn, starting with the current one,
+    /// until one answers (any HTTP status). A request that may have reached central and
+    /// changed something (not GET/HEAD) moves on only if it could not connect at all: a
+    /// write is never sent twice.
+    pub(crate) async fn send_failover(
+        &self,
+        method: &Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::Response, String)> {
+        let n = self.bases.len().max(1);
+        let start = self.current.load(Ordering::Relaxed);
+        let idempotent = matches!(*method, Method::GET | Method::HEAD);
+        let mut last = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Some(base) = self.bases.get(i) else { break };
+            let url = format!("{base}/api/v1{path}");
+            let mut req = build(self.http.request(method.clone(), &url));
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    if k > 0 {
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Ok((resp, url));
+                }
+                Err(e) => {
+                    let retry = e.is_connect() || (idempotent && !e.is_timeout());
+                    last = Some(transport(&url, e));
+                    if !retry {
+                        break;
+                    }
+                    // The next request starts at the next replica too.
+                    self.current.store((i + 1) % n, Ordering::Relaxed);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Config("no central URL given".into())))
     }
 
     /// Sends a request to `path` (below `/api/v1`) and decodes the JSON answer.
@@ -103,29 +209,20 @@ impl Client {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<T> {
-        let url = format!("{}/api/v1{}", self.base, path);
-        let mut req = self.http.request(method, &url).timeout(timeout);
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
+        let (resp, url) = self
+            .send_failover(&method, path, |req| {
+                let req = req.timeout(timeout);
+                match body {
+                    Some(b) => req.json(b),
+                    None => req,
+                }
+            })
+            .await?;
         let status = resp.status();
         if !status.is_success() {
             return Err(error_of(resp, &url).await);
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+        let bytes = resp.bytes().await.map_err(|e| transport(&url, e))?;
         let bytes = if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             bytes::Bytes::from_static(b"null")
         } else {
@@ -212,12 +309,7 @@ pub(crate) async fn error_of(resp: reqwest::Response, url: &str) -> ClientError 
         .and_then(|v| v.trim().parse::<u64>().ok());
     let bytes = match resp.bytes().await {
         Ok(b) => b,
-        Err(source) => {
-            return ClientError::Transport {
-                url: url.to_string(),
-                source,
-            }
-        }
+        Err(source) => return transport(url, source),
     };
     let (error, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(e) => (e.error, e.message),

@@ -206,6 +206,7 @@ async fn first_sliver_ms(
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_email: "admin@bench.test".into(),
         admin_password: Some("admin-password-1".into()),
+        tls: None,
     })
     .await
     .map_err(|e| e.to_string())?;

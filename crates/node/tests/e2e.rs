@@ -55,6 +55,7 @@ fn slice_added_on_central_runs_and_removal_destroys_it() {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_email: "admin@e2e.test".into(),
             admin_password: Some("admin-password-1".into()),
+            tls: None,
         })
         .await
         .expect("central");

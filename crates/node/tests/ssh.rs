@@ -171,6 +171,7 @@ fn ssh_into_sliver_with_slice_keys_only() {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin_email: "admin@ssh.test".into(),
             admin_password: Some("admin-password-1".into()),
+            tls: None,
         })
         .await
         .expect("central");

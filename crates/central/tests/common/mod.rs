@@ -161,6 +161,7 @@ fn config(db_url: &str) -> Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_email: ADMIN_EMAIL.into(),
         admin_password: Some(ADMIN_PASSWORD.into()),
+        tls: None,
     }
 }
 

@@ -365,6 +365,7 @@ pub async fn start_central(db: &Path, listen: std::net::SocketAddr) -> slicelab_
         listen,
         admin_email: ADMIN_EMAIL.into(),
         admin_password: Some(ADMIN_PASSWORD.into()),
+        tls: None,
     };
     for _ in 0..50 {
         if let Ok(c) = slicelab_central::start(cfg()).await {

@@ -28,6 +28,7 @@ impl TestCentral {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 admin_email: ADMIN_EMAIL.into(),
                 admin_password: Some(ADMIN_PASSWORD.into()),
+                tls: None,
             },
             slicelab_web::router(),
         )

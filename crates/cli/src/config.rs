@@ -25,6 +25,15 @@ pub struct Config {
     /// Who logged in (for display and as the default at the next login).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Trust central only through the CA with this fingerprint (`sha256:HEX`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
+    /// Trust central only through the CA in this PEM file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Plain HTTP to a non-loopback central was explicitly allowed at login.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plain_http: bool,
 }
 
 /// Where the config lives: `$SLICELAB_CONFIG`, else `<config dir>/slicelab/config.toml`.

@@ -44,3 +44,12 @@ pub fn create_sqlite_dir(url: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Where central keeps its own CA unless `--tls-dir` says: `tls/` beside a SQLite file, else
+/// `/var/lib/slicelab/tls` (PostgreSQL: central has no directory of its own otherwise).
+pub fn default_tls_dir(db_url: &str) -> PathBuf {
+    sqlite_path(db_url)
+        .and_then(|p| p.parent().map(|d| d.join("tls")))
+        .filter(|d| d != Path::new("tls"))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/slicelab/tls"))
+}

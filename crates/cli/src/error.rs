@@ -45,6 +45,7 @@ fn client_code(e: &ClientError) -> u8 {
             _ => exit::GENERIC,
         },
         ClientError::Transport { .. } | ClientError::Busy { .. } => exit::TRANSPORT,
+        ClientError::PlainHttp { .. } | ClientError::Config(_) => exit::USAGE,
         ClientError::Decode(_) | ClientError::File { .. } => exit::GENERIC,
     }
 }

@@ -22,6 +22,7 @@ mod session;
 pub mod table;
 pub mod testbed;
 pub mod timefmt;
+mod trust;
 
 pub use args::{Cli, Command, Output};
 pub use cmd::run;

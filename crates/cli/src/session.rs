@@ -32,8 +32,9 @@ pub(crate) fn session() -> Result<Session> {
     let config = file.with_env();
     let central = config.central.clone().ok_or(CliError::NoCentral)?;
     let token = config.token.clone().ok_or(CliError::NotLoggedIn)?;
+    let endpoint = crate::trust::endpoint(&central, &crate::trust::of_config(&config))?;
     Ok(Session {
-        client: Client::new(&central, Some(token)),
+        client: Client::connect(&endpoint, Some(token))?,
         path,
     })
 }

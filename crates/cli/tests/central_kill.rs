@@ -1,34 +1,52 @@
-//! A write that central acknowledged survives SIGKILL of the central process right after.
+//! A write that central acknowledged survives SIGKILL of the central process right after. Central
+//! runs as `slicelab central` does by default: HTTPS with its own CA, pinned by the fingerprint
+//! it prints.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use slicelab_client::Client;
+use slicelab_client::{Client, Endpoint, Trust};
 use slicelab_model::objects::LoginResponse;
 
 const PASSWORD: &str = "kill-test-password";
 
-/// Starts `slicelab central` on an ephemeral loopback port; returns the process and its URL.
-fn start(db: &str) -> (Child, String) {
+/// Starts `slicelab central` on an ephemeral loopback port; returns the process and its URL
+/// with the CA fingerprint it printed.
+fn start(db: &str, tls_dir: &std::path::Path) -> (Child, Endpoint) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slicelab"))
         .args(["central", "--db", db, "--listen", "127.0.0.1:0"])
+        .arg("--tls-dir")
+        .arg(tls_dir)
         .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn central");
     let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .and_then(|u| u.strip_suffix("/api/v1"))
-        .unwrap_or_else(|| panic!("no URL in {line:?}"))
-        .to_string();
-    (child, url)
+    let mut out = BufReader::new(stdout);
+    let (mut url, mut fp) = (None, None);
+    while url.is_none() || fp.is_none() {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).expect("read") > 0,
+            "central said no URL and CA"
+        );
+        for w in line.split_whitespace() {
+            if let Some(u) = w
+                .strip_prefix("https://")
+                .and_then(|u| u.strip_suffix("/api/v1"))
+            {
+                url = Some(format!("https://{u}"));
+            }
+            if w.starts_with("sha256:") {
+                fp = Some(Trust::fingerprint(w).expect("a fingerprint"));
+            }
+        }
+    }
+    let endpoint = Endpoint::new(&url.unwrap_or_default()).trust(fp.unwrap_or_default());
+    (child, endpoint)
 }
 
 fn sigkill(mut child: Child) {
@@ -38,8 +56,8 @@ fn sigkill(mut child: Child) {
     assert!(!status.success(), "central was killed, not exited");
 }
 
-async fn admin(url: &str) -> Client {
-    let anon = Client::new(url, None);
+async fn admin(endpoint: &Endpoint) -> Client {
+    let anon = Client::connect(endpoint, None).expect("a client");
     let r: LoginResponse = anon
         .post(
             "/auth/login",
@@ -51,7 +69,8 @@ async fn admin(url: &str) -> Client {
 }
 
 async fn survives(db: &str) {
-    let (child, url) = start(db);
+    let tls = tempfile::tempdir().expect("tempdir");
+    let (child, url) = start(db, tls.path());
     let c = admin(&url).await;
     // Several acknowledged writes, then SIGKILL with no pause: each 2xx must be durable.
     for i in 0..5 {
@@ -64,7 +83,7 @@ async fn survives(db: &str) {
             .expect("write acknowledged");
     }
     sigkill(child);
-    let (child, url) = start(db);
+    let (child, url) = start(db, tls.path());
     let c = admin(&url).await;
     for i in 0..5 {
         let site: Value = c

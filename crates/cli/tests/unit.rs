@@ -21,6 +21,8 @@ fn config_round_trip_with_mode_0600() {
         central: Some("http://127.0.0.1:8080".into()),
         token: Some("secret-token".into()),
         email: Some("admin@localhost".into()),
+        ca_fingerprint: Some(format!("sha256:{}", "ab".repeat(32))),
+        ..Config::default()
     };
     cfg.save(&path).expect("save");
     assert_eq!(Config::load(&path).expect("load"), cfg);
@@ -52,6 +54,7 @@ fn config_env_overrides() {
         central: Some("http://a".into()),
         token: Some("t1".into()),
         email: Some("e@x".into()),
+        ..Config::default()
     };
     let c = file.clone().with_overrides(Some("http://b".into()), None);
     assert_eq!(c.central.as_deref(), Some("http://b"));

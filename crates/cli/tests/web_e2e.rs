@@ -60,6 +60,15 @@ fn browser_available() -> bool {
     ok
 }
 
+/// base64(SHA-256(SubjectPublicKeyInfo)) of the CA whose key is in `key_file`.
+fn ca_spki(key_file: &std::path::Path) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let pem = fs::read_to_string(key_file).expect("central's CA key");
+    let key = rcgen::KeyPair::from_pem(&pem).expect("a key");
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(key.public_key_der()))
+}
+
 /// What `slicelab up` printed: the central URL and the demo accounts.
 #[derive(Debug)]
 struct Summary {
@@ -101,7 +110,9 @@ struct Driver {
     _profile: tempfile::TempDir,
 }
 
-async fn start_driver() -> Res<(Driver, Client)> {
+/// `start_driver(spki)`: Chromium trusts central's own CA by its key (`spki`: base64 of the
+/// SHA-256 of the CA's SubjectPublicKeyInfo), as a browser that imported the CA would.
+async fn start_driver(ca_spki: &str) -> Res<(Driver, Client)> {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
@@ -137,6 +148,7 @@ async fn start_driver() -> Res<(Driver, Client)> {
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 "--no-first-run", "--no-proxy-server", "--window-size=1280,1400",
                 format!("--user-data-dir={}", profile.path().display()),
+                format!("--ignore-certificate-errors-spki-list={ca_spki}"),
             ]
         }),
     );
@@ -450,7 +462,8 @@ fn web_against_real_testbed() {
     assert!(o.status.success(), "up: {}", text(&o));
     eprintln!("up --nodes 2 took {:.1?}", t0.elapsed());
     let summary = Summary::parse(&String::from_utf8_lossy(&o.stdout));
-    assert_eq!(summary.central, "http://10.99.0.1:8080", "{}", text(&o));
+    assert_eq!(summary.central, "https://10.99.0.1:8080", "{}", text(&o));
+    let ca_spki = ca_spki(&dirp.join("tls/ca.key"));
     assert_eq!(summary.account("pi").0, "pi@demo.slicelab.test");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -459,7 +472,7 @@ fn web_against_real_testbed() {
         .build()
         .expect("tokio runtime");
     let r: Res<String> = rt.block_on(async {
-        let (mut driver, client) = start_driver().await?;
+        let (mut driver, client) = start_driver(&ca_spki).await?;
         let r = flow(&client, &summary).await;
         if r.is_err() {
             let _ = shot(&client, "failure").await;

@@ -252,6 +252,79 @@ impl ServerCertVerifier for PinnedCa {
     }
 }
 
+/// The fingerprint of the last certificate (the CA) in the chain the server at `url` presents,
+/// without trusting it: what `slicelab login` shows a person before asking to trust it.
+pub async fn presented_ca(url: &str) -> Result<Option<String>, ClientError> {
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Recorder {
+            seen: seen.clone(),
+            provider: provider(),
+        }))
+        .with_no_client_auth();
+    let http = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .use_preconfigured_tls(config)
+        .build()
+        .map_err(|e| ClientError::Config(e.to_string()))?;
+    // The recorder refuses every chain: the request fails once the chain is seen.
+    let _ = http.get(format!("{url}/healthz")).send().await;
+    let fp = seen.lock().ok().and_then(|s| s.clone());
+    Ok(fp)
+}
+
+/// Records the presented chain's last certificate and refuses it.
+#[derive(Debug)]
+struct Recorder {
+    seen: Arc<std::sync::Mutex<Option<String>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let last = intermediates.last().unwrap_or(end_entity);
+        if let Ok(mut s) = self.seen.lock() {
+            *s = Some(fingerprint_of(last));
+        }
+        Err(rustls::Error::General("only recording the chain".into()))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("only recording the chain".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("only recording the chain".into()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 mod connect;
 mod images;
 
-pub use connect::{fingerprint_of, split_urls, Endpoint, Trust};
+pub use connect::{fingerprint_of, presented_ca, split_urls, Endpoint, Trust};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

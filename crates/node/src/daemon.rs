@@ -31,8 +31,12 @@ pub const DEFAULT_IMAGE_BUDGET: u64 = 20 << 30;
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Central's base URL.
+    /// Central's base URL, or several replicas' separated by commas (tried in turn).
     pub central: String,
+    /// Which CA central's HTTPS must come from.
+    pub trust: slicelab_client::Trust,
+    /// Allow plain `http://` to a central that is not on loopback.
+    pub allow_plain_http: bool,
     /// The node key central issued for this node.
     pub key: String,
     /// Where sliver layers, images, the desired-state cache and the report sequence live.
@@ -70,6 +74,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             central: "http://127.0.0.1:8080".into(),
+            trust: Default::default(),
+            allow_plain_http: false,
             key: String::new(),
             state_dir: PathBuf::from("/var/lib/slicelab/node"),
             names: NodeNames::default(),
@@ -322,7 +328,10 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 message: e.to_string(),
             })??,
     );
-    let client = Client::new(&cfg.central, Some(cfg.key.clone()));
+    let endpoint = slicelab_client::Endpoint::new(&cfg.central)
+        .trust(cfg.trust.clone())
+        .allow_plain_http(cfg.allow_plain_http);
+    let client = Client::connect(&endpoint, Some(cfg.key.clone()))?;
     let image_ready = Arc::new(tokio::sync::Notify::new());
     let images = ImageStore::open(&cfg.state_dir)?;
     images.clear_staging();

@@ -8,7 +8,10 @@ use clap::Args;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 On the first start an admin account is created; its password is taken from
-SLICELAB_ADMIN_PASSWORD, or generated and printed once.")]
+SLICELAB_ADMIN_PASSWORD, or generated and printed once.
+
+Central serves HTTPS: with --tls-cert/--tls-key, or else with a CA of its own made on the
+first start, whose fingerprint it prints (clients pin it: `slicelab login --ca-fingerprint`).")]
 pub struct CentralArgs {
     /// Database: `sqlite://PATH` (created on first start) or `postgres://...`
     /// [default: sqlite:///var/lib/slicelab/central.db as root, else in the user's data dir].
@@ -34,4 +37,31 @@ pub struct CentralArgs {
     /// [default: `blobs/` beside a SQLite database, else /var/lib/slicelab/blobs].
     #[arg(long, env = "SLICELAB_BLOB_DIR", value_name = "DIR")]
     pub blob_dir: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key) instead of central's own CA.
+    #[arg(
+        long,
+        env = "SLICELAB_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(
+        long,
+        env = "SLICELAB_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Where central keeps its own CA (made on the first start; replicas share it)
+    /// [default: `tls/` beside a SQLite database, else /var/lib/slicelab/tls].
+    #[arg(long, env = "SLICELAB_TLS_DIR", value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// A name or address clients use to reach central, for its own CA's server certificate
+    /// (the host name, localhost and the listen address are always included). Repeatable.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub tls_name: Vec<String>,
+    /// Serve plain HTTP (only behind a TLS-terminating proxy, or on loopback).
+    #[arg(long, env = "SLICELAB_NO_TLS", conflicts_with_all = ["tls_cert", "tls_dir"])]
+    pub no_tls: bool,
 }

@@ -59,3 +59,24 @@ impl EnableArgs {
         }
     }
 }
+
+/// How to trust central's HTTPS: a CA file, a CA fingerprint, or (default) the system's roots.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TrustArgs {
+    /// Trust central only through the CA certificate(s) in this PEM file.
+    #[arg(
+        long,
+        env = "SLICELAB_CA",
+        value_name = "FILE",
+        conflicts_with = "ca_fingerprint"
+    )]
+    pub ca: Option<std::path::PathBuf>,
+    /// Trust central only through the CA with this fingerprint (`sha256:HEX`, printed by
+    /// `slicelab central` when it starts).
+    #[arg(long, env = "SLICELAB_CA_FINGERPRINT", value_name = "FP")]
+    pub ca_fingerprint: Option<String>,
+    /// Allow `http://` to an address that is not loopback: keys, passwords and tokens then
+    /// cross the network in clear.
+    #[arg(long, env = "SLICELAB_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
+}

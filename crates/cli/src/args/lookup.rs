@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use super::common::TrustArgs;
+
 #[derive(Debug, Args)]
 pub struct LookupArgs {
     /// The node the traffic came from (hostname).
@@ -18,4 +20,7 @@ pub struct LookupArgs {
     /// Central to ask, if not the logged-in one.
     #[arg(long, env = "SLICELAB_CENTRAL")]
     pub central: Option<String>,
+    /// How to trust that central (with --central; else the login's).
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }

@@ -28,7 +28,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub use central::CentralArgs;
 pub use common::{
-    boot_state_parser, role_parser, tag_parser, EnableArgs, ListArgs, DEFAULT_NODE_STATE_DIR,
+    boot_state_parser, role_parser, tag_parser, EnableArgs, ListArgs, TrustArgs,
+    DEFAULT_NODE_STATE_DIR,
 };
 pub use defaults::DefaultsCmd;
 pub use events::EventsArgs;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Subcommand};
 use slicelab_model::BootState;
 
-use super::common::{boot_state_parser, ListArgs, DEFAULT_NODE_STATE_DIR};
+use super::common::{boot_state_parser, ListArgs, TrustArgs, DEFAULT_NODE_STATE_DIR};
 
 pub(super) const NODE_ABOUT: &str = "\
 Run the node manager, or manage the registry's nodes.
@@ -35,7 +35,7 @@ pub struct NodeCmd {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("node_key").required(true).args(["key", "key_file"])))]
 pub struct NodeDaemonArgs {
-    /// Central's URL.
+    /// Central's URL, or several replicas' separated by commas (tried in turn).
     #[arg(
         long,
         env = "SLICELAB_CENTRAL",
@@ -55,8 +55,16 @@ pub struct NodeDaemonArgs {
     )]
     pub key: Option<String>,
     /// Read the node key from this file.
-    #[arg(long, value_name = "FILE", help_heading = "Node manager")]
+    #[arg(
+        long,
+        env = "SLICELAB_NODE_KEY_FILE",
+        value_name = "FILE",
+        help_heading = "Node manager"
+    )]
     pub key_file: Option<PathBuf>,
+    /// How to trust central's certificate.
+    #[command(flatten, next_help_heading = "Node manager")]
+    pub trust: TrustArgs,
     /// Where sliver layers, images and unsent reports live.
     #[arg(
         long,

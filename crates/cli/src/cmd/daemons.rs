@@ -11,17 +11,19 @@ use crate::output::print;
 
 /// `slicelab central`: serves the API and web pages until SIGINT/SIGTERM.
 pub(crate) async fn central(a: CentralArgs) -> Result<()> {
-    let db_url = db_url::resolve(a.db);
+    let db_url = db_url::resolve(a.db.clone());
     db_url::create_sqlite_dir(&db_url)?;
     let admin_password = std::env::var("SLICELAB_ADMIN_PASSWORD")
         .ok()
         .filter(|p| !p.is_empty());
+    let tls = tls_source(&a, &db_url);
     let running = slicelab_central::start_with(
         slicelab_central::Config {
             db_url: db_url.clone(),
             listen: a.listen,
             admin_email: a.admin_email.clone(),
             admin_password,
+            tls,
         },
         slicelab_central::BlobConfig {
             blob_dir: a.blob_dir.clone(),
@@ -36,22 +38,62 @@ pub(crate) async fn central(a: CentralArgs) -> Result<()> {
             slicelab_central::redact(&db_url)
         )
     })?;
-    let url = format!("http://{}", running.addr);
+    let url = running.url();
     let mut text = format!(
         "central: serving {url}/api/v1 (database {})\n",
         slicelab_central::redact(&db_url)
     );
+    let mut login_flags = String::new();
+    if let Some(t) = &running.tls {
+        if let (Some(fp), Some(file)) = (&t.ca_fingerprint, &t.ca_file) {
+            text.push_str(&format!(
+                "central: its own CA ({}) has fingerprint\n    {fp}\n",
+                file.display()
+            ));
+            login_flags = format!(" --ca-fingerprint {fp}");
+        }
+    } else if !a.listen.ip().is_loopback() {
+        text.push_str("central: WARNING: plain HTTP on a network address (--no-tls)\n");
+    }
     if let Some(pw) = &running.generated_admin_password {
         text.push_str(&format!(
             "\nCreated the admin account. Its password is shown only this once:\n\n    \
              email:     {email}\n    password:  {pw}\n\n\
-             Log in with:  slicelab login --central {url} --email {email}\n\n",
+             Log in with:  slicelab login --central {url} --email {email}{login_flags}\n\n",
             email = a.admin_email
         ));
     }
     print(&text)?;
     running.wait_for_signal().await?;
     Ok(())
+}
+
+/// The TLS central serves: the files given, none (`--no-tls`), or its own CA for the names
+/// clients may use (the listen address, the host name, `--tls-name`).
+fn tls_source(a: &CentralArgs, db_url: &str) -> Option<slicelab_central::TlsSource> {
+    if a.no_tls {
+        return None;
+    }
+    if let (Some(cert), Some(key)) = (&a.tls_cert, &a.tls_key) {
+        return Some(slicelab_central::TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    let mut names = a.tls_name.clone();
+    if !a.listen.ip().is_unspecified() {
+        names.push(a.listen.ip().to_string());
+    }
+    if let Ok(h) = nix::unistd::gethostname() {
+        names.extend(h.into_string().ok().filter(|h| !h.is_empty()));
+    }
+    Some(slicelab_central::TlsSource::OwnCa {
+        dir: a
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| db_url::default_tls_dir(db_url)),
+        names,
+    })
 }
 
 /// `slicelab node --central URL --key KEY`: runs the node manager on this machine.
@@ -75,8 +117,11 @@ pub(crate) async fn node_manager(a: NodeDaemonArgs) -> Result<()> {
     if key.is_empty() {
         return Err(CliError::Usage("the node key is empty".into()).into());
     }
+    let endpoint = crate::trust::endpoint(&central, &a.trust)?;
     slicelab_node::run(slicelab_node::Config {
         central,
+        trust: endpoint.trust,
+        allow_plain_http: a.trust.allow_plain_http,
         key,
         state_dir: a.state_dir,
         names: node_names(&a.names),

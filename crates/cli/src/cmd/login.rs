@@ -26,7 +26,13 @@ pub(crate) async fn login(out: Output, a: LoginArgs) -> Result<()> {
         "SLICELAB_PASSWORD",
         &format!("password for {email}: "),
     )?;
-    let resp = Client::new(&central, None).login(&email, &pw).await?;
+    let mut trust = a.trust.clone();
+    if let Some(fp) = crate::trust::ask_first_time(&central, &trust).await? {
+        trust.ca_fingerprint = Some(fp);
+    }
+    let endpoint = crate::trust::endpoint(&central, &trust)?;
+    let resp = Client::connect(&endpoint, None)?.login(&email, &pw).await?;
+    crate::trust::save(&mut cfg, &trust);
     cfg.central = Some(central.clone());
     cfg.token = Some(resp.token.clone());
     cfg.email = Some(resp.person.email.clone());

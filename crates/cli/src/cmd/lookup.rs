@@ -7,18 +7,25 @@ use super::flags::since;
 use crate::args::{LookupArgs, Output};
 use crate::output::emit;
 use crate::render;
-use crate::session::session;
 use crate::timefmt;
 
 pub(crate) async fn lookup(out: Output, a: LookupArgs) -> Result<()> {
     let now = timefmt::now();
     let from = since(a.since.as_deref(), now)?;
     // Anyone may ask: use the logged-in central if there is one, without needing a login.
-    let base = match a.central {
-        Some(c) => c,
-        None => session()?.client.base().to_string(),
+    let client = match a.central {
+        Some(c) => Client::connect(&crate::trust::endpoint(&c, &a.trust)?, None)?,
+        None => {
+            let (file, _) = crate::session::load_config()?;
+            let cfg = file.with_env();
+            let central = cfg
+                .central
+                .clone()
+                .ok_or(crate::error::CliError::NoCentral)?;
+            let endpoint = crate::trust::endpoint(&central, &crate::trust::of_config(&cfg))?;
+            Client::connect(&endpoint, None)?
+        }
     };
-    let client = Client::new(&base, None);
     let r = client.lookup(&a.node, &a.remote, a.port, from, now).await?;
     emit(out, &r, render::lookup)
 }

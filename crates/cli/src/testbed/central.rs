@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use slicelab_client::Client;
+use slicelab_client::{Client, Endpoint, Trust};
 
 use super::keys::random_password;
 use super::process::{log_file, spawn_in_netns};
@@ -23,6 +23,10 @@ pub(super) struct Account {
 pub(super) struct Central {
     pub(super) child: Child,
     pub(super) url: String,
+    /// The URL with the CA to trust.
+    pub(super) endpoint: Endpoint,
+    /// The fingerprint of central's own CA.
+    pub(super) ca_fingerprint: String,
     pub(super) admin: Client,
     pub(super) admin_account: Account,
 }
@@ -33,7 +37,19 @@ pub(super) async fn start_central(exe: &Path, a: &UpArgs, tb: &mut Testbed) -> R
     let admin_email = format!("admin@{DOMAIN}");
     let admin_password = random_password()?;
     let listen = format!("{}:{}", host_addr(), a.port);
-    let url = format!("http://{listen}");
+    let url = format!("https://{listen}");
+    // The CA central will use, made now (central finds it on start) so its fingerprint is
+    // known before central answers.
+    let tls_dir = dir.join("tls");
+    let names = vec![host_addr().to_string(), format!("central.{DOMAIN}")];
+    let ca_fingerprint = slicelab_central::tls::load(&slicelab_central::TlsSource::OwnCa {
+        dir: tls_dir.clone(),
+        names: names.clone(),
+    })
+    .context("making central's CA")?
+    .ca_fingerprint
+    .context("central's own CA has no fingerprint")?;
+    let endpoint = Endpoint::new(&url).trust(Trust::fingerprint(&ca_fingerprint)?);
     let mut c = Command::new(exe);
     c.args([
         "central",
@@ -41,7 +57,11 @@ pub(super) async fn start_central(exe: &Path, a: &UpArgs, tb: &mut Testbed) -> R
         &listen,
         "--admin-email",
         &admin_email,
+        "--tls-name",
+        &names.join(","),
     ])
+    .arg("--tls-dir")
+    .arg(&tls_dir)
     .arg("--db")
     .arg(format!("sqlite://{}", dir.join("central.db").display()))
     .env("SLICELAB_ADMIN_PASSWORD", &admin_password)
@@ -52,11 +72,14 @@ pub(super) async fn start_central(exe: &Path, a: &UpArgs, tb: &mut Testbed) -> R
     let mut child = spawn_in_netns(&mut c, None)?;
     tb.central_pid = Some(child.id() as i32);
     tb.central_url = url.clone();
+    tb.central_ca_fingerprint = Some(ca_fingerprint.clone());
     tb.save(dir)?;
-    let (admin, _) = login_retry(&url, &admin_email, &admin_password, &mut child).await?;
+    let (admin, _) = login_retry(&endpoint, &admin_email, &admin_password, &mut child).await?;
     Ok(Central {
         child,
         url,
+        endpoint,
+        ca_fingerprint,
         admin,
         admin_account: Account {
             email: admin_email,
@@ -68,12 +91,12 @@ pub(super) async fn start_central(exe: &Path, a: &UpArgs, tb: &mut Testbed) -> R
 /// Logs in as `email`, retrying while central starts (up to 30 s, or until it exits). Returns
 /// a client with the session and the session token.
 pub(super) async fn login_retry(
-    base: &str,
+    endpoint: &Endpoint,
     email: &str,
     pw: &str,
     central: &mut Child,
 ) -> Result<(Client, String)> {
-    let anon = Client::new(base, None);
+    let anon = Client::connect(endpoint, None)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match anon.login(email, pw).await {

@@ -54,7 +54,7 @@ pub(super) async fn start_nodes(
         started
             .known
             .push(format!("{hostname},{addr} {}", files.host_pub));
-        let child = spawn_node_manager(exe, &central.url, &a.dir, i, &files)?;
+        let child = spawn_node_manager(exe, central, &a.dir, i, &files)?;
         tb.nodes.push(TestbedNode {
             index: i,
             hostname: hostname.clone(),
@@ -141,7 +141,7 @@ fn node_files(dir: &Path, i: u8, node_key: &str) -> Result<NodeFiles> {
 /// environment cannot override its flags.
 fn spawn_node_manager(
     exe: &Path,
-    central_url: &str,
+    central: &Central,
     dir: &Path,
     i: u8,
     f: &NodeFiles,
@@ -150,7 +150,9 @@ fn spawn_node_manager(
     c.args([
         "node",
         "--central",
-        central_url,
+        &central.url,
+        "--ca-fingerprint",
+        &central.ca_fingerprint,
         "--ssh-listen",
         "0.0.0.0:22",
     ])
@@ -163,6 +165,8 @@ fn spawn_node_manager(
     .args(["--cgroup-parent", &format!("{CGROUP_PREFIX}{i}")])
     .env_remove("SLICELAB_NODE_KEY")
     .env_remove("SLICELAB_CENTRAL")
+    .env_remove("SLICELAB_CA")
+    .env_remove("SLICELAB_ALLOW_PLAIN_HTTP")
     .stdin(Stdio::null())
     .stdout(log_file(dir, &format!("node{i}.log"))?)
     .stderr(log_file(dir, &format!("node{i}.err.log"))?);

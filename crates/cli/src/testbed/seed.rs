@@ -63,7 +63,7 @@ pub(super) async fn seed_registry(
         .context("adding the demo user's SSH key")?;
     tb.user_key = Some(private.clone());
     let (pi, pi_token) = login_retry(
-        &central.url,
+        &central.endpoint,
         &pi_email,
         &person_password,
         &mut central.child,

@@ -16,6 +16,9 @@ pub(super) const STATE_FILE: &str = "testbed.json";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Testbed {
     pub central_url: String,
+    /// The fingerprint of central's own CA (clients pin it).
+    #[serde(default)]
+    pub central_ca_fingerprint: Option<String>,
     pub central_pid: Option<i32>,
     /// The foreground `slicelab up` that tears the testbed down on Ctrl-C (`None` when detached).
     pub up_pid: Option<i32>,

@@ -90,8 +90,13 @@ fn hints(a: &UpArgs, tb: &Testbed, d: &Demo, login: Option<&Path>) -> String {
             p.display()
         )),
         None => s.push_str(&format!(
-            "  Log in with:      slicelab login --central {} --email {}\n",
-            tb.central_url, d.people.pi_email
+            "  Log in with:      slicelab login --central {} --email {}{}\n",
+            tb.central_url,
+            d.people.pi_email,
+            tb.central_ca_fingerprint
+                .as_deref()
+                .map(|fp| format!(" --ca-fingerprint {fp}"))
+                .unwrap_or_default()
         )),
     }
     if a.detach {

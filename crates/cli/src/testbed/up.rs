@@ -46,6 +46,7 @@ pub async fn up(a: UpArgs) -> Result<()> {
     };
     let login = save_login(
         &tb.central_url,
+        tb.central_ca_fingerprint.as_deref(),
         &demo.people.pi_email,
         &demo.people.pi_token,
     );
@@ -92,7 +93,12 @@ async fn wait_for_signal() -> Result<()> {
 
 /// Saves the PI's session as the invoking user's login (so `slicelab slice ...` and
 /// `slicelab exec` work at once), unless that user is logged in to another central.
-fn save_login(central: &str, email: &str, token: &str) -> Option<PathBuf> {
+fn save_login(
+    central: &str,
+    ca_fingerprint: Option<&str>,
+    email: &str,
+    token: &str,
+) -> Option<PathBuf> {
     let path = match std::env::var_os(config::ENV_CONFIG).filter(|p| !p.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => match invoking_user() {
@@ -108,6 +114,8 @@ fn save_login(central: &str, email: &str, token: &str) -> Option<PathBuf> {
         central: Some(central.to_string()),
         token: Some(token.to_string()),
         email: Some(email.to_string()),
+        ca_fingerprint: ca_fingerprint.map(str::to_string),
+        ..Config::default()
     };
     cfg.save(&path).ok()?;
     if let Some((uid, gid, h)) = invoking_user() {

@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde::{de::DeserializeOwned, Serialize};
 use slicelab_model::defaults::{DefaultSet, DefaultTag, Defaults};
 use slicelab_model::objects::{
-    ApiToken, BootState, ErrorBody, Event, Key, KeyCreate, LoginRequest, LoginResponse, NameList,
+    ApiToken, BootState, ErrorBody, Event, JoinRequest, JoinToken, JoinTokenCreate, Key, KeyCreate, LoginRequest, LoginResponse, NameList,
     NewApiToken, Node, NodeCreate, NodeUpdate, NodeWithKey, Page, Person, PersonCreate,
     PersonUpdate, Role, Site, SiteCreate, SiteUpdate, Slice, SliceCreate, SliceRenew, SliceTag,
     SliceTagSet, SliceUpdate, TokenCreate,
@@ -560,6 +560,26 @@ impl Client {
     }
 
     /// Issues a new node key; the old one stops working.
+    /// A single-use join token for `node`, valid `ttl_secs` (central's default: a day).
+    pub async fn join_token(&self, node: &str, ttl_secs: Option<i64>) -> Result<JoinToken> {
+        self.post(
+            &format!("/nodes/{}/join-token", encode(node)),
+            &JoinTokenCreate { ttl_secs },
+        )
+        .await
+    }
+
+    /// Exchanges a join token for the node's key (no credential needed: the token is one).
+    pub async fn join(&self, token: &str) -> Result<NodeWithKey> {
+        self.post(
+            "/node/join",
+            &JoinRequest {
+                token: token.to_string(),
+            },
+        )
+        .await
+    }
+
     pub async fn rekey_node(&self, node: &str) -> Result<NodeWithKey> {
         self.post(
             &format!("/nodes/{}/key", encode(node)),

@@ -474,6 +474,36 @@ pub struct NodeWithKey {
     pub node_key: String,
 }
 
+/// Asks for a join token for a node (`slicelab node add` does, and `node join-token`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct JoinTokenCreate {
+    /// Seconds the token stays valid, at most 7 days [default: 24 hours].
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
+}
+
+/// A single-use, expiring token a new machine exchanges for its node key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinToken {
+    /// Give this to `slicelab node join`; central keeps only its hash.
+    pub token: String,
+    /// The node it joins (hostname).
+    pub node: String,
+    /// When it stops working (seconds since the epoch).
+    pub expires: i64,
+}
+
+/// What a joining node manager sends: the token it was given.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinRequest {
+    pub token: String,
+}
+
+/// Default and bounds of a join token's life, in seconds.
+pub const JOIN_TOKEN_TTL: i64 = 24 * 3600;
+pub const JOIN_TOKEN_TTL_MIN: i64 = 1;
+pub const JOIN_TOKEN_TTL_MAX: i64 = 7 * 24 * 3600;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Slice {
     pub id: i64,

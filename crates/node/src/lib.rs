@@ -8,7 +8,7 @@
 //! - [`cgroup`], [`net`], [`image`], [`disk`]: one concern each; [`names`]: how everything is named;
 //! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
 //!   `host`: the machine's own figures from `/proc` (memory);
-//! - [`daemon`]: the long-poll / reconcile / report loop;
+//! - [`daemon`]: the long-poll / reconcile / report loop; [`doctor`]: what a machine lacks to be a node;
 //! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`).
 //!
 //! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
@@ -21,6 +21,7 @@ pub mod cgroup;
 mod cmd;
 pub mod daemon;
 pub mod disk;
+pub mod doctor;
 mod error;
 mod host;
 pub mod idmap;

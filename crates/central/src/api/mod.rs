@@ -58,6 +58,7 @@ pub fn router() -> Router<AppState> {
             get(nodes::show).patch(nodes::update).delete(nodes::remove),
         )
         .route("/nodes/{node}/key", post(nodes::rekey))
+        .route("/nodes/{node}/join-token", post(nodes::join_token))
         .route("/nodes/{node}/slivers", get(nodes::slivers))
         .route("/slices", get(slices::list).post(slices::create))
         .route(
@@ -93,6 +94,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", delete(leases::remove))
+        .route("/node/join", post(nodes::join))
         .route("/node/slivers", get(node::slivers))
         .route("/node/report", post(node::report))
         .route("/node/usage", post(usage::ingest))

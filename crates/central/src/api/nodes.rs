@@ -6,7 +6,10 @@ use axum::Json;
 use serde::Deserialize;
 use slicelab_model::objects::Page;
 use slicelab_model::sliver::Sliver;
-use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate, NodeWithKey};
+use slicelab_model::{
+    BootState, ErrorBody, JoinRequest, JoinToken, JoinTokenCreate, Node, NodeCreate, NodeUpdate,
+    NodeWithKey,
+};
 
 use crate::api::paging;
 use crate::auth::Caller;
@@ -111,6 +114,35 @@ pub async fn rekey(
     Path(node): Path<String>,
 ) -> ApiResult<Json<NodeWithKey>> {
     Ok(Json(ops::nodes::rekey(&st, &caller.actor, &node).await?))
+}
+
+/// Issues a single-use, expiring join token for the node (`slicelab node join`).
+#[utoipa::path(post, path = "/api/v1/nodes/{node}/join-token", tag = "nodes", operation_id = "create_join_token",
+    request_body = JoinTokenCreate, params(("node" = String, Path, description = "id or hostname")),
+    responses((status = 201, body = JoinToken), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody, description = "ttl_secs out of range")))]
+pub async fn join_token(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(node): Path<String>,
+    ApiJson(c): ApiJson<JoinTokenCreate>,
+) -> ApiResult<(StatusCode, Json<JoinToken>)> {
+    caller.person()?;
+    let t = ops::nodes::join_token(&st, &caller.actor, &node, &c).await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+/// A new machine exchanges its join token for the node's key (a new key: earlier ones stop
+/// working). The token is the credential; it works once, until it expires.
+#[utoipa::path(post, path = "/api/v1/node/join", tag = "node", operation_id = "join_node",
+    request_body = JoinRequest, security(()),
+    responses((status = 200, body = NodeWithKey),
+        (status = 401, body = ErrorBody, description = "Unknown, used or expired join token (the message says which).")))]
+pub async fn join(
+    State(st): State<AppState>,
+    ApiJson(req): ApiJson<JoinRequest>,
+) -> ApiResult<Json<NodeWithKey>> {
+    Ok(Json(ops::nodes::join(&st, &req).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node}/slivers", tag = "nodes", operation_id = "list_node_slivers",

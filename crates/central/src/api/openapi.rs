@@ -174,7 +174,7 @@ fn describe(code: &str) -> &'static str {
         sites::list, sites::create, sites::show, sites::update, sites::remove,
         persons::list, persons::create, persons::show, persons::update, persons::remove,
         persons::list_keys, persons::add_key, persons::delete_key,
-        nodes::list, nodes::create, nodes::show, nodes::update, nodes::remove, nodes::rekey, nodes::slivers,
+        nodes::list, nodes::create, nodes::show, nodes::update, nodes::remove, nodes::rekey, nodes::join_token, nodes::join, nodes::slivers,
         slices::list, slices::create, slices::show, slices::update, slices::remove, slices::renew,
         slices::add_nodes, slices::select_nodes, slices::remove_node, slices::add_persons, slices::remove_person,
         slices::slivers, slices::tags, slices::set_tag, slices::delete_tag,

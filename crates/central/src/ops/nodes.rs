@@ -2,8 +2,11 @@
 //! PIs. A change wakes that node only; creation and re-keying wake none (the node's desired
 //! slivers do not change, and a re-keyed node manager starts its next poll with the new key).
 
-use slicelab_model::{Actor, Node, NodeCreate, NodeUpdate, NodeWithKey};
-use slicelab_store::StoreError;
+use slicelab_model::{
+    Actor, JoinRequest, JoinToken, JoinTokenCreate, Node, NodeCreate, NodeUpdate, NodeWithKey,
+    JOIN_TOKEN_TTL, JOIN_TOKEN_TTL_MAX, JOIN_TOKEN_TTL_MIN,
+};
+use slicelab_store::{Redeemed, StoreError};
 
 use crate::auth::{new_secret, secret_hash, NODE_KEY_PREFIX};
 use crate::ops::{person_id, OpError, OpResult};
@@ -70,4 +73,72 @@ pub async fn rekey(st: &AppState, actor: &Actor, key: &str) -> OpResult<NodeWith
         node: n,
         node_key: secret,
     })
+}
+
+/// Prefix of join tokens (distinct from node keys, sessions and API tokens).
+const JOIN_TOKEN_PREFIX: &str = "slj_";
+
+/// Issues a single-use join token for a node, valid `ttl_secs` (default a day).
+pub async fn join_token(
+    st: &AppState,
+    actor: &Actor,
+    key: &str,
+    c: &JoinTokenCreate,
+) -> OpResult<JoinToken> {
+    person_id(actor)?;
+    let n = st.store.node(key).await?;
+    actor.can_manage_node(n.site_id)?;
+    let ttl = c.ttl_secs.unwrap_or(JOIN_TOKEN_TTL);
+    if !(JOIN_TOKEN_TTL_MIN..=JOIN_TOKEN_TTL_MAX).contains(&ttl) {
+        return Err(OpError::invalid(
+            "ttl_secs",
+            format!(
+                "a join token lives {JOIN_TOKEN_TTL_MIN} to {JOIN_TOKEN_TTL_MAX} seconds, not {ttl}"
+            ),
+        ));
+    }
+    let token = new_secret(JOIN_TOKEN_PREFIX);
+    let now = crate::now();
+    st.store
+        .create_join_token(&actor.label(), now, &n, &secret_hash(&token), now + ttl)
+        .await?;
+    Ok(JoinToken {
+        token,
+        node: n.hostname,
+        expires: now + ttl,
+    })
+}
+
+/// Exchanges a join token for the node's key (a new one: any earlier key stops working).
+/// Anyone may call it: the token is the credential. Refusals say why (unknown, used, expired).
+pub async fn join(st: &AppState, req: &JoinRequest) -> OpResult<NodeWithKey> {
+    let token = req.token.trim();
+    if !token.starts_with(JOIN_TOKEN_PREFIX) {
+        return Err(OpError::Unauthorized(format!(
+            "not a join token (they start with {JOIN_TOKEN_PREFIX}): ask for one with \
+             `slicelab node add` or `slicelab node join-token`"
+        )));
+    }
+    let secret = new_secret(NODE_KEY_PREFIX);
+    let now = crate::now();
+    let again = "ask for a new one with `slicelab node join-token`";
+    match st
+        .store
+        .redeem_join_token(now, &secret_hash(token), &secret_hash(&secret))
+        .await?
+    {
+        Redeemed::Joined(node) => Ok(NodeWithKey {
+            node,
+            node_key: secret,
+        }),
+        Redeemed::Unknown => Err(OpError::Unauthorized("unknown join token".into())),
+        Redeemed::Used(at) => Err(OpError::Unauthorized(format!(
+            "this join token was already used ({}s ago): {again}",
+            now - at
+        ))),
+        Redeemed::Expired(at) => Err(OpError::Unauthorized(format!(
+            "this join token expired ({}s ago): {again}",
+            now - at
+        ))),
+    }
 }

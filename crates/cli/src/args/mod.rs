@@ -40,7 +40,9 @@ pub use key::KeyCmd;
 pub use lease::LeaseCmd;
 pub use login::LoginArgs;
 pub use lookup::LookupArgs;
-pub use node::{NodeCleanupArgs, NodeCmd, NodeDaemonArgs, NodeNamesArgs, NodeSub};
+pub use node::{
+    NodeCleanupArgs, NodeCmd, NodeDaemonArgs, NodeDoctorArgs, NodeJoinArgs, NodeNamesArgs, NodeSub,
+};
 pub use person::PersonCmd;
 pub use sim::SimArgs;
 pub use site::SiteCmd;

@@ -16,7 +16,8 @@ Run the node manager, or manage the registry's nodes.
 With flags and no subcommand, runs the node manager on this machine:
     slicelab node --central URL --key KEY [--state-dir DIR]
 With a subcommand, manages nodes in the registry:
-    slicelab node add HOSTNAME --site SITE    (prints the node key to run it with)";
+    slicelab node add HOSTNAME --site SITE    (prints the command that joins a machine)
+    slicelab node join URL --token T          (on the new machine)";
 
 #[derive(Debug, Args)]
 #[command(
@@ -117,7 +118,8 @@ pub struct NodeNamesArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeSub {
-    /// Add a node; prints its one-time node key and the command to run it.
+    /// Add a node; prints the command that joins a machine as this node (with a single-use,
+    /// expiring join token) and its one-time node key.
     Add {
         /// The node's DNS name.
         hostname: String,
@@ -142,6 +144,9 @@ pub enum NodeSub {
         /// Reservable: slivers run here only during their slice's lease.
         #[arg(long)]
         reservable: bool,
+        /// Seconds the join token works [default: 86400].
+        #[arg(long, value_name = "SECS")]
+        join_ttl: Option<i64>,
     },
     /// List nodes.
     #[command(visible_alias = "ls")]
@@ -200,6 +205,60 @@ pub enum NodeSub {
     },
     /// Remove everything the node manager created on this machine (after a crash or uninstall).
     Cleanup(NodeCleanupArgs),
+    /// Issue a new single-use join token for a node (e.g. to reinstall its machine).
+    JoinToken {
+        /// Hostname or id.
+        node: String,
+        /// Seconds the token works [default: 86400].
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<i64>,
+    },
+    /// Make this machine the node a join token names: check the kernel, get the node key,
+    /// write /etc/slicelab/node.env and start the node manager's systemd unit.
+    Join(NodeJoinArgs),
+    /// Check that this machine has what a node needs (and, once joined, that central answers).
+    Doctor(NodeDoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeJoinArgs {
+    /// Central's URL (several replicas' separated by commas).
+    pub central: String,
+    /// The join token `slicelab node add` or `node join-token` printed.
+    #[arg(long, env = "SLICELAB_JOIN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Where the node's configuration goes (node.env, node.key).
+    #[arg(long, value_name = "DIR", default_value = "/etc/slicelab")]
+    pub config_dir: PathBuf,
+    /// The node manager's state directory.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_NODE_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Run the SSH gateway (`ssh SLICE@NODE`) on this address [default: none].
+    #[arg(long, value_name = "ADDR")]
+    pub ssh_listen: Option<SocketAddr>,
+    /// Join even if a required kernel feature is missing.
+    #[arg(long)]
+    pub skip_checks: bool,
+    /// Write the configuration but start nothing.
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeDoctorArgs {
+    /// Where `node join` wrote the configuration (checked too, with central, when present).
+    #[arg(long, value_name = "DIR", default_value = "/etc/slicelab")]
+    pub config_dir: PathBuf,
+    /// The node manager's state directory.
+    #[arg(
+        long,
+        env = "SLICELAB_STATE_DIR",
+        value_name = "DIR",
+        default_value = DEFAULT_NODE_STATE_DIR
+    )]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -132,7 +132,9 @@ rm -rf "$work/debian"
 # central's user. Recommended: conntrack (looking at flows by hand), ssh for `slicelab exec`,
 # mmdebstrap for `slicelab image build`.
 installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
-cat >"$root/DEBIAN/control" <<EOF
+# Quoted here-document for the description: nothing in it is expanded or run.
+{
+  cat <<EOF
 Package: slicelab
 Version: $version
 Architecture: $arch
@@ -143,16 +145,19 @@ Recommends: conntrack, openssh-client, mmdebstrap
 Suggests: postgresql
 Section: admin
 Priority: optional
+EOF
+  cat <<'EOF'
 Description: shared testbed of slices (PlanetLab, rebuilt)
  One binary holds the central authority (registry, REST API, web interface),
- the node manager that runs each slice's sliver in its own containers, and the
- commands people use to manage sites, persons, keys, nodes and slices.
+ the node manager that runs the slivers assigned to a machine as containers,
+ and the commands people use to manage sites, persons, keys, nodes and slices.
  .
  This package installs systemd units for central (slicelab-central.service)
  and the node manager (slicelab-node.service), neither enabled: configure
- /etc/slicelab/node.env, then `systemctl enable --now slicelab-node`.
+ /etc/slicelab/node.env, then run "systemctl enable --now slicelab-node".
  Upgrades restart running daemons; slivers keep running.
 EOF
+} >"$root/DEBIAN/control"
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | sort -z |
   xargs -0 md5sum >DEBIAN/md5sums)
 chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles" "$root/DEBIAN/md5sums"

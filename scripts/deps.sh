@@ -10,6 +10,7 @@ PKGS=(
   runc lxc iperf3 util-linux procps psmisc  # benchmark peers, bandwidth tests, unshare/runuser, ps
   chromium chromium-driver fonts-liberation  # the web interface's end-to-end test (headless)
   mmdebstrap skopeo umoci docker-registry    # images: Debian builds, a real registry, benchmark peers
+  systemd dpkg-dev                    # packaging: systemd-analyze verify, dpkg-shlibdeps (check-packaging.sh)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: unit tests, the registry on SQLite and PostgreSQL, (as
-# root) the node manager's real-kernel tests, then the API fuzzer against the OpenAPI document.
+# root) the node manager's real-kernel tests, the Debian package and its systemd units, then the
+# API fuzzer against the OpenAPI document.
 # Run from the repository root: sudo ./scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,10 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet ||
   fail "rustdoc warnings (above), e.g. a broken intra-doc link: fix the doc comment"
 
 cargo test --workspace --all-targets -- --test-threads="${SLICELAB_TEST_THREADS:-2}"
+echo
+echo "== Packaging: the .deb of the binary built above, its units and man pages (scripts/check-packaging.sh) =="
+bash scripts/check-packaging.sh --no-build ||
+  fail "the Debian package or its systemd units are broken (above); see dist/README.md"
 echo
 echo "== API contract: schemathesis against /api/v1/openapi.json (scripts/fuzz-api.sh) =="
 bash scripts/fuzz-api.sh

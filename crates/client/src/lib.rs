@@ -15,10 +15,10 @@ use reqwest::{Method, StatusCode};
 use serde::{de::DeserializeOwned, Serialize};
 use slicelab_model::defaults::{DefaultSet, DefaultTag, Defaults};
 use slicelab_model::objects::{
-    ApiToken, BootState, ErrorBody, Event, JoinRequest, JoinToken, JoinTokenCreate, Key, KeyCreate, LoginRequest, LoginResponse, NameList,
-    NewApiToken, Node, NodeCreate, NodeUpdate, NodeWithKey, Page, Person, PersonCreate,
-    PersonUpdate, Role, Site, SiteCreate, SiteUpdate, Slice, SliceCreate, SliceRenew, SliceTag,
-    SliceTagSet, SliceUpdate, TokenCreate,
+    ApiToken, BootState, ErrorBody, Event, JoinRequest, JoinToken, JoinTokenCreate, Key, KeyCreate,
+    LoginRequest, LoginResponse, NameList, NewApiToken, Node, NodeCreate, NodeUpdate, NodeWithKey,
+    Page, Person, PersonCreate, PersonUpdate, Role, Site, SiteCreate, SiteUpdate, Slice,
+    SliceCreate, SliceRenew, SliceTag, SliceTagSet, SliceUpdate, TokenCreate,
 };
 use slicelab_model::sliver::{ReportAck, Sliver};
 use slicelab_model::{DesiredSlivers, NodeReport, TagName, UsageBatch};

@@ -315,6 +315,11 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
     // The node reserve: the kernel's OOM killer never picks the node manager (nor the SSH
     // gateway it hosts), whatever the slivers do; they are bounded by their parent cgroup.
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
+    // Central's URL and trust are checked before anything is made on this machine.
+    let endpoint = slicelab_client::Endpoint::new(&cfg.central)
+        .trust(cfg.trust.clone())
+        .allow_plain_http(cfg.allow_plain_http);
+    let client = Client::connect(&endpoint, Some(cfg.key.clone()))?;
     // Sliver inits are orphaned on purpose (they outlive us); as subreaper we get them back and
     // reap them when they die, instead of leaving zombies to a PID 1 that may not reap.
     // SAFETY: plain prctl with integer arguments.
@@ -328,10 +333,6 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 message: e.to_string(),
             })??,
     );
-    let endpoint = slicelab_client::Endpoint::new(&cfg.central)
-        .trust(cfg.trust.clone())
-        .allow_plain_http(cfg.allow_plain_http);
-    let client = Client::connect(&endpoint, Some(cfg.key.clone()))?;
     let image_ready = Arc::new(tokio::sync::Notify::new());
     let images = ImageStore::open(&cfg.state_dir)?;
     images.clear_staging();

@@ -69,13 +69,16 @@ fn namespaces() -> Result<String, String> {
     if missing.is_empty() {
         Ok(kinds.join(", "))
     } else {
-        Err(format!("the kernel lacks namespaces {missing:?} (CONFIG_*_NS)"))
+        Err(format!(
+            "the kernel lacks namespaces {missing:?} (CONFIG_*_NS)"
+        ))
     }
 }
 
 fn user_namespaces() -> Result<String, String> {
-    let max = fs::read_to_string("/proc/sys/user/max_user_namespaces")
-        .map_err(|e| format!("cannot read /proc/sys/user/max_user_namespaces: {e} (CONFIG_USER_NS)"))?;
+    let max = fs::read_to_string("/proc/sys/user/max_user_namespaces").map_err(|e| {
+        format!("cannot read /proc/sys/user/max_user_namespaces: {e} (CONFIG_USER_NS)")
+    })?;
     match max.trim().parse::<u64>() {
         Ok(n) if n > 0 => Ok(format!("up to {n}")),
         _ => Err("user namespaces are disabled: sysctl -w user.max_user_namespaces=15000".into()),
@@ -88,7 +91,9 @@ fn kernel() -> Result<String, String> {
     let release = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_err(|e| format!("cannot read the kernel release: {e}"))?;
     let release = release.trim();
-    let mut parts = release.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if (major, minor) >= (5, 19) {
         Ok(format!("Linux {release}"))
@@ -122,7 +127,10 @@ fn cgroups() -> Result<String, String> {
 
 fn overlayfs() -> Result<String, String> {
     let fss = fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    if fss.lines().any(|l| l.split_whitespace().last() == Some("overlay")) {
+    if fss
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
         return Ok("overlay in /proc/filesystems".into());
     }
     // Loaded on first use where it is a module.
@@ -158,9 +166,11 @@ fn conntrack() -> Result<String, String> {
     {
         Ok("nf_conntrack loaded (packet auditing works)".into())
     } else {
-        Err("nf_conntrack is not loaded: packet auditing (flows) will be off until \
+        Err(
+            "nf_conntrack is not loaded: packet auditing (flows) will be off until \
              `modprobe nf_conntrack`"
-            .into())
+                .into(),
+        )
     }
 }
 
@@ -170,8 +180,7 @@ fn disk(state_dir: &Path) -> Result<String, String> {
         .ancestors()
         .find(|d| d.exists())
         .unwrap_or(Path::new("/"));
-    let st =
-        nix::sys::statfs::statfs(dir).map_err(|e| format!("statfs {}: {e}", dir.display()))?;
+    let st = nix::sys::statfs::statfs(dir).map_err(|e| format!("statfs {}: {e}", dir.display()))?;
     let free = st.blocks_available() * st.block_size() as u64;
     let gib = free as f64 / (1u64 << 30) as f64;
     if free >= 5 << 30 {

@@ -17,6 +17,7 @@ mod local;
 mod login;
 mod lookup;
 mod node;
+mod node_join;
 mod person;
 mod sim;
 mod site;

@@ -14,11 +14,19 @@ use crate::render;
 use crate::session::session;
 use crate::timefmt;
 
+/// What `node add` answers: the node with its key, and the join token with its command.
+#[derive(Debug, serde::Serialize)]
+struct NodeAdded {
+    #[serde(flatten)]
+    node: NodeWithKey,
+    join: super::node_join::JoinCommand,
+}
+
 /// What `node add` and `node rekey` print: the node, its one-time key, and how to run it.
 pub fn node_key_text(nk: &NodeWithKey, central: &str, now: i64) -> String {
     format!(
-        "{}\nNode key (shown only this once; central keeps only its hash):\n\n    {key}\n\n\
-         Run the node manager on {host} with:\n\n    \
+        "{}\nNode key (shown only this once; central keeps only its hash; a join replaces it):\n\n    {key}\n\n\
+         Or run the node manager on {host} by hand with:\n\n    \
          slicelab node --central {central} --key {key}\n\n\
          (or put the key in a file readable only by root and use --key-file FILE)\n",
         render::node(&nk.node, now),
@@ -28,10 +36,14 @@ pub fn node_key_text(nk: &NodeWithKey, central: &str, now: i64) -> String {
 }
 
 pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
-    if let NodeSub::Cleanup(a) = c {
-        return super::local::node_cleanup(a).await;
-    }
+    let c = match c {
+        NodeSub::Cleanup(a) => return super::local::node_cleanup(a).await,
+        NodeSub::Join(a) => return super::node_join::join(out, a).await,
+        NodeSub::Doctor(a) => return super::node_join::doctor(out, a).await,
+        c => c,
+    };
     let s = session()?;
+    let trust = crate::trust::of_config(&crate::session::load_config()?.0.with_env());
     let c_ = &s.client;
     let now = timefmt::now();
     match c {
@@ -44,6 +56,7 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
             region,
             boot_state,
             reservable,
+            join_ttl,
         } => {
             let body = NodeCreate {
                 hostname,
@@ -55,7 +68,22 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
                 region: region.unwrap_or_default(),
                 reservable,
             };
-            show_key(out, &c_.create_node(&body).await?, c_.base(), now)
+            let nk = c_.create_node(&body).await?;
+            let token = c_.join_token(&nk.node.hostname, join_ttl).await?;
+            let join = super::node_join::join_command(token, &c_.bases(), &trust);
+            let added = NodeAdded { node: nk, join };
+            emit(out, &added, |a| {
+                format!(
+                    "{}\n{}",
+                    super::node_join::join_text(&a.join, now),
+                    node_key_text(&a.node, c_.base(), now)
+                )
+            })
+        }
+        NodeSub::JoinToken { node, ttl } => {
+            let token = c_.join_token(&node, ttl).await?;
+            let join = super::node_join::join_command(token, &c_.bases(), &trust);
+            emit(out, &join, |j| super::node_join::join_text(j, now))
         }
         NodeSub::List {
             site,
@@ -100,7 +128,9 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
         NodeSub::Slivers { node } => emit_list(out, &c_.node_slivers(&node).await?, |l| {
             render::slivers(l, now)
         }),
-        NodeSub::Cleanup(_) => unreachable!("handled above"),
+        NodeSub::Cleanup(_) | NodeSub::Join(_) | NodeSub::Doctor(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -53,7 +53,7 @@ pub(crate) fn join_text(j: &JoinCommand, now: i64) -> String {
     format!(
         "Join a machine as {node}: run this there, as root (the token works once, for {}):\n\n    \
          {}\n",
-        crate::timefmt::fmt_duration(j.token.expires - now),
+        crate::timefmt::fmt_span(j.token.expires - now),
         j.command,
         node = j.token.node,
     )
@@ -108,7 +108,10 @@ pub(crate) async fn doctor(out: Output, a: NodeDoctorArgs) -> Result<()> {
         )
     })?;
     if !d.ready {
-        return Err(crate::error::CliError::Refused("the node is not ready".into()).into());
+        return Err(crate::error::CliError::Invalid(
+            "this machine is not ready to be a node".into(),
+        )
+        .into());
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ pub const ENV_TOKEN: &str = "SLICELAB_TOKEN";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
-    /// Central's base URL, e.g. `http://127.0.0.1:8080`.
+    /// Central's base URL(s), e.g. `https://127.0.0.1:8080`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub central: Option<String>,
     /// Session or API token.

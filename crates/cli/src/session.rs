@@ -11,7 +11,7 @@ use crate::config::{self, Config};
 use crate::error::CliError;
 
 /// Central's URL when nothing else names one.
-pub const DEFAULT_CENTRAL: &str = "http://127.0.0.1:8080";
+pub const DEFAULT_CENTRAL: &str = "https://127.0.0.1:8080";
 
 /// The saved login with environment overrides, and a client for it.
 pub(crate) struct Session {

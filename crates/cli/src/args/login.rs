@@ -11,7 +11,7 @@ The session and the CA to trust are saved (mode 0600) in the config file: SLICEL
 <config dir>/slicelab/config.toml.")]
 pub struct LoginArgs {
     /// Central's URL, or several replicas' separated by commas [default: the last one used,
-    /// else http://127.0.0.1:8080].
+    /// else https://127.0.0.1:8080].
     #[arg(long, env = "SLICELAB_CENTRAL", value_name = "URL")]
     pub central: Option<String>,
     /// Your email [default: the last one used; asked for otherwise].

@@ -64,7 +64,7 @@ registry: sites, persons, keys, nodes, slices, slice tags and events.";
 
 const AFTER_HELP: &str = "\
 Getting started:
-  slicelab login --central http://127.0.0.1:8080 --email admin@localhost
+  slicelab login --central https://127.0.0.1:8080 --email admin@localhost
   slicelab site add princeton --name 'Princeton University'
   slicelab slice add princeton_demo --description 'first slice'
   slicelab slice add-nodes princeton_demo node1.example.org

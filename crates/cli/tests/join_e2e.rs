@@ -134,6 +134,30 @@ fn a_node_joins_over_tls_with_a_single_use_token() {
     let dir = tmp.path();
     let c = start_central(dir);
 
+    // Without a CA to trust, login names the fingerprint central presents and saves nothing.
+    let o = cli(
+        dir,
+        &[
+            "login",
+            "--central",
+            &c.url,
+            "--email",
+            "admin@localhost",
+            "--password-stdin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        !o.status.success(),
+        "an unknown CA must not be trusted silently"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&c.fingerprint),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.join("config.toml").exists(), "nothing saved");
+
     // An operator logs in, pinning the CA central printed, and adds a site and a node.
     let o = cli(
         dir,

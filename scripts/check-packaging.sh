@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# `COND && ok … || bad …` throughout: ok only echoes, so bad runs exactly when COND fails.
+# shellcheck disable=SC2015
 # Checks the packaging, as CI runs it (scripts/test.sh, after the tests): builds the .deb with
 # scripts/build-deb.sh, then checks that
 #   1. `systemd-analyze verify` accepts both units as packaged, with nothing to say;
@@ -68,7 +70,7 @@ for unit in slicelab-central.service slicelab-node.service; do
     ok "$unit"
   else
     bad "$unit: systemd-analyze verify says:"
-    echo "$out" | sed 's/^/    /' >&2
+    printf '    %s\n' "$out" >&2
   fi
 done
 grep -qx 'KillMode=process' "$x/lib/systemd/system/slicelab-node.service" &&
@@ -169,7 +171,7 @@ if [ "$(id -u)" = 0 ]; then
       ok "installed slicelab --version" || bad "installed slicelab does not run"
   else
     bad "dpkg --root --unpack failed:"
-    echo "$out" | sed 's/^/    /' >&2
+    printf '    %s\n' "$out" >&2
   fi
 else
   echo "== packaging: dpkg --root skipped (not root) =="

@@ -76,6 +76,7 @@ inside 'systemctl is-system-running' >/dev/null 2>&1 || inside 'test -d /run/sys
 
 # On cgroup v1/hybrid machines nspawn mounts the controllers read-only; loop devices are not in
 # the container's /dev. (Neither is needed on a real machine.)
+# shellcheck disable=SC2016 # expanded inside the container
 inside '
 for c in cpu cpuacct memory pids; do
   [ -d /sys/fs/cgroup/$c ] && mount -o remount,bind,rw /sys/fs/cgroup/$c

@@ -1,6 +1,4 @@
 #!/usr/bin/env bash
-# `COND && ok … || bad …` throughout: ok only echoes, so bad runs exactly when COND fails.
-# shellcheck disable=SC2015
 # Checks the packaging, as CI runs it (scripts/test.sh, after the tests): builds the .deb with
 # scripts/build-deb.sh, then checks that
 #   1. `systemd-analyze verify` accepts both units as packaged, with nothing to say;
@@ -14,6 +12,8 @@
 #   scripts/check-packaging.sh [--profile release|debug] [--no-build]
 #
 # The default profile is debug: CI packages the binary scripts/test.sh has just built.
+# `COND && ok … || bad …` throughout: ok only echoes, so bad runs exactly when COND fails.
+# shellcheck disable=SC2015
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the Debian package `slicelab` with dpkg-deb (no cargo-deb: nothing to install or compile
-# first, and the maintainer scripts are ours either way). It holds /usr/bin/slicelab (debug info
-# stripped), the systemd units of dist/systemd/, man pages generated from the clap definitions
+# first, and the maintainer scripts are ours either way). It holds /usr/bin/slicelab (stripped),
+# the systemd units of dist/systemd/, man pages generated from the clap definitions
 # (slicelab-man), shell completions and /etc/slicelab/{node,central}.env.example (conffiles).
+# DEBFULLNAME and DEBEMAIL name the maintainer (set them for a release: lintian refuses
+# the default's localhost).
 #
 #   scripts/build-deb.sh [--profile release|debug] [--no-build] [OUTDIR]
 #
@@ -44,9 +46,11 @@ while (($#)); do
       ;;
   esac
 done
+# xz (dpkg's default) makes the smallest package but takes ~50 s on the debug binary; CI's
+# throwaway debug package gets gzip (~4 s).
 case "$profile" in
-  release) cargo_profile=(--release) ;;
-  debug) cargo_profile=() ;;
+  release) cargo_profile=(--release) compress=(-Zxz) ;;
+  debug) cargo_profile=() compress=(-Zgzip) ;;
   *) usage ;;
 esac
 outdir=${outdir:-target/debian}
@@ -60,6 +64,11 @@ version=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version = "\(.*\)"$/\1/p' Ca
   exit 1
 }
 arch=$(dpkg --print-architecture)
+# Who built it (Debian's usual variables), and when: the last commit, for reproducible packages.
+maintainer="${DEBFULLNAME:-slicelab developers} <${DEBEMAIL:-slicelab@localhost}>"
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+export SOURCE_DATE_EPOCH
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 if ((build)); then
   cargo build --locked "${cargo_profile[@]}" -p slicelab --bin slicelab --bin slicelab-man >&2
@@ -78,9 +87,10 @@ install -d -m 0755 "$root"/{DEBIAN,usr/bin,lib/systemd/system,etc/slicelab} \
   "$root"/usr/share/{man/man1,doc/slicelab,bash-completion/completions} \
   "$root"/usr/share/{zsh/vendor-completions,fish/vendor_completions.d}
 
-# The binary, without its debug info (symbols stay, so panics still name functions).
+# The binary, stripped as Debian strips binaries (dh_strip's options). Backtraces then show no
+# function names: debug with a build from source.
 install -m 0755 "$bindir/slicelab" "$root/usr/bin/slicelab"
-strip --strip-debug "$root/usr/bin/slicelab"
+strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/slicelab"
 
 # Units and configuration examples (conffiles: dpkg keeps local changes on upgrade).
 install -m 0644 dist/systemd/slicelab-central.service dist/systemd/slicelab-node.service \
@@ -101,15 +111,31 @@ install -m 0644 "$work"/man/*.1.gz "$root/usr/share/man/man1/"
 
 # Documentation.
 install -m 0644 dist/README.md "$root/usr/share/doc/slicelab/README.md"
-cat >"$root/usr/share/doc/slicelab/copyright" <<'EOF'
+cat >"$root/usr/share/doc/slicelab/copyright" <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: slicelab
 
 Files: *
-Copyright: the slicelab developers
+Copyright: $(date -u -d "@$SOURCE_DATE_EPOCH" +%Y) the slicelab developers
 License: Apache-2.0
  On Debian systems the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0.
+EOF
+cat >"$work/changelog" <<EOF
+slicelab ($version) unstable; urgency=medium
+
+  * Built from commit $commit (scripts/build-deb.sh, profile $profile).
+
+ -- $maintainer  $(date -u -R -d "@$SOURCE_DATE_EPOCH")
+EOF
+gzip -9nc "$work/changelog" >"$root/usr/share/doc/slicelab/changelog.gz"
+# Deliberate, each said why in dist/debian/prerm and postinst.
+install -d -m 0755 "$root/usr/share/lintian/overrides"
+cat >"$root/usr/share/lintian/overrides/slicelab" <<'EOF'
+# prerm runs this package's binary, not another slicelab earlier in $PATH (/usr/local/bin).
+slicelab: command-with-path-in-maintainer-script /usr/bin/slicelab *
+# systemctl only where deb-systemd-invoke is missing, and only when systemd runs.
+slicelab: maintainer-script-calls-systemctl *
 EOF
 find "$root/usr/share" -type f -exec chmod 0644 {} +
 
@@ -138,7 +164,7 @@ installed_size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Package: slicelab
 Version: $version
 Architecture: $arch
-Maintainer: slicelab developers <slicelab@localhost>
+Maintainer: $maintainer
 Installed-Size: $installed_size
 Depends: $shlibs, adduser, iproute2, nftables, e2fsprogs, busybox-static
 Recommends: conntrack, openssh-client, mmdebstrap
@@ -164,8 +190,6 @@ chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/conffiles" "$root/DEBIAN/md5sums
 
 mkdir -p "$outdir"
 deb=$outdir/slicelab_${version}_${arch}.deb
-# Every file root's (no fakeroot needed); timestamps from the last commit when there is one.
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
-export SOURCE_DATE_EPOCH
-dpkg-deb --root-owner-group --build "$root" "$deb" >&2
+# Every file root's (no fakeroot needed); timestamps clamped to SOURCE_DATE_EPOCH.
+dpkg-deb --root-owner-group "${compress[@]}" --build "$root" "$deb" >&2
 echo "$deb"

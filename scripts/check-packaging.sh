@@ -12,6 +12,8 @@
 #   scripts/check-packaging.sh [--profile release|debug] [--no-build]
 #
 # The default profile is debug: CI packages the binary scripts/test.sh has just built.
+# `COND && ok … || bad …` throughout: ok only echoes, so bad runs exactly when COND fails.
+# shellcheck disable=SC2015
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,7 +70,7 @@ for unit in slicelab-central.service slicelab-node.service; do
     ok "$unit"
   else
     bad "$unit: systemd-analyze verify says:"
-    echo "$out" | sed 's/^/    /' >&2
+    printf '    %s\n' "$out" >&2
   fi
 done
 grep -qx 'KillMode=process' "$x/lib/systemd/system/slicelab-node.service" &&
@@ -169,7 +171,7 @@ if [ "$(id -u)" = 0 ]; then
       ok "installed slicelab --version" || bad "installed slicelab does not run"
   else
     bad "dpkg --root --unpack failed:"
-    echo "$out" | sed 's/^/    /' >&2
+    printf '    %s\n' "$out" >&2
   fi
 else
   echo "== packaging: dpkg --root skipped (not root) =="

@@ -259,8 +259,11 @@ fn start_unit(config_dir: &Path) -> Result<&'static str> {
     }
     let packaged = Path::new("/lib/systemd/system").join(UNIT_NAME);
     if !packaged.exists() {
+        // Not from the package: the unit runs this binary, wherever it was installed.
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let unit = NODE_UNIT.replace("/usr/bin/slicelab ", &format!("{} ", exe.display()));
         let local = Path::new("/etc/systemd/system").join(UNIT_NAME);
-        fs::write(&local, NODE_UNIT).with_context(|| format!("writing {}", local.display()))?;
+        fs::write(&local, unit).with_context(|| format!("writing {}", local.display()))?;
     }
     for args in [&["daemon-reload"][..], &["enable", "--now", UNIT_NAME]] {
         let st = Command::new("systemctl")

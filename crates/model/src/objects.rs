@@ -476,9 +476,11 @@ pub struct NodeWithKey {
 
 /// Asks for a join token for a node (`slicelab node add` does, and `node join-token`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JoinTokenCreate {
     /// Seconds the token stays valid, at most 7 days [default: 24 hours].
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604800)]
     pub ttl_secs: Option<i64>,
 }
 
@@ -495,7 +497,9 @@ pub struct JoinToken {
 
 /// What a joining node manager sends: the token it was given.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct JoinRequest {
+    #[schema(max_length = 200)]
     pub token: String,
 }
 

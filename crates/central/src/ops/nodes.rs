@@ -113,6 +113,9 @@ pub async fn join_token(
 /// Anyone may call it: the token is the credential. Refusals say why (unknown, used, expired).
 pub async fn join(st: &AppState, req: &JoinRequest) -> OpResult<NodeWithKey> {
     let token = req.token.trim();
+    if req.token.len() > 200 {
+        return Err(OpError::invalid("token", "a join token is at most 200 characters"));
+    }
     if !token.starts_with(JOIN_TOKEN_PREFIX) {
         return Err(OpError::Unauthorized(format!(
             "not a join token (they start with {JOIN_TOKEN_PREFIX}): ask for one with \

@@ -6,7 +6,10 @@
 //! - `queries`: the reads both front ends use;
 //! - `api`: the JSON API's handlers: authenticate, parse, call `ops`/`queries`, answer;
 //! - `blobs`: image blobs as files (upload hashed on the way, download with `Range`);
-//! - `state`: `AppState`, which front ends only pass around; the store stays inside central.
+//! - `state`: `AppState`, which front ends only pass around; the store stays inside central;
+//! - `jobs`, `leader`, `wakeups`, `limits`: background upkeep, and what lets several replicas
+//!   share one PostgreSQL (the jobs run on the leader only; wake-ups and lookup allowances reach
+//!   every replica).
 
 #![forbid(unsafe_code)]
 
@@ -17,12 +20,16 @@ pub mod blobs;
 pub(crate) mod broker;
 pub(crate) mod error;
 pub(crate) mod extract;
+pub(crate) mod jobs;
+pub(crate) mod leader;
+pub(crate) mod limits;
 pub(crate) mod metrics;
 pub mod ops;
 pub mod queries;
 pub(crate) mod secure;
 pub mod state;
 pub mod tls;
+pub(crate) mod wakeups;
 
 pub use auth::new_secret;
 pub use blobs::BlobConfig;
@@ -146,10 +153,15 @@ async fn bootstrap(store: &Store, cfg: &Config) -> Result<Option<String>, Centra
     let hash = auth::hash_password(password.clone())
         .await
         .map_err(|e| CentralError::Bootstrap(e.to_string()))?;
-    store
+    match store
         .create_person("system", now(), &c, Some(hash), &[])
-        .await?;
-    Ok(generated.then_some(password))
+        .await
+    {
+        Ok(_) => Ok(generated.then_some(password)),
+        // Another replica starting on the same database created it first.
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A central that is serving.
@@ -228,8 +240,7 @@ pub async fn start_with(
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let waker = state.clone();
-    let sweeper = tokio::spawn(sweep_liveness(store.clone()));
-    let blob_sweeper = tokio::spawn(sweep_blobs(store.clone(), blobs.clone()));
+    let upkeep = jobs::Upkeep::start(&state);
     let app = app(state, extra, tls.is_some());
     // The peer address feeds the public lookup's per-client rate limit.
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -257,8 +268,8 @@ pub async fn start_with(
                     .await
             }
         };
-        sweeper.abort();
-        blob_sweeper.abort();
+        // Releases the leader lock at once, so another replica takes the jobs over.
+        upkeep.stop().await;
         r
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -271,53 +282,6 @@ pub async fn start_with(
         task,
         store,
     })
-}
-
-/// How often central looks for nodes that stopped reporting.
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Background upkeep: marks nodes `down` once silent for longer than the live window (they come
-/// back `up` on their next contact; each change is an event), and rolls up old usage samples.
-async fn sweep_liveness(store: Arc<Store>) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    let mut last_rollup = 0;
-    loop {
-        tick.tick().await;
-        // Usage older than a day is rolled up hourly (raw rows are 1 per sliver per ~10 s).
-        if now() - last_rollup >= api::usage::ROLLUP_EVERY {
-            last_rollup = now();
-            if let Err(e) = store.rollup_usage(now()).await {
-                tracing::error!(error = %e, "usage rollup failed");
-            }
-            if let Err(e) = store.expire_flows(now(), api::flows::FLOW_RETENTION).await {
-                tracing::error!(error = %e, "flow expiry failed");
-            }
-        }
-        match store
-            .sweep_down_nodes(now(), slicelab_model::time::NODE_LIVE_WINDOW)
-            .await
-        {
-            Ok(down) if !down.is_empty() => {
-                tracing::warn!(nodes = ?down, "nodes stopped reporting")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "liveness sweep failed"),
-        }
-    }
-}
-
-/// Background upkeep of the blob directory: hourly, removes blobs no image uses and unfinished
-/// uploads once a day old (`blobs::BlobStore::sweep`).
-async fn sweep_blobs(store: Arc<Store>, blobs: Arc<blobs::BlobStore>) {
-    let mut tick = tokio::time::interval(blobs::SWEEP_EVERY);
-    loop {
-        tick.tick().await;
-        match blobs.sweep(&store, now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(blobs = n, "removed abandoned blobs"),
-            Err(e) => tracing::error!(error = %e, "blob sweep failed"),
-        }
-    }
 }
 
 /// The database URL without its password, for logs.

@@ -34,6 +34,13 @@ pub struct Metrics {
     pub watchers: AtomicI64,
     /// Desired-sliver computations for long-polls (each is a few queries).
     pub desired_computed: AtomicI64,
+    /// 1 while this central leads the replicas (runs the periodic jobs), else 0.
+    pub leader: AtomicI64,
+    /// Change notifications sent to other replicas, and heard from them.
+    pub replica_notifies_sent: AtomicI64,
+    pub replica_notifies_heard: AtomicI64,
+    /// Runs of each periodic job by this central.
+    job_runs: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -54,6 +61,13 @@ impl Metrics {
             }
             h.sum += seconds;
             h.count += 1;
+        }
+    }
+
+    /// Counts one run of the periodic job `job`.
+    pub fn job_ran(&self, job: &'static str) {
+        if let Ok(mut m) = self.job_runs.lock() {
+            *m.entry(job).or_default() += 1;
         }
     }
 
@@ -120,7 +134,42 @@ impl Metrics {
             "slicelab_desired_computations_total {}",
             self.desired_computed.load(Ordering::Relaxed)
         );
+        self.render_replicas(&mut out);
         out
+    }
+
+    /// Leadership, periodic jobs and wake-ups between replicas.
+    fn render_replicas(&self, out: &mut String) {
+        out.push_str(
+            "# HELP slicelab_central_leader 1 if this central runs the periodic jobs (the replicas' leader).\n",
+        );
+        out.push_str("# TYPE slicelab_central_leader gauge\n");
+        let _ = writeln!(
+            out,
+            "slicelab_central_leader {}",
+            self.leader.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP slicelab_central_job_runs_total Periodic job runs by this central.\n");
+        out.push_str("# TYPE slicelab_central_job_runs_total counter\n");
+        if let Ok(m) = self.job_runs.lock() {
+            for (job, n) in m.iter() {
+                let _ = writeln!(out, "slicelab_central_job_runs_total{{job=\"{job}\"}} {n}");
+            }
+        }
+        out.push_str(
+            "# HELP slicelab_replica_notifications_total Change notifications sent to and heard from other central replicas.\n",
+        );
+        out.push_str("# TYPE slicelab_replica_notifications_total counter\n");
+        for (dir, v) in [
+            ("sent", &self.replica_notifies_sent),
+            ("heard", &self.replica_notifies_heard),
+        ] {
+            let _ = writeln!(
+                out,
+                "slicelab_replica_notifications_total{{direction=\"{dir}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
     }
 }
 

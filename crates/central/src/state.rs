@@ -1,6 +1,6 @@
 //! The state every request handler shares: the store, the blob directory, the wake-up signals
-//! of node long-polls, the desired-state cache, metrics, the report queue and the lookup rate
-//! limits.
+//! of node long-polls (and their publisher to other replicas), the desired-state cache, metrics,
+//! the report queue and the lookup rate limits.
 //!
 //! Front ends outside central (the web) only name `AppState` as their router's state: every
 //! field is central's own, reached through `crate::ops` and `crate::queries`.
@@ -9,11 +9,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use slicelab_store::Store;
+use slicelab_store::{Backend, Store};
 use tokio::sync::watch;
 
 use crate::blobs::BlobStore;
+use crate::limits::LookupLimiter;
 use crate::metrics::Metrics;
+use crate::wakeups::{Publisher, Wake};
 
 /// Shared by every request handler.
 #[derive(Clone)]
@@ -30,8 +32,12 @@ pub struct AppState {
     /// Each node's last computed desired slivers, with the change generations (registry-wide,
     /// node's own) they were computed at and when the clock alone changes them next.
     pub(crate) desired_cache: Arc<Mutex<HashMap<i64, CachedDesired>>>,
-    /// Rate limits of the public flow lookup.
-    pub(crate) lookups: Arc<crate::api::flows::RateLimiter>,
+    /// Rate limits of the public flow lookup (shared by the replicas on PostgreSQL).
+    pub(crate) lookups: Arc<LookupLimiter>,
+    /// Sends this central's wake-ups to the other replicas (PostgreSQL only).
+    pub(crate) publisher: Option<Publisher>,
+    /// This central's name among the replicas (random per process), in its notifications.
+    pub(crate) replica: Arc<str>,
     /// Group commit of node reports.
     pub(crate) reports: crate::batch::ReportQueue,
     /// Set when shutting down: waiting long-polls answer at once instead of holding shutdown.
@@ -47,18 +53,30 @@ pub(crate) struct CachedDesired {
 type DesiredHit = (Arc<slicelab_model::DesiredSlivers>, Option<i64>);
 
 impl AppState {
-    /// The state over an opened store (starts the report writer: needs a tokio runtime).
+    /// The state over an opened store (starts the report writer and, on PostgreSQL, the
+    /// publisher of wake-ups to other replicas: needs a tokio runtime).
     pub(crate) fn new(store: Arc<Store>, blobs: Arc<BlobStore>) -> AppState {
         let (tx, _rx) = watch::channel(0u64);
+        let backend = store.backend();
+        let metrics = Arc::new(Metrics::default());
+        let replica: Arc<str> = crate::auth::new_secret("")
+            .chars()
+            .take(12)
+            .collect::<String>()
+            .into();
+        let publisher = (backend == Backend::Postgres)
+            .then(|| Publisher::start(store.clone(), metrics.clone(), replica.clone()));
         AppState {
             reports: crate::batch::start(store.clone()),
             store,
             blobs,
             changes: Arc::new(tx),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             stopping: Default::default(),
             node_changes: Default::default(),
-            lookups: Default::default(),
+            lookups: Arc::new(LookupLimiter::for_backend(backend)),
+            publisher,
+            replica,
             desired_cache: Default::default(),
         }
     }
@@ -95,17 +113,34 @@ impl AppState {
         }
     }
 
-    /// Wakes waiting node long-polls: the registry changed.
+    /// Wakes waiting node long-polls, here and on the other replicas: the registry changed.
     pub(crate) fn changed(&self) {
-        self.changes.send_modify(|v| *v = v.wrapping_add(1));
+        self.wake(Wake::All);
     }
 
-    /// Wakes the long-polls of these nodes only.
+    /// Wakes the long-polls of these nodes only, here and on the other replicas.
     pub(crate) fn changed_nodes<'a>(&self, hostnames: impl IntoIterator<Item = &'a String>) {
-        if let Ok(map) = self.node_changes.lock() {
-            for h in hostnames {
-                if let Some(tx) = map.get(h) {
-                    tx.send_modify(|v| *v = v.wrapping_add(1));
+        self.wake(Wake::Nodes(hostnames.into_iter().cloned().collect()));
+    }
+
+    fn wake(&self, w: Wake) {
+        self.wake_local(&w);
+        if let Some(p) = &self.publisher {
+            p.send(w);
+        }
+    }
+
+    /// Wakes this central's long-polls only (what another replica's notification asks).
+    pub(crate) fn wake_local(&self, w: &Wake) {
+        match w {
+            Wake::All => self.changes.send_modify(|v| *v = v.wrapping_add(1)),
+            Wake::Nodes(hostnames) => {
+                if let Ok(map) = self.node_changes.lock() {
+                    for h in hostnames {
+                        if let Some(tx) = map.get(h) {
+                            tx.send_modify(|v| *v = v.wrapping_add(1));
+                        }
+                    }
                 }
             }
         }
@@ -123,14 +158,16 @@ impl AppState {
         }
     }
 
-    /// Takes one public lookup from `client`'s allowance; `Err(seconds to wait)` when spent.
-    pub fn take_lookup(&self, client: std::net::IpAddr) -> Result<(), u64> {
-        self.lookups.take(client)
+    /// Takes one public lookup from `client`'s allowance (shared by the replicas on
+    /// PostgreSQL); `Err(seconds to wait)` when spent.
+    pub async fn take_lookup(&self, client: std::net::IpAddr) -> Result<(), u64> {
+        self.lookups.take(&self.store, client).await
     }
 
     pub(crate) fn stop_waiters(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.changed();
+        // Only this central's polls: the other replicas go on.
+        self.wake_local(&Wake::All);
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

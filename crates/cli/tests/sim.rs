@@ -31,3 +31,39 @@ async fn simulated_nodes_apply_api_changes() {
     assert!(report.central_rss_peak_mb > 1.0);
     assert!(report.requests_per_s > 0.0);
 }
+
+/// `--centrals 2`: the same scenario against one central and against two replicas on one
+/// PostgreSQL database, in one run, both measured (PostgreSQL only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_measured_next_to_one_central() {
+    let Ok(pg) = std::env::var("SLICELAB_TEST_PG") else {
+        assert!(std::env::var("CI").is_err(), "CI must set SLICELAB_TEST_PG");
+        eprintln!("SKIPPED: set SLICELAB_TEST_PG to compare replicas (PostgreSQL only)");
+        return;
+    };
+    let report = slicelab_sim::run_with_replicas(
+        slicelab_sim::SimConfig {
+            nodes: 40,
+            exe: env!("CARGO_BIN_EXE_slicelab").into(),
+            db: Some(pg),
+            timeout: Duration::from_secs(120),
+        },
+        2,
+    )
+    .await
+    .expect("simulation runs");
+    println!("{report}");
+    let replicas = report.replicas.as_ref().expect("the replicas' run");
+    assert_eq!(replicas.centrals, 2);
+    for p in [
+        &report.add,
+        &report.delete,
+        &replicas.run.add,
+        &replicas.run.delete,
+    ] {
+        assert!(p.p50 <= p.p99 && p.p99 <= p.max);
+        assert!(p.max > Duration::ZERO && p.max < Duration::from_secs(120));
+    }
+    assert!(replicas.run.central_cpu_s > 0.0 && replicas.run.requests_per_s > 0.0);
+    assert!(report.to_string().contains("2 replicas"));
+}

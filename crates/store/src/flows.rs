@@ -234,10 +234,11 @@ impl Store {
     }
 
     /// Folds flows that ended before `now - retention` into per-slice daily totals and deletes
-    /// them; returns how many were folded.
+    /// them; returns how many were folded. Runs serialised across replicas (`JobLock`), so two
+    /// runs at once cannot count a flow twice.
     pub async fn expire_flows(&self, now: i64, retention: i64) -> Result<u64> {
         let cutoff = now - retention;
-        let mut w = self.write().await?;
+        let mut w = self.write_job(crate::replicas::JobLock::FlowExpiry).await?;
         sqlx::query(
             "INSERT INTO flow_totals (slice_name, day, node_id, flows, tx_bytes, rx_bytes) \
              SELECT slice_name, (t_start / 86400) * 86400, node_id, COUNT(*), CAST(SUM(tx_bytes) AS BIGINT), \

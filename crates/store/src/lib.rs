@@ -19,6 +19,7 @@ mod leases;
 mod nodes;
 mod persons;
 mod placement;
+mod replicas;
 mod reports;
 mod rows;
 mod sites;
@@ -38,6 +39,9 @@ pub use images::{ImageRecord, NewImageRecord};
 pub use join::Redeemed;
 pub use nodes::NodeFilter;
 pub use persons::{PersonFilter, PersonRecord};
+pub use replicas::{
+    Allowance, ChangeListener, Heard, LeaderLock, Take, CHANGES_CHANNEL, MAX_NOTIFY_PAYLOAD,
+};
 pub use slices::SliceFilter;
 pub use usage::{UsageRank, UsageScope};
 
@@ -97,6 +101,8 @@ pub struct Store {
     /// SQLite allows one writer; a deferred transaction that reads and then writes can fail with
     /// SQLITE_BUSY if another wrote meanwhile. Serialising our own writes avoids that.
     write_lock: tokio::sync::Mutex<()>,
+    /// For the connections outside the pool (`replicas`: change listener, leader lock).
+    url: replicas::DbUrl,
 }
 
 pub(crate) type Tx<'a> = Transaction<'a, Any>;
@@ -190,6 +196,7 @@ impl Store {
             pool,
             backend,
             write_lock: tokio::sync::Mutex::new(()),
+            url: replicas::DbUrl(url),
         })
     }
 

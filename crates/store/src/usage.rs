@@ -213,9 +213,12 @@ impl Store {
     }
 
     /// Rolls raw samples older than a day into hourly rows; returns how many raw rows it folded.
+    /// Runs serialised across replicas (`JobLock`), so two runs at once cannot fold a sample twice.
     pub async fn rollup_usage(&self, now: i64) -> Result<u64> {
         let cutoff = ((now - DAY) / HOUR) * HOUR;
-        let mut w = self.write().await?;
+        let mut w = self
+            .write_job(crate::replicas::JobLock::UsageRollup)
+            .await?;
         sqlx::query(
             "INSERT INTO usage (node_id, slice_id, is_node, t, resolution, cpu_s, mem_bytes, disk_bytes, \
              tx_bytes, rx_bytes, tx_pkts, rx_pkts, spoofed_pkts) \

@@ -1,9 +1,6 @@
 //! Packet auditing: flow ingest from nodes, flow queries, and the public "who sent this?" lookup.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
@@ -186,39 +183,6 @@ pub struct LookupQuery {
     pub to: Option<i64>,
 }
 
-/// Per-client token buckets for the public lookup.
-#[derive(Default)]
-pub(crate) struct RateLimiter {
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-/// Lookups a client may burst, and how fast its allowance refills.
-const BURST: f64 = 20.0;
-const PER_SECOND: f64 = 1.0 / 3.0;
-
-impl RateLimiter {
-    /// Takes one token for `ip`; `Err(seconds to wait)` when it has none.
-    pub(crate) fn take(&self, ip: IpAddr) -> Result<(), u64> {
-        let now = Instant::now();
-        let Ok(mut map) = self.buckets.lock() else {
-            return Ok(());
-        };
-        if map.len() > 100_000 {
-            // Forget idle clients rather than grow without bound.
-            map.retain(|_, (t, at)| *t < BURST || now.duration_since(*at).as_secs() < 60);
-        }
-        let (tokens, at) = map.entry(ip).or_insert((BURST, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * PER_SECOND).min(BURST);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / PER_SECOND).ceil() as u64)
-        }
-    }
-}
-
 /// "Who sent this?": for anyone, no login. Given the node and the remote address that received
 /// traffic, names the slice(s) responsible and their PIs. It reveals nothing about traffic to any
 /// other address, and is rate-limited per client.
@@ -232,7 +196,7 @@ pub async fn lookup(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiQuery(q): ApiQuery<LookupQuery>,
 ) -> ApiResult<Json<LookupResult>> {
-    if let Err(wait) = st.take_lookup(peer.ip()) {
+    if let Err(wait) = st.take_lookup(peer.ip()).await {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",

@@ -17,7 +17,7 @@ use crate::state::AppState;
 /// Longest a poll may wait.
 const MAX_WAIT: u64 = 60;
 /// A waiting poll re-checks this often even without a local change: expiry passes with time, and
-/// another central replica on the same PostgreSQL may have written.
+/// another central replica's notification of its write may have been lost (`crate::wakeups`).
 const RECHECK: Duration = Duration::from_secs(5);
 /// `last_contact` is refreshed at most this often by polls (each refresh is a write).
 const CONTACT_EVERY: i64 = 10;
@@ -54,7 +54,7 @@ pub async fn slivers(
     // The first round uses the node the key lookup found; after a wake it is read again.
     let mut refetch = false;
     // A timer wake re-reads the database even if no local write happened: another central
-    // replica on the same PostgreSQL may have written.
+    // replica's notification may have been lost.
     let mut force = false;
     loop {
         // Mark the current change as seen before reading, so a write landing while we compute

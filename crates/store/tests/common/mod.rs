@@ -67,6 +67,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 /// An open store on a database of its own, removed by [`TestStore::close`].
 pub struct TestStore {
     store: Store,
+    /// The database's URL, to open another store on it (a second central replica).
+    pub url: String,
     _tmp: tempfile::TempDir,
     pg: Option<(String, String)>,
 }
@@ -110,6 +112,7 @@ impl TestStore {
         let store = Store::open(&url).await.expect("store opens");
         TestStore {
             store,
+            url,
             _tmp: tmp,
             pg,
         }

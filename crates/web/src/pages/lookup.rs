@@ -113,7 +113,7 @@ pub async fn lookup(
     let asked = q.node.is_some() || q.addr.is_some();
     let (status, result) = if asked && q.addr.is_some() {
         // Same per-client allowance as the API's lookup: the form is the same public door.
-        if let Err(wait) = st.take_lookup(peer.ip()) {
+        if let Err(wait) = st.take_lookup(peer.ip()).await {
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(

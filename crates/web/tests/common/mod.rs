@@ -22,13 +22,24 @@ pub struct TestCentral {
 impl TestCentral {
     pub async fn start() -> TestCentral {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let running = slicelab_central::start_with_routes(
+        let db_url = format!("sqlite://{}/central.db", tmp.path().display());
+        Self::start_on(tmp, &db_url).await
+    }
+
+    /// A central (one of several replicas, on PostgreSQL) on the database at `db_url`, its blobs
+    /// in `tmp`.
+    pub async fn start_on(tmp: tempfile::TempDir, db_url: &str) -> TestCentral {
+        let running = slicelab_central::start_with(
             Config {
-                db_url: format!("sqlite://{}/central.db", tmp.path().display()),
+                db_url: db_url.to_string(),
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 admin_email: ADMIN_EMAIL.into(),
                 admin_password: Some(ADMIN_PASSWORD.into()),
                 tls: None,
+            },
+            slicelab_central::BlobConfig {
+                blob_dir: Some(tmp.path().join("blobs")),
+                ..Default::default()
             },
             slicelab_web::router(),
         )

@@ -114,7 +114,10 @@ pub async fn join_token(
 pub async fn join(st: &AppState, req: &JoinRequest) -> OpResult<NodeWithKey> {
     let token = req.token.trim();
     if req.token.len() > 200 {
-        return Err(OpError::invalid("token", "a join token is at most 200 characters"));
+        return Err(OpError::invalid(
+            "token",
+            "a join token is at most 200 characters",
+        ));
     }
     if !token.starts_with(JOIN_TOKEN_PREFIX) {
         return Err(OpError::Unauthorized(format!(

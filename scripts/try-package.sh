@@ -2,9 +2,12 @@
 # Tries the Debian package under a real systemd, by hand (not in CI: it downloads a Debian with
 # mmdebstrap and uses loop devices and top-level cgroups of this machine, under names of its own).
 # Boots a throwaway Debian 12 with systemd in systemd-nspawn (private network), then:
-#   1. installs the package; starts slicelab-central under its hardened unit, defaults only, and
-#      logs in with the admin password it printed to the journal;
-#   2. writes /etc/slicelab/node.env, enables slicelab-node, runs a slice's sliver;
+#   1. installs the package; starts slicelab-central under its hardened unit, defaults only (HTTPS
+#      with its own CA), and logs in with the admin password and CA fingerprint it printed to the
+#      journal;
+#   2. runs the `slicelab node join` command `node add` printed: the kernel checks, the token for
+#      the key over the pinned TLS, /etc/slicelab/node.env, slicelab-node enabled and started;
+#      then a slice's sliver runs;
 #   3. `systemctl restart slicelab-node`, then an upgrade (`dpkg -i` again): the sliver's init
 #      process must be the same one afterwards, and reported running;
 #   4. `dpkg -r` removes the sliver's kernel objects (prerm's cleanup); `dpkg --purge` the config.
@@ -100,20 +103,24 @@ for _ in $(seq 30); do
   sleep 1
 done
 [ -n "$pw" ] && ok "admin password printed to the journal" || fail "no admin password in the journal"
-echo "$pw" | slicelab login --central http://127.0.0.1:8080 --email admin@localhost --password-stdin >/dev/null
+fp=$(journalctl -u slicelab-central --no-pager | grep -o 'sha256:[0-9a-f]*' | head -n 1)
+[ -n "$fp" ] && ok "central's CA fingerprint printed to the journal" || fail "no CA fingerprint in the journal"
+echo "$pw" | slicelab login --central https://127.0.0.1:8080 --email admin@localhost --password-stdin \
+  --ca-fingerprint "$fp" >/dev/null && ok "logged in over HTTPS, CA pinned"
 p=$(systemctl show -p MainPID --value slicelab-central)
 ok "central runs as $(stat -c %U /proc/"$p"), $(grep -E '^(Seccomp|NoNewPrivs):' /proc/"$p"/status | tr -s '\t\n' '  ')"
 
-echo "== a node under its unit, with a sliver =="
+echo "== a node joined with the command \`node add\` printed, under its unit, with a sliver =="
 slicelab site add demo --name Demo >/dev/null
-key=$(slicelab node add node1.example.org --site demo -o json | grep -o 'sln_[0-9a-f]*' | head -n 1)
-install -m 600 /dev/null /etc/slicelab/node.env
-printf 'SLICELAB_CENTRAL=http://127.0.0.1:8080\nSLICELAB_NODE_KEY=%s\nSLICELAB_NODE_ARGS=%s\n' "$key" "$NAMES" \
-  >/etc/slicelab/node.env
 slicelab slice add demo_pkg --description 'package test' >/dev/null
+join=$(slicelab node add node1.example.org --site demo | sed -n 's/^ *\(slicelab node join .*\)$/\1/p')
+[ -n "$join" ] || fail "node add printed no join command"
+# shellcheck disable=SC2086 # the printed command, split as a shell would
+$join --node-args "$NAMES" >/dev/null || fail "node join failed"
+systemctl is-enabled slicelab-node >/dev/null && ok "node join enabled and started slicelab-node" ||
+  fail "node join did not enable the unit"
 slicelab slice add-nodes demo_pkg node1.example.org >/dev/null
 slicelab slice tag set demo_pkg initscript 'while true; do sleep 1; done' >/dev/null
-systemctl enable --now slicelab-node 2>/dev/null
 running() { slicelab node slivers node1.example.org -o json | grep -q '"running"'; }
 for _ in $(seq 60); do running && break; sleep 1; done
 running && ok "sliver running" || fail "no running sliver: $(journalctl -u slicelab-node --no-pager | tail -n 3)"

@@ -238,6 +238,10 @@ pub struct NodeJoinArgs {
     /// Run the SSH gateway (`ssh SLICE@NODE`) on this address [default: none].
     #[arg(long, value_name = "ADDR")]
     pub ssh_listen: Option<SocketAddr>,
+    /// More flags for the node manager, kept in node.env as SLICELAB_NODE_ARGS (the unit passes
+    /// them on), e.g. `--image-mirror URL --image-budget 40`.
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub node_args: Option<String>,
     /// Join even if a required kernel feature is missing.
     #[arg(long)]
     pub skip_checks: bool,

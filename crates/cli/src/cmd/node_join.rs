@@ -226,6 +226,17 @@ fn write_config(a: &NodeJoinArgs, key: &str) -> Result<std::path::PathBuf> {
     if let Some(l) = a.ssh_listen {
         let _ = writeln!(env, "SLICELAB_SSH_LISTEN={l}");
     }
+    if let Some(args) = a
+        .node_args
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if args.contains('\n') {
+            bail!("--node-args must be one line");
+        }
+        let _ = writeln!(env, "SLICELAB_NODE_ARGS={args}");
+    }
     let env_file = dir.join("node.env");
     write_private(&env_file, &env)?;
     Ok(env_file)

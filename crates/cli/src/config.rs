@@ -68,19 +68,7 @@ impl Config {
             }
         }
         let text = toml::to_string(self).context("encoding the config")?;
-        let tmp = path.with_extension("toml.tmp");
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        write_private(path, &text)
     }
 
     /// The file's values overridden by non-empty `central` / `token` (from the environment).
@@ -101,4 +89,23 @@ impl Config {
             std::env::var(ENV_TOKEN).ok(),
         )
     }
+}
+
+/// Writes `text` to `path` atomically (a temporary file, synced, renamed) with mode 0600: for
+/// files holding credentials (the login, a node's key and env file).
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }

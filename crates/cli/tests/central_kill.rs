@@ -2,7 +2,6 @@
 //! runs as `slicelab central` does by default: HTTPS with its own CA, pinned by the fingerprint
 //! it prints.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -10,43 +9,23 @@ use serde_json::{json, Value};
 use slicelab_client::{Client, Endpoint, Trust};
 use slicelab_model::objects::LoginResponse;
 
+mod central_process;
+
 const PASSWORD: &str = "kill-test-password";
 
 /// Starts `slicelab central` on an ephemeral loopback port; returns the process and its URL
 /// with the CA fingerprint it printed.
 fn start(db: &str, tls_dir: &std::path::Path) -> (Child, Endpoint) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slicelab"))
-        .args(["central", "--db", db, "--listen", "127.0.0.1:0"])
-        .arg("--tls-dir")
-        .arg(tls_dir)
-        .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn central");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut out = BufReader::new(stdout);
-    let (mut url, mut fp) = (None, None);
-    while url.is_none() || fp.is_none() {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).expect("read") > 0,
-            "central said no URL and CA"
-        );
-        for w in line.split_whitespace() {
-            if let Some(u) = w
-                .strip_prefix("https://")
-                .and_then(|u| u.strip_suffix("/api/v1"))
-            {
-                url = Some(format!("https://{u}"));
-            }
-            if w.starts_with("sha256:") {
-                fp = Some(Trust::fingerprint(w).expect("a fingerprint"));
-            }
-        }
-    }
-    let endpoint = Endpoint::new(&url.unwrap_or_default()).trust(fp.unwrap_or_default());
-    (child, endpoint)
+    let c = central_process::spawn(
+        Command::new(env!("CARGO_BIN_EXE_slicelab"))
+            .args(["central", "--db", db, "--listen", "127.0.0.1:0"])
+            .arg("--tls-dir")
+            .arg(tls_dir)
+            .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
+            .stderr(Stdio::null()),
+    );
+    let trust = Trust::fingerprint(&c.fingerprint).expect("a fingerprint");
+    (c.child, Endpoint::new(&c.url).trust(trust))
 }
 
 fn sigkill(mut child: Child) {

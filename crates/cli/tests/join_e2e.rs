@@ -6,10 +6,12 @@
 //! by the CLI and the node manager before anything is sent. Root: the node manager runs for real
 //! (with its own interface, nft table and cgroup names), and is cleaned up after.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+mod central_process;
 
 const PASSWORD: &str = "join-test-password";
 const EXE: &str = env!("CARGO_BIN_EXE_slicelab");
@@ -39,42 +41,20 @@ impl Drop for Central {
 }
 
 fn start_central(dir: &Path) -> Central {
-    let mut child = Command::new(EXE)
-        .args(["central", "--listen", "127.0.0.1:0"])
-        .arg("--db")
-        .arg(format!("sqlite://{}", dir.join("central.db").display()))
-        .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
-        .env_remove("SLICELAB_DB")
-        .env_remove("SLICELAB_TLS_DIR")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn central");
-    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-    let (mut url, mut fingerprint) = (String::new(), String::new());
-    while url.is_empty() || fingerprint.is_empty() {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).expect("read") > 0,
-            "central exited"
-        );
-        for w in line.split_whitespace() {
-            if let Some(u) = w.strip_suffix("/api/v1") {
-                url = u.to_string();
-            }
-            if w.starts_with("sha256:") {
-                fingerprint = w.to_string();
-            }
-        }
-    }
-    assert!(
-        url.starts_with("https://"),
-        "central serves HTTPS by default: {url}"
+    let c = central_process::spawn(
+        Command::new(EXE)
+            .args(["central", "--listen", "127.0.0.1:0"])
+            .arg("--db")
+            .arg(format!("sqlite://{}", dir.join("central.db").display()))
+            .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
+            .env_remove("SLICELAB_DB")
+            .env_remove("SLICELAB_TLS_DIR")
+            .stderr(Stdio::null()),
     );
     Central {
-        child,
-        url,
-        fingerprint,
+        child: c.child,
+        url: c.url,
+        fingerprint: c.fingerprint,
     }
 }
 

@@ -13,7 +13,6 @@
 //! PostgreSQL and root: skipped, saying so, outside CI without them.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -25,6 +24,8 @@ use slicelab_model::objects::{NodeWithKey, Page};
 use slicelab_model::sliver::{Sliver, SliverState};
 use slicelab_model::{Event, Node, NodeReport, NodeStatus};
 use sqlx::Connection;
+
+mod central_process;
 
 const PASSWORD: &str = "replicas-test-password";
 const EXE: &str = env!("CARGO_BIN_EXE_slicelab");
@@ -115,40 +116,22 @@ struct Central {
 
 impl Central {
     fn start(db: &str, dir: &Path) -> Central {
-        let mut child = Command::new(EXE)
-            .args(["central", "--db", db, "--listen", &format!("{HOST_ADDR}:0")])
-            .args(["--tls-name", HOST_ADDR])
-            .arg("--blob-dir")
-            .arg(dir.join("blobs"))
-            .arg("--tls-dir")
-            .arg(dir.join("tls"))
-            .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
-            .env("SLICELAB_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn central");
-        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
-        let (mut url, mut fingerprint) = (String::new(), String::new());
-        while url.is_empty() || fingerprint.is_empty() {
-            let mut line = String::new();
-            assert!(
-                out.read_line(&mut line).expect("read") > 0,
-                "central exited"
-            );
-            for w in line.split_whitespace() {
-                if let Some(u) = w.strip_suffix("/api/v1") {
-                    url = u.to_string();
-                }
-                if w.starts_with("sha256:") {
-                    fingerprint = w.to_string();
-                }
-            }
-        }
+        let c = central_process::spawn(
+            Command::new(EXE)
+                .args(["central", "--db", db, "--listen", &format!("{HOST_ADDR}:0")])
+                .args(["--tls-name", HOST_ADDR])
+                .arg("--blob-dir")
+                .arg(dir.join("blobs"))
+                .arg("--tls-dir")
+                .arg(dir.join("tls"))
+                .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
+                .env("SLICELAB_LOG", "warn")
+                .stderr(Stdio::inherit()),
+        );
         Central {
-            child: Some(child),
-            url,
-            fingerprint,
+            child: Some(c.child),
+            url: c.url,
+            fingerprint: c.fingerprint,
         }
     }
 

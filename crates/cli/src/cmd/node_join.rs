@@ -5,8 +5,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -204,7 +202,7 @@ fn write_config(a: &NodeJoinArgs, key: &str) -> Result<std::path::PathBuf> {
     let dir = &a.config_dir;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let key_file = dir.join("node.key");
-    write_private(&key_file, &format!("{key}\n"))?;
+    crate::config::write_private(&key_file, &format!("{key}\n"))?;
     let mut env = format!(
         "# Written by `slicelab node join`; read by slicelab-node.service.\n\
          SLICELAB_CENTRAL={}\nSLICELAB_NODE_KEY_FILE={}\nSLICELAB_STATE_DIR={}\n",
@@ -238,23 +236,8 @@ fn write_config(a: &NodeJoinArgs, key: &str) -> Result<std::path::PathBuf> {
         let _ = writeln!(env, "SLICELAB_NODE_ARGS={args}");
     }
     let env_file = dir.join("node.env");
-    write_private(&env_file, &env)?;
+    crate::config::write_private(&env_file, &env)?;
     Ok(env_file)
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Installs the unit (unless the package did) and starts it; without systemd as init, says how

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use slicelab_client::Client;
 
+use crate::args::TrustArgs;
 use crate::config::{self, Config};
 use crate::error::CliError;
 
@@ -18,6 +19,8 @@ pub(crate) struct Session {
     pub(crate) client: Client,
     /// The config file it came from.
     pub(crate) path: PathBuf,
+    /// How the login trusts central (printed into join commands).
+    pub(crate) trust: TrustArgs,
 }
 
 /// The config file as saved (no environment overrides), and where it lives.
@@ -30,11 +33,24 @@ pub(crate) fn load_config() -> Result<(Config, PathBuf)> {
 pub(crate) fn session() -> Result<Session> {
     let (file, path) = load_config()?;
     let config = file.with_env();
-    let central = config.central.clone().ok_or(CliError::NoCentral)?;
     let token = config.token.clone().ok_or(CliError::NotLoggedIn)?;
-    let endpoint = crate::trust::endpoint(&central, &crate::trust::of_config(&config))?;
+    let (client, trust) = client_of(&config, Some(token))?;
     Ok(Session {
-        client: Client::connect(&endpoint, Some(token))?,
+        client,
         path,
+        trust,
     })
+}
+
+/// A client of the login's central without its credential (for public questions: `lookup`).
+pub(crate) fn anonymous() -> Result<Client> {
+    let (file, _) = load_config()?;
+    Ok(client_of(&file.with_env(), None)?.0)
+}
+
+fn client_of(config: &Config, token: Option<String>) -> Result<(Client, TrustArgs)> {
+    let central = config.central.clone().ok_or(CliError::NoCentral)?;
+    let trust = crate::trust::of_config(config);
+    let endpoint = crate::trust::endpoint(&central, &trust)?;
+    Ok((Client::connect(&endpoint, token)?, trust))
 }

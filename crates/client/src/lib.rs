@@ -113,10 +113,11 @@ impl Client {
     /// plain HTTP across a network and verifies central's certificate as configured.
     pub fn new(base: &str, token: Option<String>) -> Self {
         let endpoint = Endpoint::new(base).allow_plain_http(true);
-        Self::connect(&endpoint, token).unwrap_or_else(|_| Self {
+        // Only a URL that is not http(s) at all fails here; requests then fail naming it.
+        Self::connect(&endpoint, token.clone()).unwrap_or_else(|_| Self {
             bases: vec![base.trim_end_matches('/').to_string()].into(),
             current: Default::default(),
-            token: None,
+            token,
             http: reqwest::Client::new(),
         })
     }
@@ -188,13 +189,17 @@ impl Client {
                     return Ok((resp, url));
                 }
                 Err(e) => {
+                    // A read that timed out already waited its time: not retried now, but the
+                    // next request starts at the next replica (this one may hang).
                     let retry = e.is_connect() || (idempotent && !e.is_timeout());
+                    let move_on = retry || (idempotent && e.is_timeout());
                     last = Some(transport(&url, e));
+                    if move_on {
+                        self.current.store((i + 1) % n, Ordering::Relaxed);
+                    }
                     if !retry {
                         break;
                     }
-                    // The next request starts at the next replica too.
-                    self.current.store((i + 1) % n, Ordering::Relaxed);
                 }
             }
         }

@@ -1,10 +1,13 @@
 //! The centrals a simulation runs against: real `slicelab central` processes — one, or several
-//! replicas on one PostgreSQL database sharing a blob directory — and what they cost (CPU
-//! seconds, peak memory, requests answered), read from `/proc` and `/metrics`.
+//! replicas on one PostgreSQL database sharing a blob directory and a CA — over HTTPS, as
+//! deployed (clients pin the CA's fingerprint central prints), and what they cost (CPU seconds,
+//! peak memory, requests answered), read from `/proc` and `/metrics`.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+
+use slicelab_client::{Client, Endpoint, Trust};
 
 use crate::{SimConfig, SimError};
 
@@ -15,6 +18,8 @@ pub(crate) const PASSWORD: &str = "sim-admin-password";
 struct CentralProc {
     child: Child,
     url: String,
+    /// `sha256:HEX` of its CA (the same for every replica: they share the TLS directory).
+    fingerprint: String,
 }
 
 impl Drop for CentralProc {
@@ -27,6 +32,8 @@ impl Drop for CentralProc {
 /// One run's centrals, killed on drop.
 pub(crate) struct Centrals {
     procs: Vec<CentralProc>,
+    /// Reads `/metrics` over the same TLS.
+    http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
@@ -38,17 +45,28 @@ impl Centrals {
         let db = db
             .map(str::to_string)
             .unwrap_or_else(|| format!("sqlite://{}/central.db", dir.path().display()));
-        let blobs = dir.path().join("blobs");
         let mut procs = Vec::with_capacity(n);
         for _ in 0..n.max(1) {
-            procs.push(spawn(&cfg.exe, &db, &blobs)?);
+            procs.push(spawn(&cfg.exe, &db, dir.path())?);
         }
-        Ok(Centrals { procs, _dir: dir })
+        let pem = std::fs::read(dir.path().join("tls/ca.pem"))?;
+        let http = reqwest::Certificate::from_pem(&pem)
+            .and_then(|ca| reqwest::Client::builder().add_root_certificate(ca).build())
+            .map_err(|e| SimError::Central(format!("a client of central's CA: {e}")))?;
+        Ok(Centrals {
+            procs,
+            http,
+            _dir: dir,
+        })
     }
 
-    /// Base URLs, the first being the one changes are written through.
-    pub(crate) fn urls(&self) -> Vec<String> {
-        self.procs.iter().map(|p| p.url.clone()).collect()
+    /// A client of replica `i` (of `i % len`), trusting the centrals' CA by its fingerprint.
+    pub(crate) fn client(&self, i: usize, token: Option<String>) -> Result<Client, SimError> {
+        let p = &self.procs[i % self.procs.len()];
+        let trust =
+            Trust::fingerprint(&p.fingerprint).map_err(|e| SimError::Central(e.to_string()))?;
+        Client::connect(&Endpoint::new(&p.url).trust(trust), token)
+            .map_err(|e| SimError::Central(e.to_string()))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -72,17 +90,20 @@ impl Centrals {
     pub(crate) async fn requests_total(&self) -> f64 {
         let mut n = 0.0;
         for p in &self.procs {
-            n += requests_total(&p.url).await;
+            n += requests_total(&self.http, &p.url).await;
         }
         n
     }
 }
 
-fn spawn(exe: &Path, db: &str, blobs: &Path) -> Result<CentralProc, SimError> {
-    let blobs = blobs.display().to_string();
+/// Starts one central with its blobs and TLS directory in `dir`; reads its URL and CA.
+fn spawn(exe: &Path, db: &str, dir: &Path) -> Result<CentralProc, SimError> {
     let mut child = Command::new(exe)
         .args(["central", "--db", db, "--listen", "127.0.0.1:0"])
-        .args(["--blob-dir", &blobs])
+        .arg("--blob-dir")
+        .arg(dir.join("blobs"))
+        .arg("--tls-dir")
+        .arg(dir.join("tls"))
         .env("SLICELAB_ADMIN_PASSWORD", PASSWORD)
         .env("SLICELAB_LOG", "warn")
         .stdout(Stdio::piped())
@@ -92,21 +113,33 @@ fn spawn(exe: &Path, db: &str, blobs: &Path) -> Result<CentralProc, SimError> {
     let Some(out) = child.stdout.take() else {
         return Err(SimError::Central("no stdout".into()));
     };
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line)?;
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .and_then(|u| u.strip_suffix("/api/v1"))
-        .map(str::to_string);
-    match url {
-        Some(url) => Ok(CentralProc { child, url }),
-        None => {
+    let mut out = BufReader::new(out);
+    let (mut url, mut fingerprint) = (None, None);
+    let mut said = String::new();
+    while url.is_none() || fingerprint.is_none() {
+        let mut line = String::new();
+        if out.read_line(&mut line)? == 0 {
             let _ = child.kill();
             let _ = child.wait();
-            Err(SimError::Central(format!("unexpected first line {line:?}")))
+            return Err(SimError::Central(format!(
+                "central did not say its URL and CA: {said:?}"
+            )));
         }
+        for w in line.split_whitespace() {
+            if let Some(u) = w.strip_suffix("/api/v1") {
+                url = Some(u.to_string());
+            }
+            if w.starts_with("sha256:") {
+                fingerprint = Some(w.to_string());
+            }
+        }
+        said.push_str(&line);
     }
+    Ok(CentralProc {
+        child,
+        url: url.unwrap_or_default(),
+        fingerprint: fingerprint.unwrap_or_default(),
+    })
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
@@ -139,30 +172,13 @@ fn rss_peak_mb(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn requests_total(url: &str) -> f64 {
-    let Ok(resp) = http_get(&format!("{url}/metrics")).await else {
-        return 0.0;
+async fn requests_total(http: &reqwest::Client, url: &str) -> f64 {
+    let text = match http.get(format!("{url}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return 0.0,
     };
-    resp.lines()
+    text.lines()
         .filter(|l| l.starts_with("slicelab_http_requests_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-async fn http_get(url: &str) -> Result<String, SimError> {
-    // The metrics page is plain text outside /api/v1: a bare HTTP/1.1 GET over a socket.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    let (host, path) = rest
-        .split_once('/')
-        .map(|(h, p)| (h, format!("/{p}")))
-        .unwrap_or((rest, "/".into()));
-    let mut s = tokio::net::TcpStream::connect(host).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await?;
-    Ok(buf)
 }

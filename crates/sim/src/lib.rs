@@ -123,8 +123,7 @@ async fn scenario(
     centrals: &Centrals,
     setup_start: Instant,
 ) -> Result<Measured, SimError> {
-    let urls = centrals.urls();
-    let anon = Client::new(&urls[0], None);
+    let anon = centrals.client(0, None)?;
     let login: LoginResponse = anon
         .post(
             "/auth/login",
@@ -147,7 +146,9 @@ async fn scenario(
         )
         .await?;
     let shared = Arc::new(Shared::new(cfg.nodes, &slice));
-    let bases: Vec<Client> = urls.iter().map(|u| Client::new(u, None)).collect();
+    let bases: Vec<Client> = (0..centrals.len())
+        .map(|i| centrals.client(i, None))
+        .collect::<Result<_, _>>()?;
     let mut agents = tokio::task::JoinSet::new();
     for (i, (_, key)) in keys.iter().enumerate() {
         let client = bases[i % centrals.len()].with_token(key.clone());

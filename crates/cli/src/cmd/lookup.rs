@@ -15,16 +15,7 @@ pub(crate) async fn lookup(out: Output, a: LookupArgs) -> Result<()> {
     // Anyone may ask: use the logged-in central if there is one, without needing a login.
     let client = match a.central {
         Some(c) => Client::connect(&crate::trust::endpoint(&c, &a.trust)?, None)?,
-        None => {
-            let (file, _) = crate::session::load_config()?;
-            let cfg = file.with_env();
-            let central = cfg
-                .central
-                .clone()
-                .ok_or(crate::error::CliError::NoCentral)?;
-            let endpoint = crate::trust::endpoint(&central, &crate::trust::of_config(&cfg))?;
-            Client::connect(&endpoint, None)?
-        }
+        None => crate::session::anonymous()?,
     };
     let r = client.lookup(&a.node, &a.remote, a.port, from, now).await?;
     emit(out, &r, render::lookup)

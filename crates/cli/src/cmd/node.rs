@@ -43,7 +43,7 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
         c => c,
     };
     let s = session()?;
-    let trust = crate::trust::of_config(&crate::session::load_config()?.0.with_env());
+    let trust = &s.trust;
     let c_ = &s.client;
     let now = timefmt::now();
     match c {
@@ -70,7 +70,7 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
             };
             let nk = c_.create_node(&body).await?;
             let token = c_.join_token(&nk.node.hostname, join_ttl).await?;
-            let join = super::node_join::join_command(token, &c_.bases(), &trust);
+            let join = super::node_join::join_command(token, &c_.bases(), trust);
             let added = NodeAdded { node: nk, join };
             emit(out, &added, |a| {
                 format!(
@@ -82,7 +82,7 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
         }
         NodeSub::JoinToken { node, ttl } => {
             let token = c_.join_token(&node, ttl).await?;
-            let join = super::node_join::join_command(token, &c_.bases(), &trust);
+            let join = super::node_join::join_command(token, &c_.bases(), trust);
             emit(out, &join, |j| super::node_join::join_text(j, now))
         }
         NodeSub::List {

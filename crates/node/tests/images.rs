@@ -317,12 +317,6 @@ fn fetch_resumes_verifies_reports_and_retries() {
     fs::write(&blob, &layer).unwrap();
     let digest = sha256(&layer);
     let store = ImageStore::open(&state).unwrap();
-    // Half the blob's length, all garbage: a resumed download keeps it and gets the rest.
-    fs::write(
-        store.partial_blob(&digest).unwrap(),
-        vec![b'x'; layer.len() / 2],
-    )
-    .unwrap();
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -332,12 +326,29 @@ fn fetch_resumes_verifies_reports_and_retries() {
     tokio_rt.block_on(async {
         let (central, admin, key) =
             central_with_image(db.path(), &blob, &digest, layer.len() as u64).await;
+        // A download cut off halfway, as a node finds it after a restart: the manifest (saved
+        // before any blob) and half the blob's length, all garbage — a resumed download keeps it
+        // and gets the rest. (A partial blob without its manifest is garbage to the GC.)
+        let image: Value = admin.get("/images/bb").await.unwrap();
+        let image_digest = image["digest"].as_str().unwrap().to_string();
+        let manifest =
+            slicelab_client::Client::new(&format!("http://{}", central.addr), Some(key.clone()))
+                .manifest(&image_digest)
+                .await
+                .unwrap();
+        store.save_manifest(&image_digest, &manifest).unwrap();
+        fs::write(
+            store.partial_blob(&digest).unwrap(),
+            vec![b'x'; layer.len() / 2],
+        )
+        .unwrap();
         let cfg = slicelab_node::Config {
             // Keep no image no sliver uses: the daemon's GC removes it once the slice goes.
             image_budget: 0,
             ..node_config(&node, &central, key, vec![])
         };
-        let daemon = tokio::spawn(slicelab_node::run(cfg));
+        // The slice is on the node before the daemon starts: its first desired state names
+        // the image, so no GC round finds the download unwanted.
         let _: Value = admin
             .post(
                 "/slices/pl_fetch/nodes",
@@ -345,6 +356,7 @@ fn fetch_resumes_verifies_reports_and_retries() {
             )
             .await
             .unwrap();
+        let daemon = tokio::spawn(slicelab_node::run(cfg));
         // First the resumed, wrong blob: refused, and the sliver says why.
         let t0 = Instant::now();
         let refused = loop {

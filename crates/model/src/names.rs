@@ -48,6 +48,10 @@ pub fn login_base(s: &str) -> Invalid<()> {
     Ok(())
 }
 
+/// The one name no slice may take: nodes' SSH gateways answer `ssh site_admin@NODE` with the
+/// admin context of the node's site (PlanetLab's `site_admin` account).
+pub const RESERVED_SLICE_NAME: &str = "site_admin";
+
 /// A slice's name: `<login_base>_<suffix>`, where `login_base` is a site's (see [`login_base`])
 /// and the suffix is lowercase letters, digits and `_`. The whole is short enough to be a hostname
 /// label and to prefix kernel object names (veth names are 15 bytes, so nodes hash longer ones).
@@ -71,6 +75,12 @@ impl SliceName {
                     "is {} characters long, at most {SLICE_NAME_MAX} allowed",
                     s.len()
                 ),
+            ));
+        }
+        if s == RESERVED_SLICE_NAME {
+            return Err(ValidationError::new(
+                f,
+                format!("{s:?} is reserved: it is the node's admin context (ssh {s}@NODE)"),
             ));
         }
         let Some((base, suffix)) = s.split_once('_') else {
@@ -320,6 +330,10 @@ mod tests {
         assert!(slice_name("princeton_a-b", "princeton").is_err());
         assert!(slice_name(&format!("princeton_{}", "a".repeat(40)), "princeton").is_err());
         assert_eq!(slice_login_base("princeton_codeen"), Some("princeton"));
+        // The node's admin context keeps its name even for a site called "site".
+        let e = slice_name("site_admin", "site").unwrap_err();
+        assert!(e.message.contains("reserved"), "{e}");
+        assert!(slice_name("site_admins", "site").is_ok());
     }
 
     #[test]

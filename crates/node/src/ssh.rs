@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 use slicelab_model::objects::BootState;
 use slicelab_model::time::now;
 use slicelab_model::DesiredSlivers;
-use slicelab_sshgw::SliverAccess;
+use slicelab_sshgw::{AuthorizedKey, SliverAccess};
 
 use crate::runtime::LinuxRuntime;
 
@@ -44,7 +44,11 @@ impl NodeAccess {
 
 /// The keys allowed into `slice` under `desired` at time `now`: `None` when no sliver of that
 /// slice should be running here (unknown, expired, stopped, or the node is not in `boot`).
-pub fn slice_keys(desired: Option<&DesiredSlivers>, slice: &str, now: i64) -> Option<Vec<String>> {
+pub fn slice_keys(
+    desired: Option<&DesiredSlivers>,
+    slice: &str,
+    now: i64,
+) -> Option<Vec<AuthorizedKey>> {
     let d = desired?;
     if d.boot_state != BootState::Boot {
         return None;
@@ -52,11 +56,19 @@ pub fn slice_keys(desired: Option<&DesiredSlivers>, slice: &str, now: i64) -> Op
     d.slivers
         .iter()
         .find(|s| s.slice_name == slice && s.run && s.expires > now)
-        .map(|s| s.keys.iter().map(|k| k.key.clone()).collect())
+        .map(|s| {
+            s.keys
+                .iter()
+                .map(|k| AuthorizedKey {
+                    person: k.person.clone(),
+                    key: k.key.clone(),
+                })
+                .collect()
+        })
 }
 
 impl SliverAccess for NodeAccess {
-    fn authorized_keys(&self, slice: &str) -> Option<Vec<String>> {
+    fn authorized_keys(&self, slice: &str) -> Option<Vec<AuthorizedKey>> {
         // A poisoned lock only means a writer panicked mid-assignment of a whole value; the
         // value is still a complete state.
         let g = self.desired.read().unwrap_or_else(|p| p.into_inner());

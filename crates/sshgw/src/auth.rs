@@ -1,4 +1,5 @@
-//! Who may log in: the user name is the slice; the key must be one of the slice's persons' keys.
+//! Who may log in: the user name is the slice (the key must be one of the slice's persons' keys)
+//! or [`SITE_ADMIN`] (a key of a PI or tech of the node's site, or of an admin).
 //!
 //! Messages: the SSH protocol has no per-attempt failure text, so when the gateway refuses a
 //! login it sends `SSH_MSG_DISCONNECT` (reason "no more auth methods available") carrying the
@@ -7,11 +8,21 @@
 
 use russh::keys::PublicKey;
 
+use crate::service::{AuthorizedKey, Login, SITE_ADMIN};
+
 /// Why a login is refused; the `Display` text is what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    NoSliver { slice: String },
-    KeyNotAuthorized { slice: String },
+    NoSliver {
+        slice: String,
+    },
+    KeyNotAuthorized {
+        slice: String,
+    },
+    /// `site_admin`, but the node has no admin context (an older central sent no staff).
+    NoAdminContext,
+    /// `site_admin` with a key of nobody who administers this node.
+    NotStaff,
 }
 
 impl std::fmt::Display for Refusal {
@@ -24,6 +35,11 @@ impl std::fmt::Display for Refusal {
             Refusal::KeyNotAuthorized { slice } => write!(
                 f,
                 "key not authorized for slice {slice:?}: it is not a key of any person in the slice"
+            ),
+            Refusal::NoAdminContext => write!(f, "this node offers no {SITE_ADMIN} context"),
+            Refusal::NotStaff => write!(
+                f,
+                "key not authorized for {SITE_ADMIN}: it is not a key of a PI or tech of this node's site, nor of an admin"
             ),
         }
     }
@@ -43,19 +59,37 @@ pub fn key_matches(line: &str, offered: &PublicKey) -> bool {
     }
 }
 
-/// Decides whether `offered` may log into `slice`, given what the access object knows now.
-pub fn check(keys: Option<Vec<String>>, slice: &str, offered: &PublicKey) -> Result<(), Refusal> {
-    let Some(keys) = keys else {
-        return Err(Refusal::NoSliver {
-            slice: slice.to_string(),
-        });
-    };
-    if keys.iter().any(|line| key_matches(line, offered)) {
-        Ok(())
+/// Why `user` cannot log in at all (no sliver, no admin context), before any key is looked at.
+pub fn unknown_user(user: &str) -> Refusal {
+    if user == SITE_ADMIN {
+        Refusal::NoAdminContext
     } else {
-        Err(Refusal::KeyNotAuthorized {
-            slice: slice.to_string(),
-        })
+        Refusal::NoSliver {
+            slice: user.to_string(),
+        }
+    }
+}
+
+/// Decides whether `offered` may log in as `user` (a slice, or [`SITE_ADMIN`]), given the keys
+/// the access object knows now; the login names the person whose key matched.
+pub fn check(
+    keys: Option<Vec<AuthorizedKey>>,
+    user: &str,
+    offered: &PublicKey,
+) -> Result<Login, Refusal> {
+    let Some(keys) = keys else {
+        return Err(unknown_user(user));
+    };
+    match keys.into_iter().find(|k| key_matches(&k.key, offered)) {
+        Some(k) if user == SITE_ADMIN => Ok(Login::SiteAdmin { person: k.person }),
+        Some(k) => Ok(Login::Slice {
+            slice: user.to_string(),
+            person: k.person,
+        }),
+        None if user == SITE_ADMIN => Err(Refusal::NotStaff),
+        None => Err(Refusal::KeyNotAuthorized {
+            slice: user.to_string(),
+        }),
     }
 }
 
@@ -98,6 +132,16 @@ mod tests {
         assert!(!key_matches(&other_line, &offered));
     }
 
+    fn keys(lines: &[&str]) -> Vec<AuthorizedKey> {
+        lines
+            .iter()
+            .map(|l| AuthorizedKey {
+                person: "a@example".into(),
+                key: l.to_string(),
+            })
+            .collect()
+    }
+
     #[test]
     fn check_says_why() {
         let offered = key(ED_A);
@@ -111,6 +155,31 @@ mod tests {
         assert!(e
             .to_string()
             .contains("key not authorized for slice \"pl_x\""));
-        assert!(check(Some(vec!["junk".into(), ED_A.into()]), "pl_x", &offered).is_ok());
+        assert_eq!(
+            check(Some(keys(&["junk", ED_A])), "pl_x", &offered),
+            Ok(Login::Slice {
+                slice: "pl_x".into(),
+                person: "a@example".into()
+            })
+        );
+    }
+
+    #[test]
+    fn site_admin_is_its_own_login() {
+        let offered = key(ED_A);
+        assert_eq!(
+            check(None, SITE_ADMIN, &offered),
+            Err(Refusal::NoAdminContext)
+        );
+        assert_eq!(
+            check(Some(keys(&["junk"])), SITE_ADMIN, &offered),
+            Err(Refusal::NotStaff)
+        );
+        assert_eq!(
+            check(Some(keys(&[ED_A])), SITE_ADMIN, &offered),
+            Ok(Login::SiteAdmin {
+                person: "a@example".into()
+            })
+        );
     }
 }

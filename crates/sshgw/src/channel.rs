@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::pty::{self, Size};
+use crate::service::{Login, ServiceRequest};
 use crate::SliverAccess;
 
 /// At most this many client `env` variables per channel.
@@ -31,7 +32,7 @@ const PTY_DRAIN: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub access: Arc<dyn SliverAccess>,
-    pub slice: String,
+    pub login: Login,
     pub shutdown: watch::Receiver<bool>,
     /// The connection, for what a channel half cannot send (exit-signal).
     pub handle: russh::server::Handle,
@@ -48,7 +49,7 @@ pub fn env_allowed(name: &str) -> bool {
                 .all(|b| b.is_ascii_uppercase() || b == b'_'))
 }
 
-struct PtyReq {
+pub(crate) struct PtyReq {
     term: String,
     size: Size,
 }
@@ -117,18 +118,38 @@ pub(crate) async fn run(mut channel: Channel<Msg>, mut ctx: Ctx) {
             }
             Some(ChannelMsg::Exec { command, .. }) => {
                 let command = String::from_utf8_lossy(&command).into_owned();
-                return run_program(channel, ctx, Program::Exec(command), env, pty).await;
+                return match ctx.login.clone() {
+                    Login::Slice { slice, .. } => {
+                        run_program(channel, ctx, &slice, Program::Exec(command), env, pty).await
+                    }
+                    login => {
+                        let service = ctx.access.service(&login, ServiceRequest::Exec(command));
+                        crate::service_run::run(channel, ctx, service, pty.is_some()).await
+                    }
+                };
             }
             Some(ChannelMsg::RequestShell { .. }) => {
-                return run_program(channel, ctx, Program::Shell, env, pty).await;
+                return match ctx.login.clone() {
+                    Login::Slice { slice, .. } => {
+                        run_program(channel, ctx, &slice, Program::Shell, env, pty).await
+                    }
+                    login => {
+                        let service = ctx.access.service(&login, ServiceRequest::Shell);
+                        crate::service_run::run(channel, ctx, service, pty.is_some()).await
+                    }
+                };
             }
             Some(ChannelMsg::RequestSubsystem { name, .. }) => {
-                if name == "sftp" {
-                    if let Some(root) = ctx.access.root(&ctx.slice) {
-                        let owner = ctx.access.file_owner(&ctx.slice);
+                let login = ctx.login.clone();
+                if let (Login::Slice { slice, .. }, "sftp") = (&login, name.as_str()) {
+                    if let Some(root) = ctx.access.root(slice) {
+                        let owner = ctx.access.file_owner(slice);
                         crate::sftp::run(channel, root, owner).await;
                         return;
                     }
+                } else if name != "sftp" && ctx.access.offers(&login, &name) {
+                    let service = ctx.access.service(&login, ServiceRequest::Subsystem(name));
+                    return crate::service_run::run(channel, ctx, service, false).await;
                 }
                 // The handler already answered "failure"; the client decides what to do next.
             }
@@ -161,11 +182,11 @@ enum Input {
 async fn run_program(
     channel: Channel<Msg>,
     ctx: Ctx,
+    slice: &str,
     program: Program,
     mut env: Vec<(String, String)>,
     pty_req: Option<PtyReq>,
 ) {
-    let (mut rx, tx) = channel.split();
     let argv: Option<Vec<String>> = match &program {
         Program::Exec(cmd) => Some(vec!["/bin/sh".into(), "-c".into(), cmd.clone()]),
         Program::Shell => None,
@@ -174,10 +195,25 @@ async fn run_program(
         env.retain(|(k, _)| k != "TERM");
         env.push(("TERM".into(), p.term.clone()));
     }
-    let mut command = match ctx.access.command(&ctx.slice, argv.as_deref(), &env) {
+    let command = match ctx.access.command(slice, argv.as_deref(), &env) {
         Ok(c) => c,
-        Err(e) => return fail(&tx, &format!("cannot start a program in the sliver: {e}")).await,
+        Err(e) => {
+            let (_, tx) = channel.split();
+            return fail(&tx, &format!("cannot start a program in the sliver: {e}")).await;
+        }
     };
+    run_command(channel, ctx, command, pty_req).await
+}
+
+/// Spawns `command` in a new session wired to the channel (a pty when `pty_req`), pumps bytes
+/// until it ends or the client goes away, and reports its exit status.
+pub(crate) async fn run_command(
+    channel: Channel<Msg>,
+    ctx: Ctx,
+    mut command: std::process::Command,
+    pty_req: Option<PtyReq>,
+) {
+    let (mut rx, tx) = channel.split();
 
     // Wire stdio, spawn in a new session.
     let spawned = match &pty_req {
@@ -227,7 +263,7 @@ async fn run_program(
         return fail(&tx, "program exited before it could be watched").await;
     };
     let group = GroupGuard(pid);
-    tracing::debug!(slice = %ctx.slice, pid = pid.as_raw(), tty = master.is_some(), "session started");
+    tracing::debug!(login = ?ctx.login, pid = pid.as_raw(), tty = master.is_some(), "session started");
 
     // Output pumps.
     let mut input;
@@ -313,7 +349,7 @@ async fn run_program(
             .unwrap_or_else(|_| ExitStatus::from_raw(255 << 8)),
     };
     drop(group);
-    tracing::debug!(slice = %ctx.slice, ?status, "session ended");
+    tracing::debug!(login = ?ctx.login, ?status, "session ended");
     if client_gone {
         let _ = tx.close().await;
         return;
@@ -405,11 +441,16 @@ async fn pump(mut from: impl AsyncRead + Unpin, mut to: impl AsyncWrite + Unpin)
 /// Tells the client why nothing runs (on stderr), with the shell's "cannot execute" status.
 async fn fail(tx: &ChannelWriteHalf<Msg>, message: &str) {
     tracing::warn!("{message}");
+    refuse(tx, message, 127).await;
+}
+
+/// Tells the client `message` on stderr and ends the channel with `status`.
+pub(crate) async fn refuse(tx: &ChannelWriteHalf<Msg>, message: &str, status: u32) {
     let _ = tx
         .extended_data_bytes(1, format!("slicelab: {message}\r\n").into_bytes())
         .await;
     let _ = tx.eof().await;
-    let _ = tx.exit_status(127).await;
+    let _ = tx.exit_status(status).await;
     let _ = tx.close().await;
 }
 

@@ -15,6 +15,11 @@
 //!   process under [`SliverAccess::root`], every path resolved with `openat2(RESOLVE_IN_ROOT)` so
 //!   that neither `..` nor symlinks can leave the sliver (see the `sftp` module).
 //!
+//! * **The node's services.** `ssh site_admin@NODE` is the node's admin context for the PIs and
+//!   techs of its site and for admins, and a slice's persons may ask for the subsystems the node
+//!   offers (a packet capture, the traffic generator): see [`service`]. Both run what
+//!   [`SliverAccess::service`] returns, never a shell of the node.
+//!
 //! Start it with [`start`] (returns a [`Gateway`] handle that knows its bound address — listen on
 //! port 0 in tests) or [`serve`] (runs until a shutdown future completes).
 
@@ -24,6 +29,8 @@ mod error;
 pub mod hostkey;
 mod pty;
 mod server;
+pub mod service;
+mod service_run;
 mod sftp;
 
 use std::net::SocketAddr;
@@ -33,13 +40,18 @@ use std::time::Duration;
 pub use auth::key_matches;
 pub use error::GatewayError;
 pub use server::{serve, start, Gateway};
+pub use service::{
+    AuthorizedKey, Login, Service, ServiceFuture, ServiceIo, ServiceRequest, SITE_ADMIN,
+};
 
 /// What the gateway needs from the container runtime. The node crate implements it; tests use a
 /// host directory.
 pub trait SliverAccess: Send + Sync + 'static {
-    /// OpenSSH public key lines (`algorithm base64 [comment]`) allowed into `slice`'s sliver on
-    /// this node; `None` if there is no such sliver here. Called at every authentication attempt.
-    fn authorized_keys(&self, slice: &str) -> Option<Vec<String>>;
+    /// The keys allowed to log in as `user`, with their persons: for a slice, its persons' keys
+    /// (`None` if there is no such sliver here); for [`SITE_ADMIN`], the keys of the PIs and
+    /// techs of the node's site and of the admins (`None`: the node offers no admin context).
+    /// Called at every authentication attempt.
+    fn authorized_keys(&self, user: &str) -> Option<Vec<AuthorizedKey>>;
 
     /// A command that, when spawned, runs `argv` (or the sliver's login shell when `None`) inside
     /// the sliver, with `env` added to its environment.
@@ -67,6 +79,18 @@ pub trait SliverAccess: Send + Sync + 'static {
     /// user as mapped on the host); `None` leaves them owned by the gateway's user.
     fn file_owner(&self, _slice: &str) -> Option<(u32, u32)> {
         None
+    }
+
+    /// Whether the node serves subsystem `name` (other than `sftp`) to `login`: asked when the
+    /// client requests it, so that an unknown one is refused at once.
+    fn offers(&self, _login: &Login, _name: &str) -> bool {
+        false
+    }
+
+    /// The service for `request` of `login` (the admin context's shell and commands, and the
+    /// subsystems of [`SliverAccess::offers`]).
+    fn service(&self, _login: &Login, _request: ServiceRequest) -> Service {
+        Service::Refused("this node offers no such service".into())
     }
 }
 

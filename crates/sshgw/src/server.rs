@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::auth::{self, Refusal};
 use crate::channel::{self, env_allowed, Ctx};
+use crate::service::Login;
 use crate::{hostkey, GatewayConfig, GatewayError, SliverAccess};
 
 /// How long [`Gateway::shutdown`] waits for connections to say goodbye before dropping them.
@@ -157,7 +158,7 @@ async fn connection(
         handle: handle_slot.clone(),
         shutdown: shutdown.clone(),
         refusal: None,
-        slice: None,
+        login: None,
     };
     let mut running = match russh::server::run_stream(config, stream, handler).await {
         Ok(r) => r,
@@ -190,8 +191,8 @@ struct ConnHandler {
     shutdown: watch::Receiver<bool>,
     /// Why the last key offered for a slice was refused, told via keyboard-interactive.
     refusal: Option<Refusal>,
-    /// The slice this connection logged into, once authenticated.
-    slice: Option<String>,
+    /// Who this connection is, once authenticated.
+    login: Option<Login>,
 }
 
 impl ConnHandler {
@@ -209,7 +210,7 @@ impl ConnHandler {
         }
     }
 
-    fn check(&self, user: &str, key: &PublicKey) -> Result<(), Refusal> {
+    fn check(&self, user: &str, key: &PublicKey) -> Result<Login, Refusal> {
         auth::check(self.access.authorized_keys(user), user, key)
     }
 
@@ -233,9 +234,7 @@ impl russh::server::Handler for ConnHandler {
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
         // OpenSSH starts with "none": the first moment we know the slice.
         if self.access.authorized_keys(user).is_none() {
-            let why = Refusal::NoSliver {
-                slice: user.to_string(),
-            };
+            let why = auth::unknown_user(user);
             tracing::info!(peer = %self.peer, "ssh login refused: {why}");
             self.disconnect(&why);
         }
@@ -252,10 +251,10 @@ impl russh::server::Handler for ConnHandler {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         match self.check(user, offer.public_key) {
-            Ok(()) => Ok(Auth::Accept),
+            Ok(_) => Ok(Auth::Accept),
             Err(why) => {
                 tracing::debug!(peer = %self.peer, "key refused: {why}");
-                if matches!(why, Refusal::NoSliver { .. }) {
+                if matches!(why, Refusal::NoSliver { .. } | Refusal::NoAdminContext) {
                     self.disconnect(&why);
                 }
                 // A client may hold several keys: keep listening; say why only once it gives up.
@@ -272,9 +271,9 @@ impl russh::server::Handler for ConnHandler {
     ) -> Result<Auth, Self::Error> {
         // Checked again with the signature verified: the keys may have changed since the offer.
         match self.check(user, key.public_key) {
-            Ok(()) => {
-                tracing::info!(peer = %self.peer, slice = user, "ssh login");
-                self.slice = Some(user.to_string());
+            Ok(login) => {
+                tracing::info!(peer = %self.peer, user, person = login.person(), "ssh login");
+                self.login = Some(login);
                 Ok(Auth::Accept)
             }
             Err(why) => {
@@ -296,9 +295,8 @@ impl russh::server::Handler for ConnHandler {
             .refusal
             .clone()
             .unwrap_or(match self.access.authorized_keys(user) {
-                None => Refusal::NoSliver {
-                    slice: user.to_string(),
-                },
+                None => auth::unknown_user(user),
+                Some(_) if user == crate::SITE_ADMIN => Refusal::NotStaff,
                 Some(_) => Refusal::KeyNotAuthorized {
                     slice: user.to_string(),
                 },
@@ -325,7 +323,7 @@ impl russh::server::Handler for ConnHandler {
         reply: ChannelOpenHandle,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(slice) = self.slice.clone() else {
+        let Some(login) = self.login.clone() else {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -333,7 +331,7 @@ impl russh::server::Handler for ConnHandler {
         };
         let ctx = Ctx {
             access: self.access.clone(),
-            slice,
+            login,
             shutdown: self.shutdown.clone(),
             handle: session.handle(),
         };
@@ -398,12 +396,11 @@ impl russh::server::Handler for ConnHandler {
         name: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let ok = name == "sftp"
-            && self
-                .slice
-                .as_deref()
-                .and_then(|s| self.access.root(s))
-                .is_some();
+        let ok = match &self.login {
+            Some(Login::Slice { slice, .. }) if name == "sftp" => self.access.root(slice).is_some(),
+            Some(login) => name != "sftp" && self.access.offers(login, name),
+            None => false,
+        };
         if ok {
             session.channel_success(channel)?;
         } else {

@@ -9,7 +9,10 @@ use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use slicelab_sshgw::{Gateway, GatewayConfig, SliverAccess};
+use slicelab_sshgw::{
+    AuthorizedKey, Gateway, GatewayConfig, Login, Service, ServiceRequest, SliverAccess,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// TEST ONLY: a `SliverAccess` that runs commands on the host, in a temporary directory per
 /// slice. There is no confinement at all; the node crate's implementation enters the sliver.
@@ -37,8 +40,75 @@ impl HostDirAccess {
 }
 
 impl SliverAccess for HostDirAccess {
-    fn authorized_keys(&self, slice: &str) -> Option<Vec<String>> {
-        self.keys.lock().unwrap().get(slice).cloned()
+    fn authorized_keys(&self, user: &str) -> Option<Vec<AuthorizedKey>> {
+        let keys = self.keys.lock().unwrap().get(user).cloned()?;
+        Some(
+            keys.into_iter()
+                .map(|key| AuthorizedKey {
+                    // The key's comment names its person in these tests.
+                    person: key.rsplit(' ').next().unwrap_or_default().to_string(),
+                    key,
+                })
+                .collect(),
+        )
+    }
+
+    /// TEST ONLY: `slicelab-upper` answers its input in capitals, for a slice's persons.
+    fn offers(&self, login: &Login, name: &str) -> bool {
+        matches!(login, Login::Slice { .. }) && name == "slicelab-upper"
+    }
+
+    /// TEST ONLY: the admin context echoes who asked what; `fail` exits 3 with a message on
+    /// stderr; the shell answers each line until `exit`.
+    fn service(&self, login: &Login, request: ServiceRequest) -> Service {
+        let person = login.person().to_string();
+        match request {
+            ServiceRequest::Subsystem(_) => Service::InProcess(Box::new(move |mut io| {
+                Box::pin(async move {
+                    let mut all = String::new();
+                    let _ = io.input.read_to_string(&mut all).await;
+                    let _ = io.output.write_all(all.to_uppercase().as_bytes()).await;
+                    let _ = io.output.flush().await;
+                    0
+                })
+            })),
+            ServiceRequest::Exec(cmd) if cmd == "fail" => {
+                Service::InProcess(Box::new(move |mut io| {
+                    Box::pin(async move {
+                        let _ = io.errors.write_all(b"failed as asked\n").await;
+                        let _ = io.errors.flush().await;
+                        3
+                    })
+                }))
+            }
+            ServiceRequest::Exec(cmd) if cmd == "refuse" => {
+                Service::Refused("refused as asked".into())
+            }
+            ServiceRequest::Exec(cmd) => Service::InProcess(Box::new(move |mut io| {
+                Box::pin(async move {
+                    let _ = io
+                        .output
+                        .write_all(format!("admin {person}: {cmd}\n").as_bytes())
+                        .await;
+                    let _ = io.output.flush().await;
+                    0
+                })
+            })),
+            ServiceRequest::Shell => Service::InProcess(Box::new(move |io| {
+                Box::pin(async move {
+                    let mut out = io.output;
+                    let mut lines = tokio::io::BufReader::new(io.input).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if line.trim() == "exit" {
+                            break;
+                        }
+                        let _ = out.write_all(format!("got {line}\n").as_bytes()).await;
+                        let _ = out.flush().await;
+                    }
+                    0
+                })
+            })),
+        }
     }
 
     fn command(

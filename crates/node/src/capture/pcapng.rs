@@ -3,7 +3,7 @@
 //! Block per packet. Counts what it wrote, so the capture can stop before a size bound.
 
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::time::Duration;
 
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
@@ -35,9 +35,10 @@ pub(super) fn packet_block_len(caplen: u32) -> u64 {
     32 + u64::from(caplen).div_ceil(4) * 4
 }
 
-/// A pcapng stream over `out` with one interface.
+/// A pcapng stream over `out` with one interface. pcap-file writes a block field by field:
+/// a buffer turns that into one write per [`flush`](Self::flush) (or per 64 KiB).
 pub(super) struct PcapNgOut<'w> {
-    writer: PcapNgWriter<Counting<'w>>,
+    writer: PcapNgWriter<Counting<BufWriter<&'w mut dyn Write>>>,
 }
 
 impl<'w> PcapNgOut<'w> {
@@ -55,7 +56,10 @@ impl<'w> PcapNgOut<'w> {
             ))],
             ..Default::default()
         };
-        let counting = Counting { out, bytes: 0 };
+        let counting = Counting {
+            out: BufWriter::with_capacity(64 << 10, out),
+            bytes: 0,
+        };
         let mut writer = PcapNgWriter::with_section_header(counting, section)?;
         writer.write_pcapng_block(InterfaceDescriptionBlock {
             linktype: DataLink::from(linktype),
@@ -96,12 +100,12 @@ impl<'w> PcapNgOut<'w> {
     }
 }
 
-struct Counting<'w> {
-    out: &'w mut dyn Write,
+struct Counting<W> {
+    out: W,
     bytes: u64,
 }
 
-impl Write for Counting<'_> {
+impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.out.write(buf)?;
         self.bytes += n as u64;

@@ -9,7 +9,8 @@
 //! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
 //!   `host`: the machine's own figures from `/proc` (memory);
 //! - [`daemon`]: the long-poll / reconcile / report loop; [`doctor`]: what a machine lacks to be a node;
-//! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`).
+//! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`);
+//! - [`capture`]: packet capture on a sliver's veth (libpcap, kernel BPF filter, pcapng stream).
 //!
 //! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
 //! before any thread or tokio runtime exists.
@@ -17,6 +18,7 @@
 pub mod accounting;
 pub mod audit;
 pub mod bench;
+pub mod capture;
 pub mod cgroup;
 mod cmd;
 pub mod daemon;

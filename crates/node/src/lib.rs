@@ -16,6 +16,7 @@
 //! before any thread or tokio runtime exists.
 
 pub mod accounting;
+pub mod actions;
 pub mod audit;
 pub mod bench;
 pub mod capture;
@@ -25,15 +26,19 @@ pub mod daemon;
 pub mod disk;
 pub mod doctor;
 mod error;
+pub mod holds;
 mod host;
 pub mod idmap;
 pub mod image;
+pub mod logring;
 pub mod names;
 pub mod net;
 pub mod plan;
 pub mod runtime;
 pub mod sandbox;
+pub mod services;
 pub mod shift;
+pub mod site_admin;
 pub mod ssh;
 pub mod state;
 

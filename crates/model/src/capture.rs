@@ -125,6 +125,40 @@ fn check_filter(f: &str) -> Invalid<String> {
     Ok(f.trim().to_string())
 }
 
+/// `POST /api/v1/slices/{slice}/captures`: a capture of the slice's sliver on `node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureCreate {
+    /// Id or hostname of the node whose sliver to capture.
+    pub node: String,
+    #[serde(default)]
+    pub request: CaptureRequest,
+}
+
+/// How the caller reaches the capture: an SSH login on the node that the node itself checks
+/// again (a person of the slice as `SLICE`, anyone else allowed as `site_admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureVia {
+    /// `ssh -s SLICE@NODE slicelab-capture`, the request as one JSON line on standard input.
+    Slice,
+    /// `ssh site_admin@NODE "capture SLICE …"`.
+    SiteAdmin,
+}
+
+/// Central's answer: allowed, recorded as an event, and where to go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CaptureTicket {
+    pub slice: String,
+    /// The node's hostname.
+    pub node: String,
+    pub via: CaptureVia,
+    /// The SSH user to log in as on the node.
+    pub ssh_user: String,
+    /// The request as the node will apply it (bounds filled in).
+    pub request: CaptureRequest,
+}
+
 /// Why a capture ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -240,7 +240,8 @@ impl WriteTx<'_> {
         if let (Some(name), None) = (a.slice.as_deref(), slice) {
             detail.insert("slice".into(), json!(name));
         }
-        let person: String = a.person.chars().take(254).collect();
+        // The person's label, as every event of theirs has it (`Actor::label`).
+        let person = format!("person:{}", a.person.chars().take(254).collect::<String>());
         let (object_type, object_id, object_name, site_id) = match slice {
             Some((id, site, name)) => ("slice", id, name, site),
             None => ("node", node.id, node.hostname.as_str(), node.site_id),

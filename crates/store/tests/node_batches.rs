@@ -285,7 +285,7 @@ async fn node_actions_become_the_persons_events_once(b: Backend) {
     let events = s
         .list_events(
             &EventFilter {
-                actor: Some("tech@pl.test".into()),
+                actor: Some("person:tech@pl.test".into()),
                 ..Default::default()
             },
             Paging::default(),

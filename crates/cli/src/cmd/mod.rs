@@ -3,6 +3,7 @@
 //! client, and print with `crate::output`. The daemons (`central`, the node manager) and the
 //! commands that act on this machine only (`node cleanup`, `image import`) need no login.
 
+mod capture;
 mod daemons;
 mod defaults;
 mod events;
@@ -64,6 +65,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Up(a) => crate::testbed::up(a).await,
         Command::Down(a) => crate::testbed::down(a).await,
         Command::Exec(a) => exec::exec(a).await,
+        Command::Capture(a) => capture::capture(a).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "slicelab", &mut buf);

@@ -152,6 +152,12 @@ shlibs=$(cd "$work" && dpkg-shlibdeps -O -e"$root/usr/bin/slicelab" 2>/dev/null 
   exit 1
 }
 rm -rf "$work/debian"
+# libpcap (the node's packet capture, `slicelab capture`) is linked only once a command reaches
+# it (the linker drops unused libraries); the package needs it either way.
+case ", $shlibs" in
+*", libpcap0.8"*) ;;
+*) shlibs="$shlibs, libpcap0.8" ;;
+esac
 
 # What the node manager runs (ip, tc, nft, mkfs.ext4/e2fsck/resize2fs for quota layers, busybox
 # for the built-in `base` image; losetup, nsenter and cp are in essential packages); adduser for

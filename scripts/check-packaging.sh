@@ -114,7 +114,7 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [ "$(field Architecture)" = "$(dpkg --print-architecture)" ] && ok "Architecture: $(field Architecture)" ||
   bad "Architecture: $(field Architecture)"
 depends=$(field Depends)
-for d in libc6 adduser iproute2 nftables e2fsprogs busybox-static; do
+for d in libc6 libpcap0.8 adduser iproute2 nftables e2fsprogs busybox-static; do
   grep -qE "(^|, )$d( |,|$)" <<<"$depends" && ok "Depends on $d" || bad "Depends lacks $d: $depends"
 done
 [ -n "$(field Description)" ] && [ -n "$(field Maintainer)" ] && [ "$(field Installed-Size)" -gt 0 ] &&

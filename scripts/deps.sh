@@ -3,6 +3,7 @@
 set -euo pipefail
 PKGS=(
   build-essential pkg-config          # crates that build C
+  libpcap-dev tcpdump                 # packet capture: libpcap to build, tcpdump -r in its tests
   iproute2 nftables conntrack         # sliver networking, NAT, flow auditing
   busybox-static                      # the built-in minimal sliver image
   postgresql                          # the production store; registry tests run against it

@@ -264,6 +264,43 @@ impl Write for Shared {
     }
 }
 
+/// Passes writes on to `out` and says when the first one came: the capture writes its header
+/// once its filter is attached.
+struct Started<W> {
+    out: W,
+    started: Arc<AtomicBool>,
+}
+
+impl<W: Write> Write for Started<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.started.store(true, Ordering::Relaxed);
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+fn started<W: Write>(out: W) -> (Started<W>, Arc<AtomicBool>) {
+    let flag = Arc::new(AtomicBool::new(false));
+    let w = Started {
+        out,
+        started: flag.clone(),
+    };
+    (w, flag)
+}
+
+fn wait_flag(flag: &AtomicBool) {
+    let t0 = Instant::now();
+    while !flag.load(Ordering::Relaxed) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "capture did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until the capture wrote its header: from then on the filter is attached.
 fn wait_started(out: &Shared) {
     let t0 = Instant::now();
@@ -348,16 +385,20 @@ fn capture_holds_exactly_the_sliver_s_matching_packets() {
     let tb = Testbed::new("f");
     let out = Shared::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let h = tb.capture("sl-capa", limits("udp port 5001", 3), out.clone(), stop);
+    let h = tb.capture(
+        "sl-capa",
+        limits("udp port 5001", 60),
+        out.clone(),
+        stop.clone(),
+    );
     wait_started(&out);
     // Both slivers talk: to the filtered port, to another port, over TCP.
     tb.traffic(1, 5, 3, true);
     tb.traffic(2, 5, 3, true);
+    settle_and_stop(&stop);
     let (r, _) = h.join().expect("capture thread");
     let summary = r.expect("capture");
-    assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
-    assert_eq!(summary.ended, CaptureEnd::Duration);
+    assert_eq!(summary.ended, CaptureEnd::Client);
     assert_eq!(summary.packets, 10, "{summary:?}");
     assert_eq!(summary.dropped, 0);
     let bytes = out.bytes();
@@ -383,12 +424,13 @@ fn an_unfiltered_capture_sees_both_directions_of_every_protocol_of_one_sliver_on
     let tb = Testbed::new("u");
     let out = Shared::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let h = tb.capture("sl-capb", limits("", 2), out.clone(), stop);
+    let h = tb.capture("sl-capb", limits("", 60), out.clone(), stop.clone());
     wait_started(&out);
     tb.traffic(1, 2, 2, true);
     tb.traffic(2, 2, 2, true);
+    settle_and_stop(&stop);
     let (r, _) = h.join().expect("capture thread");
-    assert_eq!(r.expect("capture").ended, CaptureEnd::Duration);
+    assert_eq!(r.expect("capture").ended, CaptureEnd::Client);
     let lines = tcpdump(&out.bytes());
     let ip: Vec<_> = lines.iter().filter(|(_, d, _)| !d.is_empty()).collect();
     assert!(
@@ -411,6 +453,32 @@ fn an_unfiltered_capture_sees_both_directions_of_every_protocol_of_one_sliver_on
             .any(|(s, _, p)| s.ends_with(".5003") && p.starts_with("Flags [S.]")),
         "{lines:#?}"
     );
+    tb.finish();
+}
+
+/// Lets the capture read what the traffic left in its buffer, then stops it.
+fn settle_and_stop(stop: &AtomicBool) {
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+}
+
+#[test]
+fn the_duration_bound_stops_a_capture() {
+    if !ready("the_duration_bound_stops_a_capture") {
+        return;
+    }
+    let tb = Testbed::new("d");
+    let out = Shared::default();
+    let t0 = Instant::now();
+    let h = tb.capture("sl-capa", limits("", 1), out.clone(), Arc::default());
+    let (r, _) = h.join().expect("capture thread");
+    let summary = r.expect("capture");
+    assert_eq!(summary.ended, CaptureEnd::Duration);
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(summary.bytes, out.len() as u64);
+    assert!(summary.bytes > 0, "the header is written");
+    assert_eq!(tcpdump(&out.bytes()).len() as u64, summary.packets);
     tb.finish();
 }
 
@@ -499,18 +567,15 @@ fn a_closed_output_or_the_stop_flag_ends_it_as_client() {
     let tb = Testbed::new("c");
     let stop = Arc::new(AtomicBool::new(false));
     let t0 = Instant::now();
-    let h = tb.capture(
-        "sl-capa",
-        limits("udp", 30),
-        Closing { room: 400 },
-        stop.clone(),
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    let (out, flag) = started(Closing { room: 400 });
+    let h = tb.capture("sl-capa", limits("udp", 30), out, stop.clone());
+    wait_flag(&flag);
     tb.traffic(1, 0, 20, false);
     let (r, _) = h.join().expect("capture thread");
     let summary = r.expect("capture");
     assert_eq!(summary.ended, CaptureEnd::Client, "{summary:?}");
-    assert!(summary.packets < 20, "{summary:?}");
+    // Ended by the failed write, long before its 30 s.
+    assert!(summary.packets <= 20, "{summary:?}");
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 
     // A live reader: `tcpdump -r -` prints packets while the capture runs; the stop flag ends it.
@@ -529,8 +594,9 @@ fn a_closed_output_or_the_stop_flag_ends_it_as_client() {
             let _ = tx.send(l);
         }
     });
+    let (stdin, flag) = started(stdin);
     let h = tb.capture("sl-capa", limits("udp port 5001", 60), stdin, stop.clone());
-    std::thread::sleep(Duration::from_millis(300));
+    wait_flag(&flag);
     tb.traffic(1, 3, 0, false);
     let mut seen = Vec::new();
     let t0 = Instant::now();
@@ -543,7 +609,7 @@ fn a_closed_output_or_the_stop_flag_ends_it_as_client() {
     assert!(!h.is_finished(), "the packets arrived only at the end");
     stop.store(true, Ordering::Relaxed);
     let (r, stdin) = h.join().expect("capture thread");
-    drop(stdin);
+    drop(stdin.out);
     let summary = r.expect("capture");
     assert_eq!((summary.ended, summary.packets), (CaptureEnd::Client, 6));
     assert!(reader.wait().expect("tcpdump").success());

@@ -1,7 +1,8 @@
 //! Filter expressions (tcpdump's pcap-filter language) compiled to classic BPF by libpcap, the
 //! language's own compiler. Here for Ethernet, the link type of a sliver veth's host end, so a
 //! front end can refuse a bad filter with libpcap's message before any capture starts; the live
-//! capture compiles the same expression again for its interface's link type ([`super::live`]).
+//! capture ([`super::run_capture`]) compiles the same expression again for its interface's link
+//! type.
 
 use pcap::{BpfProgram, Capture, Linktype};
 

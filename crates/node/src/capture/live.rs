@@ -117,9 +117,16 @@ fn pump(
     stop: &AtomicBool,
     packets: &mut u64,
 ) -> Result<CaptureEnd, CaptureError> {
+    let mut flushed = Instant::now();
     loop {
         // Everything ready now, checking the clock between packets under heavy traffic.
         while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            if flushed.elapsed() >= TICK {
+                if w.flush().is_err() {
+                    return Ok(CaptureEnd::Client);
+                }
+                flushed = Instant::now();
+            }
             let p = match cap.next_packet() {
                 Ok(p) => p,
                 Err(pcap::Error::TimeoutExpired) => break,
@@ -141,6 +148,7 @@ fn pump(
         if w.flush().is_err() || stop.load(Ordering::Relaxed) {
             return Ok(CaptureEnd::Client);
         }
+        flushed = Instant::now();
         let now = Instant::now();
         if now >= deadline {
             return Ok(CaptureEnd::Duration);

@@ -116,6 +116,16 @@ pub fn description_or_null() -> Object {
     string(Some(text_pattern()), None, names::DESCRIPTION_MAX, true)
 }
 
+/// A capture's filter expression (free text, at most `capture::MAX_FILTER_LEN`), or null.
+pub fn capture_filter() -> Object {
+    string(
+        Some(text_pattern()),
+        None,
+        crate::capture::MAX_FILTER_LEN,
+        true,
+    )
+}
+
 pub fn region() -> Object {
     string(Some(REGION_PATTERN.into()), None, names::REGION_MAX, false)
 }
@@ -274,6 +284,14 @@ mod tests {
             names::text("d", s, names::DESCRIPTION_MAX).is_ok()
         });
         agrees("region", region(), |s| names::region(s).is_ok());
+        agrees("capture filter", capture_filter(), |s| {
+            crate::capture::CaptureRequest {
+                filter: Some(s.to_string()),
+                ..Default::default()
+            }
+            .validate()
+            .is_ok()
+        });
         agrees("image name", image_name(), |s| names::image(s).is_ok());
         agrees("digest", digest(), |s| {
             crate::image::check_digest(s).is_ok()

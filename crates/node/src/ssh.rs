@@ -176,6 +176,19 @@ mod tests {
     }
 
     #[test]
+    fn staff_keys_are_central_s_list_even_in_safeboot() {
+        assert_eq!(staff_keys(None), None, "no admin context before central spoke");
+        let mut d = desired(BootState::Safeboot);
+        assert_eq!(staff_keys(Some(&d)), Some(vec![]));
+        d.staff = vec![slicelab_model::sliver::SliverKey {
+            person: "tech@x".into(),
+            key: "ssh-ed25519 AAAA tech".into(),
+        }];
+        let k = staff_keys(Some(&d)).unwrap();
+        assert_eq!((k[0].person.as_str(), k.len()), ("tech@x", 1));
+    }
+
+    #[test]
     fn keys_only_for_live_slivers_on_booted_nodes() {
         let d = desired(BootState::Boot);
         assert_eq!(slice_keys(Some(&d), "pl_a", 10).map(|k| k.len()), Some(1));

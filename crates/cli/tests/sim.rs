@@ -67,3 +67,29 @@ async fn replicas_are_measured_next_to_one_central() {
     assert!(replicas.run.central_cpu_s > 0.0 && replicas.run.requests_per_s > 0.0);
     assert!(report.to_string().contains("2 replicas"));
 }
+
+/// `slicelab sim -o json` prints its figures as JSON (durations in milliseconds), for scripts and
+/// the benchmark table.
+#[test]
+fn sim_prints_json_when_asked() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_slicelab"))
+        .args(["-o", "json", "sim", "--nodes", "10", "--timeout", "120"])
+        .env_remove("SLICELAB_OUTPUT")
+        .output()
+        .expect("running slicelab sim");
+    assert!(o.status.success(), "{o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)));
+    assert_eq!(v["nodes"], 10);
+    for phase in ["add", "delete"] {
+        let p = &v[phase];
+        let (p50, p99, max) = (
+            p["p50_ms"].as_f64().expect("p50"),
+            p["p99_ms"].as_f64().expect("p99"),
+            p["max_ms"].as_f64().expect("max"),
+        );
+        assert!(0.0 < max && p50 <= p99 && p99 <= max, "{v}");
+    }
+    assert!(v["central_cpu_s"].as_f64().expect("cpu") > 0.0);
+    assert!(v["replicas"].is_null());
+}

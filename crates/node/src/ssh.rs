@@ -177,7 +177,11 @@ mod tests {
 
     #[test]
     fn staff_keys_are_central_s_list_even_in_safeboot() {
-        assert_eq!(staff_keys(None), None, "no admin context before central spoke");
+        assert_eq!(
+            staff_keys(None),
+            None,
+            "no admin context before central spoke"
+        );
         let mut d = desired(BootState::Safeboot);
         assert_eq!(staff_keys(Some(&d)), Some(vec![]));
         d.staff = vec![slicelab_model::sliver::SliverKey {

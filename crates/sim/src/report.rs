@@ -53,7 +53,56 @@ pub struct SimReport {
     pub replicas: Option<ReplicaRun>,
 }
 
+impl Propagation {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "p50_ms": ms(self.p50),
+            "p99_ms": ms(self.p99),
+            "max_ms": ms(self.max),
+            "api_call_ms": ms(self.api_call),
+        })
+    }
+}
+
+impl Measured {
+    /// The figures as JSON (`slicelab sim -o json`): durations in milliseconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "setup_ms": ms(self.setup),
+            "add": self.add.to_json(),
+            "delete": self.delete.to_json(),
+            "central_cpu_s": self.central_cpu_s,
+            "phases_wall_s": self.phases_wall_s,
+            "central_rss_peak_mb": self.central_rss_peak_mb,
+            "requests_per_s": self.requests_per_s,
+        })
+    }
+}
+
 impl SimReport {
+    /// The report as JSON (`slicelab sim -o json`): the single central's figures, and the
+    /// replicas' beside them when they ran.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = self.single().to_json();
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert("nodes".into(), self.nodes.into());
+            m.insert(
+                "replicas".into(),
+                match &self.replicas {
+                    Some(r) => {
+                        let mut run = r.run.to_json();
+                        if let serde_json::Value::Object(rm) = &mut run {
+                            rm.insert("centrals".into(), r.centrals.into());
+                        }
+                        run
+                    }
+                    None => serde_json::Value::Null,
+                },
+            );
+        }
+        v
+    }
+
     pub(crate) fn new(nodes: usize, single: Measured, replicas: Option<ReplicaRun>) -> SimReport {
         SimReport {
             nodes,

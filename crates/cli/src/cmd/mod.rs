@@ -58,7 +58,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Usage(a) => usage::usage(out, a).await,
         Command::Flows(a) => flows::flows(out, a).await,
         Command::Lookup(a) => lookup::lookup(out, a).await,
-        Command::Sim(a) => sim::sim(a).await,
+        Command::Sim(a) => sim::sim(out, a).await,
         Command::Events(a) => events::events(out, a).await,
         Command::Central(a) => daemons::central(a).await,
         Command::Image(c) => image::image(out, c).await,

@@ -2,10 +2,10 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::args::SimArgs;
-use crate::output::print;
+use crate::args::{Output, SimArgs};
+use crate::output::emit;
 
-pub(crate) async fn sim(a: SimArgs) -> Result<()> {
+pub(crate) async fn sim(out: Output, a: SimArgs) -> Result<()> {
     let exe = std::env::current_exe().context("finding the slicelab binary")?;
     let timeout = std::time::Duration::from_secs(a.timeout);
     let report = if a.centrals > 1 {
@@ -35,7 +35,7 @@ pub(crate) async fn sim(a: SimArgs) -> Result<()> {
         })
         .await?
     };
-    print(&report.to_string())
+    emit(out, &report.to_json(), |_| report.to_string())
 }
 
 /// The PostgreSQL server replicas share: `--db`, else `SLICELAB_TEST_PG`, else `SLICELAB_DB`.

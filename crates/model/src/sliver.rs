@@ -43,13 +43,22 @@ pub struct DesiredSlivers {
     pub revision: String,
     /// Sorted by slice name.
     pub slivers: Vec<SliverSpec>,
+    /// The node's site bandwidth cap (bits/s) its slivers share by `net_share`; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 impl DesiredSlivers {
     /// The revision is a content hash, so a change elsewhere in the registry that does not alter
     /// this node's slivers does not wake it (no thundering herd of identical answers).
-    pub fn compute_revision(node_id: i64, boot_state: BootState, slivers: &[SliverSpec]) -> String {
-        let body = serde_json::to_vec(&(node_id, boot_state, slivers)).unwrap_or_default();
+    pub fn compute_revision(
+        node_id: i64,
+        boot_state: BootState,
+        slivers: &[SliverSpec],
+        bwlimit: Option<u64>,
+    ) -> String {
+        let body =
+            serde_json::to_vec(&(node_id, boot_state, slivers, bwlimit)).unwrap_or_default();
         format!("{:016x}", fnv1a64(&body))
     }
 }

@@ -132,7 +132,8 @@ impl Store {
                 });
             }
         }
-        let revision = DesiredSlivers::compute_revision(node.id, node.boot_state, &slivers);
+        let revision =
+            DesiredSlivers::compute_revision(node.id, node.boot_state, &slivers, node.bwlimit);
         Ok((
             DesiredSlivers {
                 node_id: node.id,
@@ -140,6 +141,7 @@ impl Store {
                 boot_state: node.boot_state,
                 revision,
                 slivers,
+                bwlimit: node.bwlimit,
             },
             next,
         ))

@@ -898,7 +898,10 @@ mod tests {
         assert!(cleared.validate().is_ok());
         let kept: NodeUpdate = serde_json::from_value(serde_json::json!({})).expect("absent");
         assert_eq!(kept.bwlimit, None);
-        assert_eq!(serde_json::to_value(&kept).expect("ser")["bwlimit"], Value::Null);
+        assert_eq!(
+            serde_json::to_value(&kept).expect("ser")["bwlimit"],
+            Value::Null
+        );
         assert!(serde_json::to_value(&kept)
             .expect("ser")
             .get("bwlimit")

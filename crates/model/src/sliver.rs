@@ -57,8 +57,7 @@ impl DesiredSlivers {
         slivers: &[SliverSpec],
         bwlimit: Option<u64>,
     ) -> String {
-        let body =
-            serde_json::to_vec(&(node_id, boot_state, slivers, bwlimit)).unwrap_or_default();
+        let body = serde_json::to_vec(&(node_id, boot_state, slivers, bwlimit)).unwrap_or_default();
         format!("{:016x}", fnv1a64(&body))
     }
 }

@@ -217,7 +217,11 @@ pub fn parse_rate(tag: TagName, s: &str) -> Invalid<u64> {
 
 /// Bits per second as [`parse_rate`] reads them back, in the largest exact unit: `30mbit`.
 pub fn format_rate(bits: u64) -> String {
-    for (m, unit) in [(1_000_000_000, "gbit"), (1_000_000, "mbit"), (1_000, "kbit")] {
+    for (m, unit) in [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ] {
         if bits >= m && bits % m == 0 {
             return format!("{}{unit}", bits / m);
         }

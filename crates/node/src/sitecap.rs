@@ -102,7 +102,14 @@ fn gcd(a: u64, b: u64) -> u64 {
     }
 }
 
-fn class(minor: u16, parent: Option<u16>, rate: u64, ceil: u64, prio: u8, quantum: u64) -> CapClass {
+fn class(
+    minor: u16,
+    parent: Option<u16>,
+    rate: u64,
+    ceil: u64,
+    prio: u8,
+    quantum: u64,
+) -> CapClass {
     CapClass {
         minor,
         parent,
@@ -127,8 +134,8 @@ pub fn plan(bwlimit: u64, slivers: &[CapSliver]) -> CapPlan {
     // Quanta in the smallest whole ratio of the weights (borrowing is split by quantum).
     let unit = slivers.iter().fold(fallback, |g, s| gcd(g, weight(s)));
     let leaf = |minor: u16, w: u64| {
-        let rate = u64::try_from(u128::from(shared) * u128::from(w) / u128::from(total))
-            .unwrap_or(shared);
+        let rate =
+            u64::try_from(u128::from(shared) * u128::from(w) / u128::from(total)).unwrap_or(shared);
         class(minor, Some(SLIVERS), rate, bwlimit, 1, MTU * (w / unit))
     };
     let mut classes = vec![
@@ -389,14 +396,24 @@ impl SiteCap {
         result
     }
 
-    fn install(&self, old: Option<String>, want: Option<&(String, CapPlan)>) -> Result<(), NodeError> {
+    fn install(
+        &self,
+        old: Option<String>,
+        want: Option<&(String, CapPlan)>,
+    ) -> Result<(), NodeError> {
         // A cap moved to another device (or removed) leaves nothing on the old one.
         let old = old.or_else(|| recorded_uplink(&self.state_dir));
         if let Some(o) = old.filter(|o| want.is_none_or(|(u, _)| u != o)) {
             remove_qdisc(&o)?;
         }
         let Some((uplink, plan)) = want else {
-            if run("nft", &["list", "chain", "inet", &self.names.nft_table, CHAIN], None).is_ok() {
+            if run(
+                "nft",
+                &["list", "chain", "inet", &self.names.nft_table, CHAIN],
+                None,
+            )
+            .is_ok()
+            {
                 run("nft", &["-f", "-"], Some(&nft_script(&self.names, None)))?;
             }
             return cleanup(&self.state_dir).map(|_| ());
@@ -415,7 +432,12 @@ impl SiteCap {
             let script = tc_script(uplink, plan, is_ours, &existing, leaf_qdisc());
             run("tc", &["-batch", "-"], Some(&script))?;
         }
-        run("nft", &["-f", "-"], Some(&nft_script(&self.names, Some(plan)))).map(|_| ())
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(&nft_script(&self.names, Some(plan))),
+        )
+        .map(|_| ())
     }
 }
 
@@ -435,7 +457,11 @@ mod tests {
     fn leaves_share_by_weight_and_never_overcommit_the_cap() {
         let p = plan(
             30_000_000,
-            &[sliver("pl_a", 2, 10), sliver("pl_b", 3, 20), sliver("pl_c", 4, 30)],
+            &[
+                sliver("pl_a", 2, 10),
+                sliver("pl_b", 3, 20),
+                sliver("pl_c", 4, 30),
+            ],
         );
         assert_eq!(reserve(30_000_000), 1_500_000);
         let by = |m: u16| p.classes.iter().find(|c| c.minor == m).expect("class");
@@ -448,7 +474,12 @@ mod tests {
         assert_eq!(by(0x104).rate, 12_214_285);
         assert_eq!(by(0x102).quantum * 3, by(0x104).quantum);
         assert_eq!(by(0x102).quantum, MTU);
-        let leaves: u64 = p.classes.iter().filter(|c| c.minor >= FALLBACK).map(|c| c.rate).sum();
+        let leaves: u64 = p
+            .classes
+            .iter()
+            .filter(|c| c.minor >= FALLBACK)
+            .map(|c| c.rate)
+            .sum();
         assert!(leaves <= by(SLIVERS).rate);
         assert!(by(MGMT).rate + by(SLIVERS).rate <= 30_000_000);
         assert!(p.classes.iter().all(|c| c.ceil == 30_000_000));
@@ -474,9 +505,9 @@ mod tests {
         let n = NodeNames::default();
         let nft = nft_script(&n, Some(&p));
         assert!(nft.contains("flush chain inet slicelab sitecap\n"));
-        assert!(nft.contains(
-            "iifname \"sl-pl_a\" meta priority set 5ca:102 comment \"sl-pl_a/cap\""
-        ));
+        assert!(
+            nft.contains("iifname \"sl-pl_a\" meta priority set 5ca:102 comment \"sl-pl_a/cap\"")
+        );
         assert!(nft.contains("ip saddr 10.77.0.0/24 meta priority set 5ca:100"));
         assert!(nft_script(&n, None).ends_with("delete chain inet slicelab sitecap\n"));
         assert!(check_uplink("eth0").is_ok());

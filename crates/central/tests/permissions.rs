@@ -44,6 +44,46 @@ async fn permissions_follow_planetlab_roles(b: Backend) {
         403
     );
 
+    // The site's bandwidth cap on a node: its site's techs and PIs (and admins), nobody else; a
+    // node reads it from its desired state.
+    let capped: Value = f
+        .tech_p
+        .patch(
+            "/nodes/node1.princeton.test",
+            &json!({"bwlimit": 30_000_000}),
+        )
+        .await
+        .expect("tech caps its site's node");
+    assert_eq!(capped["bwlimit"], 30_000_000);
+    let cleared: Value = f
+        .pi_p
+        .patch("/nodes/node1.princeton.test", &json!({"bwlimit": null}))
+        .await
+        .expect("PI clears its site's node's cap");
+    assert!(cleared.get("bwlimit").is_none());
+    for (who, node) in [
+        (&f.user_p, "node1.princeton.test"),
+        (&f.pi_m, "node1.princeton.test"),
+        (&f.tech_p, "node1.mit.test"),
+    ] {
+        assert_eq!(
+            status(
+                who.patch::<_, Value>(&format!("/nodes/{node}"), &json!({"bwlimit": 5_000_000}))
+                    .await
+            ),
+            403
+        );
+    }
+    assert_eq!(
+        status(
+            f.tech_p
+                .patch::<_, Value>("/nodes/node1.princeton.test", &json!({"bwlimit": 1000}))
+                .await
+        ),
+        422,
+        "below 1 Mbit/s"
+    );
+
     // A PI creates slices at its own site only.
     new_slice(&f.pi_p, "princeton_exp").await;
     assert_eq!(

@@ -163,6 +163,12 @@ pub fn node(n: &Node, now: i64) -> String {
         ("status", n.status.as_str().to_string()),
         ("reservable", n.reservable.to_string()),
         (
+            "bwlimit",
+            n.bwlimit
+                .map(slicelab_model::tags::format_rate)
+                .unwrap_or_else(|| "none".into()),
+        ),
+        (
             "last_contact",
             n.last_contact
                 .map(|t| fmt_time_relative(t, now))

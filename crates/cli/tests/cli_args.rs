@@ -195,6 +195,42 @@ fn site_add_with_negative_coordinates() {
 }
 
 #[test]
+fn node_update_sets_or_clears_the_bwlimit() {
+    let bw = |args: &[&str]| match parse(args).command {
+        Command::Node(NodeCmd {
+            command: Some(NodeSub::Update { bwlimit, .. }),
+            ..
+        }) => bwlimit,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        bw(&["node", "update", "h1", "--bwlimit", "30mbit"]),
+        Some(Bwlimit(Some(30_000_000)))
+    );
+    assert_eq!(
+        bw(&["node", "update", "h1", "--bwlimit", "none"]),
+        Some(Bwlimit(None))
+    );
+    assert_eq!(bw(&["node", "update", "h1", "--region", "eu"]), None);
+    parse_err(&["node", "update", "h1", "--bwlimit", "fast"]);
+    parse_err(&["node", "update", "h1", "--bwlimit", "10kbit"]);
+    match parse(&[
+        "node",
+        "--central",
+        "http://c",
+        "--key",
+        "k",
+        "--uplink",
+        "eth1",
+    ])
+    .command
+    {
+        Command::Node(NodeCmd { daemon, .. }) => assert_eq!(daemon.uplink.as_deref(), Some("eth1")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn site_update_sets_the_image_quota_in_mib() {
     match parse(&["site", "update", "pl", "--image-quota-mb", "512"]).command {
         Command::Site(SiteCmd::Update {

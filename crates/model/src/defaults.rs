@@ -22,6 +22,7 @@ pub const DEFAULTABLE: &[TagName] = &[
     TagName::DiskMax,
     TagName::NetMaxRate,
     TagName::NetMaxKbyte,
+    TagName::NetShare,
 ];
 
 /// The platform defaults a new central starts with (see README, "Default allocation", for why
@@ -102,6 +103,7 @@ pub fn resolve<'a>(
     r.disk_max = r.disk_max.or(base.disk_max);
     r.net_max_rate = r.net_max_rate.or(base.net_max_rate);
     r.net_max_kbyte = r.net_max_kbyte.or(base.net_max_kbyte);
+    r.net_share = r.net_share.or(base.net_share);
     r
 }
 

@@ -352,6 +352,10 @@ pub struct Node {
     /// Reservable nodes run a sliver only during its slice's lease.
     pub reservable: bool,
     pub created: i64,
+    /// The site's cap on the total egress of the node's slivers, bits/s (shared by their
+    /// `net_share`; the node's own traffic keeps a reserved part); absent: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -454,6 +458,52 @@ pub struct NodeUpdate {
     #[schema(schema_with = schema::region_or_null)]
     pub region: Option<String>,
     pub reservable: Option<bool>,
+    /// The site's cap on the slivers' total egress, bits/s; `null` removes it, absent keeps it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<u64>, minimum = 1000000, maximum = 100000000000_f64)]
+    pub bwlimit: Option<Option<u64>>,
+}
+
+/// Bounds of a node's `bwlimit`, bits/s: at least 1 Mbit/s (the node's own traffic keeps part of
+/// it), at most 100 Gbit/s.
+pub const BWLIMIT_MIN: u64 = 1_000_000;
+pub const BWLIMIT_MAX: u64 = 100_000_000_000;
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value (`Some(Some(v))`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks a node's `bwlimit` (bits/s).
+pub fn check_bwlimit(v: u64) -> Invalid<()> {
+    if !(BWLIMIT_MIN..=BWLIMIT_MAX).contains(&v) {
+        return Err(ValidationError::new(
+            "bwlimit",
+            format!("{v} bit/s is outside {BWLIMIT_MIN}..={BWLIMIT_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A `bwlimit` as people type it: a rate (`30mbit`, see [`crate::tags::parse_rate`]), or `none`
+/// for no cap.
+pub fn parse_bwlimit(s: &str) -> Invalid<Option<u64>> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let v = crate::tags::parse_rate(crate::TagName::NetMaxRate, t)
+        .map_err(|e| ValidationError::new("bwlimit", e.message))?;
+    check_bwlimit(v)?;
+    Ok(Some(v))
 }
 
 impl NodeUpdate {
@@ -461,6 +511,9 @@ impl NodeUpdate {
         check_capacity(self.cpu_cores, self.mem_mb, self.disk_gb)?;
         if let Some(r) = &self.region {
             names::region(r)?;
+        }
+        if let Some(Some(b)) = self.bwlimit {
+            check_bwlimit(b)?;
         }
         Ok(())
     }
@@ -827,6 +880,41 @@ mod tests {
                 .is_ok()
             },
         );
+    }
+
+    #[test]
+    fn node_bwlimit_bounds_in_the_schema_are_the_validators() {
+        let accepted = |v: Value| {
+            serde_json::from_value::<NodeUpdate>(serde_json::json!({ "bwlimit": v }))
+                .is_ok_and(|u| u.validate().is_ok())
+        };
+        let b = bounds::<NodeUpdate>("bwlimit");
+        assert_eq!(b, (BWLIMIT_MIN as i64, BWLIMIT_MAX as i64));
+        agree("NodeUpdate.bwlimit", b, |n| accepted(n.into()));
+        // `null` clears the cap; absent keeps it.
+        let cleared: NodeUpdate =
+            serde_json::from_value(serde_json::json!({ "bwlimit": null })).expect("null");
+        assert_eq!(cleared.bwlimit, Some(None));
+        assert!(cleared.validate().is_ok());
+        let kept: NodeUpdate = serde_json::from_value(serde_json::json!({})).expect("absent");
+        assert_eq!(kept.bwlimit, None);
+        assert_eq!(
+            serde_json::to_value(&kept).expect("ser")["bwlimit"],
+            Value::Null
+        );
+        assert!(serde_json::to_value(&kept)
+            .expect("ser")
+            .get("bwlimit")
+            .is_none());
+        assert_eq!(
+            serde_json::to_value(&cleared).expect("ser"),
+            serde_json::json!({ "bwlimit": null, "boot_state": null, "cpu_cores": null,
+                "mem_mb": null, "disk_gb": null, "region": null, "reservable": null })
+        );
+        assert_eq!(parse_bwlimit("30mbit").unwrap(), Some(30_000_000));
+        assert_eq!(parse_bwlimit(" none ").unwrap(), None);
+        assert!(parse_bwlimit("500kbit").is_err());
+        assert!(parse_bwlimit("fast").is_err());
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct DesiredSlivers {
     /// PIs and techs of the node's site and of the enabled admins, sorted by person.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub staff: Vec<SliverKey>,
+    /// The node's site bandwidth cap (bits/s) its slivers share by `net_share`; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bwlimit: Option<u64>,
 }
 
 impl DesiredSlivers {
@@ -57,11 +60,13 @@ impl DesiredSlivers {
         boot_state: BootState,
         slivers: &[SliverSpec],
         staff: &[SliverKey],
+        bwlimit: Option<u64>,
     ) -> String {
-        let body = if staff.is_empty() {
-            serde_json::to_vec(&(node_id, boot_state, slivers))
-        } else {
-            serde_json::to_vec(&(node_id, boot_state, slivers, staff))
+        // Fields an older revision did not hash are left out while empty, so that upgrading
+        // central does not wake every node with an unchanged state.
+        let body = match (staff.is_empty(), bwlimit) {
+            (true, None) => serde_json::to_vec(&(node_id, boot_state, slivers)),
+            _ => serde_json::to_vec(&(node_id, boot_state, slivers, staff, bwlimit)),
         }
         .unwrap_or_default();
         format!("{:016x}", fnv1a64(&body))

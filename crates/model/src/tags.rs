@@ -31,6 +31,9 @@ pub enum TagName {
     NetMaxRate,
     /// Daily egress cap in kilobytes; past it the sliver is throttled until the day rolls over.
     NetMaxKbyte,
+    /// Proportional share of the node's site bandwidth cap (`bwlimit`) under contention
+    /// (1..=1024; default 1).
+    NetShare,
     /// Program kept running as the sliver's service (shell script).
     Initscript,
     /// Name of the root filesystem image (PlanetLab's `vref`).
@@ -49,6 +52,7 @@ pub const ALL_TAGS: &[TagName] = &[
     TagName::DiskMax,
     TagName::NetMaxRate,
     TagName::NetMaxKbyte,
+    TagName::NetShare,
     TagName::Initscript,
     TagName::Image,
     TagName::Ports,
@@ -66,6 +70,7 @@ impl TagName {
             TagName::DiskMax => "disk_max",
             TagName::NetMaxRate => "net_max_rate",
             TagName::NetMaxKbyte => "net_max_kbyte",
+            TagName::NetShare => "net_share",
             TagName::Initscript => "initscript",
             TagName::Image => "image",
             TagName::Ports => "ports",
@@ -128,6 +133,9 @@ pub struct Resources {
     pub disk_max: Option<u64>,
     pub net_max_rate: Option<u64>,
     pub net_max_kbyte: Option<u64>,
+    /// Weight of the sliver's egress under the node's `bwlimit` (`None`: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_share: Option<u32>,
     pub initscript: Option<String>,
     pub image: Option<String>,
     #[serde(default)]
@@ -205,6 +213,20 @@ pub fn parse_rate(tag: TagName, s: &str) -> Invalid<u64> {
     let n = parse_u64(tag, num)?;
     n.checked_mul(mult)
         .ok_or_else(|| ValidationError::new(tag.as_str(), format!("{s:?} is too large")))
+}
+
+/// Bits per second as [`parse_rate`] reads them back, in the largest exact unit: `30mbit`.
+pub fn format_rate(bits: u64) -> String {
+    for (m, unit) in [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ] {
+        if bits >= m && bits.is_multiple_of(m) {
+            return format!("{}{unit}", bits / m);
+        }
+    }
+    format!("{bits}bit")
 }
 
 pub fn parse_ports(s: &str) -> Invalid<Vec<PortForward>> {
@@ -308,6 +330,9 @@ pub fn apply(r: &mut Resources, tag: TagName, value: &str) -> Invalid<()> {
         TagName::NetMaxKbyte => {
             r.net_max_kbyte = Some(in_range(tag, parse_u64(tag, value)?, 1, 1 << 40)?)
         }
+        TagName::NetShare => {
+            r.net_share = Some(in_range(tag, parse_u64(tag, value)?, 1, 1024)? as u32)
+        }
         TagName::Initscript => {
             if value.len() > 64 * 1024 {
                 return Err(ValidationError::new(tag.as_str(), "is longer than 64 KiB"));
@@ -369,6 +394,12 @@ mod tests {
         assert_eq!(parse_rate(TagName::NetMaxRate, "5mbit").unwrap(), 5_000_000);
         assert_eq!(parse_rate(TagName::NetMaxRate, "100kbit").unwrap(), 100_000);
         assert!(parse_rate(TagName::NetMaxRate, "5 furlongs").is_err());
+        assert_eq!(format_rate(30_000_000), "30mbit");
+        assert_eq!(format_rate(1_500_000), "1500kbit");
+        assert_eq!(format_rate(999), "999bit");
+        for r in [30_000_000, 1_500_000, 999, 2_000_000_000] {
+            assert_eq!(parse_rate(TagName::NetMaxRate, &format_rate(r)).unwrap(), r);
+        }
     }
 
     #[test]
@@ -377,6 +408,10 @@ mod tests {
         assert!(validate(TagName::CpuShare, "0").is_err());
         assert!(validate(TagName::CpuShare, "-1").is_err());
         assert!(validate(TagName::CpuShare, "lots").is_err());
+        assert!(validate(TagName::NetShare, "1024").is_ok());
+        assert!(validate(TagName::NetShare, "0").is_err());
+        assert!(validate(TagName::NetShare, "1025").is_err());
+        assert!(TagName::NetShare.is_resource());
         assert!(validate(TagName::MemMax, "1K").is_err());
         assert!(validate(TagName::PidsMax, "2").is_err());
         assert!(validate(TagName::Image, "Ubuntu 22").is_err());

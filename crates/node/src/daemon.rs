@@ -71,6 +71,9 @@ pub struct Config {
     pub image_budget: u64,
     /// Images fetched at once.
     pub image_parallel: usize,
+    /// The interface whose egress the site's bandwidth cap (`bwlimit`) shapes; `None`: the
+    /// device of the default route.
+    pub uplink: Option<String>,
 }
 
 impl Default for Config {
@@ -93,6 +96,7 @@ impl Default for Config {
             image_mirrors: Vec::new(),
             image_budget: DEFAULT_IMAGE_BUDGET,
             image_parallel: 2,
+            uplink: None,
         }
     }
 }
@@ -102,6 +106,7 @@ impl Config {
         RuntimeConfig {
             names: self.names.clone(),
             init_exe: self.init_exe.clone().unwrap_or_else(default_init_exe),
+            uplink: self.uplink.clone(),
             ..RuntimeConfig::new(&self.state_dir)
         }
     }
@@ -478,6 +483,10 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
         let done = tokio::task::spawn_blocking(move || {
             let t = now();
             let outcome = reconcile(&*rt2, &held, t);
+            // After the starts, off their path: the site's cap follows the running slivers.
+            if let Err(e) = rt2.apply_site_cap(held.bwlimit) {
+                warn!(error = %e, "cannot apply the site's bandwidth cap");
+            }
             let mut st = statuses(&*rt2, &held, t);
             if let Ok(st) = &mut st {
                 gate::annotate(st, &waiting);
@@ -527,6 +536,7 @@ mod tests {
             hostname: "n1".into(),
             boot_state: boot,
             revision: "r".into(),
+            bwlimit: None,
             slivers,
             staff: Vec::new(),
         }

@@ -145,6 +145,7 @@ mod tests {
                 })
                 .collect(),
             staff: vec![],
+            bwlimit: None,
         }
     }
 

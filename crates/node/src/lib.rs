@@ -6,6 +6,7 @@
 //! - [`runtime`]: the `Runtime` trait, `LinuxRuntime` (real) and `FakeRuntime` (records calls);
 //! - [`sandbox`]: the security boundary (launcher, sliver init, exec helper, caps, seccomp);
 //! - [`cgroup`], [`net`], [`image`], [`disk`]: one concern each; [`names`]: how everything is named;
+//! - [`sitecap`]: the site's bandwidth cap (`bwlimit`) on the uplink, shared by `net_share`;
 //! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
 //!   `host`: the machine's own figures from `/proc` (memory);
 //! - [`daemon`]: the long-poll / reconcile / report loop; [`doctor`]: what a machine lacks to be a node;
@@ -39,6 +40,7 @@ pub mod sandbox;
 pub mod services;
 pub mod shift;
 pub mod site_admin;
+pub mod sitecap;
 pub mod ssh;
 pub mod state;
 
@@ -65,12 +67,15 @@ pub struct CleanupReport {
     pub nft_rules: usize,
     pub gateway_if: bool,
     pub nft_table: bool,
+    /// The site cap's qdisc on the uplink (see `sitecap`).
+    pub site_cap: bool,
     /// Sliver directories (writable layers) deleted; only with `purge`.
     pub sliver_dirs: usize,
 }
 
 /// `slicelab node cleanup`: removes every kernel object of this node instance found by the naming
-/// scheme — sliver processes (by cgroup), cgroups, veths, nft rules and table, gateway interface — even with
+/// scheme — sliver processes (by cgroup), cgroups, veths, nft rules and table, gateway interface,
+/// the site cap's qdisc on the uplink (recorded in the state dir) — even with
 /// no node manager running and no state files. Slivers' writable layers are kept unless `purge`.
 pub fn cleanup(
     state_dir: &Path,
@@ -127,6 +132,7 @@ pub fn cleanup(
         report.nft_rules = rules;
     }
     net::teardown_node(names)?;
+    report.site_cap = sitecap::cleanup(state_dir)?;
     cg.remove_parent()?;
     Ok(report)
 }

@@ -133,10 +133,12 @@ fn antispoof_script(n: &NodeNames, slice: &str, addr: Ipv4Addr) -> String {
     )
 }
 
-/// Removes every rule of the sliver: port forwards and anti-spoofing (one listing, one batch).
+/// Removes every rule of the sliver: port forwards, anti-spoofing and its site-cap mark (one
+/// listing, one batch).
 pub fn remove_sliver_rules(n: &NodeNames, slice: &str) -> Result<(), NodeError> {
     let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
-    let batch: String = rules_where(n, |c| c == ports_c || c == spoof_c)?
+    let cap_c = crate::sitecap::rule_comment(slice);
+    let batch: String = rules_where(n, |c| c == ports_c || c == spoof_c || c == cap_c)?
         .iter()
         .map(|(chain, h, _)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
         .collect();

@@ -32,6 +32,7 @@ use crate::sandbox::handshake::{Release, Report};
 use crate::sandbox::userns::{self, IdRange};
 use crate::sandbox::{ExecSpec, LaunchSpec, Service, EXEC_ENV, INIT_ENV};
 use crate::shift;
+use crate::sitecap::{self, CapSliver, SiteCap};
 use crate::state::{self, ProcId, SliverRecord};
 
 /// The OS side of the reconciler. Blocking calls; the daemon runs them off the async executor.
@@ -68,6 +69,9 @@ pub struct RuntimeConfig {
     pub idmap_registry: PathBuf,
     /// What no combination of slivers may take from the machine (see `cgroup::Reserve`).
     pub reserve: Reserve,
+    /// The interface the site's bandwidth cap shapes (see `sitecap`); `None`: the device of
+    /// the default route.
+    pub uplink: Option<String>,
 }
 
 impl RuntimeConfig {
@@ -78,6 +82,7 @@ impl RuntimeConfig {
             init_exe: default_init_exe(),
             idmap_registry: PathBuf::from(idmap::DEFAULT_REGISTRY),
             reserve: Reserve::default(),
+            uplink: None,
         }
     }
 }
@@ -93,6 +98,8 @@ pub struct LinuxRuntime {
     cgroups: Cgroups,
     /// Published images (opened once: a start or an exec only reads it).
     images: ImageStore,
+    /// The site's bandwidth cap on the uplink, as last applied.
+    site_cap: SiteCap,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,10 +126,15 @@ impl LinuxRuntime {
         let dir = names::slivers_dir(&cfg.state_dir);
         fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
         let images = ImageStore::open(&cfg.state_dir)?;
+        if let Some(u) = &cfg.uplink {
+            sitecap::check_uplink(u)?;
+        }
+        let site_cap = SiteCap::new(&cfg.state_dir, &cfg.names, cfg.uplink.clone());
         Ok(Self {
             cfg,
             cgroups,
             images,
+            site_cap,
         })
     }
 
@@ -138,6 +150,27 @@ impl LinuxRuntime {
         names::check_slice_name(slice)?;
         state::load(&self.cfg.state_dir, slice)?
             .ok_or_else(|| NodeError::NoSuchSliver(slice.into()))
+    }
+
+    /// Applies the site's bandwidth cap (`bwlimit`, bits/s; `None`: none) to the uplink, shared
+    /// by the running slivers' `net_share` (see `sitecap`). Cheap when nothing changed.
+    pub fn apply_site_cap(&self, bwlimit: Option<u64>) -> Result<(), NodeError> {
+        let mut slivers = Vec::new();
+        if bwlimit.is_some() {
+            for slice in state::list_slices(&self.cfg.state_dir)? {
+                let Ok(Some(rec)) = state::load(&self.cfg.state_dir, &slice) else {
+                    continue;
+                };
+                if let (Some(address), Some(_)) = (rec.address, self.init_of(&slice)) {
+                    slivers.push(CapSliver {
+                        slice,
+                        address,
+                        share: rec.spec.resources.net_share.unwrap_or(1),
+                    });
+                }
+            }
+        }
+        self.site_cap.apply(bwlimit, &slivers)
     }
 
     /// The live init of a sliver, if any.

@@ -159,6 +159,7 @@ mod tests {
             hostname: "n1".into(),
             boot_state: boot,
             revision: "r".into(),
+            bwlimit: None,
             slivers: vec![SliverSpec {
                 slice_id: 1,
                 slice_name: "pl_a".into(),

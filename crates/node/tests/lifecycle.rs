@@ -68,6 +68,7 @@ fn desired(slivers: Vec<SliverSpec>) -> DesiredSlivers {
         hostname: "test".into(),
         boot_state: BootState::Boot,
         revision: "r".into(),
+        bwlimit: None,
         slivers,
         staff: Vec::new(),
     }

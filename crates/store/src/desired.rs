@@ -134,7 +134,13 @@ impl Store {
             }
         }
         let staff = self.node_staff(node).await?;
-        let revision = DesiredSlivers::compute_revision(node.id, node.boot_state, &slivers, &staff);
+        let revision = DesiredSlivers::compute_revision(
+            node.id,
+            node.boot_state,
+            &slivers,
+            &staff,
+            node.bwlimit,
+        );
         Ok((
             DesiredSlivers {
                 node_id: node.id,
@@ -143,6 +149,7 @@ impl Store {
                 revision,
                 slivers,
                 staff,
+                bwlimit: node.bwlimit,
             },
             next,
         ))

@@ -119,8 +119,8 @@ impl Store {
     ) -> Result<Node> {
         let mut w = self.write().await?;
         sqlx::query(
-            "UPDATE nodes SET boot_state = $1, cpu_cores = $2, mem_mb = $3, disk_gb = $4, region = $5, reservable = $6 \
-             WHERE id = $7",
+            "UPDATE nodes SET boot_state = $1, cpu_cores = $2, mem_mb = $3, disk_gb = $4, region = $5, reservable = $6, \
+             bwlimit = $7 WHERE id = $8",
         )
         .bind(u.boot_state.unwrap_or(n.boot_state).as_str())
         .bind(u.cpu_cores.unwrap_or(n.cpu_cores))
@@ -128,6 +128,11 @@ impl Store {
         .bind(u.disk_gb.unwrap_or(n.disk_gb))
         .bind(u.region.as_deref().unwrap_or(&n.region))
         .bind(i64::from(u.reservable.unwrap_or(n.reservable)))
+        .bind(
+            u.bwlimit
+                .unwrap_or(n.bwlimit)
+                .map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+        )
         .bind(n.id)
         .execute(&mut *w.tx)
         .await?;

@@ -83,11 +83,13 @@ pub(crate) struct NodeRow {
     pub status: String,
     pub reservable: i64,
     pub created: i64,
+    pub bwlimit: Option<i64>,
 }
 
 pub(crate) const NODE_COLS: &str =
     "n.id, n.hostname, s.login_base AS site, n.site_id, n.boot_state, \
-     n.cpu_cores, n.mem_mb, n.disk_gb, n.region, n.last_contact, n.status, n.reservable, n.created";
+     n.cpu_cores, n.mem_mb, n.disk_gb, n.region, n.last_contact, n.status, n.reservable, n.created, \
+     n.bwlimit";
 
 impl From<NodeRow> for Node {
     fn from(r: NodeRow) -> Node {
@@ -106,6 +108,7 @@ impl From<NodeRow> for Node {
             status: NodeStatus::parse(&r.status).unwrap_or(NodeStatus::Down),
             reservable: r.reservable != 0,
             created: r.created,
+            bwlimit: r.bwlimit.and_then(|b| u64::try_from(b).ok()),
         }
     }
 }

@@ -213,5 +213,26 @@ async fn the_revision_follows_the_content_only(b: Backend) {
         .await
         .unwrap();
     assert_eq!(rev(&n1).await, r1, "the revision is a hash of the content");
+    // So does the node's bandwidth cap, which the answer carries; `null` removes it.
+    let cap = |bwlimit| NodeUpdate {
+        bwlimit: Some(bwlimit),
+        ..Default::default()
+    };
+    let n1 = s
+        .update_node(ADMIN, NOW, &n1, &cap(Some(30_000_000)))
+        .await
+        .unwrap();
+    assert_eq!(n1.bwlimit, Some(30_000_000));
+    let d = s.desired_slivers(&n1, NOW).await.unwrap();
+    assert_eq!(d.bwlimit, Some(30_000_000));
+    assert_ne!(d.revision, r1);
+    let kept = s
+        .update_node(ADMIN, NOW, &n1, &NodeUpdate::default())
+        .await
+        .unwrap();
+    assert_eq!(kept.bwlimit, Some(30_000_000), "absent keeps the cap");
+    let n1 = s.update_node(ADMIN, NOW, &n1, &cap(None)).await.unwrap();
+    assert_eq!(n1.bwlimit, None);
+    assert_eq!(rev(&n1).await, r1);
     s.close().await;
 }

@@ -43,6 +43,7 @@ pub fn ok_notice(code: Option<&str>) -> Option<Notice> {
         "disabled" => "Slice disabled everywhere: its slivers are being stopped and its persons were notified in the event log.",
         "enabled" => "Slice enabled again.",
         "boot_state" => "Boot state changed; the node applies it on its next poll.",
+        "bwlimit" => "Bandwidth cap changed; the node applies it on its next poll.",
         "welcome" => "You are logged in.",
         "image_deleted" => "Image deleted.",
         _ => return None,

@@ -58,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/lookup", get(lookup::lookup))
         .route("/nodes/{node}", get(public::node_page))
         .route("/nodes/{node}/boot_state", post(pages::set_boot_state))
+        .route("/nodes/{node}/bwlimit", post(pages::set_bwlimit))
         .route("/sites/{site}", get(public::site_page))
         .route("/sites/{site}/manage", get(public::site_manage))
         .route("/my", get(slices::my_slices))

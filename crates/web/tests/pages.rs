@@ -149,7 +149,54 @@ async fn another_sites_private_pages_are_forbidden() {
     let a = tech.get("/sites/princeton/manage").await;
     assert_eq!(a.status, 200);
     assert!(a.body.contains(r#"name="boot_state""#));
+
+    // The node's bandwidth cap: its site's tech sets and clears it on the node's page; another
+    // site's PI may not; a bad rate is shown, not stored.
+    let node = "/nodes/node1.princeton.test";
+    let a = tech.get(node).await;
+    assert!(a.body.contains(r#"name="bwlimit""#));
+    let csrf = tech.csrf().await;
+    let a = tech
+        .post(
+            &format!("{node}/bwlimit"),
+            &[("csrf", &csrf), ("bwlimit", "30mbit")],
+        )
+        .await;
+    assert_eq!(a.status, 303, "{}", a.body);
+    let n = tc.api(Method::GET, node, &pi_p, None).await;
+    assert_eq!(n["bwlimit"], 30_000_000);
+    let a = web_anon_get(&tc, node).await;
+    assert!(a.contains("30mbit") && !a.contains(r#"name="bwlimit""#));
+    let a = tech
+        .post(
+            &format!("{node}/bwlimit"),
+            &[("csrf", &csrf), ("bwlimit", "fast")],
+        )
+        .await;
+    assert_eq!(a.status, 422);
+    assert!(a.body.contains("unknown unit"), "{}", a.body);
+    let csrf_m = mit.csrf().await;
+    let a = mit
+        .post(
+            &format!("{node}/bwlimit"),
+            &[("csrf", &csrf_m), ("bwlimit", "")],
+        )
+        .await;
+    assert_eq!(a.status, 403);
+    let a = tech
+        .post(
+            &format!("{node}/bwlimit"),
+            &[("csrf", &csrf), ("bwlimit", "")],
+        )
+        .await;
+    assert_eq!(a.status, 303);
+    let n = tc.api(Method::GET, node, &pi_p, None).await;
+    assert!(n.get("bwlimit").is_none(), "{n}");
     tc.stop().await;
+}
+
+async fn web_anon_get(tc: &TestCentral, path: &str) -> String {
+    Web::new(&tc.base).get(path).await.body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,6 +151,12 @@ async fn writes_log_an_event_and_wake_only_their_nodes() {
         ops::nodes::update(&st, &admin, &h2, &boot),
         two
     );
+    let cap = from(json!({"bwlimit": 30_000_000}));
+    step!(
+        "node 1 bwlimit",
+        ops::nodes::update(&st, &admin, &h1, &cap),
+        one
+    );
     step!(
         "site update",
         ops::sites::update(&st, &admin, "pl", &from(json!({"name": "Q"}))),

@@ -9,7 +9,7 @@ pub enum DefaultsCmd {
     /// Set a platform default (admin), or with --node that node's override.
     Set {
         /// A resource tag: cpu_share, cpu_pct, mem_max, pids_max, disk_max, net_max_rate,
-        /// net_max_kbyte.
+        /// net_max_kbyte, net_share.
         tag: String,
         value: String,
         /// Override the default on this node only.

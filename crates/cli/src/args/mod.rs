@@ -43,7 +43,8 @@ pub use lease::LeaseCmd;
 pub use login::LoginArgs;
 pub use lookup::LookupArgs;
 pub use node::{
-    NodeCleanupArgs, NodeCmd, NodeDaemonArgs, NodeDoctorArgs, NodeJoinArgs, NodeNamesArgs, NodeSub,
+    Bwlimit, NodeCleanupArgs, NodeCmd, NodeDaemonArgs, NodeDoctorArgs, NodeJoinArgs, NodeNamesArgs,
+    NodeSub,
 };
 pub use person::PersonCmd;
 pub use sim::SimArgs;

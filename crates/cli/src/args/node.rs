@@ -94,6 +94,15 @@ pub struct NodeDaemonArgs {
     /// recently used first [default: 20].
     #[arg(long, value_name = "GIB", help_heading = "Node manager")]
     pub image_budget: Option<u64>,
+    /// The interface whose egress the site's bandwidth cap (the node's `bwlimit`) shapes
+    /// [default: the device of the default route].
+    #[arg(
+        long,
+        env = "SLICELAB_UPLINK",
+        value_name = "IF",
+        help_heading = "Node manager"
+    )]
+    pub uplink: Option<String>,
     #[command(flatten)]
     pub names: NodeNamesArgs,
 }
@@ -114,6 +123,16 @@ pub struct NodeNamesArgs {
     /// cgroup below which each sliver gets its own [default: slicelab].
     #[arg(long, value_name = "PATH", help_heading = "Node manager (advanced)")]
     pub cgroup_parent: Option<String>,
+}
+
+/// `--bwlimit`: a rate in bits/s, or `None` for "no cap".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bwlimit(pub Option<u64>);
+
+fn bwlimit_parser(s: &str) -> Result<Bwlimit, String> {
+    slicelab_model::parse_bwlimit(s)
+        .map(Bwlimit)
+        .map_err(|e| e.message)
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +205,10 @@ pub enum NodeSub {
         /// Make the node reservable (slivers run only during leases) or not.
         #[arg(long, value_name = "BOOL")]
         reservable: Option<bool>,
+        /// The site's cap on the total egress of the node's slivers (shared by their `net_share`
+        /// tags; the node's own traffic keeps a reserved part), e.g. `30mbit`; `none` removes it.
+        #[arg(long, value_name = "RATE|none", value_parser = bwlimit_parser)]
+        bwlimit: Option<Bwlimit>,
     },
     /// Delete a node.
     #[command(visible_alias = "rm")]

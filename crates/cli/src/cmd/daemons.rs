@@ -131,6 +131,7 @@ pub(crate) async fn node_manager(a: NodeDaemonArgs) -> Result<()> {
         image_budget: a
             .image_budget
             .map_or(slicelab_node::daemon::DEFAULT_IMAGE_BUDGET, |g| g << 30),
+        uplink: a.uplink,
         ..Default::default()
     })
     .await?;

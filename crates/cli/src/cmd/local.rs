@@ -24,6 +24,9 @@ pub(crate) async fn node_cleanup(a: NodeCleanupArgs) -> Result<()> {
     if r.gateway_if {
         text.push_str(", the gateway interface");
     }
+    if r.site_cap {
+        text.push_str(", the bandwidth cap on the uplink");
+    }
     if a.purge {
         text.push_str(&format!(", {} sliver directories", r.sliver_dirs));
     }

@@ -108,6 +108,7 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
             disk_gb,
             region,
             reservable,
+            bwlimit,
         } => {
             let body = NodeUpdate {
                 boot_state,
@@ -116,6 +117,7 @@ pub(crate) async fn node(out: Output, c: NodeSub) -> Result<()> {
                 disk_gb,
                 region,
                 reservable,
+                bwlimit: bwlimit.map(|b| b.0),
             };
             update_node(out, c_, &node, &body, now).await
         }
@@ -171,9 +173,10 @@ async fn update_node(
         && body.disk_gb.is_none()
         && body.region.is_none()
         && body.reservable.is_none()
+        && body.bwlimit.is_none()
     {
         return Err(nothing_to_change(
-            "--boot-state, --cpu, --mem-mb, --disk-gb, --region, --reservable",
+            "--boot-state, --cpu, --mem-mb, --disk-gb, --region, --reservable, --bwlimit",
         ));
     }
     emit(out, &c_.update_node(node, body).await?, |n| {

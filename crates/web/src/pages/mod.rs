@@ -67,6 +67,57 @@ pub fn boot_form(viewer: &Viewer, n: &Node, back: &str) -> Markup {
     }
 }
 
+/// The site's bandwidth cap of a node, with a form for those who may manage it.
+pub fn bwlimit_form(viewer: &Viewer, n: &Node, back: &str) -> Markup {
+    let shown = n.bwlimit.map(slicelab_model::tags::format_rate);
+    if viewer.actor.can_manage_node(n.site_id).is_err() {
+        return html! { @match &shown { Some(r) => (r), None => span.muted { "none" } } };
+    }
+    html! {
+        form.row method="post" action={ "/nodes/" (n.hostname) "/bwlimit" } {
+            input type="hidden" name="csrf" value=(viewer.csrf());
+            input type="hidden" name="back" value=(back);
+            input type="text" name="bwlimit" aria-label="bandwidth cap" size="10"
+                placeholder="none" value=(shown.as_deref().unwrap_or(""))
+                title="the slivers' total egress, e.g. 30mbit; empty or none: no cap";
+            button.small type="submit" { "Set" }
+        }
+    }
+}
+
+/// POST /nodes/{node}/bwlimit: admins and the node's site techs and PIs (`ops::nodes::update`).
+/// Empty or `none` removes the cap.
+pub async fn set_bwlimit(
+    State(st): State<AppState>,
+    viewer: Viewer,
+    Path(key): Path<String>,
+    form: FormData,
+) -> WebResult<Response> {
+    viewer.check_form(&form)?;
+    let typed = form.get("bwlimit").trim();
+    let parsed = if typed.is_empty() {
+        Ok(None)
+    } else {
+        slicelab_model::parse_bwlimit(typed)
+    };
+    let b = match parsed {
+        Ok(b) => b,
+        Err(e) => {
+            let q = PageQuery::default();
+            let m = public::render_node(&st, &viewer, &key, &q, Some(Notice::Error(e.to_string())))
+                .await?;
+            return Ok(respond(axum::http::StatusCode::UNPROCESSABLE_ENTITY, m));
+        }
+    };
+    let u = NodeUpdate {
+        bwlimit: Some(b),
+        ..Default::default()
+    };
+    let n = ops::nodes::update(&st, &viewer.actor, &key, &u).await?;
+    let back = local_path(form.get("back"), &format!("/nodes/{}", n.hostname));
+    Ok(see_other(&format!("{back}?ok=bwlimit")))
+}
+
 /// POST /nodes/{node}/boot_state: admins and the node's site techs and PIs (`ops::nodes::update`).
 pub async fn set_boot_state(
     State(st): State<AppState>,

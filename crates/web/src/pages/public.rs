@@ -16,7 +16,7 @@ use slicelab_model::{BootState, Node, NodeStatus, Site, SliverState};
 use crate::error::{WebError, WebResult};
 use crate::layout::{badge, fmt_ago, fmt_time, ok, ok_notice, svg, Notice, Page, Section};
 use crate::map::{world_map, Pin};
-use crate::pages::{all_nodes, boot_form, PageQuery};
+use crate::pages::{all_nodes, boot_form, bwlimit_form, PageQuery};
 use crate::session::Viewer;
 use crate::usage::{plots, Range};
 
@@ -234,10 +234,14 @@ pub async fn render_node(
                     dt { "region" } dd { @if n.region.is_empty() { span.muted { "—" } } @else { (n.region) } }
                     dt { "capacity" } dd { (n.cpu_cores) " cores · " (n.mem_mb) " MB memory · " (n.disk_gb) " GB disk" }
                     dt { "slivers running" } dd id="running-count" { (running) }
+                    dt title="the site's cap on the total egress of the slivers, shared by their net_share" { "bandwidth cap" }
+                    dd id="bwlimit" { @match n.bwlimit { Some(b) => (slicelab_model::tags::format_rate(b)), None => span.muted { "none" } } }
                 }
                 @if manage {
                     h2 style="margin-top:1rem" { "Change boot state" }
                     (boot_form(viewer, &n, &base))
+                    h2 style="margin-top:1rem" { "Bandwidth cap" }
+                    (bwlimit_form(viewer, &n, &base))
                 }
             }
         }

@@ -127,9 +127,7 @@ impl TrafficRequest {
             (Role::Sender, Some(to)) if split_host_port(to).is_none() => {
                 Err(ValidationError::new("to", "must be HOST:PORT"))
             }
-            (Role::Receiver, Some(_)) => {
-                Err(ValidationError::new("to", "only a sender has `to`"))
-            }
+            (Role::Receiver, Some(_)) => Err(ValidationError::new("to", "only a sender has `to`")),
             _ => Ok(()),
         }
     }
@@ -265,7 +263,10 @@ impl TrafficReport {
 pub fn parse_rate(s: &str) -> Invalid<u64> {
     let bad = || ValidationError::new("rate", format!("{s:?}: expected e.g. 10mbit, 500k, 1G"));
     let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix("bps").or(t.strip_suffix("bit")).unwrap_or(&t);
+    let t = t
+        .strip_suffix("bps")
+        .or(t.strip_suffix("bit"))
+        .unwrap_or(&t);
     let t = t.strip_suffix("/s").unwrap_or(t);
     let (num, mult) = match t.char_indices().last() {
         Some((i, 'k')) => (&t[..i], 1e3),

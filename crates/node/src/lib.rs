@@ -9,7 +9,8 @@
 //! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
 //!   `host`: the machine's own figures from `/proc` (memory);
 //! - [`daemon`]: the long-poll / reconcile / report loop; [`doctor`]: what a machine lacks to be a node;
-//! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`).
+//! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`); [`traffic`]: its
+//!   `slicelab-traffic` service (measured runs between slivers).
 //!
 //! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
 //! before any thread or tokio runtime exists.
@@ -34,6 +35,7 @@ pub mod sandbox;
 pub mod shift;
 pub mod ssh;
 pub mod state;
+pub mod traffic;
 
 use std::path::Path;
 use std::process::Command;

@@ -22,7 +22,7 @@ use std::sync::{Arc, RwLock};
 use slicelab_model::objects::BootState;
 use slicelab_model::time::now;
 use slicelab_model::DesiredSlivers;
-use slicelab_sshgw::{AuthorizedKey, SliverAccess};
+use slicelab_sshgw::{AuthorizedKey, Login, Service, ServiceRequest, SliverAccess};
 
 use crate::runtime::LinuxRuntime;
 
@@ -101,6 +101,21 @@ impl SliverAccess for NodeAccess {
     /// exactly as if its root had written them.
     fn file_owner(&self, slice: &str) -> Option<(u32, u32)> {
         self.rt.root_ids(slice)
+    }
+
+    fn offers(&self, login: &Login, name: &str) -> bool {
+        matches!(login, Login::Slice { .. }) && name == crate::traffic::SUBSYSTEM
+    }
+
+    fn service(&self, login: &Login, request: ServiceRequest) -> Service {
+        match (login, request) {
+            (Login::Slice { slice, .. }, ServiceRequest::Subsystem(name))
+                if name == crate::traffic::SUBSYSTEM =>
+            {
+                crate::traffic::service(&self.rt, slice)
+            }
+            _ => Service::Refused("this node offers no such service".into()),
+        }
     }
 }
 

@@ -33,7 +33,7 @@ struct Outcome {
 
 /// The local testbed's generated key, when there is one and we may read it: `slicelab up`
 /// registers it for the demo user, and ssh would not find it on its own.
-fn testbed_key() -> Option<PathBuf> {
+pub(super) fn testbed_key() -> Option<PathBuf> {
     let dir = std::env::var_os("SLICELAB_UP_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_TESTBED_DIR));
@@ -57,10 +57,11 @@ async fn pump(
     Ok(())
 }
 
-/// The ssh client for `slice@node` running the command, its output piped.
-fn ssh_command(node: &str, slice: &str, a: &ExecArgs, identity: Option<&Path>) -> Command {
+/// The OpenSSH client with the options every non-interactive use shares (gateway `port`, the
+/// key), up to the destination; `slicelab traffic` adds `-s` and its subsystem.
+pub(super) fn ssh_base(port: u16, identity: Option<&Path>) -> Command {
     let mut c = Command::new("ssh");
-    c.args(["-p", &a.port.to_string()]);
+    c.args(["-p", &port.to_string()]);
     if let Some(i) = identity {
         c.arg("-i").arg(i);
     }
@@ -72,15 +73,21 @@ fn ssh_command(node: &str, slice: &str, a: &ExecArgs, identity: Option<&Path>) -
         "ConnectTimeout=10",
         "-o",
         "LogLevel=ERROR",
-    ])
+    ]);
+    c
+}
+
+/// The ssh client for `slice@node` running the command, its output piped.
+fn ssh_command(node: &str, slice: &str, a: &ExecArgs, identity: Option<&Path>) -> Command {
+    let mut c = ssh_base(a.port, identity);
     // `--` before the destination: after it, everything is the remote command line.
-    .arg("--")
-    .arg(format!("{slice}@{node}"))
-    .args(&a.command)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    c.arg("--")
+        .arg(format!("{slice}@{node}"))
+        .args(&a.command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     c
 }
 

@@ -269,3 +269,172 @@ fn traffic_matches_iperf3_with_no_loss_on_an_idle_path() {
     assert_eq!(node.counts(), empty, "destroy leaked kernel objects");
     node.assert_no_leaks_after_cleanup();
 }
+
+fn keygen(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let path = dir.join("id");
+    let o = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "t@traffic.test",
+            "-f",
+        ])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+    (path, public.trim().to_string())
+}
+
+/// `ssh -s SLICE@127.0.0.1 slicelab-traffic` through the gateway at `port`, as `slicelab
+/// traffic` runs it: the request on stdin, the lines on stdout.
+fn ssh_side(port: u16, key: &std::path::Path, slice: &str) -> std::process::Child {
+    Command::new("ssh")
+        .args(["-p", &port.to_string(), "-i"])
+        .arg(key)
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-s",
+            "--",
+        ])
+        .arg(format!("{slice}@127.0.0.1"))
+        .arg("slicelab-traffic")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ssh")
+}
+
+fn send_request(child: &mut std::process::Child, req: &TrafficRequest) {
+    use std::io::Write;
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{}", serde_json::to_string(req).unwrap()).expect("request");
+}
+
+#[test]
+fn traffic_runs_through_the_ssh_gateway() {
+    use std::io::BufRead;
+    let test = "traffic_runs_through_the_ssh_gateway";
+    let Some(()) = root_or_skip(test) else {
+        return;
+    };
+    if Command::new("ssh").arg("-V").output().is_err() {
+        eprintln!("SKIPPED {test}: the OpenSSH client is not installed");
+        return;
+    }
+    let node = TestNode::new(IDX + 1);
+    let keys = tempfile::tempdir().expect("tempdir");
+    let (key, public) = keygen(keys.path());
+    let with_key = |name: &str| {
+        let mut s = spec(name, Some("echo ready; exec sleep 100000"));
+        s.keys = vec![slicelab_model::sliver::SliverKey {
+            person: "t@traffic.test".into(),
+            key: public.clone(),
+        }];
+        s
+    };
+    let specs = [with_key(TX), with_key(RX)];
+    for s in &specs {
+        node.start(s);
+        node.wait_console(&s.slice_name, "ready", Duration::from_secs(10));
+    }
+    let with_slivers = node.counts();
+    let desired = slicelab_model::DesiredSlivers {
+        node_id: 1,
+        hostname: "traffic.test".into(),
+        boot_state: slicelab_model::objects::BootState::Boot,
+        revision: "r".into(),
+        slivers: specs.to_vec(),
+    };
+    let shared = Arc::new(std::sync::RwLock::new(Some(desired)));
+    let rt = Arc::new(LinuxRuntime::open(node.cfg.clone()).expect("runtime"));
+    let tokio = tokio::runtime::Runtime::new().expect("tokio");
+    let gw = tokio
+        .block_on(slicelab_sshgw::start(
+            slicelab_sshgw::GatewayConfig::new(
+                "127.0.0.1:0".parse().unwrap(),
+                keys.path().join("host_key"),
+            ),
+            Arc::new(slicelab_node::NodeAccess::new(shared, rt.clone())),
+        ))
+        .expect("gateway");
+    let port = gw.local_addr().port();
+
+    let mut req = request(Role::Receiver, Proto::Udp, 5_000_000, 2, 1000);
+    let mut rx = ssh_side(port, &key, RX);
+    send_request(&mut rx, &req);
+    let mut rx_lines = std::io::BufReader::new(rx.stdout.take().unwrap()).lines();
+    let mut next = |what: &str| -> TrafficLine {
+        let l = rx_lines
+            .next()
+            .unwrap_or_else(|| panic!("{what}: receiver output ended"))
+            .expect("read");
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("{what}: {l:?}: {e}"))
+    };
+    let TrafficLine::Listening { port: node_port } = next("listening") else {
+        panic!("no listening line");
+    };
+    req.role = Role::Sender;
+    req.to = Some(format!("{}:{node_port}", node.names().gateway()));
+    let mut tx = ssh_side(port, &key, TX);
+    send_request(&mut tx, &req);
+    let out = tx.wait_with_output().expect("sender ssh");
+    assert!(out.status.success(), "sender: {}", out.status);
+    let sent: SenderResult = match serde_json::from_slice(&out.stdout).expect("sender line") {
+        TrafficLine::Sender(s) => s,
+        other => panic!("sender said {other:?}"),
+    };
+    let TrafficLine::Receiver(got) = next("result") else {
+        panic!("no receiver result");
+    };
+    assert!(rx.wait().expect("receiver ssh").success());
+    let report = TrafficReport::new(&req, &sent, &got);
+    eprintln!("through the gateway: {report:#?}");
+    assert_eq!(report.lost_packets, 0);
+    assert!((report.throughput - 5e6).abs() / 5e6 < 0.05);
+    assert!(report.rtt_ms.is_some() && report.jitter_ms.is_some());
+    assert_eq!(
+        node.counts(),
+        with_slivers,
+        "the run's forward was left behind"
+    );
+
+    // Another subsystem is not offered.
+    let o = Command::new("ssh")
+        .args(["-p", &port.to_string(), "-i"])
+        .arg(&key)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-s", "--", &format!("{RX}@127.0.0.1"), "slicelab-nope"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("ssh");
+    assert!(!o.status.success());
+
+    tokio.block_on(gw.shutdown());
+    drop(tokio);
+    drop(rt);
+    for s in [TX, RX] {
+        node.rt().destroy(s).unwrap();
+    }
+    node.assert_no_leaks_after_cleanup();
+}

@@ -63,9 +63,10 @@ impl UdpTally {
             let d = (transit - prev).unsigned_abs() as f64;
             self.jitter += (d - self.jitter) / 16.0;
             self.seen += 1;
-            // Keep every k-th sample once past the cap, k doubling each time.
-            let stride = (self.seen as usize / MAX_SAMPLES).max(1);
-            if self.seen as usize % stride == 0 && self.variation_ms.len() < 2 * MAX_SAMPLES {
+            // Every sample up to the cap, then every k-th, k growing with the run: a bounded,
+            // evenly spread subset of a long fast run.
+            let stride = self.seen / MAX_SAMPLES as u64 + 1;
+            if self.seen.is_multiple_of(stride) && self.variation_ms.len() < 2 * MAX_SAMPLES {
                 self.variation_ms.push(d / 1e6);
             }
         }

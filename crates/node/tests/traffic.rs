@@ -413,6 +413,25 @@ fn traffic_runs_through_the_ssh_gateway() {
         "the run's forward was left behind"
     );
 
+    // A client that goes away mid-run takes the forward and the program in the sliver with it.
+    let mut req = request(Role::Receiver, Proto::Tcp, 1_000_000, 60, 1000);
+    req.to = None;
+    let mut rx = ssh_side(port, &key, RX);
+    send_request(&mut rx, &req);
+    let mut line = String::new();
+    std::io::BufReader::new(rx.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("listening line");
+    assert!(line.contains("listening"), "{line}");
+    assert_ne!(node.counts(), with_slivers, "no forward while listening");
+    let _ = rx.kill();
+    let _ = rx.wait();
+    wait_until(
+        "the forward and the receiver to go",
+        Duration::from_secs(10),
+        || node.counts() == with_slivers,
+    );
+
     // Another subsystem is not offered.
     let o = Command::new("ssh")
         .args(["-p", &port.to_string(), "-i"])

@@ -46,6 +46,7 @@ async fn live_node(
         seq: 1,
         slivers: vec![],
         health: Some(health),
+        actions: Vec::new(),
     })
     .await
     .unwrap();

@@ -163,6 +163,7 @@ async fn limit_hits_become_events_once(b: Backend) {
             },
         }],
         health: None,
+        actions: Vec::new(),
     };
     np.report(&report(1, 0, 0)).await.expect("report");
     np.report(&report(2, 1, 0)).await.expect("report");

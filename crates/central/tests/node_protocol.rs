@@ -95,6 +95,7 @@ async fn reports_are_idempotent(b: Backend) {
             limits: Default::default(),
         }],
         health: None,
+        actions: Vec::new(),
     };
     assert_eq!(
         node.report(&report(1, SliverState::Creating))
@@ -188,6 +189,7 @@ async fn nodes_go_down_when_silent_and_up_when_back(b: Backend) {
         seq: 1,
         slivers: vec![],
         health: None,
+        actions: Vec::new(),
     })
     .await
     .unwrap();
@@ -212,6 +214,7 @@ async fn nodes_go_down_when_silent_and_up_when_back(b: Backend) {
         seq: 2,
         slivers: vec![],
         health: None,
+        actions: Vec::new(),
     })
     .await
     .unwrap();

@@ -283,6 +283,7 @@ async fn one_replica_runs_the_jobs_and_leadership_moves() {
         seq: 1,
         slivers: vec![],
         health: None,
+        actions: Vec::new(),
     })
     .await
     .expect("report");

@@ -309,6 +309,7 @@ async fn a_throttled_sliver_tells_its_slice_through_events(b: Backend) {
             limits: Default::default(),
         }],
         health: None,
+        actions: Vec::new(),
     };
     let why = "throttled to 64 kbit/s until the day rolls over: daily egress cap of 500 KB reached";
     node.report(&report(1, None)).await.unwrap();

@@ -19,6 +19,7 @@ mod paging;
 pub mod password;
 pub mod render;
 mod session;
+pub mod ssh;
 pub mod table;
 pub mod testbed;
 pub mod timefmt;

@@ -28,11 +28,15 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_env("SLICELAB_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    if cli.command.is_daemon() {
+        // The node manager's site staff read its recent log (`ssh site_admin@NODE log`).
+        log.with_writer(slicelab_node::logring::LogTee::new).init();
+    } else {
+        log.with_writer(std::io::stderr).init();
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

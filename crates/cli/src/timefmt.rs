@@ -2,18 +2,7 @@
 
 pub use slicelab_model::time::now;
 
-pub use slicelab_model::time::{civil_from_days, days_from_civil};
-
-/// `2026-11-26 04:13Z`.
-pub fn fmt_time(unix: i64) -> String {
-    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
-    let secs = unix.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}Z",
-        secs / 3600,
-        (secs / 60) % 60
-    )
-}
+pub use slicelab_model::time::{civil_from_days, days_from_civil, fmt_time, parse_duration};
 
 /// A short span: `45s`, `12m`, `3h`, `27d`.
 pub fn fmt_span(secs: i64) -> String {
@@ -44,30 +33,6 @@ pub fn fmt_relative(unix: i64, now: i64) -> String {
 /// `2026-11-26 04:13Z (in 27d)`.
 pub fn fmt_time_relative(unix: i64, now: i64) -> String {
     format!("{} ({})", fmt_time(unix), fmt_relative(unix, now))
-}
-
-/// A duration such as `90s`, `15m`, `2h`, `7d`, `1w` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 2h, 7d, 1w)"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => {
-            return Err(format!(
-                "{s:?}: unknown unit {unit:?} (use s, m, h, d or w)"
-            ))
-        }
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 fn num<T: std::str::FromStr>(s: &str, what: &str, whole: &str) -> Result<T, String> {

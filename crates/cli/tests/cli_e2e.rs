@@ -461,6 +461,7 @@ async fn broker_leases_usage_and_lookup_from_the_cli() {
         seq: 1,
         slivers: vec![],
         health: None,
+        actions: Vec::new(),
     })
     .await
     .expect("report");

@@ -375,6 +375,7 @@ async fn replicas_carry_on_when_one_is_killed_mid_write() {
             seq: 1,
             slivers: vec![],
             health: None,
+            actions: Vec::new(),
         })
         .await
         .expect("the silent node's one report");

@@ -630,6 +630,17 @@ impl Client {
             .await
     }
 
+    /// Asks central to allow a capture of the slice's sliver on a node; the answer says how to
+    /// reach the node.
+    pub async fn create_capture(
+        &self,
+        slice: &str,
+        body: &slicelab_model::capture::CaptureCreate,
+    ) -> Result<slicelab_model::capture::CaptureTicket> {
+        self.post(&format!("/slices/{}/captures", encode(slice)), body)
+            .await
+    }
+
     pub async fn add_slice_nodes(&self, slice: &str, nodes: &[String]) -> Result<Slice> {
         let body = NameList {
             names: nodes.to_vec(),

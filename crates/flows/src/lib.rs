@@ -25,6 +25,7 @@ mod collector;
 mod error;
 pub mod journal;
 pub mod nl;
+pub mod snapshot;
 mod socket;
 pub mod tracker;
 
@@ -32,6 +33,7 @@ pub use auditor::Auditor;
 pub use collector::{Collector, CollectorOptions, CollectorStats};
 pub use error::FlowError;
 pub use journal::FlowJournal;
+pub use snapshot::snapshot;
 pub use tracker::Resolver;
 
 /// The wire types central stores: one flow attributed to a slice (`(ct_id, start)` identifies a

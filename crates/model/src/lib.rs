@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod defaults;
 pub mod error;
 pub mod flows;
@@ -22,6 +23,7 @@ pub mod traffic;
 pub mod usage;
 pub mod wire;
 
+pub use capture::{CaptureEnd, CaptureLimits, CaptureRequest, CaptureSummary};
 pub use error::{Invalid, ValidationError};
 pub use flows::{Flow, FlowBatch, FlowRecord, FlowTotal, LookupResult};
 pub use names::SliceName;

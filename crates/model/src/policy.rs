@@ -231,6 +231,22 @@ impl Actor {
         }
     }
 
+    /// Capturing a sliver's packets on a node: the slice's persons, the PIs and techs of the
+    /// site that hosts the node (their machine), and admins. Not the slice's own site PIs: the
+    /// packets may be other people's traffic with the slice.
+    pub fn can_capture(&self, is_member: bool, node_site: i64) -> Allowed {
+        self.require_person()?;
+        if self.is_admin()
+            || is_member
+            || self.is_pi_of(node_site)
+            || self.has_role_at(Role::Tech, node_site)
+        {
+            Ok(())
+        } else {
+            deny("only the slice's persons, the PIs and techs of the node's site and admins may capture a sliver's packets")
+        }
+    }
+
     pub fn can_set_tag(&self, tag: TagName, slice_site: i64, is_member: bool) -> Allowed {
         if tag.is_resource() {
             self.can_admin_slice(slice_site).map_err(|d| {

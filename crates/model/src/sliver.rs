@@ -43,13 +43,27 @@ pub struct DesiredSlivers {
     pub revision: String,
     /// Sorted by slice name.
     pub slivers: Vec<SliverSpec>,
+    /// Who may use the node's admin context (`ssh site_admin@NODE`): every key of the enabled
+    /// PIs and techs of the node's site and of the enabled admins, sorted by person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staff: Vec<SliverKey>,
 }
 
 impl DesiredSlivers {
     /// The revision is a content hash, so a change elsewhere in the registry that does not alter
     /// this node's slivers does not wake it (no thundering herd of identical answers).
-    pub fn compute_revision(node_id: i64, boot_state: BootState, slivers: &[SliverSpec]) -> String {
-        let body = serde_json::to_vec(&(node_id, boot_state, slivers)).unwrap_or_default();
+    pub fn compute_revision(
+        node_id: i64,
+        boot_state: BootState,
+        slivers: &[SliverSpec],
+        staff: &[SliverKey],
+    ) -> String {
+        let body = if staff.is_empty() {
+            serde_json::to_vec(&(node_id, boot_state, slivers))
+        } else {
+            serde_json::to_vec(&(node_id, boot_state, slivers, staff))
+        }
+        .unwrap_or_default();
         format!("{:016x}", fnv1a64(&body))
     }
 }
@@ -173,6 +187,58 @@ pub struct NodeReport {
     #[schema(max_items = 10000)]
     pub slivers: Vec<SliverStatus>,
     pub health: Option<NodeHealth>,
+    /// What persons did on the node through its services since the last report (the
+    /// `site_admin` context, captures); central stores each as an event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 1000)]
+    pub actions: Vec<NodeAction>,
+}
+
+/// What a person did through a node's services. Central turns each into an event whose actor is
+/// the person (see [`NodeActionKind::event_action`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAction {
+    /// When, Unix seconds (the node's clock).
+    pub at: i64,
+    /// The person whose key opened the session (their email at central).
+    #[schema(max_length = 254)]
+    pub person: String,
+    pub kind: NodeActionKind,
+    /// The slice acted on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub slice: Option<String>,
+    /// What exactly (the command, the filter and size of a capture, a reason), at most 4 KiB
+    /// as JSON; stored with the event.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeActionKind {
+    /// A command of the admin context that only reads (slivers, processes, flows, the log).
+    AdminCommand,
+    /// A site's staff stopped a sliver on the node (it stays stopped until restarted there).
+    SliverStop,
+    /// A site's staff restarted a sliver (and lifted a stop).
+    SliverRestart,
+    /// A capture of a sliver's packets ran.
+    SliverCapture,
+}
+
+impl NodeActionKind {
+    /// The event's `action`.
+    pub fn event_action(self) -> &'static str {
+        match self {
+            NodeActionKind::AdminCommand => "node.site_admin",
+            NodeActionKind::SliverStop => "sliver.admin_stop",
+            NodeActionKind::SliverRestart => "sliver.admin_restart",
+            NodeActionKind::SliverCapture => "sliver.capture",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -15,7 +15,9 @@ use slicelab_model::{
 use tracing::{info, warn};
 
 use crate::accounting::{self, Accountant};
+use crate::actions::ActionLog;
 use crate::error::NodeError;
+use crate::holds::Holds;
 use crate::host::MemInfo;
 use crate::image::fetch::{Fetcher, Sources};
 use crate::image::gate;
@@ -23,6 +25,7 @@ use crate::image::store::ImageStore;
 use crate::names::NodeNames;
 use crate::plan::{plan, Action};
 use crate::runtime::{default_init_exe, LinuxRuntime, Runtime, RuntimeConfig};
+use crate::site_admin::AdminContext;
 use crate::ssh::{NodeAccess, SharedDesired};
 use crate::state;
 
@@ -227,13 +230,24 @@ impl Reporter {
         Self { seq_path, seq }
     }
 
-    async fn send(&mut self, client: &Client, slivers: Vec<SliverStatus>, health: NodeHealth) {
+    /// Sends the state, with the actions not yet stored (which leave the journal only once a
+    /// report carrying them is acknowledged).
+    async fn send(
+        &mut self,
+        client: &Client,
+        slivers: Vec<SliverStatus>,
+        health: NodeHealth,
+        journal: &ActionLog,
+    ) {
         self.seq += 1;
         let _ = state::write_atomic(&self.seq_path, self.seq.to_string().as_bytes());
+        let actions = journal.next_batch();
+        let carried = actions.len();
         let report = NodeReport {
             seq: self.seq,
             slivers,
             health: Some(health),
+            actions,
         };
         match client.report(&report).await {
             // Our counter was reset (state dir wiped): jump past what central holds and resend.
@@ -243,10 +257,13 @@ impl Reporter {
                 self.seq += 1;
                 again.seq = self.seq;
                 let _ = state::write_atomic(&self.seq_path, self.seq.to_string().as_bytes());
-                if let Err(e) = client.report(&again).await {
-                    warn!(error = %e, "report failed; the next round resends the state");
+                match client.report(&again).await {
+                    Ok(ack) if ack.acked_seq >= again.seq => journal.acknowledged(carried),
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "report failed; the next round resends the state"),
                 }
             }
+            Ok(ack) if ack.acked_seq == report.seq => journal.acknowledged(carried),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "report failed; the next round resends the state"),
         }
@@ -347,6 +364,8 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
         image_ready.clone(),
     );
     let shared: SharedDesired = Arc::new(RwLock::new(None));
+    let journal = ActionLog::open(&cfg.state_dir);
+    let holds = Holds::open(&cfg.state_dir);
     // The last answer survives restarts, so a node that cannot reach central keeps (and restarts)
     // what it had instead of waiting with nothing running.
     let mut desired: Option<DesiredSlivers> = fs::read(cache_path(&cfg.state_dir))
@@ -359,7 +378,12 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 .ssh_host_key
                 .clone()
                 .unwrap_or_else(|| cfg.state_dir.join("ssh_host_ed25519_key"));
-            let access = Arc::new(NodeAccess::new(shared.clone(), rt.clone()));
+            let admin = AdminContext {
+                rt: rt.clone(),
+                holds: holds.clone(),
+                actions: journal.clone(),
+            };
+            let access = Arc::new(NodeAccess::new(shared.clone(), admin));
             let gw = slicelab_sshgw::start(slicelab_sshgw::GatewayConfig::new(listen, key), access)
                 .await?;
             info!(listen = %gw.local_addr(), "SSH gateway listening (ssh SLICE@NODE)");
@@ -432,6 +456,9 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             _ = tick.tick() => {}
             // An image arrived (or failed): start its slivers (or say why not) now.
             _ = image_ready.notified() => {}
+            // A person acted through the node's services (a stop, a restart, a capture): apply
+            // it and tell central now.
+            _ = journal.kicked() => {}
             _ = usage_tick.tick() => {
                 account(&rt, &acct, &client).await;
                 if let Some(a) = &audit {
@@ -443,7 +470,9 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             _ = term.recv() => break,
         }
         let Some(d) = desired.clone() else { continue };
-        let (held, waiting) = gate::hold(&fetcher, &d);
+        let (mut held, waiting) = gate::hold(&fetcher, &d);
+        holds.apply(&mut held);
+        let holds2 = holds.clone();
         let rt2 = rt.clone();
         let (store, budget) = (fetcher.store().clone(), cfg.image_budget);
         let done = tokio::task::spawn_blocking(move || {
@@ -452,6 +481,7 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
             let mut st = statuses(&*rt2, &held, t);
             if let Ok(st) = &mut st {
                 gate::annotate(st, &waiting);
+                holds2.annotate(st);
             }
             collect_images(&store, &d, &rt2, budget);
             (outcome, st)
@@ -463,7 +493,11 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                     warn!(error = %e, "reconcile failed");
                 }
                 match st {
-                    Ok(st) => reporter.send(&client, st, health(&cfg.state_dir)).await,
+                    Ok(st) => {
+                        reporter
+                            .send(&client, st, health(&cfg.state_dir), &journal)
+                            .await
+                    }
                     Err(e) => warn!(error = %e, "cannot observe slivers"),
                 }
             }
@@ -494,6 +528,7 @@ mod tests {
             boot_state: boot,
             revision: "r".into(),
             slivers,
+            staff: Vec::new(),
         }
     }
 

@@ -10,29 +10,36 @@
 //!   `host`: the machine's own figures from `/proc` (memory);
 //! - [`daemon`]: the long-poll / reconcile / report loop; [`doctor`]: what a machine lacks to be a node;
 //! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`); [`traffic`]: its
-//!   `slicelab-traffic` service (measured runs between slivers).
+//!   `slicelab-traffic` service (measured runs between slivers);
+//! - [`capture`]: packet capture on a sliver's veth (libpcap, kernel BPF filter, pcapng stream).
 //!
 //! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
 //! before any thread or tokio runtime exists.
 
 pub mod accounting;
+pub mod actions;
 pub mod audit;
 pub mod bench;
+pub mod capture;
 pub mod cgroup;
 mod cmd;
 pub mod daemon;
 pub mod disk;
 pub mod doctor;
 mod error;
+pub mod holds;
 mod host;
 pub mod idmap;
 pub mod image;
+pub mod logring;
 pub mod names;
 pub mod net;
 pub mod plan;
 pub mod runtime;
 pub mod sandbox;
+pub mod services;
 pub mod shift;
+pub mod site_admin;
 pub mod ssh;
 pub mod state;
 pub mod traffic;

@@ -22,9 +22,11 @@ use std::sync::{Arc, RwLock};
 use slicelab_model::objects::BootState;
 use slicelab_model::time::now;
 use slicelab_model::DesiredSlivers;
-use slicelab_sshgw::{AuthorizedKey, Login, Service, ServiceRequest, SliverAccess};
+use slicelab_sshgw::{AuthorizedKey, Login, Service, ServiceRequest, SliverAccess, SITE_ADMIN};
 
 use crate::runtime::LinuxRuntime;
+use crate::services::capture;
+use crate::site_admin::AdminContext;
 
 /// The desired state as last received from central, shared between the daemon loop (writer)
 /// and the SSH gateway (reader).
@@ -34,12 +36,32 @@ pub type SharedDesired = Arc<RwLock<Option<DesiredSlivers>>>;
 pub struct NodeAccess {
     desired: SharedDesired,
     rt: Arc<LinuxRuntime>,
+    admin: AdminContext,
 }
 
 impl NodeAccess {
-    pub fn new(desired: SharedDesired, rt: Arc<LinuxRuntime>) -> Self {
-        Self { desired, rt }
+    pub fn new(desired: SharedDesired, admin: AdminContext) -> Self {
+        Self {
+            desired,
+            rt: admin.rt.clone(),
+            admin,
+        }
     }
+}
+
+/// The keys allowed into the node's admin context (`ssh site_admin@NODE`): its staff's, as
+/// central last listed them; `None` before central said anything.
+pub fn staff_keys(desired: Option<&DesiredSlivers>) -> Option<Vec<AuthorizedKey>> {
+    let d = desired?;
+    Some(
+        d.staff
+            .iter()
+            .map(|k| AuthorizedKey {
+                person: k.person.clone(),
+                key: k.key.clone(),
+            })
+            .collect(),
+    )
 }
 
 /// The keys allowed into `slice` under `desired` at time `now`: `None` when no sliver of that
@@ -68,11 +90,39 @@ pub fn slice_keys(
 }
 
 impl SliverAccess for NodeAccess {
-    fn authorized_keys(&self, slice: &str) -> Option<Vec<AuthorizedKey>> {
+    fn authorized_keys(&self, user: &str) -> Option<Vec<AuthorizedKey>> {
         // A poisoned lock only means a writer panicked mid-assignment of a whole value; the
         // value is still a complete state.
         let g = self.desired.read().unwrap_or_else(|p| p.into_inner());
-        slice_keys(g.as_ref(), slice, now())
+        if user == SITE_ADMIN {
+            return staff_keys(g.as_ref());
+        }
+        slice_keys(g.as_ref(), user, now())
+    }
+
+    fn offers(&self, login: &Login, name: &str) -> bool {
+        matches!(login, Login::Slice { .. })
+            && (name == capture::SUBSYSTEM || name == crate::traffic::SUBSYSTEM)
+    }
+
+    fn service(&self, login: &Login, request: ServiceRequest) -> Service {
+        match (login, request) {
+            (Login::SiteAdmin { person }, ServiceRequest::Exec(line)) => {
+                self.admin.exec(person, line)
+            }
+            (Login::SiteAdmin { person }, ServiceRequest::Shell) => self.admin.shell(person),
+            (Login::Slice { slice, person }, ServiceRequest::Subsystem(name))
+                if name == capture::SUBSYSTEM =>
+            {
+                capture::for_slice(&self.admin, person, slice)
+            }
+            (Login::Slice { slice, .. }, ServiceRequest::Subsystem(name))
+                if name == crate::traffic::SUBSYSTEM =>
+            {
+                crate::traffic::service(&self.rt, slice)
+            }
+            _ => Service::Refused("this node offers no such service".into()),
+        }
     }
 
     fn command(
@@ -102,21 +152,6 @@ impl SliverAccess for NodeAccess {
     fn file_owner(&self, slice: &str) -> Option<(u32, u32)> {
         self.rt.root_ids(slice)
     }
-
-    fn offers(&self, login: &Login, name: &str) -> bool {
-        matches!(login, Login::Slice { .. }) && name == crate::traffic::SUBSYSTEM
-    }
-
-    fn service(&self, login: &Login, request: ServiceRequest) -> Service {
-        match (login, request) {
-            (Login::Slice { slice, .. }, ServiceRequest::Subsystem(name))
-                if name == crate::traffic::SUBSYSTEM =>
-            {
-                crate::traffic::service(&self.rt, slice)
-            }
-            _ => Service::Refused("this node offers no such service".into()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -142,6 +177,7 @@ mod tests {
                 resources: Resources::default(),
                 image_digest: None,
             }],
+            staff: Vec::new(),
         }
     }
 

@@ -69,6 +69,7 @@ fn desired(slivers: Vec<SliverSpec>) -> DesiredSlivers {
         boot_state: BootState::Boot,
         revision: "r".into(),
         slivers,
+        staff: Vec::new(),
     }
 }
 

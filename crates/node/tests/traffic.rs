@@ -359,6 +359,7 @@ fn traffic_runs_through_the_ssh_gateway() {
         boot_state: slicelab_model::objects::BootState::Boot,
         revision: "r".into(),
         slivers: specs.to_vec(),
+        staff: Vec::new(),
     };
     let shared = Arc::new(std::sync::RwLock::new(Some(desired)));
     let rt = Arc::new(LinuxRuntime::open(node.cfg.clone()).expect("runtime"));
@@ -369,7 +370,14 @@ fn traffic_runs_through_the_ssh_gateway() {
                 "127.0.0.1:0".parse().unwrap(),
                 keys.path().join("host_key"),
             ),
-            Arc::new(slicelab_node::NodeAccess::new(shared, rt.clone())),
+            Arc::new(slicelab_node::NodeAccess::new(
+                shared,
+                slicelab_node::site_admin::AdminContext {
+                    rt: rt.clone(),
+                    holds: slicelab_node::holds::Holds::open(node.dir.path()),
+                    actions: slicelab_node::actions::ActionLog::open(node.dir.path()),
+                },
+            )),
         ))
         .expect("gateway");
     let port = gw.local_addr().port();

@@ -78,6 +78,7 @@ pub(crate) async fn agent(i: usize, client: Client, shared: Arc<Shared>) {
                 seq,
                 slivers: slivers.clone(),
                 health: None,
+                actions: Vec::new(),
             };
             if client.report(&report).await.is_err() {
                 continue;

@@ -1,7 +1,8 @@
-//! The node's desired slivers (PlanetLab's GetSlivers): four queries per node, whatever the
+//! The node's desired slivers (PlanetLab's GetSlivers): five queries per node, whatever the
 //! registry's size: the node's live slices, their persons' keys, their tags (with the published
-//! image each `image` tag names, by a join), and the default allocation in force on the node
-//! (platform defaults and the node's overrides).
+//! image each `image` tag names, by a join), the default allocation in force on the node
+//! (platform defaults and the node's overrides), and the keys of its staff (the site's PIs and
+//! techs, the admins) for `ssh site_admin@NODE`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -132,7 +133,8 @@ impl Store {
                 });
             }
         }
-        let revision = DesiredSlivers::compute_revision(node.id, node.boot_state, &slivers);
+        let staff = self.node_staff(node).await?;
+        let revision = DesiredSlivers::compute_revision(node.id, node.boot_state, &slivers, &staff);
         Ok((
             DesiredSlivers {
                 node_id: node.id,
@@ -140,8 +142,31 @@ impl Store {
                 boot_state: node.boot_state,
                 revision,
                 slivers,
+                staff,
             },
             next,
         ))
+    }
+
+    /// The keys of who may use the node's admin context (`ssh site_admin@NODE`): enabled PIs
+    /// and techs of the node's site, and enabled admins (everywhere). Even a disabled node
+    /// lists them: its staff may still need to look at it.
+    async fn node_staff(&self, node: &Node) -> Result<Vec<SliverKey>> {
+        // roles is a sorted comma list; match whole elements.
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT p.email, k.key FROM persons p JOIN keys k ON k.person_id = p.id \
+             WHERE p.enabled = 1 AND ((',' || p.roles || ',') LIKE '%,admin,%' \
+               OR (((',' || p.roles || ',') LIKE '%,pi,%' OR (',' || p.roles || ',') LIKE '%,tech,%') \
+                   AND EXISTS (SELECT 1 FROM person_sites ps \
+                               WHERE ps.person_id = p.id AND ps.site_id = $1))) \
+             ORDER BY p.email, k.id",
+        )
+        .bind(node.site_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(person, key)| SliverKey { person, key })
+            .collect())
     }
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod captures;
 mod defaults;
 mod desired;
 mod events;

@@ -1,9 +1,10 @@
-//! Node reports: sliver states and node health, stored idempotently by batch `seq`.
+//! Node reports: sliver states, node health and what persons did through the node's services,
+//! stored idempotently by batch `seq`.
 
 use std::collections::HashMap;
 
 use serde_json::json;
-use slicelab_model::sliver::LimitCounts;
+use slicelab_model::sliver::{LimitCounts, NodeAction};
 use slicelab_model::{Node, NodeReport, SliverState};
 
 use crate::events::NewEvent;
@@ -173,6 +174,9 @@ impl WriteTx<'_> {
                 .await?;
             }
         }
+        for a in &r.actions {
+            w.node_action(node, now, a, slices).await?;
+        }
         let health = r.health.as_ref().map(|h| json!(h).to_string());
         sqlx::query(
             "UPDATE nodes SET report_seq = $1, last_contact = $2, health = COALESCE($3, health) WHERE id = $4",
@@ -185,6 +189,76 @@ impl WriteTx<'_> {
         .await?;
         w.mark_up(node, now).await?;
         Ok(r.seq)
+    }
+}
+
+/// The most of an action's `detail` an event keeps (its JSON text).
+const ACTION_DETAIL_MAX: usize = 4096;
+
+impl WriteTx<'_> {
+    /// One thing a person did through the node's services (`site_admin`, a capture), as an
+    /// event whose actor is that person; on the slice when it names one central has, else on
+    /// the node. The node is the witness (`detail.node`).
+    async fn node_action(
+        &mut self,
+        node: &Node,
+        now: i64,
+        a: &NodeAction,
+        slices: &mut HashMap<String, Option<(i64, i64)>>,
+    ) -> Result<()> {
+        let slice = match a.slice.as_deref() {
+            None => None,
+            Some(name) => match slices.get(name) {
+                Some(known) => known.map(|(id, site)| (id, site, name)),
+                None => {
+                    let found: Option<(i64, i64)> =
+                        sqlx::query_as("SELECT id, site_id FROM slices WHERE name = $1")
+                            .bind(name)
+                            .fetch_optional(&mut *self.tx)
+                            .await?;
+                    slices.insert(name.to_string(), found);
+                    found.map(|(id, site)| (id, site, name))
+                }
+            },
+        };
+        let mut detail = match &a.detail {
+            serde_json::Value::Object(m) if a.detail.to_string().len() <= ACTION_DETAIL_MAX => {
+                m.clone()
+            }
+            serde_json::Value::Null => serde_json::Map::new(),
+            _ => {
+                let mut m = serde_json::Map::new();
+                m.insert(
+                    "detail".into(),
+                    json!("(left out: not an object or over 4 KiB)"),
+                );
+                m
+            }
+        };
+        detail.insert("node".into(), json!(node.hostname));
+        detail.insert("at".into(), json!(a.at));
+        if let (Some(name), None) = (a.slice.as_deref(), slice) {
+            detail.insert("slice".into(), json!(name));
+        }
+        // The person's label, as every event of theirs has it (`Actor::label`).
+        let person = format!("person:{}", a.person.chars().take(254).collect::<String>());
+        let (object_type, object_id, object_name, site_id) = match slice {
+            Some((id, site, name)) => ("slice", id, name, site),
+            None => ("node", node.id, node.hostname.as_str(), node.site_id),
+        };
+        self.event(
+            now,
+            NewEvent {
+                actor: &person,
+                action: a.kind.event_action(),
+                object_type,
+                object_id,
+                object_name,
+                site_id: Some(site_id),
+                detail: serde_json::Value::Object(detail),
+            },
+        )
+        .await
     }
 }
 

@@ -16,6 +16,7 @@ both_backends!(
     reports_are_stored_once_per_seq,
     usage_is_counted_once_per_seq,
     flows_are_stored_once_per_seq_and_updated_in_place,
+    node_actions_become_the_persons_events_once,
 );
 
 fn report(seq: i64, state: SliverState, message: &str) -> NodeReport {
@@ -30,6 +31,7 @@ fn report(seq: i64, state: SliverState, message: &str) -> NodeReport {
             limits: Default::default(),
         }],
         health: None,
+        actions: Vec::new(),
     }
 }
 
@@ -243,4 +245,81 @@ async fn flows_are_stored_once_per_seq_and_updated_in_place(b: Backend) {
     assert_eq!(s.store_flows(&n1, &first).await.unwrap(), 2);
     assert_eq!(stored().await, vec![(1, true, 4000), (2, true, 50)]);
     s.close().await;
+}
+
+/// What persons did through a node's services (site_admin, captures) becomes events with the
+/// person as actor, on the slice (or the node), once per batch like everything else.
+async fn node_actions_become_the_persons_events_once(b: Backend) {
+    use slicelab_model::sliver::{NodeAction, NodeActionKind};
+    let s = TestStore::open(b).await;
+    let st = site(&s, "pl", 5).await;
+    let n1 = node(&s, "n1.pl.test", &st).await;
+    let a = slice(&s, &st, "pl_a").await;
+    assign(&s, &a, &[&n1]).await;
+    let mut r = report(1, SliverState::Stopped, "stopped by tech@pl.test");
+    r.actions = vec![
+        NodeAction {
+            at: NOW - 1,
+            person: "tech@pl.test".into(),
+            kind: NodeActionKind::SliverStop,
+            slice: Some("pl_a".into()),
+            detail: serde_json::json!({"reason": "eats the uplink"}),
+        },
+        NodeAction {
+            at: NOW,
+            person: "tech@pl.test".into(),
+            kind: NodeActionKind::AdminCommand,
+            slice: None,
+            detail: serde_json::json!({"command": "log"}),
+        },
+        NodeAction {
+            at: NOW,
+            person: "tech@pl.test".into(),
+            kind: NodeActionKind::SliverCapture,
+            slice: Some("pl_gone".into()),
+            detail: serde_json::json!("not an object"),
+        },
+    ];
+    assert_eq!(s.store_report(&n1, NOW, &r).await.unwrap(), 1);
+    assert_eq!(s.store_report(&n1, NOW + 1, &r).await.unwrap(), 1, "resent");
+    let events = s
+        .list_events(
+            &EventFilter {
+                actor: Some("person:tech@pl.test".into()),
+                ..Default::default()
+            },
+            Paging::default(),
+        )
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(events.len(), 3, "{events:?}");
+    let stop = events
+        .iter()
+        .find(|e| e.action == "sliver.admin_stop")
+        .expect("the stop");
+    assert_eq!(
+        (stop.object_type.as_str(), stop.object_name.as_str()),
+        ("slice", "pl_a")
+    );
+    assert_eq!(stop.detail["reason"], "eats the uplink");
+    assert_eq!(stop.detail["node"], "n1.pl.test");
+    let log = events
+        .iter()
+        .find(|e| e.action == "node.site_admin")
+        .expect("the command");
+    assert_eq!(
+        (log.object_type.as_str(), log.object_name.as_str()),
+        ("node", "n1.pl.test")
+    );
+    assert_eq!(log.detail["command"], "log");
+    let cap = events
+        .iter()
+        .find(|e| e.action == "sliver.capture")
+        .expect("the capture");
+    assert_eq!(
+        cap.object_type, "node",
+        "a slice central lacks: on the node"
+    );
+    assert_eq!(cap.detail["slice"], "pl_gone");
 }

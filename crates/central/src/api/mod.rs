@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod captures;
 pub mod defaults;
 pub mod events;
 pub mod flows;
@@ -68,6 +69,7 @@ pub fn router() -> Router<AppState> {
                 .delete(slices::remove),
         )
         .route("/slices/{slice}/renew", post(slices::renew))
+        .route("/slices/{slice}/captures", post(captures::create))
         .route("/slices/{slice}/nodes", post(slices::add_nodes))
         .route("/slices/{slice}/nodes/select", post(slices::select_nodes))
         .route("/slices/{slice}/nodes/{node}", delete(slices::remove_node))

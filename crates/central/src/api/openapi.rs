@@ -30,8 +30,8 @@ use utoipa::openapi::{Content, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    auth, blobs, defaults, events, flows, images, leases, node, nodes, persons, sites, slices,
-    usage,
+    auth, blobs, captures, defaults, events, flows, images, leases, node, nodes, persons, sites,
+    slices, usage,
 };
 
 struct Security;
@@ -177,7 +177,7 @@ fn describe(code: &str) -> &'static str {
         nodes::list, nodes::create, nodes::show, nodes::update, nodes::remove, nodes::rekey, nodes::join_token, nodes::join, nodes::slivers,
         slices::list, slices::create, slices::show, slices::update, slices::remove, slices::renew,
         slices::add_nodes, slices::select_nodes, slices::remove_node, slices::add_persons, slices::remove_person,
-        slices::slivers, slices::tags, slices::set_tag, slices::delete_tag,
+        slices::slivers, slices::tags, slices::set_tag, slices::delete_tag, captures::create,
         events::list,
         defaults::list, defaults::set, defaults::delete, defaults::set_node, defaults::delete_node,
         leases::list, leases::create, leases::remove,

@@ -14,6 +14,7 @@
 //! `crate::queries`.
 
 pub mod blobs;
+pub mod captures;
 pub mod defaults;
 mod error;
 pub mod images;

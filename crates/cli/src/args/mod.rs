@@ -4,6 +4,7 @@
 //! One name per concept: the subcommands are the registry's objects (`site`, `person`, `key`,
 //! `node`, `slice`, ...) and the daemons (`central`, `node`).
 
+mod capture;
 mod central;
 mod common;
 mod defaults;
@@ -27,6 +28,7 @@ mod usage;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub use capture::CaptureArgs;
 pub use central::CentralArgs;
 pub use common::{
     boot_state_parser, role_parser, tag_parser, EnableArgs, ListArgs, TrustArgs,
@@ -175,6 +177,11 @@ pub enum Command {
     Up(UpArgs),
     /// Tear down the local testbed started by `slicelab up` (also the leftovers of a crashed one).
     Down(DownArgs),
+    /// Record a sliver's packets on its node as pcapng (a tcpdump filter applied in the kernel).
+    #[command(
+        after_help = "Example: slicelab capture demo_slice --node node1.demo.slicelab.test --filter 'icmp' --duration 10s -w ping.pcapng"
+    )]
+    Capture(CaptureArgs),
     /// Run a command in every sliver of a slice (over SSH, in parallel) and summarise.
     #[command(after_help = "Example: slicelab exec demo_slice -- uname -n")]
     Exec(ExecArgs),

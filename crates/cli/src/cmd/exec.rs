@@ -18,9 +18,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::Semaphore;
 
-use crate::args::{ExecArgs, DEFAULT_TESTBED_DIR};
+use crate::args::ExecArgs;
 use crate::session::session;
-use crate::testbed::Testbed;
 
 /// How one node did.
 #[derive(Debug)]
@@ -29,16 +28,6 @@ struct Outcome {
     ok: bool,
     detail: String,
     took: Duration,
-}
-
-/// The local testbed's generated key, when there is one and we may read it: `slicelab up`
-/// registers it for the demo user, and ssh would not find it on its own.
-pub(super) fn testbed_key() -> Option<PathBuf> {
-    let dir = std::env::var_os("SLICELAB_UP_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_TESTBED_DIR));
-    let key = Testbed::load(&dir)?.user_key?;
-    std::fs::File::open(&key).ok().map(|_| key)
 }
 
 async fn pump(
@@ -57,37 +46,17 @@ async fn pump(
     Ok(())
 }
 
-/// The OpenSSH client with the options every non-interactive use shares (gateway `port`, the
-/// key), up to the destination; `slicelab traffic` adds `-s` and its subsystem.
-pub(super) fn ssh_base(port: u16, identity: Option<&Path>) -> Command {
-    let mut c = Command::new("ssh");
-    c.args(["-p", &port.to_string()]);
-    if let Some(i) = identity {
-        c.arg("-i").arg(i);
-    }
-    // BatchMode: never prompt (for passwords or unknown host keys) in the middle of a fan-out.
-    c.args([
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ConnectTimeout=10",
-        "-o",
-        "LogLevel=ERROR",
-    ]);
-    c
-}
-
 /// The ssh client for `slice@node` running the command, its output piped.
 fn ssh_command(node: &str, slice: &str, a: &ExecArgs, identity: Option<&Path>) -> Command {
-    let mut c = ssh_base(a.port, identity);
+    // BatchMode: never prompt (for passwords or unknown host keys) in the middle of a fan-out.
+    let mut c = crate::ssh::client(a.port, identity);
     // `--` before the destination: after it, everything is the remote command line.
     c.arg("--")
         .arg(format!("{slice}@{node}"))
         .args(&a.command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     c
 }
 
@@ -167,7 +136,7 @@ pub(crate) async fn exec(a: ExecArgs) -> Result<()> {
             a.slice
         );
     }
-    let identity = a.identity.clone().or_else(testbed_key);
+    let identity = crate::ssh::identity(a.identity.as_deref());
     let width = nodes.iter().map(String::len).max().unwrap_or(0);
     let a = Arc::new(a);
     let limit = Arc::new(Semaphore::new(a.parallel.max(1)));

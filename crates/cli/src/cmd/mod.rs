@@ -3,6 +3,7 @@
 //! client, and print with `crate::output`. The daemons (`central`, the node manager) and the
 //! commands that act on this machine only (`node cleanup`, `image import`) need no login.
 
+mod capture;
 mod daemons;
 mod defaults;
 mod events;
@@ -65,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Up(a) => crate::testbed::up(a).await,
         Command::Down(a) => crate::testbed::down(a).await,
         Command::Exec(a) => exec::exec(a).await,
+        Command::Capture(a) => capture::capture(a).await,
         Command::Traffic(a) => traffic::traffic(out, a).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();

@@ -1,7 +1,7 @@
 //! `slicelab traffic SLICE --from NODE --to NODE`: a measured run between two slivers, through
-//! the nodes' `slicelab-traffic` SSH service (`ssh -s SLICE@NODE slicelab-traffic`, the same
-//! OpenSSH client and keys as `slicelab exec`). The receiver starts first and says which node
-//! port it listens on; then the sender runs, aimed at that port of the receiving node; the
+//! the nodes' `slicelab-traffic` SSH service (`ssh -s SLICE@NODE slicelab-traffic`, the OpenSSH
+//! client and keys of `slicelab exec`: `cli::ssh`). The receiver starts first and says which
+//! node port it listens on; then the sender runs, aimed at that port of the receiving node; the
 //! report joins both sides' results.
 
 use std::io::IsTerminal;
@@ -17,7 +17,6 @@ use slicelab_model::traffic::{
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
 
-use super::exec::{ssh_base, testbed_key};
 use crate::args::{Output, TrafficArgs};
 use crate::output::emit;
 use crate::session::session;
@@ -56,14 +55,13 @@ async fn start(
     identity: Option<&Path>,
     req: &TrafficRequest,
 ) -> Result<Side> {
-    let mut c = ssh_base(a.port, identity);
+    let mut c = crate::ssh::client(a.port, identity);
     c.args(["-s", "--"])
         .arg(format!("{}@{node}", a.slice))
         .arg(SUBSYSTEM)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+        .stderr(Stdio::inherit());
     let mut child = c.spawn().context("cannot run ssh")?;
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
@@ -132,7 +130,7 @@ pub(crate) async fn traffic(out: Output, a: TrafficArgs) -> Result<()> {
     probe.to = Some(format!("{}:1", a.to_address.as_deref().unwrap_or(&a.to)));
     probe.validate().map_err(|e| anyhow!("--{}", e))?;
     check_nodes(&a).await?;
-    let identity = a.identity.clone().or_else(testbed_key);
+    let identity = crate::ssh::identity(a.identity.as_deref());
     let tty = std::io::stderr().is_terminal();
 
     let mut rx = start(&a, &a.to, identity.as_deref(), &req).await?;

@@ -531,3 +531,64 @@ fn image_list_show_delete_talk_to_central() {
     parse_err(&["image", "show"]);
     parse_err(&["image", "delete"]);
 }
+
+#[test]
+fn traffic_flags() {
+    let cli = parse(&[
+        "traffic",
+        "demo",
+        "--from",
+        "n1",
+        "--to",
+        "n2",
+        "--rate",
+        "20mbit",
+        "--duration",
+        "5s",
+        "--pattern",
+        "on-off",
+        "--size",
+        "1000",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(cli.output, Output::Json);
+    match cli.command {
+        Command::Traffic(a) => {
+            assert_eq!(
+                (a.slice.as_str(), a.from.as_str(), a.to.as_str()),
+                ("demo", "n1", "n2")
+            );
+            assert_eq!((a.rate, a.duration, a.size), (20_000_000, 5, Some(1000)));
+            assert_eq!(a.pattern, PatternArg::OnOff);
+            assert!(!a.tcp);
+            assert_eq!(a.port, 22);
+        }
+        other => panic!("{other:?}"),
+    }
+    match parse(&["traffic", "demo", "--from", "a", "--to", "b", "--tcp"]).command {
+        Command::Traffic(a) => {
+            assert!(a.tcp);
+            assert_eq!((a.rate, a.duration, a.size), (10_000_000, 10, None));
+            assert_eq!(a.pattern, PatternArg::Constant);
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&[
+        "traffic", "demo", "--from", "a", "--to", "b", "--tcp", "--udp",
+    ]);
+    parse_err(&["traffic", "demo", "--from", "a"]);
+    parse_err(&[
+        "traffic", "demo", "--from", "a", "--to", "b", "--rate", "fast",
+    ]);
+    parse_err(&[
+        "traffic",
+        "demo",
+        "--from",
+        "a",
+        "--to",
+        "b",
+        "--pattern",
+        "bursty",
+    ]);
+}

@@ -19,6 +19,7 @@ pub mod sliver;
 pub mod ssh_key;
 pub mod tags;
 pub mod time;
+pub mod traffic;
 pub mod usage;
 pub mod wire;
 

@@ -10,7 +10,8 @@
 //! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
 //!   `host`: the machine's own figures from `/proc` (memory);
 //! - [`daemon`]: the long-poll / reconcile / report loop; [`doctor`]: what a machine lacks to be a node;
-//! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`);
+//! - [`ssh`]: the node side of the SSH gateway (`ssh SLICE@NODE`); [`traffic`]: its
+//!   `slicelab-traffic` service (measured runs between slivers);
 //! - [`capture`]: packet capture on a sliver's veth (libpcap, kernel BPF filter, pcapng stream).
 //!
 //! Binaries hosting the node manager must call [`maybe_run_sliver_init`] first thing in `main`,
@@ -43,6 +44,7 @@ pub mod site_admin;
 pub mod sitecap;
 pub mod ssh;
 pub mod state;
+pub mod traffic;
 
 use std::path::Path;
 use std::process::Command;

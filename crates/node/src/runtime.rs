@@ -30,7 +30,7 @@ use crate::net;
 use crate::plan::{Action, ObservedSliver};
 use crate::sandbox::handshake::{Release, Report};
 use crate::sandbox::userns::{self, IdRange};
-use crate::sandbox::{ExecSpec, LaunchSpec, Service, EXEC_ENV, INIT_ENV};
+use crate::sandbox::{Builtin, ExecSpec, LaunchSpec, Service, EXEC_ENV, INIT_ENV};
 use crate::shift;
 use crate::sitecap::{self, CapSliver, SiteCap};
 use crate::state::{self, ProcId, SliverRecord};
@@ -439,6 +439,22 @@ impl LinuxRuntime {
         argv: &[String],
         env: &[(String, String)],
     ) -> Result<Command, NodeError> {
+        self.helper_command(slice, argv, env, None)
+    }
+
+    /// The command that runs the node's own `builtin` inside the running sliver, under the same
+    /// joining and confinement as [`Self::exec_command`]. Stdio is inherited unless set.
+    pub fn builtin_command(&self, slice: &str, builtin: Builtin) -> Result<Command, NodeError> {
+        self.helper_command(slice, &[], &[], Some(builtin))
+    }
+
+    fn helper_command(
+        &self,
+        slice: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        builtin: Option<Builtin>,
+    ) -> Result<Command, NodeError> {
         names::check_slice_name(slice)?;
         let init = self.init_of(slice).ok_or_else(|| NodeError::Start {
             slice: slice.into(),
@@ -451,6 +467,7 @@ impl LinuxRuntime {
             cgroup_procs: self.cgroups.procs_files(slice),
             argv: argv.to_vec(),
             env: all_env,
+            builtin,
         };
         let json = serde_json::to_string(&spec).map_err(|e| NodeError::Invalid {
             what: "exec spec",

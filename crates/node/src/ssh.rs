@@ -101,7 +101,8 @@ impl SliverAccess for NodeAccess {
     }
 
     fn offers(&self, login: &Login, name: &str) -> bool {
-        matches!(login, Login::Slice { .. }) && name == capture::SUBSYSTEM
+        matches!(login, Login::Slice { .. })
+            && (name == capture::SUBSYSTEM || name == crate::traffic::SUBSYSTEM)
     }
 
     fn service(&self, login: &Login, request: ServiceRequest) -> Service {
@@ -114,6 +115,11 @@ impl SliverAccess for NodeAccess {
                 if name == capture::SUBSYSTEM =>
             {
                 capture::for_slice(&self.admin, person, slice)
+            }
+            (Login::Slice { slice, .. }, ServiceRequest::Subsystem(name))
+                if name == crate::traffic::SUBSYSTEM =>
+            {
+                crate::traffic::service(&self.rt, slice)
             }
             _ => Service::Refused("this node offers no such service".into()),
         }

@@ -23,6 +23,7 @@ mod site;
 mod slice;
 mod testbed;
 mod token;
+mod traffic;
 mod usage;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -52,6 +53,7 @@ pub use site::SiteCmd;
 pub use slice::{SliceCmd, SliceTagCmd};
 pub use testbed::{DownArgs, UpArgs, DEFAULT_TESTBED_DIR};
 pub use token::TokenCmd;
+pub use traffic::{PatternArg, TrafficArgs};
 pub use usage::UsageArgs;
 
 use node::NODE_ABOUT;
@@ -184,6 +186,12 @@ pub enum Command {
     /// Run a command in every sliver of a slice (over SSH, in parallel) and summarise.
     #[command(after_help = "Example: slicelab exec demo_slice -- uname -n")]
     Exec(ExecArgs),
+    /// Measure a path between two slivers of a slice: a paced sender in one, a receiver in the
+    /// other (the nodes supply the program); throughput, loss, RTT and jitter.
+    #[command(
+        after_help = "Example: slicelab traffic demo_slice --from node1 --to node2 --rate 20mbit --duration 5s"
+    )]
+    Traffic(TrafficArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Example: slicelab completions bash > ~/.local/share/bash-completion/completions/slicelab"

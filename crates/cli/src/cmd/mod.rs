@@ -24,6 +24,7 @@ mod sim;
 mod site;
 mod slice;
 mod token;
+mod traffic;
 mod usage;
 
 use anyhow::Result;
@@ -66,6 +67,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Down(a) => crate::testbed::down(a).await,
         Command::Exec(a) => exec::exec(a).await,
         Command::Capture(a) => capture::capture(a).await,
+        Command::Traffic(a) => traffic::traffic(out, a).await,
         Command::Completions { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "slicelab", &mut buf);

@@ -29,6 +29,27 @@ pub struct ExecSpec {
     pub cgroup_procs: Vec<PathBuf>,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Run this node code instead of `execve(argv)`, after the same joining and confinement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<Builtin>,
+}
+
+/// A program of the node's own, compiled into the helper, that runs inside the sliver whatever
+/// its image holds (no file in the sliver is needed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builtin {
+    /// One side of a `slicelab traffic` run.
+    Traffic(crate::traffic::Job),
+}
+
+impl Builtin {
+    /// Runs it; the exit code.
+    fn run(&self) -> i32 {
+        match self {
+            Builtin::Traffic(job) => crate::traffic::job::run(job),
+        }
+    }
 }
 
 /// Runs the exec helper and exits, if this process was started as one.
@@ -58,7 +79,7 @@ fn exec_helper(spec: &ExecSpec) -> i32 {
 }
 
 fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
-    if spec.argv.is_empty() {
+    if spec.argv.is_empty() && spec.builtin.is_none() {
         return Err("empty command".into());
     }
     // Open every namespace before joining any: after joining the mount namespace the host's
@@ -131,6 +152,11 @@ fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
                 eprintln!("slicelab exec: confining: {e}");
                 // SAFETY: exiting a forked child.
                 unsafe { libc::_exit(125) }
+            }
+            if let Some(b) = &spec.builtin {
+                let code = b.run();
+                // SAFETY: exiting a forked child; its output was flushed by `run`.
+                unsafe { libc::_exit(code) }
             }
             let e = nix::unistd::execvpe(&argv[0], &argv, &env);
             eprintln!("slicelab exec: {}: {e:?}", spec.argv[0]);

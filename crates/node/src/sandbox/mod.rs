@@ -21,6 +21,6 @@ pub mod seccomp;
 pub mod service;
 pub mod userns;
 
-pub use exec::{ExecSpec, EXEC_ENV};
+pub use exec::{Builtin, ExecSpec, EXEC_ENV};
 pub use launch::{maybe_run_sliver_init, LaunchSpec, INIT_ENV};
 pub use service::Service;

@@ -10,6 +10,10 @@
 //!   slice's matching packets; the node's tech captures through site_admin (bounded by a packet
 //!   count); an unrelated user is refused with central's 403; each capture is on the record.
 //!
+//! * `slicelab traffic`: 20 Mbit/s of UDP for 5 s from the demo sliver on node A to the one on
+//!   node B reports a throughput within 3% of what `iperf3` measures between the same two slivers
+//!   over the same path (out through A, in through a port forward of B), and no loss.
+//!
 //! Root only; says SKIPPED otherwise (CI runs it as root).
 
 mod testbed;
@@ -552,8 +556,112 @@ fn site_admin_and_capture_on_a_real_testbed() {
     assert!(err.contains("only the slice's persons"), "{err}");
     assert!(!file.exists());
 
+    traffic_matches_iperf3(&user, &admin);
+
     let o = tb.run(&["down"]);
     assert!(o.status.success(), "down: {}", text(&o));
     assert_eq!(Leftovers::take(&dirp), Leftovers::default());
     let _ = EXE;
+}
+
+/// The pid of a process of `slice`'s sliver on testbed node `index` (its cgroup names both).
+fn sliver_pid(index: u8, slice: &str) -> i32 {
+    let needle = format!("slicelab-up-n{index}/{slice}");
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .map(|c| c.lines().any(|l| l.ends_with(&needle)))
+                .unwrap_or(false)
+        })
+        .collect();
+    pids.sort_unstable();
+    *pids
+        .first()
+        .unwrap_or_else(|| panic!("no process of {slice} on node {index}"))
+}
+
+fn in_sliver(pid: i32, args: &[&str]) -> Command {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/proc/{pid}/ns/net")).args(args);
+    c
+}
+
+fn traffic_matches_iperf3(user: &Person, admin: &Person) {
+    let ours = user.json(&[
+        "traffic",
+        "demo_slice",
+        "--from",
+        NODE_A,
+        "--to",
+        NODE_B,
+        "--udp",
+        "--rate",
+        "20mbit",
+        "--duration",
+        "5s",
+        "--size",
+        "1200",
+    ]);
+    let throughput = ours["throughput"].as_f64().expect("throughput");
+    assert_eq!(
+        ours["lost_packets"], 0,
+        "an idle path loses nothing: {ours}"
+    );
+    assert!(ours["rtt_ms"]["p50"].as_f64().is_some(), "{ours}");
+    assert!(ours["jitter_ms"]["p99"].as_f64().is_some(), "{ours}");
+
+    // iperf3 between the same slivers: its server behind a port forward of node B.
+    let o = admin.run(&[
+        "slice",
+        "tag",
+        "set",
+        "demo_slice",
+        "ports",
+        "8080/tcp,5201/tcp,5201/udp",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    std::thread::sleep(Duration::from_secs(2));
+    let (a, b) = (sliver_pid(1, "demo_slice"), sliver_pid(2, "demo_slice"));
+    let mut server = in_sliver(b, &["iperf3", "-s", "-1", "-p", "5201"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("iperf3 -s");
+    std::thread::sleep(Duration::from_millis(500));
+    let o = in_sliver(
+        a,
+        &[
+            "iperf3",
+            "-c",
+            "10.99.0.12",
+            "-p",
+            "5201",
+            "-u",
+            "-b",
+            "20M",
+            "-t",
+            "5",
+            "-l",
+            "1200",
+            "-J",
+        ],
+    )
+    .output()
+    .expect("iperf3 -c");
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(o.status.success(), "iperf3 -c: {}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("iperf3 JSON");
+    let peer = v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("end.sum_received.bits_per_second");
+    let ratio = throughput / peer;
+    eprintln!("slicelab traffic {throughput:.0} bit/s, iperf3 {peer:.0} bit/s, ratio {ratio:.4}");
+    assert!(
+        (0.97..=1.03).contains(&ratio),
+        "{throughput} vs iperf3 {peer}: {ours}"
+    );
 }

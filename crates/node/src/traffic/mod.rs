@@ -8,7 +8,7 @@
 //!   ([`crate::sandbox::Builtin::Traffic`]: the node's own code, no file in the sliver needed)
 //!   and relays its JSON lines. The forward goes, and the program is killed, when the run ends
 //!   or the client goes away (the gateway drops the service's future).
-//! * Sliver side ([`job`], [`udp`], [`tcp`]): the paced sender and the receiver; pure pacing
+//! * Sliver side ([`job`], `udp`, `tcp`): the paced sender and the receiver; pure pacing
 //!   ([`pace`]) and statistics ([`stats`]) are unit-tested.
 //!
 //! Throughput is counted like iperf3 counts it: L4 payload bytes over the receiver's interval.

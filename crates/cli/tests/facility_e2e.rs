@@ -25,33 +25,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use testbed::{text, up_lock, Leftovers, Testbed, EXE};
+use testbed::{ssh, text, up_lock, Leftovers, Testbed, EXE};
 
 const NODE_A: &str = "node1.demo.slicelab.test";
 const NODE_B: &str = "node2.site2.slicelab.test";
-
-fn ssh(key: &Path, target: &str, cmd: &str) -> Output {
-    Command::new("/usr/bin/ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=10",
-            target,
-            cmd,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("running /usr/bin/ssh")
-}
 
 fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

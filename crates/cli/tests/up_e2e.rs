@@ -8,35 +8,11 @@ mod testbed;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use testbed::{sh, text, up_lock, Leftovers, Testbed};
+use testbed::{sh, ssh, text, up_lock, Leftovers, Testbed};
 
 fn nft_tables() -> BTreeSet<String> {
     sh("nft list tables").lines().map(String::from).collect()
-}
-
-fn ssh(key: &Path, target: &str, cmd: &str) -> Output {
-    Command::new("/usr/bin/ssh")
-        .arg("-i")
-        .arg(key)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            // Host keys must come from the testbed's block in /etc/ssh/ssh_known_hosts.
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "ConnectTimeout=10",
-            target,
-            cmd,
-        ])
-        .output()
-        .expect("running /usr/bin/ssh")
 }
 
 #[test]

@@ -24,6 +24,31 @@ pub fn up_lock() -> nix::fcntl::Flock<fs::File> {
         .expect("locking the testbed test lock")
 }
 
+/// The real OpenSSH client as a user runs it against the testbed: `key` only, host keys from the
+/// testbed's block in /etc/ssh/ssh_known_hosts, no prompts, no stdin.
+pub fn ssh(key: &Path, target: &str, cmd: &str) -> Output {
+    Command::new("/usr/bin/ssh")
+        .arg("-i")
+        .arg(key)
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            target,
+            cmd,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running /usr/bin/ssh")
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",

@@ -100,22 +100,19 @@ pub async fn set_bwlimit(
     } else {
         slicelab_model::parse_bwlimit(typed)
     };
-    let b = match parsed {
-        Ok(b) => b,
-        Err(e) => {
-            let q = PageQuery::default();
-            let m = public::render_node(&st, &viewer, &key, &q, Some(Notice::Error(e.to_string())))
-                .await?;
-            return Ok(respond(axum::http::StatusCode::UNPROCESSABLE_ENTITY, m));
-        }
-    };
-    let u = NodeUpdate {
+    let update = parsed.map(|b| NodeUpdate {
         bwlimit: Some(b),
         ..Default::default()
-    };
-    let n = ops::nodes::update(&st, &viewer.actor, &key, &u).await?;
-    let back = local_path(form.get("back"), &format!("/nodes/{}", n.hostname));
-    Ok(see_other(&format!("{back}?ok=bwlimit")))
+    });
+    update_node(
+        &st,
+        &viewer,
+        &key,
+        &form,
+        update.map_err(|e| e.to_string()),
+        "bwlimit",
+    )
+    .await
 }
 
 /// POST /nodes/{node}/boot_state: admins and the node's site techs and PIs (`ops::nodes::update`).
@@ -126,20 +123,40 @@ pub async fn set_boot_state(
     form: FormData,
 ) -> WebResult<Response> {
     viewer.check_form(&form)?;
-    let b = match BootState::parse(form.get("boot_state").trim()) {
-        Ok(b) => b,
+    let update = BootState::parse(form.get("boot_state").trim()).map(|b| NodeUpdate {
+        boot_state: Some(b),
+        ..Default::default()
+    });
+    update_node(
+        &st,
+        &viewer,
+        &key,
+        &form,
+        update.map_err(|e| e.to_string()),
+        "boot_state",
+    )
+    .await
+}
+
+/// One node form's change through `ops::nodes::update`: back where the form came from with
+/// `?ok=WHAT`, or the node's page again with the error (422) when the value is wrong.
+async fn update_node(
+    st: &AppState,
+    viewer: &Viewer,
+    key: &str,
+    form: &FormData,
+    update: Result<NodeUpdate, String>,
+    what: &str,
+) -> WebResult<Response> {
+    let u = match update {
+        Ok(u) => u,
         Err(e) => {
             let q = PageQuery::default();
-            let m = public::render_node(&st, &viewer, &key, &q, Some(Notice::Error(e.to_string())))
-                .await?;
+            let m = public::render_node(st, viewer, key, &q, Some(Notice::Error(e))).await?;
             return Ok(respond(axum::http::StatusCode::UNPROCESSABLE_ENTITY, m));
         }
     };
-    let u = NodeUpdate {
-        boot_state: Some(b),
-        ..Default::default()
-    };
-    let n = ops::nodes::update(&st, &viewer.actor, &key, &u).await?;
+    let n = ops::nodes::update(st, &viewer.actor, key, &u).await?;
     let back = local_path(form.get("back"), &format!("/nodes/{}", n.hostname));
-    Ok(see_other(&format!("{back}?ok=boot_state")))
+    Ok(see_other(&format!("{back}?ok={what}")))
 }

@@ -415,9 +415,15 @@ fn net_max_kbyte_throttles_past_the_daily_cap_until_rollover() {
         .unwrap_or_default();
     assert!(note.contains("daily egress cap of 500 KB"), "{note}");
     // Measured with a plain TCP sink: iperf3's control connection would queue behind its data.
-    let throttled = sink_rate(&node, "pl_capped", &up, 5402, 4);
+    // At 64 kbit/s one 64 KB GSO super-packet (which HTB lets through on credit) is 8 s of the
+    // rate, so over a few seconds the rate is lumpy: a bound of twice the throttle rate over 6 s
+    // still tells a throttled sliver (it sent megabits per second just before) from a free one.
+    let throttled = sink_rate(&node, "pl_capped", &up, 5402, 6);
     eprintln!("throttled: {:.1} kbit/s", throttled / 1e3);
-    assert!(throttled < 100e3, "{throttled} bit/s");
+    assert!(
+        throttled < 2.0 * slicelab_node::net::THROTTLE_RATE as f64,
+        "{throttled} bit/s"
+    );
     // Still throttled later the same day.
     assert!(acct
         .tick(node.rt(), t0 + day - 5)

@@ -26,6 +26,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ApiError::bad_request(format!("cannot read request body: {e}"))
             }
         })?;
+        // Every body of this API is an object; serde would also read a struct from an array.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                "the request body must be a JSON object, not an array",
+            ));
+        }
         match serde_json::from_slice::<T>(&bytes) {
             Ok(v) => Ok(ApiJson(v)),
             Err(e) => {

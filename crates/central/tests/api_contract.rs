@@ -102,6 +102,13 @@ async fn bad_input_is_refused_and_changes_nothing(b: Backend) {
         (
             Method::POST,
             "/sites",
+            r#"["x","X"]"#.into(),
+            422,
+            "must be a JSON object",
+        ),
+        (
+            Method::POST,
+            "/sites",
             format!(r#"{{"login_base":"{}","name":"X"}}"#, "a".repeat(300)),
             422,
             "login_base",

@@ -205,20 +205,27 @@ pub struct NodeReport {
 #[serde(deny_unknown_fields)]
 pub struct NodeAction {
     /// When, Unix seconds (the node's clock).
+    #[serde(deserialize_with = "crate::wire::unix_time")]
+    #[schema(minimum = 0, maximum = 253402300799_i64)]
     pub at: i64,
     /// The person whose key opened the session (their email at central).
+    #[serde(deserialize_with = "crate::wire::string_max::<_, 254>")]
     #[schema(max_length = 254)]
     pub person: String,
     pub kind: NodeActionKind,
     /// The slice acted on, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::wire::opt_string_max::<_, 64>"
+    )]
     #[schema(max_length = 64)]
     pub slice: Option<String>,
-    /// What exactly (the command, the filter and size of a capture, a reason), at most 4 KiB
-    /// as JSON; stored with the event.
+    /// What exactly (the command, the filter and size of a capture, a reason); stored with the
+    /// event (central keeps at most 4 KiB of it).
     #[serde(default)]
     #[schema(value_type = Object)]
-    pub detail: serde_json::Value,
+    pub detail: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -286,5 +293,22 @@ mod limit_tests {
             disk: 0,
         };
         assert_eq!(after_restart.hit_since(&a), vec![("memory", 1)]);
+    }
+}
+
+#[cfg(test)]
+mod action_tests {
+    use super::NodeAction;
+
+    #[test]
+    fn an_action_keeps_to_the_bounds_its_schema_states() {
+        let ok = r#"{"at":0,"person":"a@x","kind":"sliver_stop","slice":"pl_a","detail":{}}"#;
+        assert!(serde_json::from_str::<NodeAction>(ok).is_ok());
+        let long_slice = ok.replace("pl_a", &"a".repeat(65));
+        assert!(serde_json::from_str::<NodeAction>(&long_slice).is_err());
+        let long_person = ok.replace("a@x", &"p".repeat(255));
+        assert!(serde_json::from_str::<NodeAction>(&long_person).is_err());
+        let not_object = ok.replace(r#""detail":{}"#, r#""detail":"text""#);
+        assert!(serde_json::from_str::<NodeAction>(&not_object).is_err());
     }
 }

@@ -52,6 +52,31 @@ pub fn opt_counter<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Er
         .transpose()
 }
 
+/// A string of at most `MAX` characters (as JSON Schema's `maxLength` counts them).
+pub fn string_max<'de, D: Deserializer<'de>, const MAX: usize>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.chars().count() > MAX {
+        return Err(D::Error::custom(format!(
+            "a string of {} characters, at most {MAX} allowed",
+            s.chars().count()
+        )));
+    }
+    Ok(s)
+}
+
+/// An optional [`string_max`] (use with `#[serde(default)]`).
+pub fn opt_string_max<'de, D: Deserializer<'de>, const MAX: usize>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(s) if s.chars().count() > MAX => Err(D::Error::custom(format!(
+            "a string of {} characters, at most {MAX} allowed",
+            s.chars().count()
+        ))),
+        o => Ok(o),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,11 @@ impl ActionLog {
 
     /// Records that `person` did `kind` (on `slice`), and wakes the daemon.
     pub fn record(&self, person: &str, kind: NodeActionKind, slice: Option<&str>, detail: Value) {
+        let detail = match detail {
+            Value::Object(m) => m,
+            Value::Null => serde_json::Map::new(),
+            other => serde_json::Map::from_iter([("detail".to_string(), other)]),
+        };
         let action = NodeAction {
             at: now(),
             person: person.to_string(),

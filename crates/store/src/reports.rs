@@ -221,19 +221,14 @@ impl WriteTx<'_> {
                 }
             },
         };
-        let mut detail = match &a.detail {
-            serde_json::Value::Object(m) if a.detail.to_string().len() <= ACTION_DETAIL_MAX => {
-                m.clone()
-            }
-            serde_json::Value::Null => serde_json::Map::new(),
-            _ => {
-                let mut m = serde_json::Map::new();
-                m.insert(
-                    "detail".into(),
-                    json!("(left out: not an object or over 4 KiB)"),
-                );
-                m
-            }
+        let mut detail = if serde_json::Value::Object(a.detail.clone())
+            .to_string()
+            .len()
+            <= ACTION_DETAIL_MAX
+        {
+            a.detail.clone()
+        } else {
+            serde_json::Map::from_iter([("detail".to_string(), json!("(left out: over 4 KiB)"))])
         };
         detail.insert("node".into(), json!(node.hostname));
         detail.insert("at".into(), json!(a.at));

@@ -263,21 +263,21 @@ async fn node_actions_become_the_persons_events_once(b: Backend) {
             person: "tech@pl.test".into(),
             kind: NodeActionKind::SliverStop,
             slice: Some("pl_a".into()),
-            detail: serde_json::json!({"reason": "eats the uplink"}),
+            detail: json_object(serde_json::json!({"reason": "eats the uplink"})),
         },
         NodeAction {
             at: NOW,
             person: "tech@pl.test".into(),
             kind: NodeActionKind::AdminCommand,
             slice: None,
-            detail: serde_json::json!({"command": "log"}),
+            detail: json_object(serde_json::json!({"command": "log"})),
         },
         NodeAction {
             at: NOW,
             person: "tech@pl.test".into(),
             kind: NodeActionKind::SliverCapture,
             slice: Some("pl_gone".into()),
-            detail: serde_json::json!("not an object"),
+            detail: json_object(serde_json::json!({"huge": "x".repeat(5000)})),
         },
     ];
     assert_eq!(s.store_report(&n1, NOW, &r).await.unwrap(), 1);
@@ -322,4 +322,12 @@ async fn node_actions_become_the_persons_events_once(b: Backend) {
         "a slice central lacks: on the node"
     );
     assert_eq!(cap.detail["slice"], "pl_gone");
+    assert!(cap.detail.get("huge").is_none(), "over 4 KiB is left out");
+}
+
+fn json_object(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match v {
+        serde_json::Value::Object(m) => m,
+        _ => panic!("not an object"),
+    }
 }

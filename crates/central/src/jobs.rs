@@ -8,6 +8,7 @@
 //! | `flow_expiry` | hour | flows older than 30 days are folded into per-slice daily totals |
 //! | `blob_sweep` | hour | blobs no image uses, and unfinished uploads, a day old are removed |
 //! | `rate_buckets` | 15 s | shared lookup allowances idle for 2 minutes are forgotten (PostgreSQL) |
+//! | `peering` | `--peer-sync` (10 s), or at once when kicked | the exchange with every peer (`crate::peering`) |
 //!
 //! Each is safe if two replicas ever run it at once (a leader that has not yet noticed it lost
 //! its lock): the liveness sweep and the blob removal change a row only if it is still in the
@@ -50,7 +51,8 @@ impl Upkeep {
                 tx,
                 stop.clone(),
             )),
-            tokio::spawn(run(st.clone(), rx, stop.clone())),
+            tokio::spawn(run(st.clone(), rx.clone(), stop.clone())),
+            tokio::spawn(crate::peering::run(st.clone(), rx, stop.clone())),
             tokio::spawn(wakeups::listen(st.clone(), stop.clone())),
         ];
         Upkeep { stop, tasks }

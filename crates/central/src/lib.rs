@@ -25,6 +25,7 @@ pub(crate) mod leader;
 pub(crate) mod limits;
 pub(crate) mod metrics;
 pub mod ops;
+pub mod peering;
 pub mod queries;
 pub(crate) mod secure;
 pub mod state;
@@ -96,6 +97,7 @@ const BODY_LIMIT: usize = 4 << 20;
 pub(crate) fn app(state: AppState, extra: Router<AppState>, https: bool) -> Router {
     let router = Router::new()
         .nest("/api/v1", api::router())
+        .nest("/peer/v1", peering::router())
         .merge(extra)
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics_page))
@@ -226,11 +228,22 @@ pub async fn start_with(
     blobs: BlobConfig,
     extra: Router<AppState>,
 ) -> Result<Running, CentralError> {
+    start_federated(cfg, blobs, extra, peering::Federation::default()).await
+}
+
+/// Like [`start_with`], as authority `federation.authority` among peers (`crate::peering`).
+pub async fn start_federated(
+    cfg: Config,
+    blobs: BlobConfig,
+    extra: Router<AppState>,
+    federation: peering::Federation,
+) -> Result<Running, CentralError> {
     let store = Arc::new(Store::open(&cfg.db_url).await?);
     let blobs = Arc::new(blobs::BlobStore::open(&blobs, &cfg.db_url)?);
     let generated_admin_password = bootstrap(&store, &cfg).await?;
     let tls = cfg.tls.as_ref().map(tls::load).transpose()?;
-    let state = AppState::new(store.clone(), blobs.clone());
+    let mut state = AppState::new(store.clone(), blobs.clone());
+    state.federation = Arc::new(federation);
     let listener = std::net::TcpListener::bind(cfg.listen)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|source| CentralError::Listen {

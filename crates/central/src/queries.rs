@@ -240,8 +240,26 @@ pub async fn lookup(
                     .to_string(),
             ),
         };
+        // A peer's slice: its authority answers for it, through the contact it gave.
+        let (authority, contacts) = match st.store.foreign_contact(&r.slice).await? {
+            Some((authority, contact)) => {
+                let contacts = contact
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(|email| slicelab_model::flows::Contact {
+                        name: format!("contact of authority {authority}"),
+                        email: email.to_string(),
+                        role: "peer".into(),
+                    })
+                    .collect();
+                (Some(authority), contacts)
+            }
+            None => (None, st.store.slice_contacts(&r.slice).await?),
+        };
         matches.push(LookupMatch {
-            contacts: st.store.slice_contacts(&r.slice).await?,
+            contacts,
+            authority,
             slice: r.slice,
             description,
             url,

@@ -42,6 +42,11 @@ pub struct AppState {
     pub(crate) reports: crate::batch::ReportQueue,
     /// Set when shutting down: waiting long-polls answer at once instead of holding shutdown.
     pub(crate) stopping: Arc<AtomicBool>,
+    /// This central's authority name among peers (`None`: it does not federate) and how often
+    /// it exchanges with them (`crate::peering`).
+    pub(crate) federation: Arc<crate::peering::Federation>,
+    /// Wakes the exchange with peers at once (a slice changed its nodes on a peer).
+    pub(crate) peering_kick: Arc<tokio::sync::Notify>,
 }
 
 pub(crate) struct CachedDesired {
@@ -78,7 +83,18 @@ impl AppState {
             publisher,
             replica,
             desired_cache: Default::default(),
+            federation: Default::default(),
+            peering_kick: Default::default(),
         }
+    }
+
+    /// This central's authority name, or a `Conflict` saying how to give it one.
+    pub(crate) fn authority(&self) -> crate::ops::OpResult<&str> {
+        self.federation.authority.as_deref().ok_or_else(|| {
+            crate::ops::OpError::Conflict(
+                "this central has no authority name: start it with --authority NAME to peer".into(),
+            )
+        })
     }
 
     /// The node's desired slivers as last computed, if nothing concerning it changed since.

@@ -261,6 +261,57 @@ pub fn leases(items: &[slicelab_model::Lease], now: i64) -> String {
     t.render()
 }
 
+pub fn peers(items: &[slicelab_model::peer::Peer], now: i64) -> String {
+    let mut t = Table::new(&[
+        "name",
+        "url",
+        "state",
+        "slivers",
+        "nodes",
+        "last contact",
+        "note",
+    ]);
+    for p in items {
+        let note = [
+            p.reason.as_str(),
+            p.remote_state.as_str(),
+            p.last_error.as_str(),
+        ]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+        t.row([
+            p.name.clone(),
+            p.url.clone(),
+            p.state.as_str().to_string(),
+            format!("{}/{}", p.slivers, p.max_slivers),
+            p.nodes.to_string(),
+            p.last_contact
+                .map_or_else(|| "never".to_string(), |t| fmt_time_relative(t, now)),
+            note,
+        ]);
+    }
+    t.render()
+}
+
+pub fn peer(p: &slicelab_model::peer::Peer, now: i64) -> String {
+    let mut s = peers(std::slice::from_ref(p), now);
+    if let Some(fp) = &p.ca_fingerprint {
+        s.push_str(&format!("CA fingerprint: {fp}\n"));
+    }
+    if !p.reason.is_empty() {
+        s.push_str(&format!("suspended here: {}\n", p.reason));
+    }
+    if !p.remote_state.is_empty() {
+        s.push_str(&format!("the peer says: {}\n", p.remote_state));
+    }
+    if !p.last_error.is_empty() {
+        s.push_str(&format!("last exchange failed: {}\n", p.last_error));
+    }
+    s
+}
+
 pub fn tokens(items: &[ApiToken], now: i64) -> String {
     let mut t = Table::new(&["id", "name", "kind", "created", "expires"]);
     for tok in items {

@@ -4,6 +4,7 @@
 
 mod connect;
 mod images;
+pub mod peer;
 
 pub use connect::{fingerprint_of, presented_ca, split_urls, Endpoint, Trust};
 
@@ -713,6 +714,53 @@ impl Client {
             path.push_str(&format!("&port={p}"));
         }
         self.get(&path).await
+    }
+
+    pub async fn peers(&self) -> Result<Vec<slicelab_model::peer::Peer>> {
+        self.get("/peers").await
+    }
+
+    pub async fn peer(&self, name: &str) -> Result<slicelab_model::peer::Peer> {
+        self.get(&format!("/peers/{}", encode(name))).await
+    }
+
+    pub async fn create_peer(
+        &self,
+        body: &slicelab_model::peer::PeerCreate,
+    ) -> Result<slicelab_model::peer::Peer> {
+        self.post("/peers", body).await
+    }
+
+    pub async fn update_peer(
+        &self,
+        name: &str,
+        body: &slicelab_model::peer::PeerUpdate,
+    ) -> Result<slicelab_model::peer::Peer> {
+        self.patch(&format!("/peers/{}", encode(name)), body).await
+    }
+
+    pub async fn suspend_peer(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<slicelab_model::peer::Peer> {
+        let body = slicelab_model::peer::PeerSuspend {
+            reason: reason.to_string(),
+        };
+        self.post(&format!("/peers/{}/suspend", encode(name)), &body)
+            .await
+    }
+
+    pub async fn resume_peer(&self, name: &str) -> Result<slicelab_model::peer::Peer> {
+        self.post(
+            &format!("/peers/{}/resume", encode(name)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn delete_peer(&self, name: &str) -> Result<()> {
+        self.delete(&format!("/peers/{}", encode(name))).await
     }
 
     pub async fn create_lease(

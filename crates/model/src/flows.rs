@@ -130,8 +130,12 @@ pub struct LookupMatch {
     pub flows: i64,
     pub tx_bytes: u64,
     pub rx_bytes: u64,
-    /// The slice's site PIs: who answers for it.
+    /// The slice's site PIs: who answers for it (for a peer's slice: the contact its
+    /// authority gave).
     pub contacts: Vec<Contact>,
+    /// The peer authority whose slice it is (federation); absent for our own slices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
 }
 
 /// The answer to "who sent this?": only what concerns the asked remote address.

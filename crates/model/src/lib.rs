@@ -13,6 +13,7 @@ pub mod flows;
 pub mod image;
 pub mod names;
 pub mod objects;
+pub mod peer;
 pub mod policy;
 pub mod schema;
 pub mod sliver;

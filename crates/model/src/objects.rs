@@ -356,6 +356,10 @@ pub struct Node {
     /// `net_share`; the node's own traffic keeps a reserved part); absent: no cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bwlimit: Option<u64>,
+    /// The peer authority the node belongs to (federation); absent for our own nodes. A peer's
+    /// nodes are read-only here: their authority decides what runs on them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -578,6 +582,10 @@ pub struct Slice {
     pub nodes: Vec<String>,
     /// Emails of the slice's persons.
     pub persons: Vec<String>,
+    /// The peer authority whose slice this is (it runs here on our nodes, named
+    /// `<authority>_<its name there>`); absent for our own slices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]

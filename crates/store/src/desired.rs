@@ -1,5 +1,5 @@
-//! The node's desired slivers (PlanetLab's GetSlivers): five queries per node, whatever the
-//! registry's size: the node's live slices, their persons' keys, their tags (with the published
+//! The node's desired slivers (PlanetLab's GetSlivers): six queries per node, whatever the
+//! registry's size: the node's live slices, their persons' keys (and a peer's slices' keys), their tags (with the published
 //! image each `image` tag names, by a join), the default allocation in force on the node
 //! (platform defaults and the node's overrides), and the keys of its staff (the site's PIs and
 //! techs, the admins) for `ssh site_admin@NODE`.
@@ -30,9 +30,13 @@ impl Store {
         let mut slivers = Vec::new();
         let mut next: Option<i64> = None;
         if node.boot_state != slicelab_model::BootState::Disabled {
+            // A suspended peer's slices are kept, stopped (`model::peer`).
             let slices: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
-                "SELECT sl.id, sl.name, sl.expires, sl.enabled, sl.site_id FROM slices sl \
+                "SELECT sl.id, sl.name, sl.expires, \
+                 CASE WHEN p.state IS NULL OR p.state = 'active' THEN sl.enabled ELSE 0 END, \
+                 sl.site_id FROM slices sl \
                  JOIN slice_nodes sn ON sn.slice_id = sl.id \
+                 JOIN sites s ON s.id = sl.site_id LEFT JOIN peers p ON p.id = s.peer_id \
                  WHERE sn.node_id = $1 AND sl.expires > $2 ORDER BY sl.name",
             )
             .bind(node.id)
@@ -83,6 +87,18 @@ impl Store {
                     .entry(slice_id)
                     .or_default()
                     .push(SliverKey { person, key });
+            }
+            // A peer's slices bring their persons' keys (the persons stay at home).
+            let foreign: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT ps.slice_id, ps.keys FROM peer_slices ps \
+                 JOIN slice_nodes sn ON sn.slice_id = ps.slice_id WHERE sn.node_id = $1",
+            )
+            .bind(node.id)
+            .fetch_all(self.pool())
+            .await?;
+            for (slice_id, keys) in foreign {
+                let keys: Vec<SliverKey> = serde_json::from_str(&keys).unwrap_or_default();
+                keys_by_slice.entry(slice_id).or_default().extend(keys);
             }
             let runs = node.boot_state.runs_slivers();
             // On a reservable node only the slice holding the current lease runs; the others

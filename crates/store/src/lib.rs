@@ -18,6 +18,7 @@ mod images;
 mod join;
 mod leases;
 mod nodes;
+mod peers;
 mod persons;
 mod placement;
 mod replicas;
@@ -39,6 +40,7 @@ pub use flows::{FlowFilter, LookupRow};
 pub use images::{ImageRecord, NewImageRecord};
 pub use join::Redeemed;
 pub use nodes::NodeFilter;
+pub use peers::{foreign_slice_hash, PeerWithSecret, Woken};
 pub use persons::{PersonFilter, PersonRecord};
 pub use replicas::{
     Allowance, ChangeListener, Heard, LeaderLock, Take, CHANGES_CHANNEL, MAX_NOTIFY_PAYLOAD,

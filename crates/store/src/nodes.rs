@@ -223,8 +223,10 @@ impl Store {
     /// their hostnames. Safe to run on several central replicas at once: each node flips once.
     pub async fn sweep_down_nodes(&self, now: i64, window: i64) -> Result<Vec<String>> {
         let stale: Vec<(i64, String, i64, Option<i64>)> = sqlx::query_as(
+            // A peer's nodes are judged by their authority (model::peer), not by their silence here.
             "SELECT id, hostname, site_id, last_contact FROM nodes \
-             WHERE status = 'up' AND (last_contact IS NULL OR last_contact < $1)",
+             WHERE status = 'up' AND (last_contact IS NULL OR last_contact < $1) \
+             AND site_id NOT IN (SELECT id FROM sites WHERE peer_id IS NOT NULL)",
         )
         .bind(now - window)
         .fetch_all(self.pool())

@@ -84,12 +84,13 @@ pub(crate) struct NodeRow {
     pub reservable: i64,
     pub created: i64,
     pub bwlimit: Option<i64>,
+    pub authority: Option<String>,
 }
 
 pub(crate) const NODE_COLS: &str =
     "n.id, n.hostname, s.login_base AS site, n.site_id, n.boot_state, \
      n.cpu_cores, n.mem_mb, n.disk_gb, n.region, n.last_contact, n.status, n.reservable, n.created, \
-     n.bwlimit";
+     n.bwlimit, CASE WHEN s.peer_id IS NULL THEN NULL ELSE s.login_base END AS authority";
 
 impl From<NodeRow> for Node {
     fn from(r: NodeRow) -> Node {
@@ -109,6 +110,7 @@ impl From<NodeRow> for Node {
             reservable: r.reservable != 0,
             created: r.created,
             bwlimit: r.bwlimit.and_then(|b| u64::try_from(b).ok()),
+            authority: r.authority,
         }
     }
 }

@@ -27,11 +27,13 @@ struct SliceRow {
     expires: i64,
     enabled: i64,
     created: i64,
+    authority: Option<String>,
 }
 
 const SLICE_COLS: &str =
     "sl.id, sl.name, s.login_base AS site, sl.site_id, sl.description, sl.url, \
-     sl.expires, sl.enabled, sl.created";
+     sl.expires, sl.enabled, sl.created, \
+     CASE WHEN s.peer_id IS NULL THEN NULL ELSE s.login_base END AS authority";
 const SLICE_FROM: &str = "FROM slices sl JOIN sites s ON s.id = sl.site_id";
 
 impl WriteTx<'_> {
@@ -87,6 +89,7 @@ impl Store {
             created: r.created,
             nodes,
             persons,
+            authority: r.authority,
         })
     }
 

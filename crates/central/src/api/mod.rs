@@ -15,6 +15,7 @@ pub mod leases;
 pub mod node;
 pub mod nodes;
 pub mod openapi;
+pub mod peers;
 pub mod persons;
 pub mod range;
 pub mod sites;
@@ -94,6 +95,13 @@ pub fn router() -> Router<AppState> {
             "/nodes/{node}/defaults/{tag}",
             put(defaults::set_node).delete(defaults::delete_node),
         )
+        .route("/peers", get(peers::list).post(peers::create))
+        .route(
+            "/peers/{peer}",
+            get(peers::show).patch(peers::update).delete(peers::remove),
+        )
+        .route("/peers/{peer}/suspend", post(peers::suspend))
+        .route("/peers/{peer}/resume", post(peers::resume))
         .route("/leases", get(leases::list).post(leases::create))
         .route("/leases/{id}", delete(leases::remove))
         .route("/node/join", post(nodes::join))

@@ -30,8 +30,8 @@ use utoipa::openapi::{Content, RefOr, Response};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    auth, blobs, captures, defaults, events, flows, images, leases, node, nodes, persons, sites,
-    slices, usage,
+    auth, blobs, captures, defaults, events, flows, images, leases, node, nodes, peers, persons,
+    sites, slices, usage,
 };
 
 struct Security;
@@ -181,6 +181,7 @@ fn describe(code: &str) -> &'static str {
         events::list,
         defaults::list, defaults::set, defaults::delete, defaults::set_node, defaults::delete_node,
         leases::list, leases::create, leases::remove,
+        peers::list, peers::create, peers::show, peers::update, peers::remove, peers::suspend, peers::resume,
         node::slivers, node::report,
         usage::series, usage::top, usage::ingest,
         flows::ingest, flows::list, flows::totals, flows::lookup,

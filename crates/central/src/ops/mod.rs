@@ -21,6 +21,8 @@ pub mod images;
 pub mod keys;
 pub mod leases;
 pub mod nodes;
+pub mod peering;
+pub mod peers;
 pub mod persons;
 pub mod session;
 pub mod sites;

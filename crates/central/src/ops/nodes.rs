@@ -27,6 +27,7 @@ pub async fn create(st: &AppState, actor: &Actor, c: &NodeCreate) -> OpResult<No
         Err(e) => return Err(e.into()),
     };
     actor.can_manage_node(site.id)?;
+    crate::ops::peers::refuse_peer_site(st, &site.login_base).await?;
     let key = new_secret(NODE_KEY_PREFIX);
     let node = st
         .store
@@ -42,6 +43,12 @@ pub async fn create(st: &AppState, actor: &Actor, c: &NodeCreate) -> OpResult<No
 pub async fn update(st: &AppState, actor: &Actor, key: &str, u: &NodeUpdate) -> OpResult<Node> {
     let n = st.store.node(key).await?;
     actor.can_manage_node(n.site_id)?;
+    if let Some(a) = &n.authority {
+        return Err(OpError::Conflict(format!(
+            "node {} is authority {a}'s: its own authority manages it",
+            n.hostname
+        )));
+    }
     u.validate()?;
     let n = st
         .store

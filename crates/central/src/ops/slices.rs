@@ -32,6 +32,7 @@ pub async fn create(st: &AppState, actor: &Actor, c: &SliceCreate) -> OpResult<S
         Err(e) => return Err(e.into()),
     };
     actor.can_create_slice(site.id)?;
+    crate::ops::peers::refuse_peer_site(st, &site.login_base).await?;
     c.validate(&site.login_base)?;
     if !site.enabled {
         return Err(OpError::Conflict(format!(
@@ -116,7 +117,9 @@ pub async fn add_nodes(
     let (sl, member) = slice_and_member(st, actor, key).await?;
     actor.can_use_slice(sl.site_id, member)?;
     let nodes = named_nodes(st, names).await?;
-    crate::broker::admit_nodes(st, &sl, &nodes).await?;
+    // A peer's nodes are its to give: it is asked first (`ops::peering`).
+    let ours = crate::ops::peering::offer_nodes(st, &sl, &nodes).await?;
+    crate::broker::admit_nodes(st, &sl, &ours).await?;
     let sl = st
         .store
         .add_slice_nodes(&actor.label(), crate::now(), &sl, &nodes)
@@ -151,7 +154,8 @@ pub async fn select_nodes(
         .filter_map(|id| candidates.iter().find(|c| c.node_id == *id))
         .map(|c| (c.node_id, c.hostname.clone()))
         .collect();
-    crate::broker::admit_nodes(st, &sl, &nodes).await?;
+    let ours = crate::ops::peering::offer_nodes(st, &sl, &nodes).await?;
+    crate::broker::admit_nodes(st, &sl, &ours).await?;
     let slice = st
         .store
         .add_slice_nodes(&actor.label(), now, &sl, &nodes)
@@ -173,6 +177,10 @@ pub async fn remove_node(st: &AppState, actor: &Actor, key: &str, node: &str) ->
         .remove_slice_node(&actor.label(), crate::now(), &sl, (n.id, &n.hostname))
         .await?;
     st.changed_nodes([&n.hostname]);
+    if n.authority.is_some() {
+        // The peer learns at once that the slice left its node.
+        st.peering_kick.notify_one();
+    }
     Ok(sl)
 }
 

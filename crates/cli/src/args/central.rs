@@ -64,4 +64,12 @@ pub struct CentralArgs {
     /// Serve plain HTTP (only behind a TLS-terminating proxy, or on loopback).
     #[arg(long, env = "SLICELAB_NO_TLS", conflicts_with_all = ["tls_cert", "tls_dir"])]
     pub no_tls: bool,
+    /// This central's authority name among peers (a login_base-like name, e.g. `plc`): its
+    /// slices are `NAME_<slice>` on peers' nodes. Without it, central does not federate.
+    #[arg(long, env = "SLICELAB_AUTHORITY", value_name = "NAME")]
+    pub authority: Option<String>,
+    /// Seconds between exchanges with each peer (registry, slices, status).
+    #[arg(long, env = "SLICELAB_PEER_SYNC", value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub peer_sync: u64,
 }

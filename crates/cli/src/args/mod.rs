@@ -17,6 +17,7 @@ mod lease;
 mod login;
 mod lookup;
 mod node;
+mod peer;
 mod person;
 mod sim;
 mod site;
@@ -47,6 +48,7 @@ pub use node::{
     Bwlimit, NodeCleanupArgs, NodeCmd, NodeDaemonArgs, NodeDoctorArgs, NodeJoinArgs, NodeNamesArgs,
     NodeSub,
 };
+pub use peer::PeerCmd;
 pub use person::PersonCmd;
 pub use sim::SimArgs;
 pub use site::SiteCmd;
@@ -143,6 +145,12 @@ pub enum Command {
     /// Reserve reservable nodes for a slice for a time window.
     #[command(subcommand)]
     Lease(LeaseCmd),
+    /// Peer authorities that share their nodes with this one (federation; admins write).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  slicelab peer add ple https://ple.example.org --ca-fingerprint sha256:... --secret-file ple.secret --max-slivers 100\n  slicelab peer suspend ple --reason 'spam from ple_x'"
+    )]
+    Peer(PeerCmd),
     /// The default allocation: limits of slivers whose slice has no tag for them.
     #[command(
         subcommand,

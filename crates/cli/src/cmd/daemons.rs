@@ -17,7 +17,11 @@ pub(crate) async fn central(a: CentralArgs) -> Result<()> {
         .ok()
         .filter(|p| !p.is_empty());
     let tls = tls_source(&a, &db_url);
-    let running = slicelab_central::start_with(
+    if let Some(name) = &a.authority {
+        slicelab_model::names::login_base(name)
+            .map_err(|e| CliError::Usage(format!("--authority {name:?}: {}", e.message)))?;
+    }
+    let running = slicelab_central::start_federated(
         slicelab_central::Config {
             db_url: db_url.clone(),
             listen: a.listen,
@@ -30,6 +34,10 @@ pub(crate) async fn central(a: CentralArgs) -> Result<()> {
             ..Default::default()
         },
         slicelab_web::router(),
+        slicelab_central::peering::Federation {
+            authority: a.authority.clone(),
+            sync_every: std::time::Duration::from_secs(a.peer_sync),
+        },
     )
     .await
     .with_context(|| {

@@ -19,6 +19,7 @@ mod login;
 mod lookup;
 mod node;
 mod node_join;
+mod peer;
 mod person;
 mod sim;
 mod site;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
         Command::Slice(c) => slice::slice(out, c).await,
         Command::Lease(c) => lease::lease(out, c).await,
+        Command::Peer(c) => peer::peer(out, c).await,
         Command::Defaults(c) => defaults::defaults(out, c).await,
         Command::Usage(a) => usage::usage(out, a).await,
         Command::Flows(a) => flows::flows(out, a).await,

@@ -137,7 +137,11 @@ pub fn nodes(items: &[Node], now: i64) -> String {
         t.row([
             n.id.to_string(),
             n.hostname.clone(),
-            n.site.clone(),
+            // A peer's node: its site here is the peer; say so.
+            match &n.authority {
+                Some(a) => format!("{} (peer authority {a})", n.site),
+                None => n.site.clone(),
+            },
             n.boot_state.as_str().to_string(),
             n.cpu_cores.to_string(),
             n.mem_mb.to_string(),

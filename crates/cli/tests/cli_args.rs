@@ -592,3 +592,43 @@ fn traffic_flags() {
         "bursty",
     ]);
 }
+
+#[test]
+fn peer_add_needs_a_secret_file_and_suspend_a_reason() {
+    let cli = parse(&[
+        "peer",
+        "add",
+        "ple",
+        "https://ple.example.org",
+        "--ca-fingerprint",
+        "sha256:00",
+        "--secret-file",
+        "/etc/slicelab/ple.secret",
+        "--max-slivers",
+        "100",
+    ]);
+    match cli.command {
+        Command::Peer(PeerCmd::Add {
+            name,
+            max_slivers,
+            secret_file,
+            ..
+        }) => {
+            assert_eq!(name, "ple");
+            assert_eq!(max_slivers, Some(100));
+            assert_eq!(secret_file.to_str(), Some("/etc/slicelab/ple.secret"));
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["peer", "add", "ple", "https://ple.example.org"]);
+    parse_err(&["peer", "suspend", "ple"]);
+    let cli = parse(&["central", "--authority", "plc", "--peer-sync", "2"]);
+    match cli.command {
+        Command::Central(a) => {
+            assert_eq!(a.authority.as_deref(), Some("plc"));
+            assert_eq!(a.peer_sync, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    parse_err(&["central", "--peer-sync", "0"]);
+}

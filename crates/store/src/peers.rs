@@ -888,13 +888,15 @@ impl Store {
             .bind(peer.id)
             .execute(&mut *w.tx)
             .await?;
-        if !added.is_empty() || !gone.is_empty() {
+        // The revision changed: something of its nodes did (liveness, capacity, the set).
+        {
             w.peer_event(
                 now,
                 &format!("peer:{}", peer.name),
                 "peer.nodes",
                 (peer.id, &peer.name),
-                json!({"added": added, "removed": gone, "skipped": skipped}),
+                json!({"added": added, "removed": gone, "skipped": skipped,
+                       "nodes": reg.nodes.len(), "revision": reg.revision}),
             )
             .await?;
         }
@@ -1183,6 +1185,19 @@ impl Store {
             let Some(node) = node_by_host.get(host) else {
                 continue;
             };
+            // Only samples newer than what we hold of the node: a status taken twice counts once.
+            let newest: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(t) FROM usage WHERE node_id = $1")
+                    .bind(node.id)
+                    .fetch_one(self.pool())
+                    .await?;
+            let samples: Vec<UsageSample> = samples
+                .into_iter()
+                .filter(|u| newest.is_none_or(|n| u.time > n))
+                .collect();
+            if samples.is_empty() {
+                continue;
+            }
             let seq = self.node_seqs(node.id).await?.0 + 1;
             self.store_usage(node, &UsageBatch { seq, samples }).await?;
         }

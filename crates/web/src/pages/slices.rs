@@ -280,7 +280,8 @@ pub(crate) async fn render_slice(
                     h2 style="margin-top:1rem" { "Add nodes" }
                     div.checks {
                         @for n in &free {
-                            label { input type="checkbox" name="node" value=(n.hostname); (n.hostname) " " (badge(n.status.as_str())) }
+                            label { input type="checkbox" name="node" value=(n.hostname); (n.hostname) " " (badge(n.status.as_str()))
+                                @if let Some(a) = &n.authority { " " span.peer title="a peer authority's node: it decides" { "authority " (a) } } }
                         }
                     }
                     button type="submit" { "Add selected nodes" }

@@ -34,6 +34,20 @@ const NAMES: [&str; 8] = [
     "--subnet",
     "10.79.177.0",
 ];
+/// ple's node manager: its own names.
+const NAMES_PLE: [&str; 8] = [
+    "--gateway-if",
+    "slfed1",
+    "--nft-table",
+    "slicelab_fed1",
+    "--cgroup-parent",
+    "slicelab_fed1",
+    "--subnet",
+    "10.79.178.0",
+];
+const SSH_PORT_PLE: u16 = 18645;
+const PLE_NODE: &str = "n1.ple.test";
+const PLC_SLICE: &str = "plcsite_rev";
 const NODE: &str = "n1.plc.test";
 const NODE2: &str = "n2.plc.test";
 const SLICE: &str = "lab_exp";
@@ -178,12 +192,16 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 fn ssh(key: &Path, cmd: &str) -> Output {
+    ssh_to(key, SSH_PORT, FOREIGN, cmd)
+}
+
+fn ssh_to(key: &Path, port: u16, user: &str, cmd: &str) -> Output {
     Command::new("/usr/bin/ssh")
         .arg("-i")
         .arg(key)
         .args([
             "-p",
-            &SSH_PORT.to_string(),
+            &port.to_string(),
             "-o",
             "BatchMode=yes",
             "-o",
@@ -196,7 +214,7 @@ fn ssh(key: &Path, cmd: &str) -> Output {
             "LogLevel=ERROR",
             "-o",
             "ConnectTimeout=10",
-            &format!("{FOREIGN}@127.0.0.1"),
+            &format!("{user}@127.0.0.1"),
             cmd,
         ])
         .stdin(Stdio::null())
@@ -318,11 +336,19 @@ fn two_authorities_share_a_node_each_keeping_control() {
         scenario(&rt, &mut plc, &mut ple, &state_dir)
     }));
     // Cleanup whatever happened: the node's kernel objects, ple's database.
-    let mut cleanup = vec!["node", "cleanup", "--purge", "--state-dir"];
-    let sd = state_dir.to_string_lossy().to_string();
-    cleanup.push(&sd);
-    cleanup.extend(NAMES);
-    let o = Command::new(EXE).args(&cleanup).output().expect("cleanup");
+    let mut outputs = Vec::new();
+    for (dir, names) in [
+        (state_dir.join("plc"), NAMES),
+        (state_dir.join("ple"), NAMES_PLE),
+    ] {
+        let o = Command::new(EXE)
+            .args(["node", "cleanup", "--purge", "--state-dir"])
+            .arg(&dir)
+            .args(names)
+            .output()
+            .expect("cleanup");
+        outputs.push(o);
+    }
     rt.block_on(drop_database(&pg_admin, &pg_name));
     if let Err(e) = result {
         for a in [&plc, &ple] {
@@ -336,7 +362,9 @@ fn two_authorities_share_a_node_each_keeping_control() {
         }
         std::panic::resume_unwind(e);
     }
-    assert!(o.status.success(), "node cleanup: {}", text(&o));
+    for o in outputs {
+        assert!(o.status.success(), "node cleanup: {}", text(&o));
+    }
 }
 
 fn scenario(
@@ -387,7 +415,7 @@ fn scenario(
             .args(NAMES)
             .args(["--central", &plc.url, "--ca-fingerprint", &plc.fingerprint])
             .arg("--state-dir")
-            .arg(state_dir)
+            .arg(state_dir.join("plc"))
             .args(["--ssh-listen", &format!("127.0.0.1:{SSH_PORT}")])
             .env("SLICELAB_NODE_KEY", &key)
             .stdout(Stdio::null())
@@ -493,6 +521,61 @@ fn scenario(
     assert_eq!(m["slice"], FOREIGN, "{v}");
     assert_eq!(m["authority"], "ple", "{v}");
     assert!(m["contacts"].to_string().contains("admin@localhost"), "{v}");
+
+    // The other way round, through the broker: ple's node (PostgreSQL's central decides) runs a
+    // plc slice that `--select` placed there.
+    let added = ple.json(&["node", "add", PLE_NODE, "--site", "lab"]);
+    let ple_key = added["node_key"].as_str().expect("node key").to_string();
+    let _ple_node = Proc(
+        Command::new(EXE)
+            .arg("node")
+            .args(NAMES_PLE)
+            .args(["--central", &ple.url, "--ca-fingerprint", &ple.fingerprint])
+            .arg("--state-dir")
+            .arg(state_dir.join("ple"))
+            .args(["--ssh-listen", &format!("127.0.0.1:{SSH_PORT_PLE}")])
+            .env("SLICELAB_NODE_KEY", &ple_key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(ple.dir.join("node.log")).expect("log"),
+            ))
+            .spawn()
+            .expect("ple's node manager starts"),
+    );
+    plc.ok(&["slice", "add", PLC_SLICE]);
+    let plc_key = plc.dir.join("id_ed25519");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "admin@plc", "-f"])
+        .arg(&plc_key)
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "ssh-keygen: {}", text(&o));
+    plc.ok(&["key", "add", &format!("{}.pub", plc_key.display())]);
+    plc.ok(&["slice", "add-person", PLC_SLICE, "admin@localhost"]);
+    wait_for("ple's node live at plc", 30, || {
+        let o = plc.cli(&["node", "show", PLE_NODE, "-o", "json"], "");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        (v["status"] == "up" && v["authority"] == "ple").then_some(())
+    });
+    plc.ok(&[
+        "slice",
+        "add-nodes",
+        PLC_SLICE,
+        "--select",
+        "count=1, site=ple",
+    ]);
+    let rev = wait_for("ssh into plc's sliver on ple's node", 60, || {
+        let o = ssh_to(&plc_key, SSH_PORT_PLE, "plc_plcsite_rev", "echo reverse-ok");
+        o.status
+            .success()
+            .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+    });
+    assert!(rev.contains("reverse-ok"), "{rev}");
+    // ple's persons' key does not open plc's sliver, nor plc's key ple's.
+    assert!(!ssh_to(&key_file, SSH_PORT_PLE, "plc_plcsite_rev", "true")
+        .status
+        .success());
+    assert!(!ssh_to(&plc_key, SSH_PORT, FOREIGN, "true").status.success());
 
     // Mission control: plc suspends ple; the sliver stops and ple sees why.
     plc.ok(&["peer", "suspend", "ple", "--reason", "abuse report 42"]);

@@ -102,9 +102,12 @@ impl Store {
     /// are left out of `reserved`, so a changed guarantee is checked against the others only.
     pub async fn placement_candidates(&self, slice_id: i64, now: i64) -> Result<Vec<Candidate>> {
         let nodes: Vec<NodeFacts> = sqlx::query_as(
+            // A peer's node is live when its authority says so (it never contacts us).
             "SELECT n.id, n.hostname, s.login_base, n.region, n.boot_state, n.cpu_cores, n.mem_mb, n.disk_gb, \
-             n.last_contact, n.health FROM nodes n JOIN sites s ON s.id = n.site_id ORDER BY n.id",
+             CASE WHEN s.peer_id IS NOT NULL AND n.status = 'up' THEN $1 ELSE n.last_contact END, \
+             n.health FROM nodes n JOIN sites s ON s.id = n.site_id ORDER BY n.id",
         )
+        .bind(now)
         .fetch_all(self.pool())
         .await?;
         let reservations = self.reservations().await?;

@@ -81,13 +81,21 @@ pub struct PeerCreate {
     #[schema(schema_with = crate::schema::login_base)]
     pub name: String,
     /// The peer central's URL (`https://…`).
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     #[serde(default)]
-    #[schema(max_length = 128)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^(sha256:|SHA256:)?([0-9a-fA-F]{2}:?){32}$"
+    )]
     pub ca_fingerprint: Option<String>,
     /// The shared secret both admins set (at least 32 characters).
-    #[schema(min_length = 32, max_length = 256)]
+    #[schema(
+        min_length = 32,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub secret: String,
     /// Default 10.
     #[serde(default)]
@@ -100,13 +108,21 @@ pub struct PeerCreate {
 #[serde(deny_unknown_fields)]
 pub struct PeerUpdate {
     #[serde(default)]
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: Option<String>,
     #[serde(default)]
-    #[schema(max_length = 128)]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^(sha256:|SHA256:)?([0-9a-fA-F]{2}:?){32}$"
+    )]
     pub ca_fingerprint: Option<String>,
     #[serde(default)]
-    #[schema(min_length = 32, max_length = 256)]
+    #[schema(
+        min_length = 32,
+        max_length = 256,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     pub secret: Option<String>,
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000)]
@@ -128,7 +144,9 @@ pub const MAX_SLIVERS_LIMIT: i64 = 1_000_000;
 pub const DEFAULT_MAX_SLIVERS: i64 = 10;
 
 fn check_url(url: &str) -> Invalid<()> {
-    if url.len() > PEER_URL_MAX || !(url.starts_with("https://") || url.starts_with("http://")) {
+    if url.chars().count() > PEER_URL_MAX
+        || !(url.starts_with("https://") || url.starts_with("http://"))
+    {
         return Err(ValidationError::new(
             "url",
             format!("{url:?} must be an http(s) URL of at most {PEER_URL_MAX} characters"),

@@ -304,6 +304,10 @@ pub fn peer(p: &slicelab_model::peer::Peer, now: i64) -> String {
     if let Some(fp) = &p.ca_fingerprint {
         s.push_str(&format!("CA fingerprint: {fp}\n"));
     }
+    s.push_str(&format!(
+        "its slices may reserve here: {}% CPU, {} MiB\n",
+        p.max_cpu_reserve, p.max_mem_reserve_mb
+    ));
     if !p.reason.is_empty() {
         s.push_str(&format!("suspended here: {}\n", p.reason));
     }

@@ -468,6 +468,23 @@ fn scenario(
         "nothing stored at ple after the refusal: {slice}"
     );
 
+    // Guarantees: plc gave ple none by default, so a reservation is refused (ple's view of
+    // the peer says why) until plc's admin gives ple a reservation quota.
+    ple.ok(&["slice", "tag", "set", SLICE, "mem_reserve", "64M"]);
+    let refused = wait_for("the reservation refused", 30, || {
+        let p = ple.json(&["peer", "show", "plc"]);
+        let e = p["last_error"].as_str().unwrap_or("").to_string();
+        e.contains("may reserve").then_some(e)
+    });
+    assert!(refused.contains("quota"), "{refused}");
+    plc.ok(&["peer", "update", "ple", "--max-mem-reserve", "128"]);
+    wait_for("the reservation taken at plc", 30, || {
+        let o = plc.cli(&["slice", "tag", "list", FOREIGN, "-o", "json"], "");
+        String::from_utf8_lossy(&o.stdout)
+            .contains("mem_reserve")
+            .then_some(())
+    });
+
     // The sliver runs on plc's node and accepts ssh with the ple person's key.
     let started = Instant::now();
     let hello = wait_for("ssh into the foreign sliver", 60, || {

@@ -61,6 +61,10 @@ pub struct Peer {
     pub reason: String,
     /// How many slivers its slices may hold on our nodes together.
     pub max_slivers: i64,
+    /// The guarantees (`cpu_reserve`, percent of one core; `mem_reserve`, MiB) its slices may
+    /// hold on our nodes together; 0: none.
+    pub max_cpu_reserve: i64,
+    pub max_mem_reserve_mb: i64,
     /// How many they hold now.
     pub slivers: i64,
     /// How many of its nodes we know.
@@ -101,6 +105,14 @@ pub struct PeerCreate {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000)]
     pub max_slivers: Option<i64>,
+    /// Percent of one core its slices may reserve here together (default 0: no guarantees).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub max_cpu_reserve: Option<i64>,
+    /// MiB of memory its slices may reserve here together (default 0).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub max_mem_reserve_mb: Option<i64>,
 }
 
 /// Changes to a peer (admins).
@@ -127,6 +139,12 @@ pub struct PeerUpdate {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000000)]
     pub max_slivers: Option<i64>,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub max_cpu_reserve: Option<i64>,
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub max_mem_reserve_mb: Option<i64>,
 }
 
 /// `slicelab peer suspend NAME --reason …`.
@@ -168,10 +186,10 @@ fn check_secret(s: &str) -> Invalid<()> {
     Ok(())
 }
 
-fn check_max(m: Option<i64>) -> Invalid<()> {
+fn check_max(field: &str, m: Option<i64>) -> Invalid<()> {
     match m {
         Some(m) if !(0..=MAX_SLIVERS_LIMIT).contains(&m) => Err(ValidationError::new(
-            "max_slivers",
+            field,
             format!("{m} is out of range 0..={MAX_SLIVERS_LIMIT}"),
         )),
         _ => Ok(()),
@@ -200,7 +218,9 @@ impl PeerCreate {
         }
         check_url(&self.url)?;
         check_secret(&self.secret)?;
-        check_max(self.max_slivers)?;
+        check_max("max_slivers", self.max_slivers)?;
+        check_max("max_cpu_reserve", self.max_cpu_reserve)?;
+        check_max("max_mem_reserve_mb", self.max_mem_reserve_mb)?;
         check_fingerprint(self.ca_fingerprint.as_deref())
     }
 }
@@ -213,7 +233,9 @@ impl PeerUpdate {
         if let Some(s) = &self.secret {
             check_secret(s)?;
         }
-        check_max(self.max_slivers)?;
+        check_max("max_slivers", self.max_slivers)?;
+        check_max("max_cpu_reserve", self.max_cpu_reserve)?;
+        check_max("max_mem_reserve_mb", self.max_mem_reserve_mb)?;
         check_fingerprint(self.ca_fingerprint.as_deref())
     }
 }
@@ -391,6 +413,8 @@ mod tests {
             ca_fingerprint: None,
             secret: "s".repeat(32),
             max_slivers: Some(2),
+            max_cpu_reserve: None,
+            max_mem_reserve_mb: None,
         }
     }
 

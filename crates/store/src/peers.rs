@@ -28,6 +28,8 @@ struct PeerRow {
     state: String,
     reason: String,
     max_slivers: i64,
+    max_cpu_reserve: i64,
+    max_mem_reserve: i64,
     slivers: i64,
     nodes: i64,
     last_contact: Option<i64>,
@@ -37,6 +39,7 @@ struct PeerRow {
 }
 
 const PEER_COLS: &str = "p.id, p.name, p.url, p.ca_fingerprint, p.state, p.reason, p.max_slivers, \
+     p.max_cpu_reserve, p.max_mem_reserve, \
      (SELECT COUNT(*) FROM slice_nodes sn JOIN peer_slices ps ON ps.slice_id = sn.slice_id \
       WHERE ps.peer_id = p.id) AS slivers, \
      (SELECT COUNT(*) FROM nodes n JOIN sites s ON s.id = n.site_id WHERE s.peer_id = p.id) AS nodes, \
@@ -53,6 +56,8 @@ impl From<PeerRow> for Peer {
             state: PeerState::parse(&r.state).unwrap_or(PeerState::Suspended),
             reason: r.reason,
             max_slivers: r.max_slivers,
+            max_cpu_reserve: r.max_cpu_reserve,
+            max_mem_reserve_mb: r.max_mem_reserve,
             slivers: r.slivers,
             nodes: r.nodes,
             last_contact: r.last_contact,
@@ -126,14 +131,16 @@ impl Store {
             )));
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO peers (name, url, ca_fingerprint, secret, max_slivers, created) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO peers (name, url, ca_fingerprint, secret, max_slivers, max_cpu_reserve, \
+             max_mem_reserve, created) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(&c.name)
         .bind(&c.url)
         .bind(c.ca_fingerprint.as_deref())
         .bind(&c.secret)
         .bind(c.max_slivers.unwrap_or(DEFAULT_MAX_SLIVERS))
+        .bind(c.max_cpu_reserve.unwrap_or(0))
+        .bind(c.max_mem_reserve_mb.unwrap_or(0))
         .bind(now)
         .fetch_one(&mut *w.tx)
         .await
@@ -156,7 +163,8 @@ impl Store {
             actor,
             "peer.add",
             (id, &c.name),
-            json!({"url": c.url, "ca_fingerprint": c.ca_fingerprint, "max_slivers": c.max_slivers}),
+            json!({"url": c.url, "ca_fingerprint": c.ca_fingerprint, "max_slivers": c.max_slivers,
+                   "max_cpu_reserve": c.max_cpu_reserve, "max_mem_reserve_mb": c.max_mem_reserve_mb}),
         )
         .await?;
         w.commit().await?;
@@ -222,12 +230,16 @@ impl Store {
         let mut w = self.write().await?;
         sqlx::query(
             "UPDATE peers SET url = COALESCE($1, url), ca_fingerprint = COALESCE($2, ca_fingerprint), \
-             secret = COALESCE($3, secret), max_slivers = COALESCE($4, max_slivers) WHERE id = $5",
+             secret = COALESCE($3, secret), max_slivers = COALESCE($4, max_slivers), \
+             max_cpu_reserve = COALESCE($5, max_cpu_reserve), \
+             max_mem_reserve = COALESCE($6, max_mem_reserve) WHERE id = $7",
         )
         .bind(u.url.as_deref())
         .bind(u.ca_fingerprint.as_deref())
         .bind(u.secret.as_deref())
         .bind(u.max_slivers)
+        .bind(u.max_cpu_reserve)
+        .bind(u.max_mem_reserve_mb)
         .bind(p.id)
         .execute(&mut *w.tx)
         .await?;
@@ -238,6 +250,7 @@ impl Store {
             "peer.update",
             (p.id, &p.name),
             json!({"url": u.url, "ca_fingerprint": u.ca_fingerprint, "max_slivers": u.max_slivers,
+                   "max_cpu_reserve": u.max_cpu_reserve, "max_mem_reserve_mb": u.max_mem_reserve_mb,
                    "secret_changed": u.secret.is_some()}),
         )
         .await?;
@@ -661,6 +674,31 @@ impl Store {
         .await?;
         w.commit().await?;
         Ok((Some(self.slice(&slice_id.to_string()).await?), woken))
+    }
+
+    /// The guarantees the peer's slices other than `except` (its name at home) hold here.
+    pub async fn peer_reserved(
+        &self,
+        peer_id: i64,
+        except: &str,
+    ) -> Result<slicelab_placement::Reservation> {
+        let slices: HashSet<i64> = sqlx::query_scalar::<_, i64>(
+            "SELECT slice_id FROM peer_slices WHERE peer_id = $1 AND home_name <> $2",
+        )
+        .bind(peer_id)
+        .bind(except)
+        .fetch_all(self.pool())
+        .await?
+        .into_iter()
+        .collect();
+        let mut total = slicelab_placement::Reservation::default();
+        for ((slice, _), r) in self.reservations().await? {
+            if slices.contains(&slice) {
+                total.cpu_pct += r.cpu_pct;
+                total.mem_mb += r.mem_mb;
+            }
+        }
+        Ok(total)
     }
 
     /// What became of a peer's slices on our nodes: states, and usage and flows after the

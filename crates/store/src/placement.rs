@@ -26,7 +26,7 @@ type NodeFacts = (
 
 impl Store {
     /// Guarantees of every (slice, node) pair, resolved like the node's own tags would be.
-    async fn reservations(&self) -> Result<HashMap<(i64, i64), Reservation>> {
+    pub(crate) async fn reservations(&self) -> Result<HashMap<(i64, i64), Reservation>> {
         let pairs: Vec<(i64, i64)> = sqlx::query_as("SELECT slice_id, node_id FROM slice_nodes")
             .fetch_all(self.pool())
             .await?;

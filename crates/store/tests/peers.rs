@@ -27,6 +27,8 @@ fn create(name: &str, max: i64) -> PeerCreate {
         ca_fingerprint: None,
         secret: "s".repeat(40),
         max_slivers: Some(max),
+        max_cpu_reserve: None,
+        max_mem_reserve_mb: Some(64),
     }
 }
 
@@ -68,13 +70,17 @@ async fn a_peers_slice_runs_here_within_its_quota(b: Backend) {
             &record(&[&n1.hostname]),
             "ple_lab_exp",
             &ids(&[&n1]),
-            &[],
+            &[("mem_reserve".into(), "32M".into(), None)],
         )
         .await
         .unwrap();
     let sl = sl.expect("the slice exists here");
     assert_eq!(sl.authority.as_deref(), Some("ple"));
     assert_eq!(woken, vec![n1.hostname.clone()]);
+    assert_eq!(peer.max_mem_reserve_mb, 64);
+    // Its guarantees count against its reservation quota (the slice itself left out on change).
+    assert_eq!(s.peer_reserved(peer.id, "other").await.unwrap().mem_mb, 32);
+    assert_eq!(s.peer_reserved(peer.id, "lab_exp").await.unwrap().mem_mb, 0);
     // Over the quota: refused, naming it; nothing changed.
     let e = s
         .apply_foreign_slice(

@@ -91,23 +91,30 @@ pub(crate) async fn offer_nodes(
 pub async fn exchange(st: &AppState, p: &PeerWithSecret) -> OpResult<()> {
     let r = exchange_inner(st, p).await;
     let now = crate::now();
-    match &r {
-        Ok(remote) => {
+    let failed = match r {
+        // The peer answered; a refused push is still its last error.
+        Ok((remote, pushed)) => {
             st.store
-                .note_peer_contact(p.peer.id, now, "", Some(remote))
-                .await?
+                .note_peer_contact(p.peer.id, now, "", Some(&remote))
+                .await?;
+            pushed.err()
         }
-        Err(e) => {
+        Err(e) => Some(e),
+    };
+    match failed {
+        Some(e) => {
             st.store
                 .note_peer_contact(p.peer.id, now, &e.to_string(), None)
-                .await?
+                .await?;
+            Err(e)
         }
+        None => Ok(()),
     }
-    r.map(|_| ())
 }
 
-/// The round; returns what the peer says of us.
-async fn exchange_inner(st: &AppState, p: &PeerWithSecret) -> OpResult<String> {
+/// The round; returns what the peer says of us and how the pushes went (a refused record does
+/// not keep the status from coming back).
+async fn exchange_inner(st: &AppState, p: &PeerWithSecret) -> OpResult<(String, OpResult<()>)> {
     let c = client(st, p)?;
     let peer = &p.peer;
     let now = crate::now();
@@ -123,17 +130,18 @@ async fn exchange_inner(st: &AppState, p: &PeerWithSecret) -> OpResult<String> {
         // The broker and the pages see its nodes; no node of ours is concerned.
         tracing::info!(peer = %peer.name, nodes = reg.nodes.len(), "peer registry taken");
     }
-    push_slices(st, p, &c).await?;
+    let pushed = push_slices(st, p, &c).await;
     let (usage_after, flows_after) = st.store.peer_cursors(peer.id).await?;
     let status = c
         .status(usage_after, flows_after)
         .await
         .map_err(|e| peer_error(peer, e))?;
     st.store.apply_peer_status(peer, now, &status).await?;
-    Ok(status
+    let remote = status
         .suspended
         .map(|r| format!("suspended by {}: {r}", peer.name))
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((remote, pushed))
 }
 
 /// Pushes the records that changed since the peer last accepted them; ends the slices that no

@@ -9,6 +9,7 @@ use slicelab_model::peer::{
 };
 use slicelab_model::time::WEEK;
 use slicelab_model::{names, ssh_key, tags, Actor, TagName};
+use slicelab_placement::Reservation;
 use slicelab_store::StoreError;
 
 use crate::ops::{OpError, OpResult};
@@ -205,7 +206,10 @@ pub async fn accept_slice(
             ignored.push(format!("{}: unknown here", t.name));
             continue;
         };
-        if tag.is_resource() {
+        // Guarantees are taken within the peer's reservation quota (below); other resource
+        // tags are not: a peer's slivers run under this authority's defaults and limits.
+        let guarantee = matches!(tag, TagName::CpuReserve | TagName::MemReserve);
+        if tag.is_resource() && !guarantee {
             ignored.push(format!(
                 "{}: grants resources; a peer's slivers run under this authority's defaults",
                 t.name
@@ -231,6 +235,7 @@ pub async fn accept_slice(
         };
         accepted.push((tag.as_str().to_string(), value, node));
     }
+    check_reservations(st, peer, &here, &f.name, &nodes, &accepted, now).await?;
     let g = ForeignSlice {
         expires: f.expires.min(now + MAX_LIFETIME),
         keys,
@@ -246,4 +251,69 @@ pub async fn accept_slice(
         nodes: slice.map(|s| s.nodes).unwrap_or_default(),
         ignored_tags: ignored,
     })
+}
+
+/// The guarantees a peer's slice asks on each of its nodes here: within the peer's reservation
+/// quota (all its slices together), and admitted on each node like any slice's (the broker never
+/// over-commits a node).
+async fn check_reservations(
+    st: &AppState,
+    peer: &Peer,
+    here: &str,
+    home_name: &str,
+    nodes: &[(i64, String)],
+    tags: &[(String, String, Option<i64>)],
+    now: i64,
+) -> OpResult<()> {
+    let values: Vec<tags::TagValue> = tags
+        .iter()
+        .filter_map(|(n, v, node)| {
+            Some(tags::TagValue {
+                name: TagName::parse(n).ok()?,
+                value: v,
+                node_id: *node,
+            })
+        })
+        .collect();
+    let wants: Vec<(&(i64, String), Reservation)> = nodes
+        .iter()
+        .map(|n| {
+            let r = tags::resolve(values.iter().cloned(), n.0);
+            (n, Reservation::from_resources(&r))
+        })
+        .filter(|(_, r)| r.cpu_pct > 0 || r.mem_mb > 0)
+        .collect();
+    if wants.is_empty() {
+        return Ok(());
+    }
+    let others = st.store.peer_reserved(peer.id, home_name).await?;
+    let cpu = others.cpu_pct + wants.iter().map(|(_, r)| r.cpu_pct).sum::<u64>();
+    let mem = others.mem_mb + wants.iter().map(|(_, r)| r.mem_mb).sum::<u64>();
+    let (max_cpu, max_mem) = (
+        u64::try_from(peer.max_cpu_reserve).unwrap_or(0),
+        u64::try_from(peer.max_mem_reserve_mb).unwrap_or(0),
+    );
+    if cpu > max_cpu || mem > max_mem {
+        return Err(OpError::Conflict(format!(
+            "quota: peer {} may reserve {max_cpu}% CPU and {max_mem} MiB on this authority's nodes \
+             together; its slices would reserve {cpu}% and {mem} MiB (an admin here can raise it: \
+             slicelab peer update {} --max-cpu-reserve PCT --max-mem-reserve MIB)",
+            peer.name, peer.name
+        )));
+    }
+    // Each node: the others' guarantees plus this one's within the node (this slice's own
+    // current ones left out, as for local slices).
+    let slice_id = match st.store.slice(here).await {
+        Ok(s) => s.id,
+        Err(StoreError::NotFound(_)) => -1,
+        Err(e) => return Err(e.into()),
+    };
+    let candidates = st.store.placement_candidates(slice_id, now).await?;
+    for ((id, _), want) in wants {
+        if let Some(c) = candidates.iter().find(|c| c.node_id == *id) {
+            slicelab_placement::admit(c, want)
+                .map_err(|e| OpError::Conflict(format!("admission control: {e}")))?;
+        }
+    }
+    Ok(())
 }

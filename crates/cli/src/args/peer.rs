@@ -20,6 +20,13 @@ pub enum PeerCmd {
         /// How many slivers the peer's slices may hold on our nodes together [default: 10].
         #[arg(long, value_name = "N")]
         max_slivers: Option<i64>,
+        /// CPU its slices may reserve here together (`cpu_reserve`), percent of one core
+        /// [default: 0: no guarantees].
+        #[arg(long, value_name = "PCT")]
+        max_cpu_reserve: Option<i64>,
+        /// Memory its slices may reserve here together (`mem_reserve`), MiB [default: 0].
+        #[arg(long, value_name = "MIB")]
+        max_mem_reserve: Option<i64>,
     },
     /// List the peers, their state and the last exchange.
     #[command(visible_alias = "ls")]
@@ -37,6 +44,10 @@ pub enum PeerCmd {
         secret_file: Option<PathBuf>,
         #[arg(long, value_name = "N")]
         max_slivers: Option<i64>,
+        #[arg(long, value_name = "PCT")]
+        max_cpu_reserve: Option<i64>,
+        #[arg(long, value_name = "MIB")]
+        max_mem_reserve: Option<i64>,
     },
     /// Stop every sliver of the peer's slices here at once (kept) and refuse its changes; the
     /// peer sees the reason (admins).

@@ -37,6 +37,8 @@ pub(crate) async fn peer(out: Output, c: PeerCmd) -> Result<()> {
             ca_fingerprint,
             secret_file,
             max_slivers,
+            max_cpu_reserve,
+            max_mem_reserve,
         } => {
             let body = PeerCreate {
                 name,
@@ -44,6 +46,8 @@ pub(crate) async fn peer(out: Output, c: PeerCmd) -> Result<()> {
                 ca_fingerprint,
                 secret: read_secret(&secret_file)?,
                 max_slivers,
+                max_cpu_reserve,
+                max_mem_reserve_mb: max_mem_reserve,
             };
             emit(out, &c_.create_peer(&body).await?, |p| {
                 render::peers(std::slice::from_ref(p), now)
@@ -57,12 +61,16 @@ pub(crate) async fn peer(out: Output, c: PeerCmd) -> Result<()> {
             ca_fingerprint,
             secret_file,
             max_slivers,
+            max_cpu_reserve,
+            max_mem_reserve,
         } => {
             let body = PeerUpdate {
                 url,
                 ca_fingerprint,
                 secret: secret_file.as_deref().map(read_secret).transpose()?,
                 max_slivers,
+                max_cpu_reserve,
+                max_mem_reserve_mb: max_mem_reserve,
             };
             emit(out, &c_.update_peer(&name, &body).await?, |p| {
                 render::peer(p, now)

@@ -10,6 +10,9 @@ CREATE TABLE peers (
     state           TEXT NOT NULL DEFAULT 'active',
     reason          TEXT NOT NULL DEFAULT '',
     max_slivers     BIGINT NOT NULL,
+    -- Guarantees its slices may hold here together: percent of one core, MiB.
+    max_cpu_reserve BIGINT NOT NULL DEFAULT 0,
+    max_mem_reserve BIGINT NOT NULL DEFAULT 0,
     registry_rev    TEXT NOT NULL DEFAULT '',
     flows_after     BIGINT NOT NULL DEFAULT 0,
     last_contact    BIGINT,

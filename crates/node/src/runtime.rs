@@ -743,7 +743,11 @@ impl Runtime for LinuxRuntime {
             idmap: Some(idmap),
             layer_owner: old.as_ref().and_then(|r| r.layer_owner),
         };
-        state::save(&self.cfg.state_dir, &rec)
+        match old {
+            // Nothing depends on a new sliver's record until it has run (see `save_unsynced`).
+            None => state::save_unsynced(&self.cfg.state_dir, &rec),
+            Some(_) => state::save(&self.cfg.state_dir, &rec),
+        }
     }
 
     fn update(&self, spec: &SliverSpec) -> Result<(), NodeError> {

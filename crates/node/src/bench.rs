@@ -262,7 +262,11 @@ pub fn time_sliver_cycles(
         times.returned.push(ms(started));
         let mut steps = vec![("create (record)", created)];
         let inner = rt.last_start_steps();
-        let inner_sum: Duration = inner.iter().map(|(_, d)| *d).sum();
+        let inner_sum: Duration = inner
+            .iter()
+            .filter(|(step, _)| !step.starts_with('('))
+            .map(|(_, d)| *d)
+            .sum();
         steps.extend(inner);
         steps.push((
             "record, checks",

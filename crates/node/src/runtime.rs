@@ -120,6 +120,11 @@ impl Steps {
         }
     }
 
+    /// A step that ran beside the others (not part of the sequence).
+    fn aside(&mut self, step: &'static str, took: Duration) {
+        self.done.push((step, took));
+    }
+
     fn mark(&mut self, step: &'static str) {
         let now = Instant::now();
         self.done.push((step, now - self.last));
@@ -172,7 +177,8 @@ impl LinuxRuntime {
         }
     }
 
-    /// The steps of the last successful start, with the time each took.
+    /// The steps of the last successful start, with the time each took (one in parentheses ran
+    /// beside the others).
     pub fn last_start_steps(&self) -> Vec<(&'static str, Duration)> {
         self.start_steps
             .lock()
@@ -435,17 +441,21 @@ impl LinuxRuntime {
         let joiner = {
             let (procs, launcher) = (launch.cgroup_procs.clone(), child.id().to_string());
             let stdin = child.stdin.take();
-            std::thread::spawn(move || -> Result<Option<ChildStdin>, NodeError> {
-                for f in &procs {
-                    fs::write(f, &launcher).ctx(|| format!("joining {}", f.display()))?;
-                }
-                let mut stdin = stdin;
-                if let Some(w) = stdin.as_mut() {
-                    w.write_all(Release::Joined.line().as_bytes())
-                        .ctx(|| "releasing the launcher".to_string())?;
-                }
-                Ok(stdin)
-            })
+            std::thread::spawn(
+                move || -> Result<(Option<ChildStdin>, Duration), NodeError> {
+                    let t = Instant::now();
+                    for f in &procs {
+                        fs::write(f, &launcher).ctx(|| format!("joining {}", f.display()))?;
+                    }
+                    let took = t.elapsed();
+                    let mut stdin = stdin;
+                    if let Some(w) = stdin.as_mut() {
+                        w.write_all(Release::Joined.line().as_bytes())
+                            .ctx(|| "releasing the launcher".to_string())?;
+                    }
+                    Ok((stdin, took))
+                },
+            )
         };
         let stdout = child.stdout.take();
         let (tx, rx) = mpsc::channel::<String>();
@@ -494,7 +504,10 @@ impl LinuxRuntime {
             return Err(abort(&mut child, pid, e));
         }
         let stdin = match joined {
-            Ok(Ok(stdin)) => stdin,
+            Ok(Ok((stdin, took))) => {
+                steps.aside("(in parallel) cgroup join", took);
+                stdin
+            }
             Ok(Err(e)) => return Err(abort(&mut child, pid, e.to_string())),
             Err(_) => return Err(abort(&mut child, pid, "cgroup join panicked".into())),
         };

@@ -450,8 +450,8 @@ impl LinuxRuntime {
                     let took = t.elapsed();
                     let mut stdin = stdin;
                     if let Some(w) = stdin.as_mut() {
-                        w.write_all(Release::Joined.line().as_bytes())
-                            .ctx(|| "releasing the launcher".to_string())?;
+                        // A launcher that failed already reported why (and is gone): not this.
+                        let _ = w.write_all(Release::Joined.line().as_bytes());
                     }
                     Ok((stdin, took))
                 },
@@ -499,11 +499,8 @@ impl LinuxRuntime {
             let _ = child.wait();
             fail(msg)
         };
-        let joined = joiner.join();
-        if let Some(e) = error {
-            return Err(abort(&mut child, pid, e));
-        }
-        let stdin = match joined {
+        // The cgroup join's own failure first: the launcher then only saw its stdin close.
+        let stdin = match joiner.join() {
             Ok(Ok((stdin, took))) => {
                 steps.aside("(in parallel) cgroup join", took);
                 stdin
@@ -511,6 +508,9 @@ impl LinuxRuntime {
             Ok(Err(e)) => return Err(abort(&mut child, pid, e.to_string())),
             Err(_) => return Err(abort(&mut child, pid, "cgroup join panicked".into())),
         };
+        if let Some(e) = error {
+            return Err(abort(&mut child, pid, e));
+        }
         let Some(pid) = pid else {
             return Err(abort(&mut child, None, "no pid from launcher".into()));
         };

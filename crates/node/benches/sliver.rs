@@ -1,5 +1,8 @@
 //! `cargo bench -p slicelab-node`: median create → initscript-running time of N slivers
-//! (env SLICELAB_BENCH_N, default 50) next to `runc run` and `unshare` of the same image.
+//! (env SLICELAB_BENCH_N, default 50) next to `runc run`, `lxc-execute` with a veth and
+//! `unshare` of the same image, with each start step's median and the destroy times; then the
+//! RSS of this process (it holds the runtime, as the node manager does) with 100 slivers running
+//! (env SLICELAB_BENCH_RSS_N).
 //! Needs root; prints a skip reason otherwise. Run by `cargo test --all-targets` (without the
 //! `--bench` flag cargo bench passes), it is only a smoke test with 3 slivers.
 
@@ -34,7 +37,11 @@ fn main() {
     };
     let mut cfg = RuntimeConfig::new(dir.path());
     cfg.names = names.clone();
-    let result = bench_sliver(n, &cfg);
+    let rss_slivers = std::env::var("SLICELAB_BENCH_RSS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if benching { 100 } else { 0 });
+    let result = bench_sliver(n, rss_slivers, &cfg);
     let _ = slicelab_node::cleanup(dir.path(), &names, true);
     match result {
         Ok(r) => print!("{r}"),

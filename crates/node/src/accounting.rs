@@ -195,7 +195,7 @@ impl Accountant {
                 cpu_ns
             };
             let veth = net::veth_counters(s).map(|v| VethCounters {
-                spoofed_pkts: spoofed.get(s).copied().unwrap_or(0),
+                spoofed_pkts: spoofed.get(&names::veth_name(s)).copied().unwrap_or(0),
                 ..v
             });
             let d = veth_delta(old.veth.as_ref(), veth.as_ref());

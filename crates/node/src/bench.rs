@@ -25,6 +25,21 @@ pub struct BenchReport {
     /// `lxc-execute` of the same image with a veth interface.
     pub lxc_ms: Option<f64>,
     pub unshare_ms: Option<f64>,
+    /// Median create → `start` returned (the running sliver's record saved), milliseconds.
+    pub sliver_returned_ms: f64,
+    /// Median time of `Runtime::destroy` of a running sliver, milliseconds.
+    pub sliver_destroy_ms: f64,
+    /// Median time from the peer's command printing "ready" to the peer process having exited
+    /// (its own teardown of the container: namespaces, cgroup, veth), milliseconds.
+    pub runc_teardown_ms: Option<f64>,
+    pub lxc_teardown_ms: Option<f64>,
+    /// Median time of each step of a sliver start / destroy (`LinuxRuntime::last_start_steps`).
+    pub start_steps: Vec<(String, f64)>,
+    pub destroy_steps: Vec<(String, f64)>,
+    /// Resident memory of this process (which holds the `LinuxRuntime`, as the node manager does)
+    /// with `rss_slivers` slivers running, KiB.
+    pub rss_kib: Option<u64>,
+    pub rss_slivers: usize,
     /// Why a peer was not measured.
     pub notes: Vec<String>,
 }
@@ -37,6 +52,11 @@ impl fmt::Display for BenchReport {
             self.n
         )?;
         writeln!(f, "  slicelab sliver  {:8.1} ms", self.sliver_ms)?;
+        writeln!(
+            f,
+            "  (start returned  {:8.1} ms: the record saved after the init's release)",
+            self.sliver_returned_ms
+        )?;
         for (name, v) in [
             ("runc run", self.runc_ms),
             ("lxc-execute", self.lxc_ms),
@@ -50,6 +70,37 @@ impl fmt::Display for BenchReport {
                 )?,
                 None => writeln!(f, "  {name:<15}      n/a")?,
             }
+        }
+        writeln!(f, "  start steps (median ms):")?;
+        for (step, ms) in &self.start_steps {
+            writeln!(f, "    {step:<24} {ms:7.2}")?;
+        }
+        writeln!(f, "sliver destroy, median of {}:", self.n)?;
+        writeln!(f, "  slicelab destroy {:8.1} ms", self.sliver_destroy_ms)?;
+        for (name, v) in [
+            ("runc teardown", self.runc_teardown_ms),
+            ("lxc teardown", self.lxc_teardown_ms),
+        ] {
+            match v {
+                Some(ms) => writeln!(
+                    f,
+                    "  {name:<15} {ms:8.1} ms   (after exit; slicelab destroy / it = {:.2})",
+                    self.sliver_destroy_ms / ms
+                )?,
+                None => writeln!(f, "  {name:<15}      n/a")?,
+            }
+        }
+        writeln!(f, "  destroy steps (median ms):")?;
+        for (step, ms) in &self.destroy_steps {
+            writeln!(f, "    {step:<24} {ms:7.2}")?;
+        }
+        if let Some(kib) = self.rss_kib {
+            writeln!(
+                f,
+                "node manager RSS with {} slivers running: {:.1} MiB (goal < 40 MiB)",
+                self.rss_slivers,
+                kib as f64 / 1024.0
+            )?;
         }
         for n in &self.notes {
             writeln!(f, "  note: {n}")?;
@@ -75,8 +126,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Time from spawning `cmd` to its first stdout line "ready".
-fn time_to_ready(cmd: &mut Command) -> Result<f64, String> {
+/// Time from spawning `cmd` to its first stdout line "ready", and from then to its exit.
+fn time_to_ready(cmd: &mut Command) -> Result<(f64, f64), String> {
     let t0 = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -86,9 +137,12 @@ fn time_to_ready(cmd: &mut Command) -> Result<f64, String> {
         .map_err(|e| e.to_string())?;
     let out = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
-    let _ = BufReader::new(out).read_line(&mut line);
-    let t = ms(t0.elapsed());
+    let mut out = BufReader::new(out);
+    let _ = out.read_line(&mut line);
+    let ready = t0.elapsed();
+    let _ = std::io::copy(&mut out, &mut std::io::sink());
     let o = child.wait_with_output().map_err(|e| e.to_string())?;
+    let exited = t0.elapsed();
     if line.trim() != "ready" {
         return Err(format!(
             "{}: {}",
@@ -96,7 +150,37 @@ fn time_to_ready(cmd: &mut Command) -> Result<f64, String> {
             String::from_utf8_lossy(&o.stderr).trim()
         ));
     }
-    Ok(t)
+    Ok((ms(ready), ms(exited - ready)))
+}
+
+/// What [`time_sliver_cycles`] measured, per sliver.
+#[derive(Debug, Default)]
+pub struct SliverTimes {
+    /// Create → initscript output, ms.
+    pub start: Vec<f64>,
+    /// Create → `start` returned (the record of the running sliver saved), ms.
+    pub returned: Vec<f64>,
+    /// `destroy`, ms.
+    pub destroy: Vec<f64>,
+    pub start_steps: Vec<Vec<(&'static str, Duration)>>,
+    pub destroy_steps: Vec<Vec<(&'static str, Duration)>>,
+}
+
+/// Median of each named step over `runs` (steps in the order of the first run).
+fn step_medians(runs: &[Vec<(&'static str, Duration)>]) -> Vec<(String, f64)> {
+    let Some(first) = runs.first() else {
+        return vec![];
+    };
+    first
+        .iter()
+        .map(|(step, _)| {
+            let v = runs
+                .iter()
+                .filter_map(|r| r.iter().find(|(s, _)| s == step).map(|(_, d)| ms(*d)))
+                .collect();
+            (step.to_string(), median(v))
+        })
+        .collect()
 }
 
 /// Creates and starts `n` slivers named `<prefix><i>` of image `image_digest` (`None`: the
@@ -109,64 +193,179 @@ pub fn time_sliver_starts(
     prefix: &str,
     image_digest: Option<&str>,
 ) -> Result<Vec<f64>, NodeError> {
-    let mut times = Vec::new();
+    time_sliver_cycles(rt, cfg, n, prefix, image_digest, |_| ()).map(|t| t.start)
+}
+
+fn bench_spec(slice: &str, image_digest: Option<&str>) -> SliverSpec {
+    SliverSpec {
+        slice_id: 0,
+        slice_name: slice.into(),
+        expires: i64::MAX,
+        run: true,
+        keys: vec![],
+        resources: Resources {
+            initscript: Some("echo ready; exec sleep 1000000".into()),
+            ..Default::default()
+        },
+        image_digest: image_digest.map(String::from),
+    }
+}
+
+/// [`time_sliver_starts`], also timing each destroy and recording the steps of both;
+/// `while_running` is called once all `n` run, before they are destroyed.
+pub fn time_sliver_cycles(
+    rt: &LinuxRuntime,
+    cfg: &RuntimeConfig,
+    n: usize,
+    prefix: &str,
+    image_digest: Option<&str>,
+    while_running: impl FnOnce(usize),
+) -> Result<SliverTimes, NodeError> {
+    let mut times = SliverTimes::default();
     let slices: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     let mut result = Ok(());
     for s in &slices {
-        let spec = SliverSpec {
-            slice_id: 0,
-            slice_name: s.clone(),
-            expires: i64::MAX,
-            run: true,
-            keys: vec![],
-            resources: Resources {
-                initscript: Some("echo ready; exec sleep 1000000".into()),
-                ..Default::default()
-            },
-            image_digest: image_digest.map(String::from),
-        };
+        let spec = bench_spec(s, image_digest);
         let console = names::sliver_dir(&cfg.state_dir, s).join("console.log");
         let t0 = Instant::now();
-        if let Err(e) = rt.create(&spec).and_then(|_| rt.start(s)) {
+        if let Err(e) = rt.create(&spec) {
             result = Err(e);
             break;
         }
+        let created = t0.elapsed();
+        // The initscript runs as soon as the init is released, while `start` still does its
+        // bookkeeping: a watcher on the sliver's directory sees its output when it happens, as
+        // the peers' "ready" line is read while they still run.
+        let dir = names::sliver_dir(&cfg.state_dir, s);
         let deadline = t0 + Duration::from_secs(30);
-        loop {
-            if fs::read_to_string(&console).is_ok_and(|c| c.contains("ready")) {
-                times.push(ms(t0.elapsed()));
+        let (ready, started) = std::thread::scope(|sc| {
+            let watcher = sc.spawn(|| wait_for_output(&dir, &console, "ready", deadline));
+            let r = rt.start(s).map(|()| t0.elapsed());
+            (watcher.join().ok().flatten(), r)
+        });
+        let started = match started {
+            Ok(d) => d,
+            Err(e) => {
+                result = Err(e);
                 break;
             }
-            if Instant::now() > deadline {
-                result = Err(NodeError::Start {
-                    slice: s.clone(),
-                    message: "initscript did not run within 30 s".into(),
-                });
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
+        };
+        let Some(ready) = ready else {
+            result = Err(NodeError::Start {
+                slice: s.clone(),
+                message: "initscript did not run within 30 s".into(),
+            });
+            break;
+        };
+        let ready = ready.duration_since(t0);
+        times.start.push(ms(ready));
+        times.returned.push(ms(started));
+        let mut steps = vec![("create (record)", created)];
+        let inner = rt.last_start_steps();
+        let inner_sum: Duration = inner
+            .iter()
+            .filter(|(step, _)| !step.starts_with('('))
+            .map(|(_, d)| *d)
+            .sum();
+        steps.extend(inner);
+        steps.push((
+            "record, checks",
+            (started - created).saturating_sub(inner_sum),
+        ));
+        times.start_steps.push(steps);
         if result.is_err() {
             break;
         }
     }
+    if result.is_ok() {
+        while_running(slices.len());
+    }
     for s in &slices {
-        let _ = rt.destroy(s);
+        let t0 = Instant::now();
+        if rt.destroy(s).is_ok() {
+            times.destroy.push(ms(t0.elapsed()));
+            times.destroy_steps.push(rt.last_destroy_steps());
+        }
     }
     result.map(|()| times)
 }
 
-/// Creates and starts `n` slivers (initscript `echo ready`), then destroys them; runs the same
-/// image `n` times under `runc run` and `unshare` for comparison.
-pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeError> {
+/// Waits until `file` (in `dir`) contains `needle`, woken by inotify on `dir`; when it did.
+fn wait_for_output(dir: &Path, file: &Path, needle: &str, deadline: Instant) -> Option<Instant> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    let seen = || fs::read_to_string(file).is_ok_and(|c| c.contains(needle));
+    // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a valid descriptor and NUL-terminated path.
+    if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_MODIFY) } < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if seen() {
+            return Some(Instant::now());
+        }
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; then a read into a valid buffer (events are only drained).
+        unsafe {
+            if libc::poll(&mut pfd, 1, 100) > 0 {
+                libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len());
+            }
+        }
+    }
+    None
+}
+
+/// This process's resident memory, KiB.
+fn rss_kib() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Creates and starts `n` slivers (initscript `echo ready`), then destroys them, timing each
+/// start and destroy step by step; runs the same image `n` times under `runc run`,
+/// `lxc-execute` and `unshare` for comparison. With `rss_slivers` > 0, then starts that many
+/// slivers at once and reads this process's RSS while they run.
+pub fn bench_sliver(
+    n: usize,
+    rss_slivers: usize,
+    cfg: &RuntimeConfig,
+) -> Result<BenchReport, NodeError> {
     let rt = LinuxRuntime::new(cfg.clone())?;
     let img = image::ensure_image(&cfg.state_dir, image::DEFAULT_IMAGE)?;
     let mut report = BenchReport {
         n,
         ..Default::default()
     };
-    let times = time_sliver_starts(&rt, cfg, n, "bench_s", None)?;
-    report.sliver_ms = median(times);
+    let times = time_sliver_cycles(&rt, cfg, n, "bench_s", None, |_| ())?;
+    report.sliver_ms = median(times.start);
+    report.sliver_returned_ms = median(times.returned);
+    report.sliver_destroy_ms = median(times.destroy);
+    report.start_steps = step_medians(&times.start_steps);
+    report.destroy_steps = step_medians(&times.destroy_steps);
+    if rss_slivers > 0 {
+        let mut rss = None;
+        time_sliver_cycles(&rt, cfg, rss_slivers, "bench_m", None, |_| rss = rss_kib())?;
+        report.rss_kib = rss;
+        report.rss_slivers = rss_slivers;
+    }
 
     // runc: an OCI bundle over the same image, read-only root, same command.
     let bundle = cfg.state_dir.join("bench-runc");
@@ -174,7 +373,7 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
     fs::create_dir_all(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
     match make_runc_bundle(&bundle, &img) {
         Ok(()) => {
-            let mut t = Vec::new();
+            let (mut t, mut down) = (Vec::new(), Vec::new());
             for i in 0..n {
                 let id = format!("slicelab-bench-{}-{i}", std::process::id());
                 match time_to_ready(
@@ -183,7 +382,10 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
                         .arg(&bundle)
                         .arg(&id),
                 ) {
-                    Ok(ms) => t.push(ms),
+                    Ok((ms, teardown)) => {
+                        t.push(ms);
+                        down.push(teardown);
+                    }
                     Err(e) => {
                         report.notes.push(format!("runc run failed: {e}"));
                         let _ = Command::new("runc").args(["delete", "-f", &id]).output();
@@ -193,6 +395,7 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
             }
             if t.len() == n {
                 report.runc_ms = Some(median(t));
+                report.runc_teardown_ms = Some(median(down));
             }
         }
         Err(e) => report.notes.push(format!("runc bundle: {e}")),
@@ -200,7 +403,10 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
     let _ = fs::remove_dir_all(&bundle);
 
     match bench_lxc(n, cfg, &img) {
-        Ok(ms) => report.lxc_ms = Some(ms),
+        Ok((ms, teardown)) => {
+            report.lxc_ms = Some(ms);
+            report.lxc_teardown_ms = Some(teardown);
+        }
         Err(e) => report.notes.push(format!("lxc-execute: {e}")),
     }
 
@@ -214,7 +420,7 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
                 .arg(&img)
                 .args(["/bin/sh", "-c", "echo ready"]),
         ) {
-            Ok(ms) => t.push(ms),
+            Ok((ms, _)) => t.push(ms),
             Err(e) => {
                 report.notes.push(format!("unshare failed: {e}"));
                 break;
@@ -229,7 +435,7 @@ pub fn bench_sliver(n: usize, cfg: &RuntimeConfig) -> Result<BenchReport, NodeEr
 
 /// `lxc-execute` of a copy of the image (LXC writes its init into the rootfs) with a veth
 /// interface, proc and sys mounted: LXC's nearest equivalent of a sliver start.
-fn bench_lxc(n: usize, cfg: &RuntimeConfig, img: &Path) -> Result<f64, String> {
+fn bench_lxc(n: usize, cfg: &RuntimeConfig, img: &Path) -> Result<(f64, f64), String> {
     let dir = cfg.state_dir.join("bench-lxc");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -254,20 +460,22 @@ fn bench_lxc(n: usize, cfg: &RuntimeConfig, img: &Path) -> Result<f64, String> {
         ),
     )
     .map_err(|e| e.to_string())?;
-    let mut t = Vec::new();
+    let (mut t, mut down) = (Vec::new(), Vec::new());
     for i in 0..n {
         let name = format!("slicelab-bench-{}-{i}", std::process::id());
-        t.push(time_to_ready(
+        let (ms, teardown) = time_to_ready(
             Command::new("lxc-execute")
                 .args(["-n", &name, "-P"])
                 .arg(&dir)
                 .arg("-f")
                 .arg(&config)
                 .args(["--", "/bin/sh", "-c", "echo ready"]),
-        )?);
+        )?;
+        t.push(ms);
+        down.push(teardown);
     }
     let _ = fs::remove_dir_all(&dir);
-    Ok(median(t))
+    Ok((median(t), median(down)))
 }
 
 fn make_runc_bundle(bundle: &Path, rootfs: &Path) -> Result<(), String> {

@@ -6,6 +6,8 @@
 //! - [`runtime`]: the `Runtime` trait, `LinuxRuntime` (real) and `FakeRuntime` (records calls);
 //! - [`sandbox`]: the security boundary (launcher, sliver init, exec helper, caps, seccomp);
 //! - [`cgroup`], [`net`], [`image`], [`disk`]: one concern each; [`names`]: how everything is named;
+//! - `netlink`: a minimal synchronous netlink client (links, addresses, routes, HTB, nftables set
+//!   elements and rules), so a sliver's start and destroy spawn no `ip`/`nft`/`tc` process;
 //! - [`sitecap`]: the site's bandwidth cap (`bwlimit`) on the uplink, shared by `net_share`;
 //! - [`accounting`]: usage samples, their on-disk queue to central, and bwmon's daily egress caps;
 //!   `host`: the machine's own figures from `/proc` (memory);
@@ -35,6 +37,7 @@ pub mod image;
 pub mod logring;
 pub mod names;
 pub mod net;
+mod netlink;
 pub mod plan;
 pub mod runtime;
 pub mod sandbox;

@@ -13,6 +13,10 @@
 //! `NodeNames::gateway_if` is a port-less bridge holding the gateway address (and a blackhole
 //! /24 route for unused sliver addresses) even when no sliver runs; a bridge because every kernel
 //! has it, unlike `dummy`.
+//!
+//! A sliver's start and destroy go through netlink (`crate::netlink`), without child processes;
+//! the node's table, chains and sets are made once at node start by `nft`, and the other listings
+//! and live changes (port forwards, shaping) still run `nft`/`tc` (`crate::cmd`).
 
 use std::net::Ipv4Addr;
 
@@ -22,6 +26,8 @@ use slicelab_model::tags::{PortForward, Protocol};
 use crate::cmd::run;
 use crate::error::NodeError;
 use crate::names::{self, NodeNames};
+use crate::netlink::nft::{Elem, Key, Nft, Rule};
+use crate::netlink::route::{self, Route};
 
 /// Whether interface `name` exists in this network namespace. Asked of the kernel directly
 /// (`if_nametoindex`, an ioctl in the caller's namespace): no process on the start path, and
@@ -85,7 +91,11 @@ fn table_script(n: &NodeNames) -> String {
     ip saddr {net} ip daddr != {net} masquerade
     ip saddr {net} ip daddr {net} ct status dnat masquerade
   }}
-  chain antispoof {{ type filter hook prerouting priority -300; policy accept; }}
+  set {ifs} {{ type ifname; counter; }}
+  set {addrs} {{ type ifname . ipv4_addr; }}
+  chain antispoof {{
+    type filter hook prerouting priority -300; policy accept;
+{spoof}  }}
   chain forward {{
     type filter hook forward priority 0; policy accept;
     ip daddr {net} ct state established,related accept
@@ -96,65 +106,123 @@ fn table_script(n: &NodeNames) -> String {
 "#,
         t = n.nft_table,
         net = n.subnet_cidr(),
+        ifs = SLIVER_IFS,
+        addrs = SLIVER_ADDRS,
+        spoof = ANTISPOOF_RULES
+            .iter()
+            .map(|r| format!("    {r}\n"))
+            .collect::<String>(),
     )
 }
 
-/// The chain holding each sliver's anti-spoofing rules (see [`antispoof_script`]).
+/// The chain doing PlanetLab's "safe raw sockets", on the host side where the sliver cannot
+/// touch it: a packet entering from a sliver's veth with any source but the sliver's own address
+/// (IPv4) or a link-local address (IPv6: slivers have no routable IPv6) is counted and dropped
+/// before conntrack, routing or NAT see it. Raw sockets keep working with the sliver's own address.
+///
+/// The rules are fixed, made once with the table; a sliver only adds two set elements (by netlink,
+/// no `nft` process on its start path): its veth to [`SLIVER_IFS`] and (veth, address) to
+/// [`SLIVER_ADDRS`]. `accept` only ends this chain (the others still see the packet), and the
+/// drop's lookup in [`SLIVER_IFS`] counts per element: the per-sliver count of forged packets.
 const ANTISPOOF: &str = "antispoof";
+/// Set of the running slivers' host-side veths (with a counter per element).
+const SLIVER_IFS: &str = "sliver_ifs";
+/// Set of (veth, sliver address) pairs: the only IPv4 source each veth may send from.
+const SLIVER_ADDRS: &str = "sliver_addrs";
+const ANTISPOOF_RULES: [&str; 3] = [
+    "iifname . ip saddr @sliver_addrs accept",
+    "meta nfproto ipv6 ip6 saddr fe80::/10 accept",
+    "iifname @sliver_ifs drop",
+];
 
-/// Adds the anti-spoofing chain to a node table made by an older node manager. Idempotent.
+/// Brings the anti-spoofing sets and chain of a table (possibly made by an older node manager,
+/// with per-sliver rules) to the current form. Idempotent; callers re-add the running slivers'
+/// elements ([`allow_sliver`]).
 pub fn ensure_antispoof_chain(n: &NodeNames) -> Result<(), NodeError> {
-    let script = format!(
-        "add chain inet {} {ANTISPOOF} {{ type filter hook prerouting priority -300; policy accept; }}\n",
-        n.nft_table
+    let t = &n.nft_table;
+    let mut script = format!(
+        "add set inet {t} {SLIVER_IFS} {{ type ifname; counter; }}\n\
+         add set inet {t} {SLIVER_ADDRS} {{ type ifname . ipv4_addr; }}\n\
+         add chain inet {t} {ANTISPOOF} {{ type filter hook prerouting priority -300; policy accept; }}\n\
+         flush chain inet {t} {ANTISPOOF}\n"
     );
+    for r in ANTISPOOF_RULES {
+        script.push_str(&format!("add rule inet {t} {ANTISPOOF} {r}\n"));
+    }
     run("nft", &["-f", "-"], Some(&script)).map(|_| ())
 }
 
-/// Comment of a sliver's anti-spoofing rules: starts like every sliver rule (so `cleanup` finds
-/// it) but differs from the port forwards' comment (so `set_ports` leaves it alone).
+/// The sliver's anti-spoofing set elements.
+fn antispoof_elems(slice: &str, addr: Option<Ipv4Addr>) -> Vec<Elem<'static>> {
+    let veth = names::veth_name(slice);
+    let mut v = vec![Elem {
+        set: SLIVER_IFS,
+        key: Key::default().ifname(&veth),
+    }];
+    if let Some(a) = addr {
+        v.push(Elem {
+            set: SLIVER_ADDRS,
+            key: Key::default().ifname(&veth).ipv4(a),
+        });
+    }
+    v
+}
+
+/// Comment of a sliver's anti-spoofing rules as older node managers made them (one pair per
+/// sliver): still removed, so an upgraded node leaves none behind.
 fn antispoof_comment(slice: &str) -> String {
     format!("{}/spoof", names::nft_comment(slice))
 }
 
-/// PlanetLab's "safe raw sockets", on the host side where the sliver cannot touch them: a
-/// packet entering from the sliver's veth with any source but the sliver's own address (IPv4) or
-/// link-local addresses (IPv6: slivers have no routable IPv6) is counted and dropped before
-/// conntrack, routing or NAT see it. Raw sockets keep working with the sliver's own address.
-fn antispoof_script(n: &NodeNames, slice: &str, addr: Ipv4Addr) -> String {
-    let (t, veth, c) = (
-        &n.nft_table,
-        names::veth_name(slice),
-        antispoof_comment(slice),
-    );
-    format!(
-        "add rule inet {t} {ANTISPOOF} iifname \"{veth}\" meta nfproto ipv4 ip saddr != {addr} counter drop comment \"{c}\"\n\
-         add rule inet {t} {ANTISPOOF} iifname \"{veth}\" meta nfproto ipv6 ip6 saddr != fe80::/10 counter drop comment \"{c}\"\n"
-    )
+fn nl_err(what: &str, e: std::io::Error) -> NodeError {
+    NodeError::Io {
+        context: format!("netlink: {what}"),
+        source: e,
+    }
 }
 
-/// Removes every rule of the sliver: port forwards, anti-spoofing and its site-cap mark (one
-/// listing, one batch).
-pub fn remove_sliver_rules(n: &NodeNames, slice: &str) -> Result<(), NodeError> {
+/// Puts the sliver under anti-spoofing with `addr` as its only source (fresh counter).
+pub fn allow_sliver(n: &NodeNames, slice: &str, addr: Ipv4Addr) -> Result<(), NodeError> {
+    let mut nl = Nft::open().map_err(|e| nl_err("opening nftables socket", e))?;
+    let elems = antispoof_elems(slice, Some(addr));
+    nl.replace_elems(&n.nft_table, &elems, &elems)
+        .map_err(|e| nl_err("adding anti-spoofing elements", e))
+}
+
+/// Removes every rule and set element of the sliver: port forwards, anti-spoofing and its
+/// site-cap mark (one netlink listing, one transaction). `addr`: the sliver's address, if known.
+pub fn remove_sliver_rules(
+    n: &NodeNames,
+    slice: &str,
+    addr: Option<Ipv4Addr>,
+) -> Result<(), NodeError> {
     let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
     let cap_c = crate::sitecap::rule_comment(slice);
-    let batch: String = rules_where(n, |c| c == ports_c || c == spoof_c || c == cap_c)?
-        .iter()
-        .map(|(chain, h, _)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
+    let mut nl = Nft::open().map_err(|e| nl_err("opening nftables socket", e))?;
+    let t = &n.nft_table;
+    let rules: Vec<Rule> = nl
+        .rules(t)
+        .map_err(|e| nl_err("listing rules", e))?
+        .into_iter()
+        .filter(|r| r.comment == ports_c || r.comment == spoof_c || r.comment == cap_c)
         .collect();
-    if batch.is_empty() {
-        return Ok(());
+    nl.delete_rules(t, &rules)
+        .map_err(|e| nl_err("deleting rules", e))?;
+    match nl.replace_elems(t, &antispoof_elems(slice, addr), &[]) {
+        // No table (cleaned up), or no such set (a table of an older node manager).
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r.map_err(|e| nl_err("removing anti-spoofing elements", e)),
     }
-    run("nft", &["-f", "-"], Some(&batch)).map(|_| ())
 }
 
-/// Forged packets dropped per sliver since its anti-spoofing rules were installed (its current
-/// veth incarnation), for every sliver of the node at once.
+/// Forged packets dropped per sliver veth (by interface name, see `names::veth_name`) since its
+/// anti-spoofing elements were added (its current incarnation), for every sliver of the node at
+/// once: the per-element counters of [`SLIVER_IFS`].
 pub fn spoofed_packets(n: &NodeNames) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(out_json) = run(
         "nft",
-        &["-j", "list", "chain", "inet", &n.nft_table, ANTISPOOF],
+        &["-j", "list", "set", "inet", &n.nft_table, SLIVER_IFS],
         None,
     ) else {
         return out;
@@ -163,75 +231,106 @@ pub fn spoofed_packets(n: &NodeNames) -> std::collections::BTreeMap<String, u64>
         return out;
     };
     for item in v["nftables"].as_array().into_iter().flatten() {
-        let Some(rule) = item.get("rule") else {
-            continue;
-        };
-        let Some(slice) = rule["comment"]
-            .as_str()
-            .and_then(|c| c.strip_prefix("sl-"))
-            .and_then(|c| c.strip_suffix("/spoof"))
-        else {
-            continue;
-        };
-        let packets: u64 = rule["expr"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.get("counter")?.get("packets")?.as_u64())
-            .sum();
-        *out.entry(slice.to_string()).or_insert(0) += packets;
+        for e in item["set"]["elem"].as_array().into_iter().flatten() {
+            let (Some(veth), Some(packets)) = (
+                e["elem"]["val"].as_str(),
+                e["elem"]["counter"]["packets"].as_u64(),
+            ) else {
+                continue;
+            };
+            out.insert(veth.to_string(), packets);
+        }
     }
     out
 }
 
-/// Plugs the sliver whose init is `pid` into the node's network with `addr`.
-pub fn attach(n: &NodeNames, slice: &str, pid: i32, addr: Ipv4Addr) -> Result<(), NodeError> {
+/// Plugs the sliver whose init is `pid` into the node's network with `addr`, and shapes its
+/// egress to `rate` bits/s if given. All by netlink: the veth is created with its peer `eth0`
+/// born in the sliver's network namespace, and a thread that joined that namespace configures
+/// the inside.
+pub fn attach(
+    n: &NodeNames,
+    slice: &str,
+    pid: i32,
+    addr: Ipv4Addr,
+    rate: Option<u64>,
+) -> Result<(), NodeError> {
     let veth = names::veth_name(slice);
-    if link_exists(&veth) {
-        // Left from a previous incarnation whose netns is somehow still alive.
-        let _ = run("ip", &["link", "del", &veth], None);
-    }
     let gw = n.gateway();
-    let host = format!(
-        "link add {veth} type veth peer name eth0 netns {pid}\n\
-         addr add {gw}/32 dev {veth}\n\
-         link set {veth} up\n\
-         route replace {addr}/32 dev {veth}\n"
-    );
-    run("ip", &["-batch", "-"], Some(&host))?;
-    let inside = format!(
-        "link set lo up\naddr add {addr}/32 dev eth0\nlink set eth0 up\n\
-         route add {gw}/32 dev eth0\nroute add default via {gw} dev eth0\n"
-    );
-    let netns = format!("--net=/proc/{pid}/ns/net");
-    run("nsenter", &[&netns, "ip", "-batch", "-"], Some(&inside))?;
-    Ok(())
+    let mut rt = Route::open().map_err(|e| nl_err("opening route socket", e))?;
+    if let Some(i) = ifindex(&veth) {
+        // Left from a previous incarnation whose netns is somehow still alive.
+        let _ = rt.del_link(i);
+    }
+    rt.add_veth(&veth, "eth0", pid)
+        .map_err(|e| nl_err(&format!("creating veth {veth}"), e))?;
+    let host = route::index_of(&veth).and_then(|i| {
+        rt.add_addr32(i, gw)?;
+        rt.set_up(i)?;
+        rt.replace_route(i, Some(addr), None)
+    });
+    host.map_err(|e| nl_err(&format!("configuring {veth}"), e))?;
+    route::in_netns(pid, move || {
+        let mut rt = Route::open()?;
+        rt.set_up(route::index_of("lo")?)?;
+        let eth0 = route::index_of("eth0")?;
+        rt.add_addr32(eth0, addr)?;
+        rt.set_up(eth0)?;
+        rt.replace_route(eth0, Some(gw), None)?;
+        rt.replace_route(eth0, None, Some(gw))?;
+        if let Some(r) = rate {
+            rt.add_htb(eth0, r, burst_of(r))?;
+        }
+        Ok(())
+    })
+    .map_err(|e| nl_err("configuring the sliver's eth0", e))
 }
 
-/// Every nft rule of a starting sliver — anti-spoofing and port forwards — replacing any left
-/// by a previous incarnation, in one nft transaction (one listing, one batch).
+/// Every nft rule and set element of a starting sliver — anti-spoofing elements and port
+/// forwards — replacing any left by a previous incarnation. By netlink only, unless the sliver
+/// has port forwards: those are rules written by one `nft` process.
 pub fn install_rules(
     n: &NodeNames,
     slice: &str,
     addr: Ipv4Addr,
     ports: &[PortForward],
 ) -> Result<(), NodeError> {
-    let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
-    let mut batch: String = rules_where(n, |c| c == ports_c || c == spoof_c)?
-        .iter()
-        .map(|(chain, h, _)| format!("delete rule inet {} {chain} handle {h}\n", n.nft_table))
-        .collect();
-    batch.push_str(&antispoof_script(n, slice, addr));
-    batch.push_str(&ports_script(n, slice, addr, ports));
-    match run("nft", &["-f", "-"], Some(&batch)) {
-        Ok(_) => Ok(()),
+    match install_rules_once(n, slice, addr, ports) {
         // The node's table was deleted behind our back: make it again, once.
         Err(_) if !table_exists(n) => {
             ensure_node(n)?;
-            install_rules(n, slice, addr, ports)
+            ensure_antispoof_chain(n)?;
+            install_rules_once(n, slice, addr, ports)
         }
-        Err(e) => Err(e),
+        r => r,
     }
+}
+
+fn install_rules_once(
+    n: &NodeNames,
+    slice: &str,
+    addr: Ipv4Addr,
+    ports: &[PortForward],
+) -> Result<(), NodeError> {
+    let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
+    let mut nl = Nft::open().map_err(|e| nl_err("opening nftables socket", e))?;
+    let stale: Vec<Rule> = nl
+        .rules(&n.nft_table)
+        .map_err(|e| nl_err("listing rules", e))?
+        .into_iter()
+        .filter(|r| r.comment == ports_c || r.comment == spoof_c)
+        .collect();
+    nl.delete_rules(&n.nft_table, &stale)
+        .map_err(|e| nl_err("deleting rules", e))?;
+    allow_sliver(n, slice, addr)?;
+    if !ports.is_empty() {
+        run(
+            "nft",
+            &["-f", "-"],
+            Some(&ports_script(n, slice, addr, ports)),
+        )?;
+    }
+    Ok(())
 }
 
 /// Egress rate of a throttled sliver (bwmon, past its daily `net_max_kbyte`): 64 kbit/s, enough
@@ -259,7 +358,7 @@ fn shaping_script(rate: Option<u64>, installed: bool) -> String {
     match rate {
         None => "qdisc del dev eth0 root\n".into(),
         Some(r) => {
-            let burst = (r / 8 / 100).max(4 * 1514);
+            let burst = burst_of(r);
             let class = format!(
                 "dev eth0 parent 1: classid 1:1 htb rate {r}bit ceil {r}bit \
                  burst {burst} cburst {burst}\n"
@@ -271,6 +370,11 @@ fn shaping_script(rate: Option<u64>, installed: bool) -> String {
             }
         }
     }
+}
+
+/// The shaper's burst for `rate` bits/s: 10 ms at the rate, at least four full-size frames.
+fn burst_of(rate: u64) -> u64 {
+    (rate / 8 / 100).max(4 * 1514)
 }
 
 /// Applies `rate` (bits/s; `None`: none) to the egress of the sliver whose init is `pid`. Live:
@@ -350,10 +454,15 @@ fn parse_net_dev(text: &str, name: &str) -> Option<VethCounters> {
 /// Removes the host end of the veth if it still exists (normally it dies with the netns).
 pub fn detach(slice: &str) -> Result<(), NodeError> {
     let veth = names::veth_name(slice);
-    if link_exists(&veth) {
-        run("ip", &["link", "del", &veth], None)?;
+    let Some(i) = ifindex(&veth) else {
+        return Ok(());
+    };
+    let mut rt = Route::open().map_err(|e| nl_err("opening route socket", e))?;
+    match rt.del_link(i) {
+        // Gone meanwhile with its netns: what we wanted.
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        r => r.map_err(|e| nl_err(&format!("deleting {veth}"), e)),
     }
-    Ok(())
 }
 
 /// Handles of the rules commented `sl-<slice>` (all slivers if `slice` is None), per chain.
@@ -402,19 +511,23 @@ fn rules_where(
     Ok(found)
 }
 
-/// Number of rules of the node's table (for leak checks).
+/// Number of rules and set elements of the node's table (for leak checks).
 pub fn count_rules(n: &NodeNames) -> usize {
     let Ok(out) = run("nft", &["-j", "list", "table", "inet", &n.nft_table], None) else {
         return 0;
     };
-    serde_json::from_str::<Value>(&out)
-        .ok()
-        .and_then(|v| {
-            v["nftables"]
-                .as_array()
-                .map(|a| a.iter().filter(|i| i.get("rule").is_some()).count())
+    let Ok(v) = serde_json::from_str::<Value>(&out) else {
+        return 0;
+    };
+    v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| match i.get("rule") {
+            Some(_) => 1,
+            None => i["set"]["elem"].as_array().map_or(0, Vec::len),
         })
-        .unwrap_or(0)
+        .sum()
 }
 
 pub fn remove_ports(n: &NodeNames, slice: Option<&str>) -> Result<(), NodeError> {
@@ -515,10 +628,13 @@ mod tests {
         assert!(s.contains("table inet slicelab_7"));
         assert!(s.contains("ip saddr 10.77.7.0/24 ip daddr != 10.77.7.0/24 masquerade"));
         assert!(s.contains("ip daddr 10.77.7.0/24 drop"));
-        assert!(s.contains("chain antispoof { type filter hook prerouting priority -300;"));
-        let a = antispoof_script(&n, "pl_a", Ipv4Addr::new(10, 77, 7, 2));
-        assert!(a.contains("iifname \"sl-pl_a\" meta nfproto ipv4 ip saddr != 10.77.7.2 counter drop comment \"sl-pl_a/spoof\""));
-        assert!(a.contains("ip6 saddr != fe80::/10 counter drop"));
+        assert!(s.contains("type filter hook prerouting priority -300;"));
+        assert!(s.contains("set sliver_ifs { type ifname; counter; }"));
+        assert!(s.contains("    iifname . ip saddr @sliver_addrs accept\n"));
+        assert!(s.contains("    iifname @sliver_ifs drop\n"));
+        let e = antispoof_elems("pl_a", Some(Ipv4Addr::new(10, 77, 7, 2)));
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[1].set, SLIVER_ADDRS);
         assert_eq!(n.gateway(), Ipv4Addr::new(10, 77, 7, 1));
     }
 

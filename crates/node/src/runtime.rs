@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{ChildStdin, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -100,6 +101,35 @@ pub struct LinuxRuntime {
     images: ImageStore,
     /// The site's bandwidth cap on the uplink, as last applied.
     site_cap: SiteCap,
+    /// How long each step of the last successful start and destroy took (benchmark breakdown).
+    start_steps: Mutex<Vec<(&'static str, Duration)>>,
+    destroy_steps: Mutex<Vec<(&'static str, Duration)>>,
+}
+
+/// Times the steps of one start or destroy.
+struct Steps {
+    last: Instant,
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// A step that ran beside the others (not part of the sequence).
+    fn aside(&mut self, step: &'static str, took: Duration) {
+        self.done.push((step, took));
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.done.push((step, now - self.last));
+        self.last = now;
+    }
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -110,6 +140,7 @@ impl LinuxRuntime {
         let rt = Self::open(cfg)?;
         net::ensure_node(&rt.cfg.names)?;
         net::ensure_antispoof_chain(&rt.cfg.names)?;
+        rt.reallow_running()?;
         rt.cgroups.ensure_parent(&rt.cfg.reserve)?;
         rt.reclaim_ranges()?;
         rt.upgrade_root_mapped()?;
@@ -135,7 +166,32 @@ impl LinuxRuntime {
             cgroups,
             images,
             site_cap,
+            start_steps: Mutex::default(),
+            destroy_steps: Mutex::default(),
         })
+    }
+
+    fn record_steps(&self, to: &Mutex<Vec<(&'static str, Duration)>>, steps: Steps) {
+        if let Ok(mut g) = to.lock() {
+            *g = steps.done;
+        }
+    }
+
+    /// The steps of the last successful start, with the time each took (one in parentheses ran
+    /// beside the others).
+    pub fn last_start_steps(&self) -> Vec<(&'static str, Duration)> {
+        self.start_steps
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
+    }
+
+    /// The steps of the last successful destroy, with the time each took.
+    pub fn last_destroy_steps(&self) -> Vec<(&'static str, Duration)> {
+        self.destroy_steps
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -217,6 +273,20 @@ impl LinuxRuntime {
                 "restarting a root-mapped sliver in its own user namespace"
             );
             self.stop(&slice)?;
+        }
+        Ok(())
+    }
+
+    /// Re-adds the anti-spoofing elements of every running sliver (a table made or upgraded by
+    /// [`net::ensure_antispoof_chain`] holds none).
+    fn reallow_running(&self) -> Result<(), NodeError> {
+        for slice in state::list_slices(&self.cfg.state_dir)? {
+            let Ok(Some(rec)) = state::load(&self.cfg.state_dir, &slice) else {
+                continue;
+            };
+            if let (Some(a), Some(_)) = (rec.address, self.init_of(&slice)) {
+                net::allow_sliver(&self.cfg.names, &slice, a)?;
+            }
         }
         Ok(())
     }
@@ -309,24 +379,29 @@ impl LinuxRuntime {
             slice: slice.into(),
             message,
         };
+        let mut steps = Steps::new();
         net::ensure_node_quick(n)?;
         let (lowers, image_config) = self.image_of(rec)?;
+        steps.mark("image");
         let address = rec
             .address
             .ok_or_else(|| fail("no address allocated".into()))?;
         // Leftovers of a previous incarnation (exec helpers, a half-started init).
         self.cgroups.kill_all(slice, Duration::from_secs(5));
         self.cgroups.create(slice, &rec.spec.resources)?;
+        steps.mark("cgroup");
         net::detach(slice)?;
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
         let disk_max = rec.spec.resources.disk_max;
         disk::place_layer(&dir, disk_max)?;
+        steps.mark("disk layer");
         let (upper, work) = disk::layer_dirs(&dir, disk_max.is_some());
         let idmap = rec
             .idmap
             .ok_or_else(|| fail("no uid range allocated".into()))?;
         fs::create_dir_all(&upper).ctx(|| format!("creating {}", upper.display()))?;
         shift::ensure_layer_owned(&upper, rec.layer_owner.unwrap_or(0), idmap)?;
+        steps.mark("shift");
         let launch = LaunchSpec {
             slice: slice.into(),
             lowers,
@@ -337,6 +412,7 @@ impl LinuxRuntime {
             rootfs: dir.join("rootfs"),
             console: dir.join("console.log"),
             cgroup_procs: self.cgroups.procs_files(slice),
+            cgroups_joined_by_node: true,
             service: Service::for_sliver(
                 rec.spec.resources.initscript.as_deref(),
                 image_config.as_ref(),
@@ -344,7 +420,8 @@ impl LinuxRuntime {
         };
         let launch_path = dir.join("launch.json");
         let json = serde_json::to_vec_pretty(&launch).map_err(|e| fail(e.to_string()))?;
-        state::write_atomic(&launch_path, &json)?;
+        // Read once by the launcher spawned below and rewritten at every start: no fsync.
+        fs::write(&launch_path, &json).ctx(|| format!("writing {}", launch_path.display()))?;
         let console = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -358,6 +435,28 @@ impl LinuxRuntime {
             .stderr(console)
             .spawn()
             .ctx(|| format!("spawning sliver init {}", self.cfg.init_exe.display()))?;
+        steps.mark("spawn launcher");
+        // Moves the launcher into the sliver's cgroups while it builds the namespaces and
+        // mounts, then lets it fork the init (see `LaunchSpec::cgroups_joined_by_node`).
+        let joiner = {
+            let (procs, launcher) = (launch.cgroup_procs.clone(), child.id().to_string());
+            let stdin = child.stdin.take();
+            std::thread::spawn(
+                move || -> Result<(Option<ChildStdin>, Duration), NodeError> {
+                    let t = Instant::now();
+                    for f in &procs {
+                        fs::write(f, &launcher).ctx(|| format!("joining {}", f.display()))?;
+                    }
+                    let took = t.elapsed();
+                    let mut stdin = stdin;
+                    if let Some(w) = stdin.as_mut() {
+                        // A launcher that failed already reported why (and is gone): not this.
+                        let _ = w.write_all(Release::Joined.line().as_bytes());
+                    }
+                    Ok((stdin, took))
+                },
+            )
+        };
         let stdout = child.stdout.take();
         let (tx, rx) = mpsc::channel::<String>();
         // A blocked read must not hang the reconciler: read on a thread, wait with a timeout.
@@ -376,7 +475,10 @@ impl LinuxRuntime {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => match Report::parse(&line) {
-                    Some(Report::Pid(p)) => pid = Some(p),
+                    Some(Report::Pid(p)) => {
+                        steps.mark("launcher: userns, mounts");
+                        pid = Some(p)
+                    }
                     Some(Report::Ready) => ready = true,
                     Some(Report::Error(e)) => error = Some(e),
                     None => {}
@@ -397,6 +499,15 @@ impl LinuxRuntime {
             let _ = child.wait();
             fail(msg)
         };
+        // The cgroup join's own failure first: the launcher then only saw its stdin close.
+        let stdin = match joiner.join() {
+            Ok(Ok((stdin, took))) => {
+                steps.aside("(in parallel) cgroup join", took);
+                stdin
+            }
+            Ok(Err(e)) => return Err(abort(&mut child, pid, e.to_string())),
+            Err(_) => return Err(abort(&mut child, pid, "cgroup join panicked".into())),
+        };
         if let Some(e) = error {
             return Err(abort(&mut child, pid, e));
         }
@@ -406,23 +517,24 @@ impl LinuxRuntime {
         let Some(id) = ProcId::of(pid) else {
             return Err(abort(&mut child, Some(pid), "sliver init vanished".into()));
         };
+        steps.mark("init: rootfs, ready");
         let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
-        let wire = net::attach(n, slice, pid, address)
-            .and_then(|_| match rate {
-                Some(r) => net::set_egress_rate(pid, Some(r)),
-                None => Ok(()),
-            })
-            .and_then(|_| net::install_rules(n, slice, address, &rec.spec.resources.ports));
+        let wire = net::attach(n, slice, pid, address, rate)
+            .inspect(|_| steps.mark("veth+addr+route+qdisc"))
+            .and_then(|_| net::install_rules(n, slice, address, &rec.spec.resources.ports))
+            .inspect(|_| steps.mark("nft"));
         if let Err(e) = wire {
-            let _ = net::remove_sliver_rules(n, slice);
+            let _ = net::remove_sliver_rules(n, slice, Some(address));
             return Err(abort(&mut child, Some(pid), format!("network: {e}")));
         }
-        if let Some(mut stdin) = child.stdin.take() {
+        if let Some(mut stdin) = stdin {
             if let Err(e) = stdin.write_all(Release::Go.line().as_bytes()) {
                 return Err(abort(&mut child, Some(pid), format!("releasing init: {e}")));
             }
         }
         let _ = child.wait();
+        steps.mark("release");
+        self.record_steps(&self.start_steps, steps);
         Ok(id)
     }
 
@@ -513,6 +625,32 @@ impl LinuxRuntime {
     }
 }
 
+impl LinuxRuntime {
+    /// Takes a stopped sliver off the network while `meanwhile` runs: its nft rules and set
+    /// elements are removed on a second thread (deleting a set element costs the kernel an RCU
+    /// grace period, ~10 ms) while this one deletes its veth (which waits for the kernel's
+    /// teardown of the sliver's network namespace, tens of ms) and runs `meanwhile`. Only once
+    /// the init is dead: a live sliver without its anti-spoofing elements could forge.
+    fn unplug_while(
+        &self,
+        slice: &str,
+        address: Option<Ipv4Addr>,
+        meanwhile: impl FnOnce() -> Result<(), NodeError>,
+    ) -> Result<(), NodeError> {
+        std::thread::scope(|s| {
+            let rules = s.spawn(|| net::remove_sliver_rules(&self.cfg.names, slice, address));
+            let done = net::detach(slice).and_then(|()| meanwhile());
+            let rules = rules.join().unwrap_or_else(|_| {
+                Err(NodeError::Invalid {
+                    what: "netlink thread",
+                    message: "panicked".into(),
+                })
+            });
+            rules.and(done)
+        })
+    }
+}
+
 /// Reaps `pid` if it is our zombie child (a sliver init reparented to us as subreaper).
 fn reap(pid: i32) {
     if matches!(state::proc_stat(pid), Some(('Z', _))) {
@@ -520,14 +658,35 @@ fn reap(pid: i32) {
     }
 }
 
+/// Waits up to `timeout` for `p` to exit: on a pidfd (woken by the exit itself), or polling
+/// where pidfds are missing.
 fn wait_dead(p: &ProcId, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
+    let pidfd = (fd >= 0).then(|| {
+        // SAFETY: a fresh descriptor we own.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }
+    });
     while Instant::now() < deadline {
         reap(p.pid);
         if !p.is_alive() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let left = deadline.saturating_duration_since(Instant::now());
+        match &pidfd {
+            Some(fd) => {
+                let mut pfd = libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, ms) };
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
     }
     !p.is_alive()
 }
@@ -597,7 +756,11 @@ impl Runtime for LinuxRuntime {
             idmap: Some(idmap),
             layer_owner: old.as_ref().and_then(|r| r.layer_owner),
         };
-        state::save(&self.cfg.state_dir, &rec)
+        match old {
+            // Nothing depends on a new sliver's record until it has run (see `save_unsynced`).
+            None => state::save_unsynced(&self.cfg.state_dir, &rec),
+            Some(_) => state::save(&self.cfg.state_dir, &rec),
+        }
     }
 
     fn update(&self, spec: &SliverSpec) -> Result<(), NodeError> {
@@ -666,24 +829,30 @@ impl Runtime for LinuxRuntime {
     fn stop(&self, slice: &str) -> Result<(), NodeError> {
         let mut rec = self.record(slice)?;
         self.stop_init(slice, rec.init);
-        net::remove_sliver_rules(&self.cfg.names, slice)?;
-        net::detach(slice)?;
-        disk::unmount(&names::sliver_dir(&self.cfg.state_dir, slice))?;
+        self.unplug_while(slice, rec.address, || {
+            disk::unmount(&names::sliver_dir(&self.cfg.state_dir, slice))
+        })?;
         rec.init = None;
         state::save(&self.cfg.state_dir, &rec)
     }
 
     fn destroy(&self, slice: &str) -> Result<(), NodeError> {
         names::check_slice_name(slice)?;
+        let mut steps = Steps::new();
         let rec = state::load(&self.cfg.state_dir, slice).ok().flatten();
+        let address = rec.as_ref().and_then(|r| r.address);
         self.stop_init(slice, rec.and_then(|r| r.init));
-        net::remove_sliver_rules(&self.cfg.names, slice)?;
-        net::detach(slice)?;
-        self.cgroups.remove(slice)?;
+        steps.mark("stop init");
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
-        disk::unmount(&dir)?;
-        remove_sliver_dir(&dir)?;
-        idmap::release(&self.cfg.idmap_registry, &dir)
+        let files = self.unplug_while(slice, address, || {
+            self.cgroups.remove(slice)?;
+            disk::unmount(&dir)?;
+            remove_sliver_dir(&dir)?;
+            idmap::release(&self.cfg.idmap_registry, &dir)
+        });
+        steps.mark("unplug || cgroup, files");
+        self.record_steps(&self.destroy_steps, steps);
+        files
     }
 
     fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError> {

@@ -107,6 +107,21 @@ pub fn save(state_dir: &Path, rec: &SliverRecord) -> Result<(), NodeError> {
     write_atomic(&path, &bytes)
 }
 
+/// [`save`] without waiting for the disk: atomic (a temp file renamed over), not durable. For the
+/// first record of a brand-new sliver, which nothing on disk depends on yet: lost or left empty by
+/// a power cut, it reads as no record, and the sliver is created again from the desired state.
+/// It becomes durable with the [`save`] after the sliver's first start.
+pub fn save_unsynced(state_dir: &Path, rec: &SliverRecord) -> Result<(), NodeError> {
+    let path = record_path(state_dir, &rec.spec.slice_name);
+    let bytes = serde_json::to_vec_pretty(rec).map_err(|e| NodeError::State {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, &bytes).ctx(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, &path).ctx(|| format!("renaming {}", tmp.display()))
+}
+
 /// Writes `bytes` to `path` atomically and durably, creating its directory: temp file, fsync,
 /// rename, directory fsync (the rename must be durable too for "killed at any point" to hold
 /// after a power cut). One implementation for the node: [`slicelab_spool::write_atomic`].

@@ -360,7 +360,7 @@ fn forged_source_packets_never_leave_the_node() {
     assert_eq!(got[0].1.ip(), std::net::IpAddr::V4(up.host));
     let dropped = slicelab_node::net::spoofed_packets(node.names());
     assert!(
-        dropped.get("pl_forger").copied().unwrap_or(0) >= forged.len() as u64,
+        dropped.get("sl-pl_forger").copied().unwrap_or(0) >= forged.len() as u64,
         "drop counter: {dropped:?}"
     );
     drop(up);

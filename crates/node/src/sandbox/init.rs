@@ -144,14 +144,30 @@ fn supervise(service: Option<&Service>) -> ! {
     }
 }
 
+/// Stops every process of the sliver: SIGTERM, then SIGKILL after 3 s. Waits for SIGCHLD
+/// (blocked since `supervise`) rather than polling, so a sliver whose processes exit at once
+/// stops at once.
 fn shutdown() -> ! {
     let all = Pid::from_raw(-1);
     let _ = kill(all, Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Err(_) => std::process::exit(0),
-            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(WaitStatus::StillAlive) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                let ts = libc::timespec {
+                    tv_sec: left.as_secs() as libc::time_t,
+                    tv_nsec: left.subsec_nanos() as libc::c_long,
+                };
+                // SAFETY: valid signal set and timespec; info may be null.
+                unsafe { libc::sigtimedwait(chld.as_ref(), std::ptr::null_mut(), &ts) };
+            }
             Ok(_) => {}
         }
     }

@@ -104,6 +104,9 @@ pub struct Store {
     write_lock: tokio::sync::Mutex<()>,
     /// For the connections outside the pool (`replicas`: change listener, leader lock).
     url: replicas::DbUrl,
+    /// PostgreSQL only: a small typed pool for the flow ingest, which binds whole columns as
+    /// arrays (the `Any` driver binds only scalars). Connects on first use.
+    pg: Option<sqlx::PgPool>,
 }
 
 pub(crate) type Tx<'a> = Transaction<'a, Any>;
@@ -193,11 +196,20 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect_lazy_with(sqlx::postgres::PgConnectOptions::from_str(&url)?),
+            ),
+        };
         Ok(Store {
             pool,
             backend,
             write_lock: tokio::sync::Mutex::new(()),
             url: replicas::DbUrl(url),
+            pg,
         })
     }
 
@@ -206,6 +218,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
         self.pool.close().await;
     }
 

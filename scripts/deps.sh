@@ -9,6 +9,7 @@ PKGS=(
   postgresql                          # the production store; registry tests run against it
   openssh-client                      # real ssh clients against the SSH gateway
   runc lxc iperf3 util-linux procps psmisc  # benchmark peers, bandwidth tests, unshare/runuser, ps
+  pssh                                # parallel-ssh: the peer of `slicelab exec`'s benchmark
   chromium chromium-driver fonts-liberation  # the web interface's end-to-end test (headless)
   mmdebstrap skopeo umoci docker-registry    # images: Debian builds, a real registry, benchmark peers
   systemd dpkg-dev                    # packaging: systemd-analyze verify, dpkg-shlibdeps (check-packaging.sh)

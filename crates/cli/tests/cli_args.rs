@@ -632,3 +632,35 @@ fn peer_add_needs_a_secret_file_and_suspend_a_reason() {
     }
     parse_err(&["central", "--peer-sync", "0"]);
 }
+
+#[test]
+fn exec_runs_in_process_unless_asked_for_openssh() {
+    let Command::Exec(a) = parse(&["exec", "demo_slice", "--", "true"]).command else {
+        panic!("not exec")
+    };
+    assert!(!a.openssh);
+    let Command::Exec(a) = parse(&[
+        "exec",
+        "demo_slice",
+        "--openssh",
+        "--parallel",
+        "50",
+        "--",
+        "true",
+    ])
+    .command
+    else {
+        panic!("not exec")
+    };
+    assert!(a.openssh);
+    assert_eq!(a.parallel, 50);
+}
+
+#[test]
+fn up_takes_up_to_fifty_nodes() {
+    let Command::Up(a) = parse(&["up", "--nodes", "50"]).command else {
+        panic!("not up")
+    };
+    assert_eq!(a.nodes, 50);
+    parse_err(&["up", "--nodes", "51"]);
+}

@@ -2,7 +2,9 @@
 //!
 //! One code path serves both backends through sqlx's `Any` driver: queries use `$N` placeholders
 //! (which SQLite accepts too), columns hold only integers, reals and text, and each backend has
-//! its own copy of the migrations where DDL differs (`migrations/{sqlite,postgres}`).
+//! its own copy of the migrations where DDL differs (`migrations/{sqlite,postgres}`). The one
+//! exception is the flow ingest on PostgreSQL (`flows`), which binds whole columns as arrays
+//! through a small typed pool.
 //! Every write runs in one transaction that also appends its event, so the audit log cannot miss
 //! a change that was stored.
 
@@ -106,6 +108,9 @@ pub struct Store {
     write_lock: tokio::sync::Mutex<()>,
     /// For the connections outside the pool (`replicas`: change listener, leader lock).
     url: replicas::DbUrl,
+    /// PostgreSQL only: a small typed pool for the flow ingest, which binds whole columns as
+    /// arrays (the `Any` driver binds only scalars). Connects on first use.
+    pg: Option<sqlx::PgPool>,
 }
 
 pub(crate) type Tx<'a> = Transaction<'a, Any>;
@@ -195,11 +200,20 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect_lazy_with(sqlx::postgres::PgConnectOptions::from_str(&url)?),
+            ),
+        };
         Ok(Store {
             pool,
             backend,
             write_lock: tokio::sync::Mutex::new(()),
             url: replicas::DbUrl(url),
+            pg,
         })
     }
 
@@ -208,6 +222,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(pg) = &self.pg {
+            pg.close().await;
+        }
         self.pool.close().await;
     }
 

@@ -244,6 +244,33 @@ async fn flows_are_stored_once_per_seq_and_updated_in_place(b: Backend) {
     assert_eq!(stored().await, vec![(1, true, 4000), (2, true, 50)]);
     assert_eq!(s.store_flows(&n1, &first).await.unwrap(), 2);
     assert_eq!(stored().await, vec![(1, true, 4000), (2, true, 50)]);
+
+    // A batch of new flows only (PostgreSQL's plain insert), then one mixing a new flow with an
+    // update (its upsert).
+    let third = FlowBatch {
+        seq: 3,
+        flows: vec![flow(4, false, 10, NOW + 5)],
+    };
+    assert_eq!(s.store_flows(&n1, &third).await.unwrap(), 3);
+    let fourth = FlowBatch {
+        seq: 4,
+        flows: vec![flow(4, true, 20, NOW + 9), flow(5, true, 7, NOW + 2)],
+    };
+    assert_eq!(s.store_flows(&n1, &fourth).await.unwrap(), 4);
+    assert_eq!(
+        stored().await,
+        vec![(1, true, 4000), (2, true, 50), (4, true, 20), (5, true, 7)]
+    );
+
+    // A node's flows go with it (a cascade on SQLite, a trigger on PostgreSQL).
+    let n2 = node(&s, "n2.pl.test", &st).await;
+    let other = FlowBatch {
+        seq: 1,
+        flows: vec![flow(1, true, 3, NOW + 1)],
+    };
+    assert_eq!(s.store_flows(&n2, &other).await.unwrap(), 1);
+    s.delete_node("admin", NOW, &n1).await.unwrap();
+    assert_eq!(stored().await, vec![(1, true, 3)]);
     s.close().await;
 }
 

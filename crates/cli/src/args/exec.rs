@@ -20,6 +20,11 @@ pub struct ExecArgs {
     /// SSH private key [default: ssh's own defaults, plus the local testbed's generated key].
     #[arg(long, short = 'i', value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Run every node through an OpenSSH client process (reads ~/.ssh/config, agents and
+    /// passphrase-protected keys) [default: SSH in-process, handing a node to OpenSSH only when
+    /// its host key or accepted key is beyond the in-process client].
+    #[arg(long)]
+    pub openssh: bool,
     /// At most this many nodes at once.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub parallel: usize,

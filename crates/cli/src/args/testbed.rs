@@ -10,7 +10,7 @@ pub const DEFAULT_TESTBED_DIR: &str = "/var/lib/slicelab/up";
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// How many nodes (node managers) to start.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=40))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=50))]
     pub nodes: u8,
     /// Over how many demo sites to spread them (`demo`, `site2`, ...).
     #[arg(long, value_name = "S", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=20))]

@@ -67,7 +67,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Image(c) => image::image(out, c).await,
         Command::Up(a) => crate::testbed::up(a).await,
         Command::Down(a) => crate::testbed::down(a).await,
-        Command::Exec(a) => exec::exec(a).await,
+        Command::Exec(a) => exec::exec(out, a).await,
         Command::Capture(a) => capture::capture(a).await,
         Command::Traffic(a) => traffic::traffic(out, a).await,
         Command::Completions { shell } => {

@@ -233,7 +233,14 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await?;
+        // SQLite: take the database's write lock at BEGIN. A deferred transaction that read
+        // first fails at once ("database is locked", SQLITE_BUSY_SNAPSHOT) if a write outside
+        // this lock (a counter, another process) committed after its read; IMMEDIATE waits for
+        // the lock (busy_timeout) and never works on a stale snapshot.
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(WriteTx { tx, _guard: guard })
     }
 

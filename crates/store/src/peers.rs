@@ -1263,12 +1263,14 @@ impl Store {
             .await?;
         }
         if newest > 0 {
+            let mut w = self.write().await?;
             sqlx::query("UPDATE peers SET flows_after = $1 WHERE id = $2 AND flows_after < $3")
                 .bind(newest - 60)
                 .bind(peer.id)
                 .bind(newest - 60)
-                .execute(self.pool())
+                .execute(&mut *w.tx)
                 .await?;
+            w.commit().await?;
         }
         Ok(())
     }

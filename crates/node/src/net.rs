@@ -217,7 +217,7 @@ pub fn remove_sliver_rules(
 
 /// Forged packets dropped per sliver veth (by interface name, see `names::veth_name`) since its
 /// anti-spoofing elements were added (its current incarnation), for every sliver of the node at
-/// once: the per-element counters of [`SLIVER_IFS`].
+/// once: the per-element counters of `SLIVER_IFS`.
 pub fn spoofed_packets(n: &NodeNames) -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
     let Ok(out_json) = run(

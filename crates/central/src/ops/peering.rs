@@ -4,7 +4,7 @@
 //! what became of them (states, usage, flows) into our own tables. A round that fails leaves
 //! everything as last known and the next one catches up: the records are whole and idempotent.
 //!
-//! Adding a peer's nodes to a slice asks the peer first ([`offer_nodes`]): its policy decides
+//! Adding a peer's nodes to a slice asks the peer first (`offer_nodes`): its policy decides
 //! (its quota), and its refusal reaches the person who asked.
 
 use std::collections::BTreeMap;

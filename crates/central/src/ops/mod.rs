@@ -81,11 +81,12 @@ fn check_count(names: &[String]) -> OpResult<()> {
 /// Nodes named in a list (ids or hostnames), as (id, hostname).
 pub(crate) async fn named_nodes(st: &AppState, names: &[String]) -> OpResult<Vec<(i64, String)>> {
     check_count(names)?;
-    let mut out = Vec::with_capacity(names.len());
-    for n in names {
-        out.push(named_node(st, "names", n).await?);
-    }
-    Ok(out)
+    let found = st.store.nodes_named(names).await?;
+    names
+        .iter()
+        .zip(found)
+        .map(|(n, f)| f.ok_or_else(|| OpError::invalid("names", format!("unknown node {n:?}"))))
+        .collect()
 }
 
 /// Persons named in a list (ids or emails), as (id, email).

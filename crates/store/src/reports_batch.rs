@@ -1,8 +1,8 @@
 //! Many nodes' reports in a few statements: central's group commit hands the store up to 512
 //! reports at once (`central::batch`), and a slice added to 10,000 nodes brings 10,000 reports
 //! within a second. Read each node's stored `seq` and slivers for the whole batch, replace the
-//! slivers and append the events with multi-row statements; only the node row's update stays one
-//! statement per node. The same rows and events as one report at a time
+//! slivers, append the events and update the node rows with multi-row statements (a handful per
+//! batch, not seven per report). The same rows and events as one report at a time
 //! (`WriteTx::report`), in the same order per node.
 
 use std::collections::{HashMap, HashSet};
@@ -269,18 +269,27 @@ impl WriteTx<'_> {
             }
             q.execute(&mut *self.tx).await?;
         }
-        for (node, r, _) in &fresh {
-            let health = r.health.as_ref().map(|h| json!(h).to_string());
-            sqlx::query(
-                "UPDATE nodes SET report_seq = $1, last_contact = $2, \
-                 health = COALESCE($3, health), status = 'up' WHERE id = $4",
-            )
-            .bind(r.seq)
-            .bind(now)
-            .bind(health)
-            .bind(node.id)
-            .execute(&mut *self.tx)
-            .await?;
+        // The node rows: one statement per chunk, each node's values picked by `CASE id`.
+        for chunk in fresh.chunks(ROWS) {
+            let (mut seq, mut health, mut ids) = (String::new(), String::new(), Vec::new());
+            for i in 0..chunk.len() {
+                let (id, s, h) = (2 + 3 * i, 3 + 3 * i, 4 + 3 * i);
+                seq.push_str(&format!(" WHEN ${id} THEN ${s}"));
+                health.push_str(&format!(" WHEN ${id} THEN ${h}"));
+                ids.push(format!("${id}"));
+            }
+            let sql = format!(
+                "UPDATE nodes SET report_seq = CASE id{seq} END, last_contact = $1, \
+                 health = COALESCE(CASE id{health} END, health), status = 'up' \
+                 WHERE id IN ({})",
+                ids.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for (node, r, _) in chunk {
+                let h = r.health.as_ref().map(|h| json!(h).to_string());
+                q = q.bind(node.id).bind(r.seq).bind(h);
+            }
+            q.execute(&mut *self.tx).await?;
         }
         Ok(acked)
     }

@@ -83,5 +83,5 @@ fn a_node_wide_change_rereads_every_slice_and_reports_what_differs() {
     );
     assert!(matches!(ix.slice_read(), SliceRead::Nothing));
     assert_eq!(slices_on(&ix, 12), [2]);
-    assert!(ix.by_node.get(&11).is_none());
+    assert!(!ix.by_node.contains_key(&11));
 }

@@ -5,8 +5,10 @@
 //! 1. policy: `slicelab_model::policy` decides whether the actor may;
 //! 2. validation: `slicelab_model` checks the values (and the broker admits guarantees);
 //! 3. one store transaction, which appends the write's event to the audit log;
-//! 4. wake-ups: the long-polls of exactly the nodes the write concerns (`AppState::changed_nodes`),
-//!    or of every node for registry-wide changes (`AppState::changed`: sites, persons, keys).
+//! 4. wake-ups: the long-polls of exactly the nodes the write concerns — naming the slices when
+//!    only slices changed (`AppState::changed_slices`: the desired-state index re-reads just
+//!    those), else `AppState::changed_nodes` — or of every node for registry-wide changes
+//!    (`AppState::changed`: sites, persons, keys).
 //!
 //! Operations take the actor (`slicelab_model::Actor`, the authenticated person), typed inputs
 //! (model types) and return model types or an [`OpError`]. Front ends only authenticate, parse

@@ -17,6 +17,7 @@ registered and concerned by each change, and an evenly spread sample of them run
 Central's CPU seconds per change are printed next to the latencies.
 
 Examples:
+  slicelab sim --nodes 1000
   slicelab sim --nodes 10000 --pin
   slicelab -o json sim --nodes 100000")]
 pub struct SimArgs {

@@ -55,6 +55,14 @@ impl Upkeep {
             tokio::spawn(crate::peering::run(st.clone(), rx, stop.clone())),
             tokio::spawn(wakeups::listen(st.clone(), stop.clone())),
         ];
+        let mut tasks = tasks;
+        if st.publisher.is_some() {
+            // Replicas: a notification lost with a dying replica is caught up here.
+            tasks.push(tokio::spawn(crate::desired::resync(
+                st.clone(),
+                stop.clone(),
+            )));
+        }
         Upkeep { stop, tasks }
     }
 

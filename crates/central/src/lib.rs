@@ -18,6 +18,7 @@ pub(crate) mod auth;
 pub(crate) mod batch;
 pub mod blobs;
 pub(crate) mod broker;
+pub(crate) mod desired;
 pub(crate) mod error;
 pub(crate) mod extract;
 pub(crate) mod jobs;

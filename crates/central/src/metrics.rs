@@ -34,6 +34,11 @@ pub struct Metrics {
     pub watchers: AtomicI64,
     /// Desired-sliver computations for long-polls (each is a few queries).
     pub desired_computed: AtomicI64,
+    /// Reads of the desired-state index (`crate::desired`): one slice's part, every slice's
+    /// parts in bulk, one node's own part.
+    pub desired_slice_reads: AtomicI64,
+    pub desired_bulk_reads: AtomicI64,
+    pub desired_node_reads: AtomicI64,
     /// 1 while this central leads the replicas (runs the periodic jobs), else 0.
     pub leader: AtomicI64,
     /// Change notifications sent to other replicas, and heard from them.
@@ -134,6 +139,21 @@ impl Metrics {
             "slicelab_desired_computations_total {}",
             self.desired_computed.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP slicelab_desired_reads_total Database reads of the desired-state index, by part (slice: one slice, bulk: every slice, node: one node's own part).\n",
+        );
+        out.push_str("# TYPE slicelab_desired_reads_total counter\n");
+        for (part, n) in [
+            ("slice", &self.desired_slice_reads),
+            ("bulk", &self.desired_bulk_reads),
+            ("node", &self.desired_node_reads),
+        ] {
+            let _ = writeln!(
+                out,
+                "slicelab_desired_reads_total{{part=\"{part}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         self.render_replicas(&mut out);
         out
     }

@@ -32,6 +32,9 @@ pub struct AppState {
     /// Each node's last computed desired slivers, with the change generations (registry-wide,
     /// node's own) they were computed at and when the clock alone changes them next.
     pub(crate) desired_cache: Arc<Mutex<HashMap<i64, CachedDesired>>>,
+    /// Slices' and nodes' parts of the desired states, from which a woken poll assembles its
+    /// node's state without a query (`crate::desired`).
+    pub(crate) desired: Arc<crate::desired::DesiredIndex>,
     /// Rate limits of the public flow lookup (shared by the replicas on PostgreSQL).
     pub(crate) lookups: Arc<LookupLimiter>,
     /// Sends this central's wake-ups to the other replicas (PostgreSQL only).
@@ -71,6 +74,10 @@ impl AppState {
             .into();
         let publisher = (backend == Backend::Postgres)
             .then(|| Publisher::start(store.clone(), metrics.clone(), replica.clone()));
+        let desired = Arc::new(crate::desired::DesiredIndex::new(
+            backend == Backend::Postgres,
+            metrics.clone(),
+        ));
         AppState {
             reports: crate::batch::start(store.clone()),
             store,
@@ -83,6 +90,7 @@ impl AppState {
             publisher,
             replica,
             desired_cache: Default::default(),
+            desired,
             federation: Default::default(),
             peering_kick: Default::default(),
         }
@@ -134,7 +142,23 @@ impl AppState {
         self.wake(Wake::All);
     }
 
-    /// Wakes the long-polls of these nodes only, here and on the other replicas.
+    /// Wakes the long-polls of `hostnames` after a write that changed only `slices` (their
+    /// nodes, settings, persons or tags): the nodes' own parts of their desired state stay as
+    /// read, only these slices are read again, once (`crate::desired`). `hostnames` must name
+    /// every node the slices were on before the write and are on after it.
+    pub(crate) fn changed_slices<'a>(
+        &self,
+        slices: &[i64],
+        hostnames: impl IntoIterator<Item = &'a String>,
+    ) {
+        self.wake(Wake::Slices {
+            slices: slices.to_vec(),
+            hosts: hostnames.into_iter().cloned().collect(),
+        });
+    }
+
+    /// Wakes the long-polls of these nodes only, here and on the other replicas: a write
+    /// concerning the nodes themselves (their own part and, in bulk, every slice are read again).
     pub(crate) fn changed_nodes<'a>(&self, hostnames: impl IntoIterator<Item = &'a String>) {
         self.wake(Wake::Nodes(hostnames.into_iter().cloned().collect()));
     }
@@ -148,15 +172,23 @@ impl AppState {
 
     /// Wakes this central's long-polls only (what another replica's notification asks).
     pub(crate) fn wake_local(&self, w: &Wake) {
+        // Stale first, then woken: a woken poll never reads what the write changed from memory.
+        self.desired.mark(w);
         match w {
             Wake::All => self.changes.send_modify(|v| *v = v.wrapping_add(1)),
-            Wake::Nodes(hostnames) => {
-                if let Ok(map) = self.node_changes.lock() {
-                    for h in hostnames {
-                        if let Some(tx) = map.get(h) {
-                            tx.send_modify(|v| *v = v.wrapping_add(1));
-                        }
-                    }
+            Wake::Nodes(hostnames)
+            | Wake::Slices {
+                hosts: hostnames, ..
+            } => self.bump_nodes(hostnames),
+        }
+    }
+
+    /// Wakes these nodes' local polls, marking nothing stale.
+    pub(crate) fn bump_nodes(&self, hostnames: &[String]) {
+        if let Ok(map) = self.node_changes.lock() {
+            for h in hostnames {
+                if let Some(tx) = map.get(h) {
+                    tx.send_modify(|v| *v = v.wrapping_add(1));
                 }
             }
         }

@@ -14,6 +14,8 @@ async fn simulated_nodes_apply_api_changes() {
         exe: env!("CARGO_BIN_EXE_slicelab").into(),
         db: None,
         timeout: Duration::from_secs(120),
+        agents: None,
+        pin: false,
     })
     .await
     .expect("simulation runs");
@@ -47,6 +49,8 @@ async fn replicas_are_measured_next_to_one_central() {
             exe: env!("CARGO_BIN_EXE_slicelab").into(),
             db: Some(pg),
             timeout: Duration::from_secs(120),
+            agents: None,
+            pin: false,
         },
         2,
     )
@@ -91,5 +95,34 @@ fn sim_prints_json_when_asked() {
         assert!(0.0 < max && p50 <= p99 && p99 <= max, "{v}");
     }
     assert!(v["central_cpu_s"].as_f64().expect("cpu") > 0.0);
+    assert!(
+        v["central_cpu_per_change_s"]
+            .as_f64()
+            .expect("cpu per change")
+            > 0.0
+    );
+    assert_eq!(v["changes"], 2);
+    assert_eq!(v["agents"], 10);
     assert!(v["replicas"].is_null());
+}
+
+/// Past the agents one process holds, every node is registered and concerned by the changes and
+/// a spread sample of them runs an agent (`--nodes 100000`); here at a small size, pinned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_of_the_nodes_runs_agents() {
+    let report = slicelab_sim::run(slicelab_sim::SimConfig {
+        nodes: 60,
+        exe: env!("CARGO_BIN_EXE_slicelab").into(),
+        db: None,
+        timeout: Duration::from_secs(120),
+        agents: Some(12),
+        pin: true,
+    })
+    .await
+    .expect("simulation runs");
+    println!("{report}");
+    assert_eq!((report.nodes, report.agents, report.changes), (60, 12, 2));
+    assert!(report.to_string().contains("12 of them"));
+    assert!(report.single().cpu_per_change_s() > 0.0);
+    assert!(report.add.max > Duration::ZERO && report.delete.max > Duration::ZERO);
 }

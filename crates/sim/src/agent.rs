@@ -1,15 +1,17 @@
-//! A simulated node: the real long-poll, reconciler and reports over `FakeRuntime`, recording when
-//! it has applied (and reported) the change the current phase waits for.
+//! A simulated node: the real long-poll, reconciler and reports over `FakeRuntime`, telling the
+//! driver when it has applied (and reported) the change the current phase waits for.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slicelab_client::Client;
 use slicelab_model::{DesiredSlivers, NodeReport};
 use slicelab_node::FakeRuntime;
 
-use crate::{Propagation, SimError};
+use tokio::sync::mpsc;
+
+use crate::Propagation;
 
 /// What each agent is waiting to see in its desired state during a phase.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -21,37 +23,35 @@ enum Goal {
 pub(crate) struct Shared {
     /// 0: warming up; 1: waiting for `Present`; 2: waiting for `Absent`.
     pub(crate) phase: AtomicUsize,
-    pub(crate) t0: std::sync::Mutex<Instant>,
-    /// Nanoseconds after `t0` at which each agent's report of the goal state was acknowledged.
-    pub(crate) done: Vec<AtomicU64>,
+    /// Whether each agent has reached the current phase's goal.
+    pub(crate) done: Vec<AtomicBool>,
     pub(crate) warm: AtomicUsize,
     pub(crate) slice: String,
+    /// `done PHASE K NS` lines to the driver (`crate::agents`).
+    out: mpsc::UnboundedSender<String>,
 }
 
-pub(crate) const NOT_YET: u64 = u64::MAX;
-
 impl Shared {
-    pub(crate) fn new(nodes: usize, slice: &str) -> Shared {
+    pub(crate) fn new(agents: usize, slice: &str, out: mpsc::UnboundedSender<String>) -> Shared {
         Shared {
             phase: AtomicUsize::new(0),
-            t0: std::sync::Mutex::new(Instant::now()),
-            done: (0..nodes).map(|_| AtomicU64::new(NOT_YET)).collect(),
+            done: (0..agents).map(|_| AtomicBool::new(false)).collect(),
             warm: AtomicUsize::new(0),
             slice: slice.to_string(),
+            out,
         }
     }
 
     /// Starts phase `phase` (1: present, 2: absent) now.
     pub(crate) fn begin(&self, phase: usize) {
         for d in &self.done {
-            d.store(NOT_YET, Ordering::SeqCst);
+            d.store(false, Ordering::SeqCst);
         }
-        *self.t0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.phase.store(phase, Ordering::SeqCst);
     }
 }
 
-pub(crate) async fn agent(i: usize, client: Client, shared: Arc<Shared>) {
+pub(crate) async fn agent(k: usize, client: Client, shared: Arc<Shared>) {
     let rt = FakeRuntime::new();
     let mut after: Option<String> = None;
     let mut seq = 0i64;
@@ -91,7 +91,8 @@ pub(crate) async fn agent(i: usize, client: Client, shared: Arc<Shared>) {
         let has = slivers.iter().any(|s| {
             s.slice_name == shared.slice && s.state == slicelab_model::SliverState::Running
         });
-        let goal = match shared.phase.load(Ordering::SeqCst) {
+        let phase = shared.phase.load(Ordering::SeqCst);
+        let goal = match phase {
             1 => Some(Goal::Present),
             2 => Some(Goal::Absent),
             _ => None,
@@ -101,9 +102,10 @@ pub(crate) async fn agent(i: usize, client: Client, shared: Arc<Shared>) {
             Some(Goal::Absent) => !slivers.iter().any(|s| s.slice_name == shared.slice),
             None => false,
         };
-        if reached && shared.done[i].load(Ordering::SeqCst) == NOT_YET {
-            let t0 = *shared.t0.lock().unwrap_or_else(|p| p.into_inner());
-            shared.done[i].store(t0.elapsed().as_nanos() as u64, Ordering::SeqCst);
+        if reached && !shared.done[k].swap(true, Ordering::SeqCst) {
+            let _ = shared
+                .out
+                .send(format!("done {phase} {k} {}\n", crate::agents::wall_ns()));
         }
     }
 }
@@ -119,28 +121,5 @@ pub(crate) fn percentiles(mut v: Vec<u64>, api_call: Duration) -> Propagation {
         p99: at(0.99),
         max: Duration::from_nanos(v.last().copied().unwrap_or(0)),
         api_call,
-    }
-}
-
-pub(crate) async fn wait_phase(shared: &Shared, timeout: Duration) -> Result<Vec<u64>, SimError> {
-    let start = Instant::now();
-    loop {
-        let done: Vec<u64> = shared
-            .done
-            .iter()
-            .map(|d| d.load(Ordering::SeqCst))
-            .collect();
-        let n = done.iter().filter(|d| **d != NOT_YET).count();
-        if n == done.len() {
-            return Ok(done);
-        }
-        if start.elapsed() > timeout {
-            return Err(SimError::Timeout {
-                secs: timeout.as_secs(),
-                done: n,
-                total: done.len(),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

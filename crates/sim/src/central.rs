@@ -46,8 +46,11 @@ impl Centrals {
             .map(str::to_string)
             .unwrap_or_else(|| format!("sqlite://{}/central.db", dir.path().display()));
         let mut procs = Vec::with_capacity(n);
+        let cpu = cfg.cpus().0;
         for _ in 0..n.max(1) {
-            procs.push(spawn(&cfg.exe, &db, dir.path())?);
+            procs.push(crate::pin::on_cpu(cpu, || {
+                spawn(&cfg.exe, &db, dir.path())
+            })?);
         }
         let pem = std::fs::read(dir.path().join("tls/ca.pem"))?;
         let http = reqwest::Certificate::from_pem(&pem)
@@ -69,8 +72,15 @@ impl Centrals {
             .map_err(|e| SimError::Central(e.to_string()))
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.procs.len()
+    /// Where the agents find each central.
+    pub(crate) fn targets(&self) -> Vec<crate::agents::Target> {
+        self.procs
+            .iter()
+            .map(|p| crate::agents::Target {
+                url: p.url.clone(),
+                fingerprint: p.fingerprint.clone(),
+            })
+            .collect()
     }
 
     /// CPU seconds all of them used so far.
@@ -143,7 +153,7 @@ fn spawn(exe: &Path, db: &str, dir: &Path) -> Result<CentralProc, SimError> {
 }
 
 /// CPU seconds (user + system) a process has used, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };

@@ -1,10 +1,16 @@
 //! `slicelab sim`: PlanetLab's lesson "use simulation for scalability".
 //!
-//! Runs N simulated node agents in this process — each speaks the real node protocol (long-poll of
-//! desired slivers, report batches) and runs the real reconciler over a fake runtime that only
-//! records (`slicelab_node::FakeRuntime`) — against a real central started as a separate process,
-//! so its CPU time and memory can be measured on their own. It then times how long an API change
-//! takes to be applied and reported by every agent.
+//! Runs N simulated node agents — each speaks the real node protocol (long-poll of desired
+//! slivers, report batches) and runs the real reconciler over a fake runtime that only records
+//! (`slicelab_node::FakeRuntime`) — in a process of their own (`slicelab sim --agent-process`),
+//! against a real central started as another process, so central's CPU time and memory are
+//! measured on their own (and, with `pin`, each runs on a core of its own). It then times how
+//! long an API change takes to be applied and reported by every agent, and divides central's
+//! CPU seconds by the number of changes.
+//!
+//! A process holds at most [`MAX_AGENTS`] long-polls (one connection each, and the machine's
+//! open-file limit): past that (`--nodes 100000`), every node is registered and concerned by
+//! each change, but only an evenly spread sample of them runs an agent.
 //!
 //! [`run_with_replicas`] runs the same scenario twice in one go, each on a fresh PostgreSQL
 //! database: against one central, then against several central replicas on one database, with
@@ -13,19 +19,21 @@
 //!
 //! - `central`: the central processes and their costs;
 //! - `agent`: one simulated node, and the phase bookkeeping;
+//! - `agents`: the agents' process and the driver's end of it;
+//! - `pin`: pinning central and the agents to cores;
 //! - `pg`: the runs' PostgreSQL databases;
 //! - `report`: what was measured, and its printing.
 
 #![forbid(unsafe_code)]
 
 mod agent;
+mod agents;
 mod central;
 mod pg;
+mod pin;
 mod report;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -33,8 +41,14 @@ use slicelab_client::Client;
 use slicelab_model::objects::{LoginResponse, NodeWithKey};
 use thiserror::Error;
 
-use crate::agent::Shared;
+use crate::agents::{AgentProcess, AgentsConfig};
 use crate::central::Centrals;
+
+pub use crate::agents::serve as serve_agents;
+
+/// Most long-polling agents one run holds (each is a connection at central and in the agents'
+/// process; the open-file limit of this machine is 20,000).
+pub const MAX_AGENTS: usize = 16_000;
 pub use crate::report::{Measured, Propagation, ReplicaRun, SimReport};
 
 #[derive(Debug, Error)]
@@ -55,6 +69,8 @@ pub enum SimError {
     NeedsPostgres(String),
     #[error("{0}")]
     Db(String),
+    #[error("simulated agents: {0}")]
+    Agents(String),
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +83,29 @@ pub struct SimConfig {
     pub db: Option<String>,
     /// Longest wait for one phase.
     pub timeout: Duration,
+    /// How many nodes run an agent (at most [`MAX_AGENTS`]; `None`: every node, up to that).
+    pub agents: Option<usize>,
+    /// Central on the first core, the agents on the second (when there are two).
+    pub pin: bool,
+}
+
+impl SimConfig {
+    /// How many agents run.
+    pub fn agent_count(&self) -> usize {
+        self.agents
+            .unwrap_or(self.nodes)
+            .min(self.nodes)
+            .min(MAX_AGENTS)
+    }
+
+    /// The cores central and the agents are pinned to, if pinned.
+    fn cpus(&self) -> (Option<usize>, Option<usize>) {
+        if self.pin && pin::cores() >= 2 {
+            (Some(0), Some(1))
+        } else {
+            (None, None)
+        }
+    }
 }
 
 /// Runs the simulation against one central and returns its measurements.
@@ -145,63 +184,70 @@ async fn scenario(
             &json!({"name": slice, "description": "scale simulation"}),
         )
         .await?;
-    let shared = Arc::new(Shared::new(cfg.nodes, &slice));
-    let bases: Vec<Client> = (0..centrals.len())
-        .map(|i| centrals.client(i, None))
-        .collect::<Result<_, _>>()?;
-    let mut agents = tokio::task::JoinSet::new();
-    for (i, (_, key)) in keys.iter().enumerate() {
-        let client = bases[i % centrals.len()].with_token(key.clone());
-        agents.spawn(agent::agent(i, client, shared.clone()));
-    }
-    let warm_start = Instant::now();
-    while shared.warm.load(Ordering::SeqCst) < cfg.nodes {
-        if warm_start.elapsed() > cfg.timeout {
-            return Err(SimError::Timeout {
-                secs: cfg.timeout.as_secs(),
-                done: shared.warm.load(Ordering::SeqCst),
-                total: cfg.nodes,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Agent k runs node k * nodes / agents: every node when they are as many, else a spread.
+    let n_agents = cfg.agent_count();
+    let agents_cfg = AgentsConfig {
+        centrals: centrals.targets(),
+        slice: slice.clone(),
+        agents: (0..n_agents)
+            .map(|k| {
+                let i = k * cfg.nodes / n_agents.max(1);
+                (i, keys[i].1.clone())
+            })
+            .collect(),
+    };
+    let mut agents = AgentProcess::start(&cfg.exe, &agents_cfg, cfg.cpus().1).await?;
+    agents.wait_warm(cfg.timeout).await?;
     // Let the first round of polls settle into waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let setup = setup_start.elapsed();
 
+    let agents_cpu0 = agents.pid().map(central::cpu_seconds).unwrap_or(0.0);
     let cpu0 = centrals.cpu_seconds();
     let req0 = centrals.requests_total().await;
     let phases_start = Instant::now();
 
-    // Phase 1: the slice is added to every node in one API call (chunked at the API's limit).
-    shared.begin(1);
+    // Phase 1: the slice is added to every node (in API calls of at most 10,000 nodes).
+    agents.begin(1).await?;
+    let t0 = agents::wall_ns();
     let call = Instant::now();
+    let mut changes = 0;
     for chunk in keys.chunks(10_000) {
         let names: Vec<&String> = chunk.iter().map(|(h, _)| h).collect();
         let _: Value = admin
             .post(&format!("/slices/{slice}/nodes"), &json!({"names": names}))
             .await?;
+        changes += 1;
     }
     let add_call = call.elapsed();
-    let add = agent::percentiles(agent::wait_phase(&shared, cfg.timeout).await?, add_call);
+    let add = agent::percentiles(agents.wait_done(1, t0, cfg.timeout).await?, add_call);
+    let add_cpu_s = centrals.cpu_seconds() - cpu0;
 
     // Phase 2: the slice is deleted.
-    shared.begin(2);
+    agents.begin(2).await?;
+    let t0 = agents::wall_ns();
     let call = Instant::now();
     let _: Value = admin.delete(&format!("/slices/{slice}")).await?;
+    changes += 1;
     let del_call = call.elapsed();
-    let delete = agent::percentiles(agent::wait_phase(&shared, cfg.timeout).await?, del_call);
+    let delete = agent::percentiles(agents.wait_done(2, t0, cfg.timeout).await?, del_call);
 
     let phases_wall_s = phases_start.elapsed().as_secs_f64();
     let central_cpu_s = centrals.cpu_seconds() - cpu0;
+    let agents_cpu_s = agents.pid().map(central::cpu_seconds).unwrap_or(0.0) - agents_cpu0;
     let requests_per_s = (centrals.requests_total().await - req0) / phases_wall_s.max(1e-9);
     let central_rss_peak_mb = centrals.rss_peak_mb();
-    agents.abort_all();
+    agents.stop().await;
     Ok(Measured {
         setup,
+        agents: n_agents,
         add,
         delete,
         central_cpu_s,
+        add_cpu_s,
+        delete_cpu_s: central_cpu_s - add_cpu_s,
+        changes,
+        agents_cpu_s,
         phases_wall_s,
         central_rss_peak_mb,
         requests_per_s,
@@ -235,7 +281,7 @@ async fn register_nodes(admin: &Client, n: usize) -> Result<Vec<(String, String)
 
 /// Raises the open-file limit to its hard maximum: each agent holds a connection, and central
 /// (which inherits the limit) holds the other end.
-fn raise_nofile() {
+pub(crate) fn raise_nofile() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);

@@ -17,10 +17,19 @@ pub struct Propagation {
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
     pub setup: Duration,
+    /// Nodes running an agent (all of them, or a spread sample past `MAX_AGENTS`).
+    pub agents: usize,
     pub add: Propagation,
     pub delete: Propagation,
     /// The centrals' CPU seconds during the two measured phases (all of them together).
     pub central_cpu_s: f64,
+    /// Of which during the add phase, and during the delete phase.
+    pub add_cpu_s: f64,
+    pub delete_cpu_s: f64,
+    /// Slice changes made (API calls: the add in chunks of 10,000 nodes, then the delete).
+    pub changes: usize,
+    /// The agents' process's CPU seconds during the phases.
+    pub agents_cpu_s: f64,
     pub phases_wall_s: f64,
     /// The largest peak resident memory of a central.
     pub central_rss_peak_mb: f64,
@@ -40,10 +49,16 @@ pub struct ReplicaRun {
 pub struct SimReport {
     pub nodes: usize,
     pub setup: Duration,
+    /// Nodes running an agent.
+    pub agents: usize,
     pub add: Propagation,
     pub delete: Propagation,
     /// Central's CPU seconds during the two measured phases.
     pub central_cpu_s: f64,
+    pub add_cpu_s: f64,
+    pub delete_cpu_s: f64,
+    pub changes: usize,
+    pub agents_cpu_s: f64,
     pub phases_wall_s: f64,
     /// Central's peak resident memory.
     pub central_rss_peak_mb: f64,
@@ -65,13 +80,32 @@ impl Propagation {
 }
 
 impl Measured {
+    /// Central's CPU seconds per slice change (each change's fan-out, the agents' reports and
+    /// re-polls included).
+    pub fn cpu_per_change_s(&self) -> f64 {
+        self.central_cpu_s / self.changes.max(1) as f64
+    }
+
+    /// Central's CPU microseconds per node concerned by a change: the add and the delete each
+    /// concern every node with an agent.
+    pub fn cpu_per_node_change_us(&self) -> f64 {
+        1e6 * self.central_cpu_s / (2 * self.agents.max(1)) as f64
+    }
+
     /// The figures as JSON (`slicelab sim -o json`): durations in milliseconds.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "setup_ms": ms(self.setup),
+            "agents": self.agents,
             "add": self.add.to_json(),
             "delete": self.delete.to_json(),
             "central_cpu_s": self.central_cpu_s,
+            "central_cpu_add_s": self.add_cpu_s,
+            "central_cpu_delete_s": self.delete_cpu_s,
+            "changes": self.changes,
+            "central_cpu_per_change_s": self.cpu_per_change_s(),
+            "central_cpu_per_node_change_us": self.cpu_per_node_change_us(),
+            "agents_cpu_s": self.agents_cpu_s,
             "phases_wall_s": self.phases_wall_s,
             "central_rss_peak_mb": self.central_rss_peak_mb,
             "requests_per_s": self.requests_per_s,
@@ -107,9 +141,14 @@ impl SimReport {
         SimReport {
             nodes,
             setup: single.setup,
+            agents: single.agents,
             add: single.add,
             delete: single.delete,
             central_cpu_s: single.central_cpu_s,
+            add_cpu_s: single.add_cpu_s,
+            delete_cpu_s: single.delete_cpu_s,
+            changes: single.changes,
+            agents_cpu_s: single.agents_cpu_s,
             phases_wall_s: single.phases_wall_s,
             central_rss_peak_mb: single.central_rss_peak_mb,
             requests_per_s: single.requests_per_s,
@@ -121,9 +160,14 @@ impl SimReport {
     pub fn single(&self) -> Measured {
         Measured {
             setup: self.setup,
+            agents: self.agents,
             add: self.add.clone(),
             delete: self.delete.clone(),
             central_cpu_s: self.central_cpu_s,
+            add_cpu_s: self.add_cpu_s,
+            delete_cpu_s: self.delete_cpu_s,
+            changes: self.changes,
+            agents_cpu_s: self.agents_cpu_s,
             phases_wall_s: self.phases_wall_s,
             central_rss_peak_mb: self.central_rss_peak_mb,
             requests_per_s: self.requests_per_s,
@@ -137,13 +181,30 @@ fn ms(d: Duration) -> f64 {
 
 fn cost(m: &Measured) -> String {
     format!(
-        "{:.1} CPU-s over {:.1}s ({:.0}% of one core), peak RSS {:.0} MiB, {:.0} requests/s",
+        "{:.1} CPU-s over {:.1}s ({:.0}% of one core; add {:.1}, delete {:.1}), \
+         {:.2} CPU-s per change ({} changes, {:.0} µs per node and change), \
+         peak RSS {:.0} MiB, {:.0} requests/s; agents' process {:.1} CPU-s",
         m.central_cpu_s,
         m.phases_wall_s,
         100.0 * m.central_cpu_s / m.phases_wall_s.max(1e-9),
+        m.add_cpu_s,
+        m.delete_cpu_s,
+        m.cpu_per_change_s(),
+        m.changes,
+        m.cpu_per_node_change_us(),
         m.central_rss_peak_mb,
-        m.requests_per_s
+        m.requests_per_s,
+        m.agents_cpu_s
     )
+}
+
+/// "N simulated nodes", or "N simulated nodes, A of them running an agent".
+fn who(nodes: usize, agents: usize) -> String {
+    if agents >= nodes {
+        format!("{nodes} simulated nodes")
+    } else {
+        format!("{nodes} simulated nodes ({agents} of them, evenly spread, run an agent)")
+    }
 }
 
 const CHANGES: [&str; 2] = ["slice added to all nodes", "slice deleted"];
@@ -153,8 +214,8 @@ impl fmt::Display for SimReport {
         let Some(rep) = &self.replicas else {
             writeln!(
                 f,
-                "slicelab sim: {} simulated nodes (setup {:.1}s)",
-                self.nodes,
+                "slicelab sim: {} (setup {:.1}s)",
+                who(self.nodes, self.agents),
                 self.setup.as_secs_f64()
             )?;
             writeln!(
@@ -176,9 +237,10 @@ impl fmt::Display for SimReport {
         let (one, many) = (self.single(), &rep.run);
         writeln!(
             f,
-            "slicelab sim: {} simulated nodes, 1 central vs {} replicas on one PostgreSQL database \
+            "slicelab sim: {}, 1 central vs {} replicas on one PostgreSQL database \
              (agents spread over the replicas, changes written through the first)",
-            self.nodes, rep.centrals
+            who(self.nodes, self.agents),
+            rep.centrals
         )?;
         writeln!(
             f,

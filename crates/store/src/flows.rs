@@ -85,7 +85,7 @@ struct FlowRow {
 /// bound as one array (binary, 17 parameters a statement), then the node's `flow_seq`.
 async fn ingest_pg(pg: &sqlx::PgPool, node: &Node, seq: i64, flows: &[&FlowRecord]) -> Result<i64> {
     let mut tx = pg.begin().await?;
-    // Locked until commit: flows have no per-row foreign key on PostgreSQL (migration 0012), so
+    // Locked until commit: flows have no per-row foreign key on PostgreSQL (migration 0012_flows_ingest), so
     // a node deleted meanwhile waits for this batch and then deletes its flows with it.
     let last: i64 = sqlx::query_scalar("SELECT flow_seq FROM nodes WHERE id = $1 FOR UPDATE")
         .bind(node.id)

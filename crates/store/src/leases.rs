@@ -143,16 +143,4 @@ impl Store {
         .fetch_optional(self.pool())
         .await?)
     }
-
-    /// The next lease start or end on `node_id` after `now`.
-    pub(crate) async fn next_lease_boundary(&self, node_id: i64, now: i64) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN t_start > $2 THEN t_start ELSE t_end END) FROM leases \
-             WHERE node_id = $1 AND t_end > $2",
-        )
-        .bind(node_id)
-        .bind(now)
-        .fetch_one(self.pool())
-        .await?)
-    }
 }

@@ -25,6 +25,7 @@ mod persons;
 mod placement;
 mod replicas;
 mod reports;
+mod reports_batch;
 mod rows;
 mod sites;
 mod slices;
@@ -37,6 +38,7 @@ use sqlx::{Any, AnyPool, Transaction};
 use thiserror::Error;
 
 pub use auth::{AuthSubject, TokenKind};
+pub use desired::{assemble, DesiredScope, NodeInputs, PublishedImage, SliceInputs, SliceTagInput};
 pub use events::{EventFilter, NewEvent};
 pub use flows::{FlowFilter, LookupRow};
 pub use images::{ImageRecord, NewImageRecord};

@@ -1,6 +1,8 @@
 //! Nodes: create, look up (by id, hostname or node-key hash), list, update, re-key, delete; the
 //! liveness bookkeeping (`touch_node`, `sweep_down_nodes`) central's upkeep runs.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 use slicelab_model::{BootState, Node, NodeCreate, NodeUpdate};
 
@@ -62,6 +64,42 @@ impl Store {
     }
 
     /// A node by id or hostname.
+    /// Nodes by id or hostname, many at once (a few queries for 10,000 names): (id, hostname)
+    /// for each name, in order; `None` for a name no node has.
+    pub async fn nodes_named(&self, names: &[String]) -> Result<Vec<Option<(i64, String)>>> {
+        let (ids, hosts): (Vec<&String>, Vec<&String>) =
+            names.iter().partition(|n| crate::rows::as_id(n).is_some());
+        let mut by_id: HashMap<i64, String> = HashMap::new();
+        let mut by_host: HashMap<String, i64> = HashMap::new();
+        for (col, keys) in [("id", &ids), ("hostname", &hosts)] {
+            for chunk in keys.chunks(500) {
+                let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let sql = format!(
+                    "SELECT id, hostname FROM nodes WHERE {col} IN ({})",
+                    list.join(", ")
+                );
+                let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+                for k in chunk {
+                    q = match crate::rows::as_id(k) {
+                        Some(id) if col == "id" => q.bind(id),
+                        _ => q.bind(k.to_string()),
+                    };
+                }
+                for (id, host) in q.fetch_all(self.pool()).await? {
+                    by_host.insert(host.clone(), id);
+                    by_id.insert(id, host);
+                }
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|n| match crate::rows::as_id(n) {
+                Some(id) => by_id.get(&id).map(|h| (id, h.clone())),
+                None => by_host.get(n.as_str()).map(|id| (*id, n.clone())),
+            })
+            .collect())
+    }
+
     pub async fn node(&self, key: &str) -> Result<Node> {
         self.by_id_or_name::<NodeRow>(
             &format!("SELECT {NODE_COLS} {NODE_FROM}"),

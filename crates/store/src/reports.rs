@@ -37,12 +37,18 @@ impl Store {
         reports: &[(&Node, &NodeReport)],
     ) -> Result<Vec<i64>> {
         let mut w = self.write().await?;
-        let mut acked = Vec::with_capacity(reports.len());
-        // Many nodes of one batch report the same slices: look each up once.
-        let mut slices: HashMap<String, Option<(i64, i64)>> = HashMap::new();
-        for (node, r) in reports {
-            acked.push(w.report(node, now, r, &mut slices).await?);
-        }
+        let acked = if crate::reports_batch::batchable(reports) {
+            // A few statements for the whole batch (`reports_batch`).
+            w.reports_together(now, reports).await?
+        } else {
+            let mut acked = Vec::with_capacity(reports.len());
+            // Many nodes of one batch report the same slices: look each up once.
+            let mut slices: HashMap<String, Option<(i64, i64)>> = HashMap::new();
+            for (node, r) in reports {
+                acked.push(w.report(node, now, r, &mut slices).await?);
+            }
+            acked
+        };
         w.commit().await?;
         Ok(acked)
     }

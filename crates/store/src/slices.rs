@@ -259,18 +259,36 @@ impl Store {
         nodes: &[(i64, String)],
     ) -> Result<Slice> {
         let mut w = self.write().await?;
+        // The nodes the slice has already, then the others in multi-row inserts (10,000 nodes in
+        // one call are 50 statements, not 10,000).
+        let had: std::collections::HashSet<i64> =
+            sqlx::query_scalar("SELECT node_id FROM slice_nodes WHERE slice_id = $1")
+                .bind(sl.id)
+                .fetch_all(&mut *w.tx)
+                .await?
+                .into_iter()
+                .collect();
+        let mut seen = std::collections::HashSet::new();
+        let new: Vec<&(i64, String)> = nodes
+            .iter()
+            .filter(|(id, _)| !had.contains(id) && seen.insert(*id))
+            .collect();
         let mut added = Vec::new();
-        for (id, host) in nodes {
-            let r = sqlx::query(
-                "INSERT INTO slice_nodes (slice_id, node_id) VALUES ($1, $2) ON CONFLICT (slice_id, node_id) DO NOTHING",
-            )
-            .bind(sl.id)
-            .bind(*id)
-            .execute(&mut *w.tx)
-            .await?;
-            if r.rows_affected() == 1 {
-                added.push(host.clone());
+        for chunk in new.chunks(200) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("($1, ${})", i + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO slice_nodes (slice_id, node_id) VALUES {} \
+                 ON CONFLICT (slice_id, node_id) DO NOTHING",
+                values.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(sl.id);
+            for (id, _) in chunk {
+                q = q.bind(*id);
             }
+            q.execute(&mut *w.tx).await?;
+            added.extend(chunk.iter().map(|(_, h)| h.clone()));
         }
         if !added.is_empty() {
             w.slice_event(now, actor, "slice.add_nodes", sl, json!({"nodes": added}))

@@ -16,6 +16,7 @@ both_backends!(
     disabled_slices_and_nodes_do_not_run,
     on_a_reservable_node_only_the_lease_holder_runs,
     the_revision_follows_the_content_only,
+    the_parts_read_in_bulk_or_per_slice_give_the_same_answer,
 );
 
 fn names(slivers: &[SliverSpec]) -> Vec<(&str, bool)> {
@@ -234,5 +235,65 @@ async fn the_revision_follows_the_content_only(b: Backend) {
     let n1 = s.update_node(ADMIN, NOW, &n1, &cap(None)).await.unwrap();
     assert_eq!(n1.bwlimit, None);
     assert_eq!(rev(&n1).await, r1);
+    s.close().await;
+}
+
+/// Central assembles each node's state from every slice's part read in bulk, or one slice's part
+/// read after a change (`central::desired`): the answer, revision included, is the one the node
+/// would get straight from the database.
+async fn the_parts_read_in_bulk_or_per_slice_give_the_same_answer(b: Backend) {
+    use slicelab_store::{assemble, DesiredScope};
+    let s = TestStore::open(b).await;
+    let st = site(&s, "pl", 10).await;
+    let n1 = node(&s, "n1.pl.test", &st).await;
+    let n2 = node(&s, "n2.pl.test", &st).await;
+    let a = slice(&s, &st, "pl_a").await;
+    let bb = slice(&s, &st, "pl_b").await;
+    let a = assign(&s, &a, &[&n1, &n2]).await;
+    assign(&s, &bb, &[&n2]).await;
+    let pi = person(&s, "pi@pl.test", &st).await;
+    s.add_key(ADMIN, NOW, &pi, ED25519).await.unwrap();
+    s.add_slice_persons(ADMIN, NOW, &a, &[(pi.person.id, pi.person.email.clone())])
+        .await
+        .unwrap();
+    s.set_slice_tag(ADMIN, NOW, &a, TagName::CpuShare, "10", None)
+        .await
+        .unwrap();
+    s.set_slice_tag(
+        ADMIN,
+        NOW,
+        &a,
+        TagName::CpuShare,
+        "30",
+        Some((n2.id, &n2.hostname)),
+    )
+    .await
+    .unwrap();
+
+    let all = s.slice_inputs(DesiredScope::All).await.unwrap();
+    assert_eq!(all.len(), 2);
+    let one = s.slice_inputs(DesiredScope::Slice(a.id)).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0], all[0], "one slice's part is its part in bulk");
+    assert_eq!(
+        one[0].nodes,
+        [(n1.id, n1.hostname.clone()), (n2.id, n2.hostname.clone())]
+    );
+    for n in [&n1, &n2] {
+        let inputs = s.node_inputs(n.clone(), NOW).await.unwrap();
+        let from_parts = assemble(&inputs, all.iter(), NOW);
+        let direct = s.desired_slivers_until(n, NOW).await.unwrap();
+        assert_eq!(from_parts.0.revision, direct.0.revision);
+        assert_eq!(from_parts.0.slivers, direct.0.slivers);
+        assert_eq!(from_parts.1, direct.1);
+    }
+    let d2 = s.desired_slivers(&n2, NOW).await.unwrap();
+    assert_eq!(names(&d2.slivers), vec![("pl_a", true), ("pl_b", true)]);
+    assert_eq!(d2.slivers[0].resources.cpu_share, Some(30));
+    assert!(s
+        .slice_inputs(DesiredScope::Slice(999_999))
+        .await
+        .unwrap()
+        .is_empty());
     s.close().await;
 }

@@ -16,8 +16,8 @@ use crate::state::AppState;
 
 /// Longest a poll may wait.
 const MAX_WAIT: u64 = 60;
-/// A waiting poll re-checks this often even without a local change: expiry passes with time, and
-/// another central replica's notification of its write may have been lost (`crate::wakeups`).
+/// A waiting poll assembles its node's state again this often even without a wake-up (from
+/// memory: `crate::desired` re-reads what a lost notification of another replica hid).
 const RECHECK: Duration = Duration::from_secs(5);
 /// `last_contact` is refreshed at most this often by polls (each refresh is a write).
 const CONTACT_EVERY: i64 = 10;
@@ -44,34 +44,28 @@ pub async fn slivers(
     caller: Caller,
     ApiQuery(q): ApiQuery<SliversQuery>,
 ) -> ApiResult<Json<DesiredSlivers>> {
-    let mut node = caller.node_or_403()?.clone();
+    let node = caller.node_or_403()?.clone();
     let wait = Duration::from_secs(q.wait.unwrap_or(30).min(MAX_WAIT));
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = st.changes.subscribe();
     let mut mine = st.watch_node(&node.hostname);
     let _watching = WatcherGuard::new(&st.metrics.watchers);
     let mut touched = false;
-    // The first round uses the node the key lookup found; after a wake it is read again.
-    let mut refetch = false;
-    // A timer wake re-reads the database even if no local write happened: another central
-    // replica's notification may have been lost.
+    // A timer wake assembles again even if no local write happened (a clock change).
     let mut force = false;
     loop {
         // Mark the current change as seen before reading, so a write landing while we compute
         // wakes the next wait instead of being missed.
         let generation = (*changes.borrow_and_update(), *mine.borrow_and_update());
-        if refetch {
-            node = st.store.node(&node.id.to_string()).await?;
-        }
-        refetch = true;
         let now = crate::now();
         if !touched && node.last_contact.is_none_or(|t| now - t >= CONTACT_EVERY) {
             st.store.touch_node(&node, now).await?;
             touched = true;
         }
-        // A node that just applied a change polls again at once: answer that from memory while
-        // nothing concerning it has changed since, instead of recomputing (10,000 nodes re-polling
-        // after a slice lands on all of them would otherwise mean 10,000 recomputations).
+        // A node that just applied a change polls again at once: answer that with the state
+        // assembled last while nothing concerning it has changed since. Otherwise assemble it
+        // from the desired-state index (`crate::desired`): no query unless this node's own part
+        // or a changed slice must be read, and a changed slice is read once for all its nodes.
         let cached = if force {
             None
         } else {
@@ -80,7 +74,7 @@ pub async fn slivers(
         let (desired, next_change) = match cached {
             Some(hit) => hit,
             None => {
-                let (d, next) = st.store.desired_slivers_until(&node, now).await?;
+                let (d, next) = st.desired.desired(&st.store, &node, now).await?;
                 st.metrics
                     .desired_computed
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

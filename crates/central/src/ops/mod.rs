@@ -5,8 +5,10 @@
 //! 1. policy: `slicelab_model::policy` decides whether the actor may;
 //! 2. validation: `slicelab_model` checks the values (and the broker admits guarantees);
 //! 3. one store transaction, which appends the write's event to the audit log;
-//! 4. wake-ups: the long-polls of exactly the nodes the write concerns (`AppState::changed_nodes`),
-//!    or of every node for registry-wide changes (`AppState::changed`: sites, persons, keys).
+//! 4. wake-ups: the long-polls of exactly the nodes the write concerns — naming the slices when
+//!    only slices changed (`AppState::changed_slices`: the desired-state index re-reads just
+//!    those), else `AppState::changed_nodes` — or of every node for registry-wide changes
+//!    (`AppState::changed`: sites, persons, keys).
 //!
 //! Operations take the actor (`slicelab_model::Actor`, the authenticated person), typed inputs
 //! (model types) and return model types or an [`OpError`]. Front ends only authenticate, parse
@@ -81,11 +83,12 @@ fn check_count(names: &[String]) -> OpResult<()> {
 /// Nodes named in a list (ids or hostnames), as (id, hostname).
 pub(crate) async fn named_nodes(st: &AppState, names: &[String]) -> OpResult<Vec<(i64, String)>> {
     check_count(names)?;
-    let mut out = Vec::with_capacity(names.len());
-    for n in names {
-        out.push(named_node(st, "names", n).await?);
-    }
-    Ok(out)
+    let found = st.store.nodes_named(names).await?;
+    names
+        .iter()
+        .zip(found)
+        .map(|(n, f)| f.ok_or_else(|| OpError::invalid("names", format!("unknown node {n:?}"))))
+        .collect()
 }
 
 /// Persons named in a list (ids or emails), as (id, email).

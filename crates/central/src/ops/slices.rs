@@ -66,7 +66,7 @@ pub async fn update(st: &AppState, actor: &Actor, key: &str, u: &SliceUpdate) ->
         .store
         .update_slice(&actor.label(), crate::now(), &sl, u)
         .await?;
-    st.changed_nodes(&sl.nodes);
+    st.changed_slices(&[sl.id], &sl.nodes);
     Ok(sl)
 }
 
@@ -76,7 +76,7 @@ pub async fn remove(st: &AppState, actor: &Actor, key: &str) -> OpResult<()> {
     st.store
         .delete_slice(&actor.label(), crate::now(), &sl)
         .await?;
-    st.changed_nodes(&sl.nodes);
+    st.changed_slices(&[sl.id], &sl.nodes);
     Ok(())
 }
 
@@ -103,7 +103,7 @@ pub async fn renew(st: &AppState, actor: &Actor, key: &str, r: &SliceRenew) -> O
         .store
         .renew_slice(&actor.label(), now, &sl, expires)
         .await?;
-    st.changed_nodes(&sl.nodes);
+    st.changed_slices(&[sl.id], &sl.nodes);
     Ok(sl)
 }
 
@@ -124,7 +124,7 @@ pub async fn add_nodes(
         .store
         .add_slice_nodes(&actor.label(), crate::now(), &sl, &nodes)
         .await?;
-    st.changed_nodes(nodes.iter().map(|(_, h)| h));
+    st.changed_slices(&[sl.id], nodes.iter().map(|(_, h)| h));
     Ok(sl)
 }
 
@@ -160,7 +160,7 @@ pub async fn select_nodes(
         .store
         .add_slice_nodes(&actor.label(), now, &sl, &nodes)
         .await?;
-    st.changed_nodes(nodes.iter().map(|(_, h)| h));
+    st.changed_slices(&[sl.id], nodes.iter().map(|(_, h)| h));
     Ok(SelectResult {
         slice,
         added: nodes.into_iter().map(|(_, h)| h).collect(),
@@ -176,7 +176,7 @@ pub async fn remove_node(st: &AppState, actor: &Actor, key: &str, node: &str) ->
         .store
         .remove_slice_node(&actor.label(), crate::now(), &sl, (n.id, &n.hostname))
         .await?;
-    st.changed_nodes([&n.hostname]);
+    st.changed_slices(&[sl.id], [&n.hostname]);
     if n.authority.is_some() {
         // The peer learns at once that the slice left its node.
         st.peering_kick.notify_one();
@@ -198,7 +198,7 @@ pub async fn add_persons(
         .store
         .add_slice_persons(&actor.label(), crate::now(), &sl, &persons)
         .await?;
-    st.changed_nodes(&sl.nodes);
+    st.changed_slices(&[sl.id], &sl.nodes);
     Ok(sl)
 }
 
@@ -224,6 +224,6 @@ pub async fn remove_person(
             (p.person.id, &p.person.email),
         )
         .await?;
-    st.changed_nodes(&sl.nodes);
+    st.changed_slices(&[sl.id], &sl.nodes);
     Ok(sl)
 }

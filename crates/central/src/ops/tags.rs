@@ -77,7 +77,7 @@ pub async fn set(
             node.as_ref().map(|(id, h)| (*id, h.as_str())),
         )
         .await?;
-    st.changed_nodes(&sl.nodes);
+    st.changed_slices(&[sl.id], &sl.nodes);
     Ok(t)
 }
 
@@ -99,6 +99,6 @@ pub async fn delete(
             node.as_ref().map(|(id, h)| (*id, h.as_str())),
         )
         .await?;
-    st.changed_nodes(&sl.nodes);
+    st.changed_slices(&[sl.id], &sl.nodes);
     Ok(sl)
 }

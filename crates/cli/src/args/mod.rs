@@ -171,7 +171,6 @@ pub enum Command {
     Lookup(LookupArgs),
     /// Simulate N nodes (real protocol and reconciler, fake runtime) against a real central and
     /// measure how fast changes propagate.
-    #[command(after_help = "Example: slicelab sim --nodes 1000")]
     Sim(SimArgs),
     /// Show the audit log: who changed what, when.
     Events(EventsArgs),

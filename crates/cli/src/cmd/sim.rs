@@ -6,6 +6,9 @@ use crate::args::{Output, SimArgs};
 use crate::output::emit;
 
 pub(crate) async fn sim(out: Output, a: SimArgs) -> Result<()> {
+    if a.agent_process {
+        return Ok(slicelab_sim::serve_agents().await?);
+    }
     let exe = std::env::current_exe().context("finding the slicelab binary")?;
     let timeout = std::time::Duration::from_secs(a.timeout);
     let report = if a.centrals > 1 {
@@ -20,6 +23,8 @@ pub(crate) async fn sim(out: Output, a: SimArgs) -> Result<()> {
             exe,
             db: Some(db),
             timeout,
+            agents: a.agents,
+            pin: a.pin,
         };
         slicelab_sim::run_with_replicas(cfg, usize::from(a.centrals)).await?
     } else {
@@ -32,6 +37,8 @@ pub(crate) async fn sim(out: Output, a: SimArgs) -> Result<()> {
             exe,
             db: a.db,
             timeout,
+            agents: a.agents,
+            pin: a.pin,
         })
         .await?
     };

@@ -503,30 +503,61 @@ fn scenario(
 
     // Traffic from the sliver: plc audits it; ple sees its usage and flows.
     let listener = TcpListener::bind((GATEWAY, 18644)).expect("listen on the node's gateway");
-    // Takes one connection and closes it, so the sliver's `nc` ends.
-    let sink = std::thread::spawn(move || {
-        if let Ok((mut c, _)) = listener.accept() {
-            let mut buf = [0u8; 16];
-            let _ = std::io::Read::read(&mut c, &mut buf);
-        }
-    });
-    let o = ssh(
-        &key_file,
-        &format!("echo ping | timeout 5 nc -w 2 {GATEWAY} 18644; true"),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let _ = sink.join();
+    listener.set_nonblocking(true).expect("nonblocking");
+    // Takes connections and closes them, so the sliver's `nc` ends, until the flows arrived.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        let _ = c.set_nonblocking(false);
+                        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut buf = [0u8; 16];
+                        let _ = std::io::Read::read(&mut c, &mut buf);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        })
+    };
     let state = wait_for("the sliver's state at ple", 30, || {
         sliver(ple, SLICE).filter(|(s, _)| s == "running")
     });
     assert_eq!(state.0, "running");
-    wait_for("the sliver's flows at ple", 60, || {
-        let v = ple.json(&["flows", "--slice", SLICE]);
-        let list = v.as_array()?;
-        list.iter()
-            .any(|f| f["node"] == NODE && f["flow"]["dst"] == GATEWAY.to_string())
-            .then_some(())
-    });
+    // Traffic from the sliver (again every few seconds, in case the sliver was restarting when
+    // a tag change reached it), until its flow shows at ple.
+    let mut round = 0;
+    let seen = {
+        let deadline = Instant::now() + Duration::from_secs(150);
+        loop {
+            if round % 10 == 0 {
+                let o = ssh(
+                    &key_file,
+                    &format!("echo ping | timeout 5 nc -w 2 {GATEWAY} 18644; true"),
+                );
+                eprintln!("traffic from the sliver: {}", o.status);
+            }
+            round += 1;
+            let v = ple.json(&["flows", "--slice", SLICE]);
+            let found = v.as_array().is_some_and(|list| {
+                list.iter()
+                    .any(|f| f["node"] == NODE && f["flow"]["dst"] == GATEWAY.to_string())
+            });
+            if found || Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = sink.join();
+    if !seen {
+        let at_plc = plc.ok(&["flows", "--slice", FOREIGN, "-o", "json"]);
+        let peer = ple.ok(&["peer", "show", "plc", "-o", "json"]);
+        panic!("the sliver's flows never showed at ple; plc has: {at_plc}; ple's peer: {peer}");
+    }
     wait_for("the sliver's usage at ple", 60, || {
         let v = ple.json(&["usage", SLICE, "--since", "1h"]);
         let s = v.to_string();

@@ -59,8 +59,9 @@ pub struct FlowFilter {
     pub to: Option<i64>,
 }
 
+/// A stored flow as queries select it (`hostname`, `slice_name`, then the `flows` columns).
 #[derive(sqlx::FromRow)]
-struct FlowRow {
+pub(crate) struct FlowRow {
     hostname: String,
     slice_name: String,
     proto: i64,
@@ -78,6 +79,34 @@ struct FlowRow {
     tx_pkts: i64,
     rx_bytes: i64,
     rx_pkts: i64,
+}
+
+impl From<FlowRow> for Flow {
+    fn from(r: FlowRow) -> Flow {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        Flow {
+            node: r.hostname,
+            flow: FlowRecord {
+                slice: r.slice_name,
+                proto: u8::try_from(r.proto).unwrap_or(0),
+                src: ip(&r.src),
+                sport: u16::try_from(r.sport).unwrap_or(0),
+                dst: ip(&r.dst),
+                dport: u16::try_from(r.dport).unwrap_or(0),
+                nat_src: r.nat_src.as_deref().map(ip),
+                nat_sport: r.nat_sport.and_then(|p| u16::try_from(p).ok()),
+                ct_id: u32::try_from(r.ct_id).unwrap_or(0),
+                start: r.t_start,
+                end: r.t_end,
+                done: r.done != 0,
+                tx_bytes: u(r.tx_bytes),
+                tx_pkts: u(r.tx_pkts),
+                rx_bytes: u(r.rx_bytes),
+                rx_pkts: u(r.rx_pkts),
+            },
+        }
+    }
 }
 
 /// Stores a deduplicated batch on PostgreSQL in one transaction of the typed pool: the node's
@@ -301,32 +330,7 @@ impl Store {
             limit.clamp(1, 100_000)
         );
         let rows: Vec<FlowRow> = w.bind(sqlx::query_as(&sql)).fetch_all(self.pool()).await?;
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        let u = |v: i64| u64::try_from(v).unwrap_or(0);
-        Ok(rows
-            .into_iter()
-            .map(|r| Flow {
-                node: r.hostname,
-                flow: FlowRecord {
-                    slice: r.slice_name,
-                    proto: u8::try_from(r.proto).unwrap_or(0),
-                    src: ip(&r.src),
-                    sport: u16::try_from(r.sport).unwrap_or(0),
-                    dst: ip(&r.dst),
-                    dport: u16::try_from(r.dport).unwrap_or(0),
-                    nat_src: r.nat_src.as_deref().map(ip),
-                    nat_sport: r.nat_sport.and_then(|p| u16::try_from(p).ok()),
-                    ct_id: u32::try_from(r.ct_id).unwrap_or(0),
-                    start: r.t_start,
-                    end: r.t_end,
-                    done: r.done != 0,
-                    tx_bytes: u(r.tx_bytes),
-                    tx_pkts: u(r.tx_pkts),
-                    rx_bytes: u(r.rx_bytes),
-                    rx_pkts: u(r.rx_pkts),
-                },
-            })
-            .collect())
+        Ok(rows.into_iter().map(Flow::from).collect())
     }
 
     /// The public lookup: which slices on `node_id` exchanged traffic with `remote` (and `port`)

@@ -769,9 +769,10 @@ impl Store {
                 },
             })
             .collect();
-        let flows: Vec<FlowOut> = sqlx::query_as(
-            "SELECT n.hostname, ps.home_name, f.proto, f.src, f.sport, f.dst, f.dport, f.nat_src, \
-             f.nat_sport, f.ct_id, f.t_start, f.t_end, f.done, f.tx_bytes, f.tx_pkts, f.rx_bytes, f.rx_pkts \
+        let flows: Vec<crate::flows::FlowRow> = sqlx::query_as(
+            "SELECT n.hostname, ps.home_name AS slice_name, f.proto, f.src, f.sport, f.dst, f.dport, \
+             f.nat_src, f.nat_sport, f.ct_id, f.t_start, f.t_end, f.done, f.tx_bytes, f.tx_pkts, \
+             f.rx_bytes, f.rx_pkts \
              FROM flows f JOIN slices sl ON sl.name = f.slice_name \
              JOIN peer_slices ps ON ps.slice_id = sl.id JOIN nodes n ON n.id = f.node_id \
              WHERE ps.peer_id = $1 AND f.t_end >= $2 ORDER BY f.t_end LIMIT $3",
@@ -783,28 +784,12 @@ impl Store {
         .await?;
         let flows = flows
             .into_iter()
-            .filter_map(|r| {
-                Some(ForeignFlow {
-                    node: r.hostname,
-                    flow: FlowRecord {
-                        slice: r.home_name,
-                        proto: u8::try_from(r.proto).ok()?,
-                        src: r.src.parse().ok()?,
-                        sport: u16::try_from(r.sport).ok()?,
-                        dst: r.dst.parse().ok()?,
-                        dport: u16::try_from(r.dport).ok()?,
-                        nat_src: r.nat_src.and_then(|a| a.parse().ok()),
-                        nat_sport: r.nat_sport.and_then(|p| u16::try_from(p).ok()),
-                        ct_id: u32::try_from(r.ct_id).ok()?,
-                        start: r.t_start,
-                        end: r.t_end,
-                        done: r.done != 0,
-                        tx_bytes: u(r.tx_bytes),
-                        tx_pkts: u(r.tx_pkts),
-                        rx_bytes: u(r.rx_bytes),
-                        rx_pkts: u(r.rx_pkts),
-                    },
-                })
+            .map(|r| {
+                let f = slicelab_model::Flow::from(r);
+                ForeignFlow {
+                    node: f.node,
+                    flow: f.flow,
+                }
             })
             .collect();
         Ok(PeerStatus {
@@ -1302,25 +1287,4 @@ struct PeerRowWithSecret {
     #[sqlx(flatten)]
     row: PeerRow,
     secret: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct FlowOut {
-    hostname: String,
-    home_name: String,
-    proto: i64,
-    src: String,
-    sport: i64,
-    dst: String,
-    dport: i64,
-    nat_src: Option<String>,
-    nat_sport: Option<i64>,
-    ct_id: i64,
-    t_start: i64,
-    t_end: i64,
-    done: i64,
-    tx_bytes: i64,
-    tx_pkts: i64,
-    rx_bytes: i64,
-    rx_pkts: i64,
 }

@@ -292,7 +292,9 @@ fn forge_tool() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
     TOOL.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/forge.c");
-        let out = std::env::temp_dir().join(format!("slicelab-forge-{}", std::process::id()));
+        // In the target directory (cargo clean removes it), not a temp file left behind per run.
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("slicelab-forge-{}", std::process::id()));
         let o = Command::new("cc")
             .args(["-static", "-O2", "-o"])
             .arg(&out)

@@ -263,3 +263,30 @@ pub async fn new_slice(c: &Client, name: &str) -> Slice {
         .await
         .unwrap_or_else(|e| panic!("create slice {name}: {e}"))
 }
+
+/// Drops the test's PostgreSQL database if the test ended without `stop` (a failed
+/// assertion, an early return): no database is left behind on the server.
+impl Drop for TestCentral {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.pg.take() else {
+            return;
+        };
+        // Drop may run inside the test's runtime: a thread of its own with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}

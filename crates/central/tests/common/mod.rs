@@ -139,13 +139,7 @@ impl TestCentral {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
-        if let Some((admin_url, name)) = self.pg.take() {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await;
-            }
-        }
+        // The database goes with `self` (`Drop`, below).
     }
 }
 
@@ -264,8 +258,8 @@ pub async fn new_slice(c: &Client, name: &str) -> Slice {
         .unwrap_or_else(|e| panic!("create slice {name}: {e}"))
 }
 
-/// Drops the test's PostgreSQL database if the test ended without `stop` (a failed
-/// assertion, an early return): no database is left behind on the server.
+/// Drops the test's PostgreSQL database when the fixture goes: after `stop`, or when a test
+/// ended without it (a failed assertion, an early return). No database is left on the server.
 impl Drop for TestCentral {
     fn drop(&mut self) {
         let Some((admin_url, name)) = self.pg.take() else {

@@ -118,15 +118,9 @@ impl TestStore {
         }
     }
 
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         self.store.close().await;
-        if let Some((admin_url, name)) = self.pg.take() {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&mut c)
-                    .await;
-            }
-        }
+        // The database goes with `self` (`Drop`, below).
     }
 }
 
@@ -241,8 +235,8 @@ pub async fn last_event(s: &Store) -> (String, String) {
 pub const ED25519: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH6mwuiCgEj5IOErDJ69hnStVLbIEwiAnpCShyp6iSC/ alice@laptop";
 
-/// Drops the test's PostgreSQL database if the test ended without `close` (a failed
-/// assertion, an early return): no database is left behind on the server.
+/// Drops the test's PostgreSQL database when the fixture goes: after `close`, or when a test
+/// ended without it (a failed assertion, an early return). No database is left on the server.
 impl Drop for TestStore {
     fn drop(&mut self) {
         let Some((admin_url, name)) = self.pg.take() else {

@@ -213,11 +213,18 @@ impl Store {
 
     /// Active peers with their secrets, for the exchange loop.
     pub async fn peers_to_sync(&self) -> Result<Vec<PeerWithSecret>> {
-        let mut out = Vec::new();
-        for p in self.list_peers().await? {
-            out.push(self.peer_with_secret(&p.id.to_string()).await?);
-        }
-        Ok(out)
+        let rows: Vec<PeerRowWithSecret> = sqlx::query_as(&format!(
+            "SELECT {PEER_COLS}, p.secret FROM peers p ORDER BY p.name"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PeerWithSecret {
+                peer: r.row.into(),
+                secret: r.secret,
+            })
+            .collect())
     }
 
     pub async fn update_peer(

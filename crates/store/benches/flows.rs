@@ -2,9 +2,10 @@
 //! into the central store, then the public lookup over them (goals: >= 190,000 records/s on
 //! SQLite, >= 150,000 on PostgreSQL; lookup under 50 ms). SQLite by default;
 //! `SLICELAB_BENCH_PG=postgres://...` (a server admin URL) measures PostgreSQL as well, each
-//! path in a database of its own: `UNNEST` (what `store_flows` does there) and, in the same run,
-//! the portable multi-row `VALUES` it replaced. Under `cargo test` it runs a 20,000-record smoke
-//! version.
+//! path in a database of its own: binary `COPY` (what `store_flows` does there) and, in the same
+//! run, the `INSERT … FROM UNNEST` it replaced and the portable multi-row `VALUES` before that.
+//! `SLICELAB_BENCH_RECORDS` and `SLICELAB_BENCH_BATCH` (records a batch, default 10,000) change
+//! the size. Under `cargo test` it runs a 20,000-record smoke version.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use slicelab_store::Store;
 const SLICES: usize = 20;
 const NODES: usize = 50;
 const REMOTES: u32 = 100_000;
+/// Records a node's batch, unless `SLICELAB_BENCH_BATCH` says otherwise.
 const BATCH: usize = 10_000;
 
 /// A small deterministic generator, so runs are comparable.
@@ -36,8 +38,10 @@ fn remote(i: u32) -> IpAddr {
 /// Which ingest path a run measures.
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
-    /// `Store::store_flows`: the backend's fastest path.
+    /// `Store::store_flows`: the backend's fastest path (binary `COPY` on PostgreSQL).
     Best,
+    /// `Store::store_flows_unnest`: PostgreSQL's path before `COPY`.
+    Unnest,
     /// `Store::store_flows_rows`: multi-row `VALUES` (PostgreSQL's path before `UNNEST`).
     Rows,
 }
@@ -49,7 +53,12 @@ struct Figures {
     worst: Duration,
 }
 
-async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn std::error::Error>> {
+async fn run(
+    url: &str,
+    records: usize,
+    batch: usize,
+    path: Path,
+) -> Result<Figures, Box<dyn std::error::Error>> {
     let store = Store::open(url).await?;
     let now = 1_800_000_000;
     let site = store
@@ -102,7 +111,7 @@ async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn s
     let mut ingest = Duration::ZERO;
     while made < records {
         let n = (rng.next() as usize) % NODES;
-        let count = BATCH.min(records - made);
+        let count = batch.min(records - made);
         let flows = (0..count)
             .map(|_| {
                 ct[n] += 1;
@@ -140,6 +149,7 @@ async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn s
         let start = Instant::now();
         match path {
             Path::Best => store.store_flows(&nodes[n], &batch).await?,
+            Path::Unnest => store.store_flows_unnest(&nodes[n], &batch).await?,
             Path::Rows => store.store_flows_rows(&nodes[n], &batch).await?,
         };
         ingest += start.elapsed();
@@ -176,8 +186,8 @@ async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn s
     })
 }
 
-async fn measure(label: &str, url: &str, records: usize, path: Path) -> Figures {
-    match run(url, records, path).await {
+async fn measure(label: &str, url: &str, records: usize, batch: usize, path: Path) -> Figures {
+    match run(url, records, batch, path).await {
         Ok(f) => {
             println!(
                 "flows/{label}: ingested {records} records at {:.0} records/s; public lookup \
@@ -196,7 +206,13 @@ async fn measure(label: &str, url: &str, records: usize, path: Path) -> Figures 
 }
 
 /// Measures one path on PostgreSQL in a database of its own, dropped after.
-async fn measure_pg(admin: &str, label: &str, records: usize, path: Path) -> Figures {
+async fn measure_pg(
+    admin: &str,
+    label: &str,
+    records: usize,
+    batch: usize,
+    path: Path,
+) -> Figures {
     use sqlx::Connection;
     let name = format!("slicelab_bench_{}_{label}", std::process::id());
     let base = admin
@@ -217,6 +233,7 @@ async fn measure_pg(admin: &str, label: &str, records: usize, path: Path) -> Fig
         &format!("postgres-{label}"),
         &format!("{base}/{name}"),
         records,
+        batch,
         path,
     )
     .await;
@@ -226,9 +243,11 @@ async fn measure_pg(admin: &str, label: &str, records: usize, path: Path) -> Fig
     f
 }
 
-/// README's figures before `UNNEST` (1,000,000 records), printed for comparison.
+/// README's figures (1,000,000 records), printed for comparison: SQLite's, and PostgreSQL's
+/// before `UNNEST` (multi-row `VALUES`) and with it.
 const PREVIOUS_SQLITE: f64 = 190_000.0;
 const PREVIOUS_PG: f64 = 52_000.0;
+const PREVIOUS_PG_UNNEST: f64 = 103_000.0;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -237,6 +256,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench { 1_000_000 } else { 20_000 });
+    let batch = std::env::var("SLICELAB_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&b: &usize| b > 0)
+        .unwrap_or(BATCH);
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -248,6 +272,7 @@ async fn main() {
         "sqlite",
         &format!("sqlite://{}/bench.db", dir.path().display()),
         records,
+        batch,
         Path::Best,
     )
     .await;
@@ -258,19 +283,23 @@ async fn main() {
         lite.rate / PREVIOUS_SQLITE
     );
     if let Ok(admin) = std::env::var("SLICELAB_BENCH_PG") {
-        let best = measure_pg(&admin, "unnest", records, Path::Best).await;
-        let rows = measure_pg(&admin, "values", records, Path::Rows).await;
-        {
-            println!(
-                "flows/postgres: UNNEST {:.0}k records/s (goal >= 150k); multi-row VALUES, same \
-                 run: {:.0}k ({:.2}x); previous (README) {:.0}k ({:.2}x)",
-                best.rate / 1000.0,
-                rows.rate / 1000.0,
-                best.rate / rows.rate,
-                PREVIOUS_PG / 1000.0,
-                best.rate / PREVIOUS_PG
-            );
-        }
+        let best = measure_pg(&admin, "copy", records, batch, Path::Best).await;
+        let unnest = measure_pg(&admin, "unnest", records, batch, Path::Unnest).await;
+        let rows = measure_pg(&admin, "values", records, batch, Path::Rows).await;
+        println!(
+            "flows/postgres: COPY {:.0}k records/s (goal >= 150k); same run: UNNEST {:.0}k \
+             ({:.2}x), multi-row VALUES {:.0}k ({:.2}x); previous (README) UNNEST {:.0}k ({:.2}x), \
+             VALUES {:.0}k ({:.2}x)",
+            best.rate / 1000.0,
+            unnest.rate / 1000.0,
+            best.rate / unnest.rate,
+            rows.rate / 1000.0,
+            best.rate / rows.rate,
+            PREVIOUS_PG_UNNEST / 1000.0,
+            best.rate / PREVIOUS_PG_UNNEST,
+            PREVIOUS_PG / 1000.0,
+            best.rate / PREVIOUS_PG
+        );
     } else {
         println!("flows/postgres: skipped (set SLICELAB_BENCH_PG=postgres://… to measure it)");
     }

@@ -206,13 +206,7 @@ async fn measure(label: &str, url: &str, records: usize, batch: usize, path: Pat
 }
 
 /// Measures one path on PostgreSQL in a database of its own, dropped after.
-async fn measure_pg(
-    admin: &str,
-    label: &str,
-    records: usize,
-    batch: usize,
-    path: Path,
-) -> Figures {
+async fn measure_pg(admin: &str, label: &str, records: usize, batch: usize, path: Path) -> Figures {
     use sqlx::Connection;
     let name = format!("slicelab_bench_{}_{label}", std::process::id());
     let base = admin

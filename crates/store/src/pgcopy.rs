@@ -143,6 +143,10 @@ impl std::fmt::Write for Utf8Buf<'_> {
 mod tests {
     use super::*;
 
+    /// A row of the round-trip table as sent, and as read back (the address as text).
+    type Sent = (i64, Option<String>, Option<i64>, Option<std::net::IpAddr>);
+    type Read = (i64, Option<String>, Option<i64>, Option<String>);
+
     #[test]
     fn layout_is_postgresql_binary_copy() {
         let mut c = CopyBinary::new(3, 0);
@@ -198,7 +202,7 @@ mod tests {
             .execute(&mut conn)
             .await
             .unwrap();
-        let rows: Vec<(i64, Option<String>, Option<i64>, Option<std::net::IpAddr>)> = vec![
+        let rows: Vec<Sent> = vec![
             (i64::MIN, Some(String::new()), None, None),
             (
                 i64::MAX,
@@ -229,11 +233,10 @@ mod tests {
             .unwrap();
         copy.send(c.finish().unwrap()).await.unwrap();
         assert_eq!(copy.finish().await.unwrap(), rows.len() as u64);
-        let back: Vec<(i64, Option<String>, Option<i64>, Option<String>)> =
-            sqlx::query_as("SELECT n, t, o, a FROM copy_rt ORDER BY n")
-                .fetch_all(&mut conn)
-                .await
-                .unwrap();
+        let back: Vec<Read> = sqlx::query_as("SELECT n, t, o, a FROM copy_rt ORDER BY n")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
         let mut want: Vec<_> = rows
             .into_iter()
             .map(|(n, t, o, a)| (n, t, o, a.map(|a| a.to_string())))

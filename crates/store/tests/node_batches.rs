@@ -285,12 +285,16 @@ async fn flow_batches_mixing_new_and_stored_flows_store_each_once(b: Backend) {
     slice(&s, &st, "pl_a").await;
     let at = |ct: u32, start: i64, done: bool, tx: u64| FlowRecord {
         start,
-        nat_src: if ct % 3 == 0 {
+        nat_src: if ct.is_multiple_of(3) {
             None
         } else {
             flow(ct, done, tx, 0).nat_src
         },
-        nat_sport: if ct % 3 == 0 { None } else { Some(40_000) },
+        nat_sport: if ct.is_multiple_of(3) {
+            None
+        } else {
+            Some(40_000)
+        },
         ..flow(ct, done, tx, start + 60)
     };
     let stored = || {
@@ -355,10 +359,10 @@ async fn flow_batches_mixing_new_and_stored_flows_store_each_once(b: Backend) {
         } else {
             (false, u64::from(ct))
         };
-        want.push((ct, NOW + i64::from(ct), done, tx, ct % 3 != 0));
+        want.push((ct, NOW + i64::from(ct), done, tx, !ct.is_multiple_of(3)));
     }
     for ct in 51..=85u32 {
-        want.push((ct, NOW - i64::from(ct), true, 7, ct % 3 != 0));
+        want.push((ct, NOW - i64::from(ct), true, 7, !ct.is_multiple_of(3)));
     }
     want.push((1, NOW + 500, true, 5, true));
     want.sort();
@@ -389,7 +393,7 @@ async fn flow_batches_mixing_new_and_stored_flows_store_each_once(b: Backend) {
         .unwrap(),
         3
     );
-    want.extend((86..=95u32).map(|ct| (ct, NOW + 900, true, 1, ct % 3 != 0)));
+    want.extend((86..=95u32).map(|ct| (ct, NOW + 900, true, 1, !ct.is_multiple_of(3))));
     want.sort();
     assert_eq!(stored().await, want);
     s.close().await;

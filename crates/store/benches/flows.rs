@@ -5,7 +5,8 @@
 //! path in a database of its own: binary `COPY` (what `store_flows` does there) and, in the same
 //! run, the `INSERT … FROM UNNEST` it replaced and the portable multi-row `VALUES` before that.
 //! `SLICELAB_BENCH_RECORDS` and `SLICELAB_BENCH_BATCH` (records a batch, default 10,000) change
-//! the size. Under `cargo test` it runs a 20,000-record smoke version.
+//! the size; `SLICELAB_BENCH_UPDATES=P` makes P% of each batch updates of flows the node's
+//! previous batch sent (default 0: only new flows). Under `cargo test` it runs a 20,000-record smoke version.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -107,40 +108,55 @@ async fn run(
     let mut seqs = [0i64; NODES];
     let mut ct = [0u32; NODES];
     let mut made = 0;
+    // Each node's previous batch, whose first flows a batch re-sends as updates (long flows seen
+    // again) when `SLICELAB_BENCH_UPDATES` gives a percentage.
+    let updates = std::env::var("SLICELAB_BENCH_UPDATES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(100);
+    let mut previous: Vec<Vec<FlowRecord>> = vec![Vec::new(); NODES];
     // Only the time inside the store counts: making the records up is not ingest.
     let mut ingest = Duration::ZERO;
     while made < records {
         let n = (rng.next() as usize) % NODES;
         let count = batch.min(records - made);
-        let flows = (0..count)
-            .map(|_| {
-                ct[n] += 1;
-                // Records arrive roughly in time order, as nodes ship their recent flows:
-                // a day's worth spread over the run, jittered by up to a minute.
-                let t = now - 86_400
-                    + (made as i64 * 86_400) / records as i64
-                    + (rng.next() % 60) as i64;
-                let tx = rng.next() % 100_000;
-                FlowRecord {
-                    slice: format!("bench_s{}", rng.next() as usize % SLICES),
-                    proto: if rng.next().is_multiple_of(4) { 17 } else { 6 },
-                    src: IpAddr::from([10, 77, 0, 2 + (rng.next() % 200) as u8]),
-                    sport: (rng.next() % 60_000) as u16 + 1024,
-                    dst: remote(rng.next() as u32 % REMOTES),
-                    dport: [80, 443, 53, 8080][rng.next() as usize % 4],
-                    nat_src: Some(IpAddr::from([198, 51, 100, n as u8])),
-                    nat_sport: Some((rng.next() % 60_000) as u16 + 1024),
-                    ct_id: ct[n],
-                    start: t,
-                    end: t + (rng.next() % 600) as i64,
-                    done: true,
-                    tx_bytes: tx,
-                    tx_pkts: tx / 1400 + 1,
-                    rx_bytes: tx * 3,
-                    rx_pkts: tx / 500 + 1,
-                }
+        let again = (count * updates / 100).min(previous[n].len());
+        let mut flows: Vec<FlowRecord> = previous[n][..again]
+            .iter()
+            .map(|f| FlowRecord {
+                end: f.end + 60,
+                tx_bytes: f.tx_bytes + 1000,
+                ..f.clone()
             })
             .collect();
+        flows.extend((again..count).map(|_| {
+            ct[n] += 1;
+            // Records arrive roughly in time order, as nodes ship their recent flows:
+            // a day's worth spread over the run, jittered by up to a minute.
+            let t =
+                now - 86_400 + (made as i64 * 86_400) / records as i64 + (rng.next() % 60) as i64;
+            let tx = rng.next() % 100_000;
+            FlowRecord {
+                slice: format!("bench_s{}", rng.next() as usize % SLICES),
+                proto: if rng.next().is_multiple_of(4) { 17 } else { 6 },
+                src: IpAddr::from([10, 77, 0, 2 + (rng.next() % 200) as u8]),
+                sport: (rng.next() % 60_000) as u16 + 1024,
+                dst: remote(rng.next() as u32 % REMOTES),
+                dport: [80, 443, 53, 8080][rng.next() as usize % 4],
+                nat_src: Some(IpAddr::from([198, 51, 100, n as u8])),
+                nat_sport: Some((rng.next() % 60_000) as u16 + 1024),
+                ct_id: ct[n],
+                start: t,
+                end: t + (rng.next() % 600) as i64,
+                done: true,
+                tx_bytes: tx,
+                tx_pkts: tx / 1400 + 1,
+                rx_bytes: tx * 3,
+                rx_pkts: tx / 500 + 1,
+            }
+        }));
+        previous[n].clone_from(&flows);
         seqs[n] += 1;
         let batch = FlowBatch {
             seq: seqs[n],

@@ -2,9 +2,11 @@
 //! into the central store, then the public lookup over them (goals: >= 190,000 records/s on
 //! SQLite, >= 150,000 on PostgreSQL; lookup under 50 ms). SQLite by default;
 //! `SLICELAB_BENCH_PG=postgres://...` (a server admin URL) measures PostgreSQL as well, each
-//! path in a database of its own: `UNNEST` (what `store_flows` does there) and, in the same run,
-//! the portable multi-row `VALUES` it replaced. Under `cargo test` it runs a 20,000-record smoke
-//! version.
+//! path in a database of its own: binary `COPY` (what `store_flows` does there) and, in the same
+//! run, the `INSERT … FROM UNNEST` it replaced and the portable multi-row `VALUES` before that.
+//! `SLICELAB_BENCH_RECORDS` and `SLICELAB_BENCH_BATCH` (records a batch, default 10,000) change
+//! the size; `SLICELAB_BENCH_UPDATES=P` makes P% of each batch updates of flows the node's
+//! previous batch sent (default 0: only new flows). Under `cargo test` it runs a 20,000-record smoke version.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use slicelab_store::Store;
 const SLICES: usize = 20;
 const NODES: usize = 50;
 const REMOTES: u32 = 100_000;
+/// Records a node's batch, unless `SLICELAB_BENCH_BATCH` says otherwise.
 const BATCH: usize = 10_000;
 
 /// A small deterministic generator, so runs are comparable.
@@ -36,8 +39,10 @@ fn remote(i: u32) -> IpAddr {
 /// Which ingest path a run measures.
 #[derive(Clone, Copy, PartialEq)]
 enum Path {
-    /// `Store::store_flows`: the backend's fastest path.
+    /// `Store::store_flows`: the backend's fastest path (binary `COPY` on PostgreSQL).
     Best,
+    /// `Store::store_flows_unnest`: PostgreSQL's path before `COPY`.
+    Unnest,
     /// `Store::store_flows_rows`: multi-row `VALUES` (PostgreSQL's path before `UNNEST`).
     Rows,
 }
@@ -49,7 +54,12 @@ struct Figures {
     worst: Duration,
 }
 
-async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn std::error::Error>> {
+async fn run(
+    url: &str,
+    records: usize,
+    batch: usize,
+    path: Path,
+) -> Result<Figures, Box<dyn std::error::Error>> {
     let store = Store::open(url).await?;
     let now = 1_800_000_000;
     let site = store
@@ -98,40 +108,55 @@ async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn s
     let mut seqs = [0i64; NODES];
     let mut ct = [0u32; NODES];
     let mut made = 0;
+    // Each node's previous batch, whose first flows a batch re-sends as updates (long flows seen
+    // again) when `SLICELAB_BENCH_UPDATES` gives a percentage.
+    let updates = std::env::var("SLICELAB_BENCH_UPDATES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(100);
+    let mut previous: Vec<Vec<FlowRecord>> = vec![Vec::new(); NODES];
     // Only the time inside the store counts: making the records up is not ingest.
     let mut ingest = Duration::ZERO;
     while made < records {
         let n = (rng.next() as usize) % NODES;
-        let count = BATCH.min(records - made);
-        let flows = (0..count)
-            .map(|_| {
-                ct[n] += 1;
-                // Records arrive roughly in time order, as nodes ship their recent flows:
-                // a day's worth spread over the run, jittered by up to a minute.
-                let t = now - 86_400
-                    + (made as i64 * 86_400) / records as i64
-                    + (rng.next() % 60) as i64;
-                let tx = rng.next() % 100_000;
-                FlowRecord {
-                    slice: format!("bench_s{}", rng.next() as usize % SLICES),
-                    proto: if rng.next().is_multiple_of(4) { 17 } else { 6 },
-                    src: IpAddr::from([10, 77, 0, 2 + (rng.next() % 200) as u8]),
-                    sport: (rng.next() % 60_000) as u16 + 1024,
-                    dst: remote(rng.next() as u32 % REMOTES),
-                    dport: [80, 443, 53, 8080][rng.next() as usize % 4],
-                    nat_src: Some(IpAddr::from([198, 51, 100, n as u8])),
-                    nat_sport: Some((rng.next() % 60_000) as u16 + 1024),
-                    ct_id: ct[n],
-                    start: t,
-                    end: t + (rng.next() % 600) as i64,
-                    done: true,
-                    tx_bytes: tx,
-                    tx_pkts: tx / 1400 + 1,
-                    rx_bytes: tx * 3,
-                    rx_pkts: tx / 500 + 1,
-                }
+        let count = batch.min(records - made);
+        let again = (count * updates / 100).min(previous[n].len());
+        let mut flows: Vec<FlowRecord> = previous[n][..again]
+            .iter()
+            .map(|f| FlowRecord {
+                end: f.end + 60,
+                tx_bytes: f.tx_bytes + 1000,
+                ..f.clone()
             })
             .collect();
+        flows.extend((again..count).map(|_| {
+            ct[n] += 1;
+            // Records arrive roughly in time order, as nodes ship their recent flows:
+            // a day's worth spread over the run, jittered by up to a minute.
+            let t =
+                now - 86_400 + (made as i64 * 86_400) / records as i64 + (rng.next() % 60) as i64;
+            let tx = rng.next() % 100_000;
+            FlowRecord {
+                slice: format!("bench_s{}", rng.next() as usize % SLICES),
+                proto: if rng.next().is_multiple_of(4) { 17 } else { 6 },
+                src: IpAddr::from([10, 77, 0, 2 + (rng.next() % 200) as u8]),
+                sport: (rng.next() % 60_000) as u16 + 1024,
+                dst: remote(rng.next() as u32 % REMOTES),
+                dport: [80, 443, 53, 8080][rng.next() as usize % 4],
+                nat_src: Some(IpAddr::from([198, 51, 100, n as u8])),
+                nat_sport: Some((rng.next() % 60_000) as u16 + 1024),
+                ct_id: ct[n],
+                start: t,
+                end: t + (rng.next() % 600) as i64,
+                done: true,
+                tx_bytes: tx,
+                tx_pkts: tx / 1400 + 1,
+                rx_bytes: tx * 3,
+                rx_pkts: tx / 500 + 1,
+            }
+        }));
+        previous[n].clone_from(&flows);
         seqs[n] += 1;
         let batch = FlowBatch {
             seq: seqs[n],
@@ -140,6 +165,7 @@ async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn s
         let start = Instant::now();
         match path {
             Path::Best => store.store_flows(&nodes[n], &batch).await?,
+            Path::Unnest => store.store_flows_unnest(&nodes[n], &batch).await?,
             Path::Rows => store.store_flows_rows(&nodes[n], &batch).await?,
         };
         ingest += start.elapsed();
@@ -176,8 +202,8 @@ async fn run(url: &str, records: usize, path: Path) -> Result<Figures, Box<dyn s
     })
 }
 
-async fn measure(label: &str, url: &str, records: usize, path: Path) -> Figures {
-    match run(url, records, path).await {
+async fn measure(label: &str, url: &str, records: usize, batch: usize, path: Path) -> Figures {
+    match run(url, records, batch, path).await {
         Ok(f) => {
             println!(
                 "flows/{label}: ingested {records} records at {:.0} records/s; public lookup \
@@ -196,7 +222,7 @@ async fn measure(label: &str, url: &str, records: usize, path: Path) -> Figures 
 }
 
 /// Measures one path on PostgreSQL in a database of its own, dropped after.
-async fn measure_pg(admin: &str, label: &str, records: usize, path: Path) -> Figures {
+async fn measure_pg(admin: &str, label: &str, records: usize, batch: usize, path: Path) -> Figures {
     use sqlx::Connection;
     let name = format!("slicelab_bench_{}_{label}", std::process::id());
     let base = admin
@@ -217,6 +243,7 @@ async fn measure_pg(admin: &str, label: &str, records: usize, path: Path) -> Fig
         &format!("postgres-{label}"),
         &format!("{base}/{name}"),
         records,
+        batch,
         path,
     )
     .await;
@@ -226,9 +253,11 @@ async fn measure_pg(admin: &str, label: &str, records: usize, path: Path) -> Fig
     f
 }
 
-/// README's figures before `UNNEST` (1,000,000 records), printed for comparison.
+/// README's figures (1,000,000 records), printed for comparison: SQLite's, and PostgreSQL's
+/// before `UNNEST` (multi-row `VALUES`) and with it.
 const PREVIOUS_SQLITE: f64 = 190_000.0;
 const PREVIOUS_PG: f64 = 52_000.0;
+const PREVIOUS_PG_UNNEST: f64 = 103_000.0;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -237,6 +266,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench { 1_000_000 } else { 20_000 });
+    let batch = std::env::var("SLICELAB_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&b: &usize| b > 0)
+        .unwrap_or(BATCH);
     let dir = match tempfile::tempdir() {
         Ok(d) => d,
         Err(e) => {
@@ -248,6 +282,7 @@ async fn main() {
         "sqlite",
         &format!("sqlite://{}/bench.db", dir.path().display()),
         records,
+        batch,
         Path::Best,
     )
     .await;
@@ -258,19 +293,23 @@ async fn main() {
         lite.rate / PREVIOUS_SQLITE
     );
     if let Ok(admin) = std::env::var("SLICELAB_BENCH_PG") {
-        let best = measure_pg(&admin, "unnest", records, Path::Best).await;
-        let rows = measure_pg(&admin, "values", records, Path::Rows).await;
-        {
-            println!(
-                "flows/postgres: UNNEST {:.0}k records/s (goal >= 150k); multi-row VALUES, same \
-                 run: {:.0}k ({:.2}x); previous (README) {:.0}k ({:.2}x)",
-                best.rate / 1000.0,
-                rows.rate / 1000.0,
-                best.rate / rows.rate,
-                PREVIOUS_PG / 1000.0,
-                best.rate / PREVIOUS_PG
-            );
-        }
+        let best = measure_pg(&admin, "copy", records, batch, Path::Best).await;
+        let unnest = measure_pg(&admin, "unnest", records, batch, Path::Unnest).await;
+        let rows = measure_pg(&admin, "values", records, batch, Path::Rows).await;
+        println!(
+            "flows/postgres: COPY {:.0}k records/s (goal >= 150k); same run: UNNEST {:.0}k \
+             ({:.2}x), multi-row VALUES {:.0}k ({:.2}x); previous (README) UNNEST {:.0}k ({:.2}x), \
+             VALUES {:.0}k ({:.2}x)",
+            best.rate / 1000.0,
+            unnest.rate / 1000.0,
+            best.rate / unnest.rate,
+            rows.rate / 1000.0,
+            best.rate / rows.rate,
+            PREVIOUS_PG_UNNEST / 1000.0,
+            best.rate / PREVIOUS_PG_UNNEST,
+            PREVIOUS_PG / 1000.0,
+            best.rate / PREVIOUS_PG
+        );
     } else {
         println!("flows/postgres: skipped (set SLICELAB_BENCH_PG=postgres://… to measure it)");
     }

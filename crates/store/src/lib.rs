@@ -22,6 +22,7 @@ mod leases;
 mod nodes;
 mod peers;
 mod persons;
+mod pgcopy;
 mod placement;
 mod replicas;
 mod reports;

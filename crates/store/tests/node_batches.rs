@@ -16,6 +16,7 @@ both_backends!(
     reports_are_stored_once_per_seq,
     usage_is_counted_once_per_seq,
     flows_are_stored_once_per_seq_and_updated_in_place,
+    flow_batches_mixing_new_and_stored_flows_store_each_once,
     node_actions_become_the_persons_events_once,
 );
 
@@ -271,6 +272,130 @@ async fn flows_are_stored_once_per_seq_and_updated_in_place(b: Backend) {
     assert_eq!(s.store_flows(&n2, &other).await.unwrap(), 1);
     s.delete_node("admin", NOW, &n1).await.unwrap();
     assert_eq!(stored().await, vec![(1, true, 3)]);
+    s.close().await;
+}
+
+/// Larger batches mixing new flows with updates of stored ones, in any order (on PostgreSQL the
+/// batch's `COPY` meets a stored flow part-way, is rolled back and the batch split into new
+/// flows and upserts), and a conntrack id reused with a new start (a new flow).
+async fn flow_batches_mixing_new_and_stored_flows_store_each_once(b: Backend) {
+    let s = TestStore::open(b).await;
+    let st = site(&s, "pl", 5).await;
+    let n1 = node(&s, "n1.pl.test", &st).await;
+    slice(&s, &st, "pl_a").await;
+    let at = |ct: u32, start: i64, done: bool, tx: u64| FlowRecord {
+        start,
+        nat_src: if ct.is_multiple_of(3) {
+            None
+        } else {
+            flow(ct, done, tx, 0).nat_src
+        },
+        nat_sport: if ct.is_multiple_of(3) {
+            None
+        } else {
+            Some(40_000)
+        },
+        ..flow(ct, done, tx, start + 60)
+    };
+    let stored = || {
+        let s = &s;
+        async move {
+            let mut v: Vec<(u32, i64, bool, u64, bool)> = s
+                .list_flows(&FlowFilter::default(), 1000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|f| {
+                    let r = f.flow;
+                    (r.ct_id, r.start, r.done, r.tx_bytes, r.nat_src.is_some())
+                })
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let mut want = Vec::new();
+    let first: Vec<FlowRecord> = (1..=50)
+        .map(|ct| at(ct, NOW + i64::from(ct), false, u64::from(ct)))
+        .collect();
+    assert_eq!(
+        s.store_flows(
+            &n1,
+            &FlowBatch {
+                seq: 1,
+                flows: first
+            }
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    // New flows that started before the stored ones (so they come first), updates of 25
+    // stored flows, and flow 1's id again with a later start.
+    let mut second: Vec<FlowRecord> = (51..=85)
+        .map(|ct| at(ct, NOW - i64::from(ct), true, 7))
+        .collect();
+    second.extend(
+        (10..=34)
+            .rev()
+            .map(|ct| at(ct, NOW + i64::from(ct), true, 1000 + u64::from(ct))),
+    );
+    second.push(at(1, NOW + 500, true, 5));
+    assert_eq!(
+        s.store_flows(
+            &n1,
+            &FlowBatch {
+                seq: 2,
+                flows: second.clone()
+            }
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    for ct in 1..=50u32 {
+        let (done, tx) = if (10..=34).contains(&ct) {
+            (true, 1000 + u64::from(ct))
+        } else {
+            (false, u64::from(ct))
+        };
+        want.push((ct, NOW + i64::from(ct), done, tx, !ct.is_multiple_of(3)));
+    }
+    for ct in 51..=85u32 {
+        want.push((ct, NOW - i64::from(ct), true, 7, !ct.is_multiple_of(3)));
+    }
+    want.push((1, NOW + 500, true, 5, true));
+    want.sort();
+    assert_eq!(stored().await, want);
+    // Resent: acknowledged, nothing changes; then a batch of new flows only goes in as usual.
+    assert_eq!(
+        s.store_flows(
+            &n1,
+            &FlowBatch {
+                seq: 2,
+                flows: second
+            }
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    let third: Vec<FlowRecord> = (86..=95).map(|ct| at(ct, NOW + 900, true, 1)).collect();
+    assert_eq!(
+        s.store_flows(
+            &n1,
+            &FlowBatch {
+                seq: 3,
+                flows: third
+            }
+        )
+        .await
+        .unwrap(),
+        3
+    );
+    want.extend((86..=95u32).map(|ct| (ct, NOW + 900, true, 1, !ct.is_multiple_of(3))));
+    want.sort();
+    assert_eq!(stored().await, want);
     s.close().await;
 }
 

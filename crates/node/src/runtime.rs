@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -118,11 +118,6 @@ impl Steps {
             last: Instant::now(),
             done: Vec::new(),
         }
-    }
-
-    /// A step that ran beside the others (not part of the sequence).
-    fn aside(&mut self, step: &'static str, took: Duration) {
-        self.done.push((step, took));
     }
 
     fn mark(&mut self, step: &'static str) {
@@ -412,7 +407,6 @@ impl LinuxRuntime {
             rootfs: dir.join("rootfs"),
             console: dir.join("console.log"),
             cgroup_procs: self.cgroups.procs_files(slice),
-            cgroups_joined_by_node: true,
             service: Service::for_sliver(
                 rec.spec.resources.initscript.as_deref(),
                 image_config.as_ref(),
@@ -436,27 +430,7 @@ impl LinuxRuntime {
             .spawn()
             .ctx(|| format!("spawning sliver init {}", self.cfg.init_exe.display()))?;
         steps.mark("spawn launcher");
-        // Moves the launcher into the sliver's cgroups while it builds the namespaces and
-        // mounts, then lets it fork the init (see `LaunchSpec::cgroups_joined_by_node`).
-        let joiner = {
-            let (procs, launcher) = (launch.cgroup_procs.clone(), child.id().to_string());
-            let stdin = child.stdin.take();
-            std::thread::spawn(
-                move || -> Result<(Option<ChildStdin>, Duration), NodeError> {
-                    let t = Instant::now();
-                    for f in &procs {
-                        fs::write(f, &launcher).ctx(|| format!("joining {}", f.display()))?;
-                    }
-                    let took = t.elapsed();
-                    let mut stdin = stdin;
-                    if let Some(w) = stdin.as_mut() {
-                        // A launcher that failed already reported why (and is gone): not this.
-                        let _ = w.write_all(Release::Joined.line().as_bytes());
-                    }
-                    Ok((stdin, took))
-                },
-            )
-        };
+        let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let (tx, rx) = mpsc::channel::<String>();
         // A blocked read must not hang the reconciler: read on a thread, wait with a timeout.
@@ -476,7 +450,7 @@ impl LinuxRuntime {
             match rx.recv_timeout(left) {
                 Ok(line) => match Report::parse(&line) {
                     Some(Report::Pid(p)) => {
-                        steps.mark("launcher: userns, mounts");
+                        steps.mark("launcher: cgroups, userns, mounts");
                         pid = Some(p)
                     }
                     Some(Report::Ready) => ready = true,
@@ -498,15 +472,6 @@ impl LinuxRuntime {
             let _ = child.kill();
             let _ = child.wait();
             fail(msg)
-        };
-        // The cgroup join's own failure first: the launcher then only saw its stdin close.
-        let stdin = match joiner.join() {
-            Ok(Ok((stdin, took))) => {
-                steps.aside("(in parallel) cgroup join", took);
-                stdin
-            }
-            Ok(Err(e)) => return Err(abort(&mut child, pid, e.to_string())),
-            Err(_) => return Err(abort(&mut child, pid, "cgroup join panicked".into())),
         };
         if let Some(e) = error {
             return Err(abort(&mut child, pid, e));

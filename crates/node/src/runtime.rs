@@ -139,6 +139,7 @@ impl LinuxRuntime {
         rt.cgroups.ensure_parent(&rt.cfg.reserve)?;
         rt.reclaim_ranges()?;
         rt.upgrade_root_mapped()?;
+        empty_trash(&rt.cfg.state_dir)?;
         Ok(rt)
     }
 
@@ -450,7 +451,7 @@ impl LinuxRuntime {
             match rx.recv_timeout(left) {
                 Ok(line) => match Report::parse(&line) {
                     Some(Report::Pid(p)) => {
-                        steps.mark("launcher: cgroups, userns, mounts");
+                        steps.mark("launcher: ns, mounts");
                         pid = Some(p)
                     }
                     Some(Report::Ready) => ready = true,
@@ -592,8 +593,7 @@ impl LinuxRuntime {
 
 impl LinuxRuntime {
     /// Takes a stopped sliver off the network while `meanwhile` runs: its nft rules and set
-    /// elements are removed on a second thread (deleting a set element costs the kernel an RCU
-    /// grace period, ~10 ms) while this one deletes its veth (which waits for the kernel's
+    /// elements are removed on a second thread while this one deletes its veth (which waits for the kernel's
     /// teardown of the sliver's network namespace, tens of ms) and runs `meanwhile`. Only once
     /// the init is dead: a live sliver without its anti-spoofing elements could forge.
     fn unplug_while(
@@ -808,16 +808,39 @@ impl Runtime for LinuxRuntime {
         let address = rec.as_ref().and_then(|r| r.address);
         self.stop_init(slice, rec.and_then(|r| r.init));
         steps.mark("stop init");
+        // The init is dead: nothing is left to forge with the sliver's address (see
+        // `unplug_while`). One nft transaction on the node's kept socket (`net`).
+        let rules = net::remove_sliver_rules(&self.cfg.names, slice, address);
+        steps.mark("nft");
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
-        let files = self.unplug_while(slice, address, || {
-            self.cgroups.remove(slice)?;
-            disk::unmount(&dir)?;
-            remove_sliver_dir(&dir)?;
-            idmap::release(&self.cfg.idmap_registry, &dir)
+        let veth = net::veth_index(slice);
+        self.cgroups.remove(slice)?;
+        disk::unmount(&dir)?;
+        let trash = move_to_trash(&self.cfg.state_dir, slice, &dir)?;
+        steps.mark("cgroup, files");
+        // What only waits for the kernel or the disk is finished off the destroy's path: the
+        // veth (if the dead sliver's netns still holds it, its deletion waits for the netns'
+        // teardown, tens of ms), the uid range (see `idmap::release`) and the files (freed blocks
+        // are discarded synchronously on some disks, milliseconds each).
+        let registry = self.cfg.idmap_registry.clone();
+        let slice_name = slice.to_string();
+        std::thread::spawn(move || {
+            if let Some(i) = veth {
+                if let Err(e) = net::delete_link(i) {
+                    tracing::warn!(slice = slice_name, "deleting the veth: {e}");
+                }
+            }
+            if let Err(e) = idmap::release(&registry, &dir) {
+                tracing::warn!(slice = slice_name, "releasing the uid range: {e}");
+            }
+            if let Some(t) = trash {
+                if let Err(e) = fs::remove_dir_all(&t) {
+                    tracing::warn!(slice = slice_name, "removing {}: {e}", t.display());
+                }
+            }
         });
-        steps.mark("unplug || cgroup, files");
         self.record_steps(&self.destroy_steps, steps);
-        files
+        rules
     }
 
     fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError> {
@@ -825,6 +848,36 @@ impl Runtime for LinuxRuntime {
             .stdin(Stdio::null())
             .output()
             .ctx(|| format!("running exec helper for {slice}"))
+    }
+}
+
+/// Moves a destroyed sliver's directory out of `slivers/` (one rename: its record goes with it)
+/// into the trash, for removal off the destroy's path; where the trash is not on the same
+/// filesystem, removes it here. `None`: nothing left to remove.
+fn move_to_trash(state_dir: &Path, slice: &str, dir: &Path) -> Result<Option<PathBuf>, NodeError> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let trash = names::trash_dir(state_dir);
+    fs::create_dir_all(&trash).ctx(|| format!("creating {}", trash.display()))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let to = trash.join(format!("{slice}.{nanos}"));
+    match fs::rename(dir, &to) {
+        Ok(()) => Ok(Some(to)),
+        Err(_) => remove_sliver_dir(dir).map(|()| None),
+    }
+}
+
+/// Removes what destroys left in the trash (a crash or exit before their removal finished).
+pub(crate) fn empty_trash(state_dir: &Path) -> Result<(), NodeError> {
+    let trash = names::trash_dir(state_dir);
+    match fs::remove_dir_all(&trash) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("removing {}", trash.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -432,40 +431,11 @@ impl LinuxRuntime {
             .ctx(|| format!("spawning sliver init {}", self.cfg.init_exe.display()))?;
         steps.mark("spawn launcher");
         let stdin = child.stdin.take();
-        let stdout = child.stdout.take();
-        let (tx, rx) = mpsc::channel::<String>();
-        // A blocked read must not hang the reconciler: read on a thread, wait with a timeout.
-        std::thread::spawn(move || {
-            if let Some(out) = stdout {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let (mut pid, mut ready, mut error) = (None, false, None);
-        while error.is_none() && !(ready && pid.is_some()) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => match Report::parse(&line) {
-                    Some(Report::Pid(p)) => {
-                        steps.mark("launcher: ns, mounts");
-                        pid = Some(p)
-                    }
-                    Some(Report::Ready) => ready = true,
-                    Some(Report::Error(e)) => error = Some(e),
-                    None => {}
-                },
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    error = Some("timed out building the sliver".into())
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    error = Some("sliver init exited during setup (see console.log)".into())
-                }
-            }
-        }
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail("no pipe from the launcher".into()));
+        };
         let abort = |child: &mut std::process::Child, pid: Option<i32>, msg: String| {
             if let Some(p) = pid {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
@@ -474,16 +444,27 @@ impl LinuxRuntime {
             let _ = child.wait();
             fail(msg)
         };
-        if let Some(e) = error {
-            return Err(abort(&mut child, pid, e));
+        // Read here, not on a reader thread (a hand-off per line, which a busy node pays in
+        // scheduling latency); a launcher that hangs is cut off by the deadline.
+        let mut reports = Reports::new(stdout, Instant::now() + START_TIMEOUT);
+        // The launcher's pid report and the init's ready may come in either order.
+        let (mut pid, mut ready) = (None, false);
+        while pid.is_none() {
+            match reports.next() {
+                Ok(Report::Pid(p)) => pid = Some(p),
+                Ok(Report::Ready) => ready = true,
+                Ok(Report::Error(e)) | Err(e) => return Err(abort(&mut child, None, e)),
+            }
         }
         let Some(pid) = pid else {
             return Err(abort(&mut child, None, "no pid from launcher".into()));
         };
+        steps.mark("launcher: ns, mounts");
         let Some(id) = ProcId::of(pid) else {
             return Err(abort(&mut child, Some(pid), "sliver init vanished".into()));
         };
-        steps.mark("init: rootfs, ready");
+        // The init's network namespace exists from its birth: it is wired while the init builds
+        // its root filesystem (it runs nothing of the slice's before it is released below).
         let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
         let wire = net::attach(n, slice, pid, address, rate)
             .inspect(|_| steps.mark("veth+addr+route+qdisc"))
@@ -493,8 +474,20 @@ impl LinuxRuntime {
             let _ = net::remove_sliver_rules(n, slice, Some(address));
             return Err(abort(&mut child, Some(pid), format!("network: {e}")));
         }
+        while !ready {
+            match reports.next() {
+                Ok(Report::Ready) => ready = true,
+                Ok(Report::Pid(_)) => {}
+                Ok(Report::Error(e)) | Err(e) => {
+                    let _ = net::remove_sliver_rules(n, slice, Some(address));
+                    return Err(abort(&mut child, Some(pid), e));
+                }
+            }
+        }
+        steps.mark("init: rootfs, ready");
         if let Some(mut stdin) = stdin {
             if let Err(e) = stdin.write_all(Release::Go.line().as_bytes()) {
+                let _ = net::remove_sliver_rules(n, slice, Some(address));
                 return Err(abort(&mut child, Some(pid), format!("releasing init: {e}")));
             }
         }
@@ -613,6 +606,57 @@ impl LinuxRuntime {
             });
             rules.and(done)
         })
+    }
+}
+
+/// The launcher's and init's [`Report`] lines, read from their pipe with a deadline.
+struct Reports {
+    out: std::process::ChildStdout,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+impl Reports {
+    fn new(out: std::process::ChildStdout, deadline: Instant) -> Self {
+        Self {
+            out,
+            buf: Vec::new(),
+            deadline,
+        }
+    }
+
+    /// The next report (lines that are none are skipped); `Err`: why there is none.
+    fn next(&mut self) -> Result<Report, String> {
+        use std::io::Read;
+        loop {
+            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                if let Some(r) = Report::parse(&String::from_utf8_lossy(&line)) {
+                    return Ok(r);
+                }
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("timed out building the sliver".into());
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.out.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
+            // SAFETY: one valid pollfd that outlives the call.
+            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+                continue;
+            }
+            let mut chunk = [0u8; 512];
+            match self.out.read(&mut chunk) {
+                Ok(0) => return Err("sliver init exited during setup (see console.log)".into()),
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading the launcher's reports: {e}")),
+            }
+        }
     }
 }
 

@@ -327,6 +327,15 @@ fn wait_for_output(dir: &Path, file: &Path, needle: &str, deadline: Instant) -> 
     None
 }
 
+/// Waits (bounded) until destroyed slivers' directories are removed from the trash.
+fn wait_trash_empty(state_dir: &Path, timeout: Duration) {
+    let trash = names::trash_dir(state_dir);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && fs::read_dir(&trash).is_ok_and(|mut d| d.next().is_some()) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// This process's resident memory, KiB.
 fn rss_kib() -> Option<u64> {
     let status = fs::read_to_string("/proc/self/status").ok()?;
@@ -366,6 +375,10 @@ pub fn bench_sliver(
         report.rss_kib = rss;
         report.rss_slivers = rss_slivers;
     }
+
+    // Destroys finish removing files in the background (`LinuxRuntime::destroy`): that disk
+    // work must not overlap the peers' runs.
+    wait_trash_empty(&cfg.state_dir, Duration::from_secs(60));
 
     // runc: an OCI bundle over the same image, read-only root, same command.
     let bundle = cfg.state_dir.join("bench-runc");

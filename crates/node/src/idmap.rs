@@ -125,13 +125,17 @@ pub fn claim(registry: &Path, sliver_dir: &Path, range: IdRange) -> Result<(), N
     })
 }
 
-/// Releases the range of the sliver at `sliver_dir` (destroyed).
+/// Releases the range of the sliver at `sliver_dir` (destroyed: its directory is gone). Kept if
+/// the directory exists again (a sliver of the same name created meanwhile owns it now), so
+/// this may run after the destroy, off its path.
 pub fn release(registry: &Path, sliver_dir: &Path) -> Result<(), NodeError> {
     if !registry.exists() {
         return Ok(());
     }
     with_registry(registry, |reg| {
-        reg.ranges.retain(|_, owner| owner.as_path() != sliver_dir);
+        let gone = !sliver_dir.exists();
+        reg.ranges
+            .retain(|_, owner| owner.as_path() != sliver_dir || !gone);
         Ok(())
     })
 }
@@ -167,6 +171,13 @@ mod tests {
         assert_ne!(ra, rb);
         assert_eq!(allocate(&reg, &a).unwrap(), ra, "stable for its owner");
         assert!(claim(&reg, &a, rb).is_err(), "b's range is b's");
+        release(&reg, &a).unwrap();
+        assert_eq!(
+            allocate(&reg, &a).unwrap(),
+            ra,
+            "a late release keeps the range of a sliver made again meanwhile"
+        );
+        fs::remove_dir_all(&a).unwrap();
         release(&reg, &a).unwrap();
         // b's directory disappears without a release: reclaimed at the next allocation.
         fs::remove_dir_all(&b).unwrap();

@@ -120,6 +120,8 @@ pub fn cleanup(
             }
         }
     }
+    // Destroyed slivers' directories whose removal a crash or exit interrupted.
+    runtime::empty_trash(state_dir)?;
     let rules = net::count_rules(names);
     for v in net::list_veths(names) {
         // A killed sliver's netns is torn down asynchronously by the kernel, taking its veth

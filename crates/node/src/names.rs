@@ -145,6 +145,12 @@ pub fn sliver_dir(state_dir: &Path, slice: &str) -> PathBuf {
     slivers_dir(state_dir).join(slice)
 }
 
+/// Where destroyed slivers' directories wait for their removal (in the background, or at the
+/// next start or cleanup of the node after a crash).
+pub fn trash_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("trash")
+}
+
 pub fn images_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("images")
 }

@@ -181,12 +181,43 @@ fn nl_err(what: &str, e: std::io::Error) -> NodeError {
     }
 }
 
+/// The node manager's nfnetlink socket, kept open for the life of the process (one per network
+/// namespace it is used from). Not closed after each use: closing an nfnetlink socket while
+/// deleted set elements or rules await their RCU grace period waits for that grace period
+/// (`nft_rcv_nl_event` flushes the destroy work), ~10 ms on a sliver's start or destroy path.
+static NFT: std::sync::Mutex<Option<(u64, Nft)>> = std::sync::Mutex::new(None);
+
+/// Runs `f` on the kept nfnetlink socket (opened on first use, or anew in another network
+/// namespace). A socket whose request failed is dropped (replies may be left queued on it).
+fn with_nft<T>(f: impl FnOnce(&mut Nft) -> std::io::Result<T>) -> std::io::Result<T> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = std::fs::metadata("/proc/thread-self/ns/net")?.ino();
+    let mut kept = NFT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut nl = match kept.take() {
+        Some((id, nl)) if id == ns => nl,
+        _ => Nft::open()?,
+    };
+    let r = f(&mut nl);
+    if r.is_ok() {
+        *kept = Some((ns, nl));
+    }
+    r
+}
+
 /// Puts the sliver under anti-spoofing with `addr` as its only source (fresh counter).
 pub fn allow_sliver(n: &NodeNames, slice: &str, addr: Ipv4Addr) -> Result<(), NodeError> {
-    let mut nl = Nft::open().map_err(|e| nl_err("opening nftables socket", e))?;
+    with_nft(|nl| allow_sliver_on(nl, n, slice, addr))
+        .map_err(|e| nl_err("adding anti-spoofing elements", e))
+}
+
+fn allow_sliver_on(
+    nl: &mut Nft,
+    n: &NodeNames,
+    slice: &str,
+    addr: Ipv4Addr,
+) -> std::io::Result<()> {
     let elems = antispoof_elems(slice, Some(addr));
     nl.replace_elems(&n.nft_table, &elems, &elems)
-        .map_err(|e| nl_err("adding anti-spoofing elements", e))
 }
 
 /// Removes every rule and set element of the sliver: port forwards, anti-spoofing and its
@@ -198,21 +229,21 @@ pub fn remove_sliver_rules(
 ) -> Result<(), NodeError> {
     let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
     let cap_c = crate::sitecap::rule_comment(slice);
-    let mut nl = Nft::open().map_err(|e| nl_err("opening nftables socket", e))?;
     let t = &n.nft_table;
-    let rules: Vec<Rule> = nl
-        .rules(t)
-        .map_err(|e| nl_err("listing rules", e))?
-        .into_iter()
-        .filter(|r| r.comment == ports_c || r.comment == spoof_c || r.comment == cap_c)
-        .collect();
-    nl.delete_rules(t, &rules)
-        .map_err(|e| nl_err("deleting rules", e))?;
-    match nl.replace_elems(t, &antispoof_elems(slice, addr), &[]) {
-        // No table (cleaned up), or no such set (a table of an older node manager).
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        r => r.map_err(|e| nl_err("removing anti-spoofing elements", e)),
-    }
+    with_nft(|nl| {
+        let rules: Vec<Rule> = nl
+            .rules(t)?
+            .into_iter()
+            .filter(|r| r.comment == ports_c || r.comment == spoof_c || r.comment == cap_c)
+            .collect();
+        nl.delete_rules(t, &rules)?;
+        match nl.replace_elems(t, &antispoof_elems(slice, addr), &[]) {
+            // No table (cleaned up), or no such set (a table of an older node manager).
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            r => r,
+        }
+    })
+    .map_err(|e| nl_err("removing the sliver's rules and anti-spoofing elements", e))
 }
 
 /// Forged packets dropped per sliver veth (by interface name, see `names::veth_name`) since its
@@ -313,16 +344,21 @@ fn install_rules_once(
     ports: &[PortForward],
 ) -> Result<(), NodeError> {
     let (ports_c, spoof_c) = (names::nft_comment(slice), antispoof_comment(slice));
-    let mut nl = Nft::open().map_err(|e| nl_err("opening nftables socket", e))?;
-    let stale: Vec<Rule> = nl
-        .rules(&n.nft_table)
-        .map_err(|e| nl_err("listing rules", e))?
-        .into_iter()
-        .filter(|r| r.comment == ports_c || r.comment == spoof_c)
-        .collect();
-    nl.delete_rules(&n.nft_table, &stale)
-        .map_err(|e| nl_err("deleting rules", e))?;
-    allow_sliver(n, slice, addr)?;
+    with_nft(|nl| {
+        let stale: Vec<Rule> = nl
+            .rules(&n.nft_table)?
+            .into_iter()
+            .filter(|r| r.comment == ports_c || r.comment == spoof_c)
+            .collect();
+        nl.delete_rules(&n.nft_table, &stale)?;
+        allow_sliver_on(nl, n, slice, addr)
+    })
+    .map_err(|e| {
+        nl_err(
+            "installing the sliver's rules and anti-spoofing elements",
+            e,
+        )
+    })?;
     if !ports.is_empty() {
         run(
             "nft",
@@ -449,6 +485,22 @@ fn parse_net_dev(text: &str, name: &str) -> Option<VethCounters> {
             spoofed_pkts: 0,
         })
     })
+}
+
+/// The index of the host end of the sliver's veth, if it still exists.
+pub fn veth_index(slice: &str) -> Option<u32> {
+    ifindex(&names::veth_name(slice))
+}
+
+/// Deletes the interface with index `i` (a sliver's veth found by [`veth_index`]: an index is
+/// not reused for another interface soon, unlike the name); gone already is fine. Waits for the
+/// kernel's teardown of the interface (and of a dead sliver's netns): off the destroy's path.
+pub fn delete_link(i: u32) -> Result<(), NodeError> {
+    let mut rt = Route::open().map_err(|e| nl_err("opening route socket", e))?;
+    match rt.del_link(i) {
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+        r => r.map_err(|e| nl_err(&format!("deleting interface {i}"), e)),
+    }
 }
 
 /// Removes the host end of the veth if it still exists (normally it dies with the netns).

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -120,11 +119,6 @@ impl Steps {
         }
     }
 
-    /// A step that ran beside the others (not part of the sequence).
-    fn aside(&mut self, step: &'static str, took: Duration) {
-        self.done.push((step, took));
-    }
-
     fn mark(&mut self, step: &'static str) {
         let now = Instant::now();
         self.done.push((step, now - self.last));
@@ -144,6 +138,7 @@ impl LinuxRuntime {
         rt.cgroups.ensure_parent(&rt.cfg.reserve)?;
         rt.reclaim_ranges()?;
         rt.upgrade_root_mapped()?;
+        empty_trash(&rt.cfg.state_dir)?;
         Ok(rt)
     }
 
@@ -412,7 +407,6 @@ impl LinuxRuntime {
             rootfs: dir.join("rootfs"),
             console: dir.join("console.log"),
             cgroup_procs: self.cgroups.procs_files(slice),
-            cgroups_joined_by_node: true,
             service: Service::for_sliver(
                 rec.spec.resources.initscript.as_deref(),
                 image_config.as_ref(),
@@ -436,61 +430,12 @@ impl LinuxRuntime {
             .spawn()
             .ctx(|| format!("spawning sliver init {}", self.cfg.init_exe.display()))?;
         steps.mark("spawn launcher");
-        // Moves the launcher into the sliver's cgroups while it builds the namespaces and
-        // mounts, then lets it fork the init (see `LaunchSpec::cgroups_joined_by_node`).
-        let joiner = {
-            let (procs, launcher) = (launch.cgroup_procs.clone(), child.id().to_string());
-            let stdin = child.stdin.take();
-            std::thread::spawn(
-                move || -> Result<(Option<ChildStdin>, Duration), NodeError> {
-                    let t = Instant::now();
-                    for f in &procs {
-                        fs::write(f, &launcher).ctx(|| format!("joining {}", f.display()))?;
-                    }
-                    let took = t.elapsed();
-                    let mut stdin = stdin;
-                    if let Some(w) = stdin.as_mut() {
-                        // A launcher that failed already reported why (and is gone): not this.
-                        let _ = w.write_all(Release::Joined.line().as_bytes());
-                    }
-                    Ok((stdin, took))
-                },
-            )
+        let stdin = child.stdin.take();
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail("no pipe from the launcher".into()));
         };
-        let stdout = child.stdout.take();
-        let (tx, rx) = mpsc::channel::<String>();
-        // A blocked read must not hang the reconciler: read on a thread, wait with a timeout.
-        std::thread::spawn(move || {
-            if let Some(out) = stdout {
-                for line in BufReader::new(out).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        let deadline = Instant::now() + START_TIMEOUT;
-        let (mut pid, mut ready, mut error) = (None, false, None);
-        while error.is_none() && !(ready && pid.is_some()) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => match Report::parse(&line) {
-                    Some(Report::Pid(p)) => {
-                        steps.mark("launcher: userns, mounts");
-                        pid = Some(p)
-                    }
-                    Some(Report::Ready) => ready = true,
-                    Some(Report::Error(e)) => error = Some(e),
-                    None => {}
-                },
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    error = Some("timed out building the sliver".into())
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    error = Some("sliver init exited during setup (see console.log)".into())
-                }
-            }
-        }
         let abort = |child: &mut std::process::Child, pid: Option<i32>, msg: String| {
             if let Some(p) = pid {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
@@ -499,25 +444,27 @@ impl LinuxRuntime {
             let _ = child.wait();
             fail(msg)
         };
-        // The cgroup join's own failure first: the launcher then only saw its stdin close.
-        let stdin = match joiner.join() {
-            Ok(Ok((stdin, took))) => {
-                steps.aside("(in parallel) cgroup join", took);
-                stdin
+        // Read here, not on a reader thread (a hand-off per line, which a busy node pays in
+        // scheduling latency); a launcher that hangs is cut off by the deadline.
+        let mut reports = Reports::new(stdout, Instant::now() + START_TIMEOUT);
+        // The launcher's pid report and the init's ready may come in either order.
+        let (mut pid, mut ready) = (None, false);
+        while pid.is_none() {
+            match reports.next() {
+                Ok(Report::Pid(p)) => pid = Some(p),
+                Ok(Report::Ready) => ready = true,
+                Ok(Report::Error(e)) | Err(e) => return Err(abort(&mut child, None, e)),
             }
-            Ok(Err(e)) => return Err(abort(&mut child, pid, e.to_string())),
-            Err(_) => return Err(abort(&mut child, pid, "cgroup join panicked".into())),
-        };
-        if let Some(e) = error {
-            return Err(abort(&mut child, pid, e));
         }
         let Some(pid) = pid else {
             return Err(abort(&mut child, None, "no pid from launcher".into()));
         };
+        steps.mark("launcher: ns, mounts");
         let Some(id) = ProcId::of(pid) else {
             return Err(abort(&mut child, Some(pid), "sliver init vanished".into()));
         };
-        steps.mark("init: rootfs, ready");
+        // The init's network namespace exists from its birth: it is wired while the init builds
+        // its root filesystem (it runs nothing of the slice's before it is released below).
         let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
         let wire = net::attach(n, slice, pid, address, rate)
             .inspect(|_| steps.mark("veth+addr+route+qdisc"))
@@ -527,8 +474,20 @@ impl LinuxRuntime {
             let _ = net::remove_sliver_rules(n, slice, Some(address));
             return Err(abort(&mut child, Some(pid), format!("network: {e}")));
         }
+        while !ready {
+            match reports.next() {
+                Ok(Report::Ready) => ready = true,
+                Ok(Report::Pid(_)) => {}
+                Ok(Report::Error(e)) | Err(e) => {
+                    let _ = net::remove_sliver_rules(n, slice, Some(address));
+                    return Err(abort(&mut child, Some(pid), e));
+                }
+            }
+        }
+        steps.mark("init: rootfs, ready");
         if let Some(mut stdin) = stdin {
             if let Err(e) = stdin.write_all(Release::Go.line().as_bytes()) {
+                let _ = net::remove_sliver_rules(n, slice, Some(address));
                 return Err(abort(&mut child, Some(pid), format!("releasing init: {e}")));
             }
         }
@@ -627,8 +586,7 @@ impl LinuxRuntime {
 
 impl LinuxRuntime {
     /// Takes a stopped sliver off the network while `meanwhile` runs: its nft rules and set
-    /// elements are removed on a second thread (deleting a set element costs the kernel an RCU
-    /// grace period, ~10 ms) while this one deletes its veth (which waits for the kernel's
+    /// elements are removed on a second thread while this one deletes its veth (which waits for the kernel's
     /// teardown of the sliver's network namespace, tens of ms) and runs `meanwhile`. Only once
     /// the init is dead: a live sliver without its anti-spoofing elements could forge.
     fn unplug_while(
@@ -648,6 +606,57 @@ impl LinuxRuntime {
             });
             rules.and(done)
         })
+    }
+}
+
+/// The launcher's and init's [`Report`] lines, read from their pipe with a deadline.
+struct Reports {
+    out: std::process::ChildStdout,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+impl Reports {
+    fn new(out: std::process::ChildStdout, deadline: Instant) -> Self {
+        Self {
+            out,
+            buf: Vec::new(),
+            deadline,
+        }
+    }
+
+    /// The next report (lines that are none are skipped); `Err`: why there is none.
+    fn next(&mut self) -> Result<Report, String> {
+        use std::io::Read;
+        loop {
+            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=nl).collect();
+                if let Some(r) = Report::parse(&String::from_utf8_lossy(&line)) {
+                    return Ok(r);
+                }
+            }
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err("timed out building the sliver".into());
+            }
+            let mut pfd = libc::pollfd {
+                fd: self.out.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
+            // SAFETY: one valid pollfd that outlives the call.
+            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
+                continue;
+            }
+            let mut chunk = [0u8; 512];
+            match self.out.read(&mut chunk) {
+                Ok(0) => return Err("sliver init exited during setup (see console.log)".into()),
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading the launcher's reports: {e}")),
+            }
+        }
     }
 }
 
@@ -843,16 +852,39 @@ impl Runtime for LinuxRuntime {
         let address = rec.as_ref().and_then(|r| r.address);
         self.stop_init(slice, rec.and_then(|r| r.init));
         steps.mark("stop init");
+        // The init is dead: nothing is left to forge with the sliver's address (see
+        // `unplug_while`). One nft transaction on the node's kept socket (`net`).
+        let rules = net::remove_sliver_rules(&self.cfg.names, slice, address);
+        steps.mark("nft");
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
-        let files = self.unplug_while(slice, address, || {
-            self.cgroups.remove(slice)?;
-            disk::unmount(&dir)?;
-            remove_sliver_dir(&dir)?;
-            idmap::release(&self.cfg.idmap_registry, &dir)
+        let veth = net::veth_index(slice);
+        self.cgroups.remove(slice)?;
+        disk::unmount(&dir)?;
+        let trash = move_to_trash(&self.cfg.state_dir, slice, &dir)?;
+        steps.mark("cgroup, files");
+        // What only waits for the kernel or the disk is finished off the destroy's path: the
+        // veth (if the dead sliver's netns still holds it, its deletion waits for the netns'
+        // teardown, tens of ms), the uid range (see `idmap::release`) and the files (freed blocks
+        // are discarded synchronously on some disks, milliseconds each).
+        let registry = self.cfg.idmap_registry.clone();
+        let slice_name = slice.to_string();
+        std::thread::spawn(move || {
+            if let Some(i) = veth {
+                if let Err(e) = net::delete_link(i) {
+                    tracing::warn!(slice = slice_name, "deleting the veth: {e}");
+                }
+            }
+            if let Err(e) = idmap::release(&registry, &dir) {
+                tracing::warn!(slice = slice_name, "releasing the uid range: {e}");
+            }
+            if let Some(t) = trash {
+                if let Err(e) = fs::remove_dir_all(&t) {
+                    tracing::warn!(slice = slice_name, "removing {}: {e}", t.display());
+                }
+            }
         });
-        steps.mark("unplug || cgroup, files");
         self.record_steps(&self.destroy_steps, steps);
-        files
+        rules
     }
 
     fn exec(&self, slice: &str, argv: &[String]) -> Result<Output, NodeError> {
@@ -860,6 +892,36 @@ impl Runtime for LinuxRuntime {
             .stdin(Stdio::null())
             .output()
             .ctx(|| format!("running exec helper for {slice}"))
+    }
+}
+
+/// Moves a destroyed sliver's directory out of `slivers/` (one rename: its record goes with it)
+/// into the trash, for removal off the destroy's path; where the trash is not on the same
+/// filesystem, removes it here. `None`: nothing left to remove.
+fn move_to_trash(state_dir: &Path, slice: &str, dir: &Path) -> Result<Option<PathBuf>, NodeError> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let trash = names::trash_dir(state_dir);
+    fs::create_dir_all(&trash).ctx(|| format!("creating {}", trash.display()))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let to = trash.join(format!("{slice}.{nanos}"));
+    match fs::rename(dir, &to) {
+        Ok(()) => Ok(Some(to)),
+        Err(_) => remove_sliver_dir(dir).map(|()| None),
+    }
+}
+
+/// Removes what destroys left in the trash (a crash or exit before their removal finished).
+pub(crate) fn empty_trash(state_dir: &Path) -> Result<(), NodeError> {
+    let trash = names::trash_dir(state_dir);
+    match fs::remove_dir_all(&trash) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("removing {}", trash.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -58,6 +58,13 @@ fn node_manager_restart_finds_slivers_and_keeps_writable_layer() {
 
     node.rt().destroy("pl_keep").unwrap();
     assert!(!node.dir.path().join("slivers/pl_keep").exists());
+    // The dead sliver's veth goes with its netns, which the kernel tears down asynchronously
+    // (destroy does not wait for it): gone shortly, not at once.
+    wait_until(
+        "destroy to leave no kernel objects",
+        Duration::from_secs(10),
+        || node.counts() == empty_node,
+    );
     assert_eq!(node.counts(), empty_node, "destroy leaked kernel objects");
     node.assert_no_leaks_after_cleanup();
 }

@@ -3,9 +3,7 @@
 //!
 //! Launcher → node manager: [`Report::Pid`] (the sliver init's host pid), then [`Report::Ready`]
 //! once the root filesystem is built, or [`Report::Error`] at any point. Node manager →
-//! launcher: [`Release::Joined`] once it moved the launcher into the sliver's cgroups (see
-//! `LaunchSpec::cgroups_joined_by_node`); to the init: [`Release::Go`] once the network is
-//! plugged in. End of file means the node manager died first, and the launcher or init gives up.
+//! init: [`Release::Go`] once the network is plugged in. End of file means the node manager died first, and the launcher or init gives up.
 
 /// What the launcher and the sliver init tell the node manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,9 +48,6 @@ impl Report {
 /// What the node manager tells the launcher and the sliver init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
-    /// To the launcher: it was moved into the sliver's cgroups (by the node manager, while it
-    /// built the user namespace and mounts); fork the init now.
-    Joined,
     /// The network is plugged in: confine yourself and start the initscript.
     Go,
 }
@@ -60,14 +55,12 @@ pub enum Release {
 impl Release {
     pub fn line(&self) -> &'static str {
         match self {
-            Release::Joined => "joined\n",
             Release::Go => "go\n",
         }
     }
 
     pub fn parse(line: &str) -> Option<Release> {
         match line.trim() {
-            "joined" => Some(Release::Joined),
             "go" => Some(Release::Go),
             _ => None,
         }
@@ -94,10 +87,6 @@ mod tests {
         assert_eq!(Report::parse("pid x"), None);
         assert_eq!(Report::parse("hello"), None);
         assert_eq!(Release::parse(Release::Go.line()), Some(Release::Go));
-        assert_eq!(
-            Release::parse(Release::Joined.line()),
-            Some(Release::Joined)
-        );
         assert_eq!(Release::parse(""), None);
     }
 }

@@ -1,17 +1,16 @@
 //! The sliver launcher: the first process of a sliver, re-executed from the node manager's binary
 //! as host root. In order, each step needing what the previous one made:
 //!
-//! 1. set the OOM-killer exemption its init inherits (only host root may lower `oom_score_adj`;
-//!    the init's children raise theirs back to 0); the node manager moves the launcher into the
-//!    sliver's cgroups meanwhile (or it joins them itself, see `cgroups_joined_by_node`);
+//! 1. join the sliver's cgroups, first of all (so the init is born in them and no user code ever
+//!    runs outside them), and set the OOM-killer exemption its init inherits (only host root may
+//!    lower `oom_score_adj`; the init's children raise theirs back to 0);
 //! 2. make the slice's user namespace (`userns::create`);
 //! 3. in a private mount namespace still owned by the host, attach the shared image idmapped into
 //!    the slice's range and mount the overlay root on it (`rootfs::mount_overlay`);
 //! 4. enter the user namespace as its root, then unshare mount, UTS, IPC, network and PID
 //!    namespaces, which the user namespace now owns — so root in the sliver has capabilities
 //!    over its own network (ports below 1024, raw sockets) and nothing else;
-//! 5. once in the sliver's cgroups, fork the init (PID 1 of the new PID namespace), report its
-//!    pid, and exit.
+//! 5. fork the init (PID 1 of the new PID namespace), report its pid, and exit.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -21,7 +20,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{fork, getpid, ForkResult};
 use serde::{Deserialize, Serialize};
 
-use super::handshake::{Release, Report};
+use super::handshake::Report;
 use super::service::Service;
 use super::userns::{self, IdRange};
 use super::{exec, init, rootfs, seccomp};
@@ -47,12 +46,6 @@ pub struct LaunchSpec {
     pub console: PathBuf,
     /// `cgroup.procs` files to join (one per v1 hierarchy, or one for v2).
     pub cgroup_procs: Vec<PathBuf>,
-    /// The node manager moves the launcher into `cgroup_procs` itself, concurrently with steps
-    /// 2–4 (a cgroup migration waits for an RCU grace period, milliseconds), and says
-    /// [`Release::Joined`] on stdin; the launcher waits for that before forking the init, so the
-    /// init is born in the cgroups. `false`: the launcher joins them itself, first.
-    #[serde(default)]
-    pub cgroups_joined_by_node: bool,
     /// What the init keeps running (`service::Service::for_sliver`).
     pub service: Option<Service>,
     /// The slice's host id range: root in the sliver is `idmap.base` on the host.
@@ -98,28 +91,13 @@ pub(super) fn join_cgroups(files: &[PathBuf]) -> R<()> {
     Ok(())
 }
 
-/// Reads the node manager's [`Release::Joined`] from stdin a byte at a time: nothing after the
-/// line may be consumed, since the init (inheriting stdin) reads the next one.
-fn wait_joined() -> R<()> {
-    // Not `std::io::stdin()`: it buffers, and would take the init's line too.
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while byte[0] != b'\n' {
-        match nix::unistd::read(0, &mut byte) {
-            Ok(1) => line.push(byte[0]),
-            Err(nix::errno::Errno::EINTR) => {}
-            _ => break,
-        }
-    }
-    match Release::parse(&String::from_utf8_lossy(&line)) {
-        Some(Release::Joined) => Ok(()),
-        _ => Err("the node manager did not move the launcher into the sliver's cgroups".into()),
-    }
-}
-
 fn launch(spec_path: &Path) -> R<()> {
     let spec: LaunchSpec = serde_json::from_slice(&io("reading launch spec", fs::read(spec_path))?)
         .map_err(|e| format!("launch spec: {e}"))?;
+    // Before anything else: every process of the sliver descends from a launcher already in
+    // its cgroups. Done here rather than by the node manager from another thread, which cost a
+    // thread start and a wake-up of the launcher on its stdin (scheduling latency on a busy node).
+    join_cgroups(&spec.cgroup_procs)?;
     let console = io(
         "opening console log",
         OpenOptions::new()
@@ -127,11 +105,8 @@ fn launch(spec_path: &Path) -> R<()> {
             .append(true)
             .open(&spec.console),
     )?;
-    if !spec.cgroups_joined_by_node {
-        join_cgroups(&spec.cgroup_procs)?;
-    }
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
-    let ns = userns::create(spec.idmap)?;
+    let (ns, holder) = userns::create(spec.idmap)?;
     sys("unshare(mount)", unshare(CloneFlags::CLONE_NEWNS))?;
     // Nothing mounted from here on may propagate back to the host.
     rootfs::mnt(
@@ -142,6 +117,13 @@ fn launch(spec_path: &Path) -> R<()> {
         None,
     )?;
     rootfs::mount_overlay(&spec, &ns)?;
+    // Kept open until the launcher exits: the next unshare would otherwise free this mount
+    // namespace at once, and freeing one with mounts waits for an expedited RCU grace period
+    // (milliseconds) on the start's critical path; the launcher's exit pays it instead.
+    let host_owned_mnt = io(
+        "opening the launcher's mount namespace",
+        fs::File::open("/proc/self/ns/mnt"),
+    )?;
     userns::enter(&ns)?;
     drop(ns);
     sys(
@@ -155,16 +137,19 @@ fn launch(spec_path: &Path) -> R<()> {
         ),
     )?;
     let filter = seccomp::program();
-    if spec.cgroups_joined_by_node {
-        wait_joined()?;
-    }
     // SAFETY: the launcher is single-threaded (maybe_run_sliver_init runs before any thread).
     match sys("fork", unsafe { fork() })? {
         ForkResult::Parent { child } => {
             Report::Pid(child.as_raw()).send();
+            drop(holder);
+            drop(host_owned_mnt);
             Ok(())
         }
         ForkResult::Child => {
+            // The launcher's, not the init's: the namespace holder is its child, and the mount
+            // namespace handle goes with it.
+            std::mem::forget(holder);
+            drop(host_owned_mnt);
             let code = match init::init_main(&spec, console, &filter) {
                 Ok(()) => 0,
                 Err(e) => {

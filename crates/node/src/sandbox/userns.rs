@@ -12,14 +12,14 @@
 
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::fcntl::OFlag;
+use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, pipe, setgroups, setresgid, setresuid, ForkResult, Gid, Uid};
+use nix::unistd::{pipe2, setgroups, setresgid, setresuid, Gid, Uid};
 use serde::{Deserialize, Serialize};
 
 /// Width of every slice's id range: a whole 16-bit uid space, as LXC and Docker's userns-remap
@@ -55,50 +55,65 @@ fn sys<T>(what: &str, r: nix::Result<T>) -> R<T> {
     r.map_err(|e| format!("{what}: {e}"))
 }
 
+/// The short-lived child that holds a new user namespace until the launcher has a handle on
+/// it. It exits by itself once released; dropping this reaps it (after the critical part of a
+/// start, so no one waits for the child to be scheduled in between).
+pub struct Holder(nix::unistd::Pid);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = waitpid(self.0, None);
+    }
+}
+
 /// Makes a new user namespace mapped to `range` and returns a handle on it. The launcher stays
-/// in its own namespace: a child unshares, the launcher (host root, CAP_SETUID in the parent
-/// namespace) writes the child's maps, keeps `/proc/<child>/ns/user` open, and lets it exit.
-/// `setgroups` stays allowed (written by a privileged process), so `su`, `sshd` and `apt`
-/// inside the sliver can drop supplementary groups.
-pub fn create(range: IdRange) -> R<OwnedFd> {
-    let (ready_r, ready_w) = sys("pipe", pipe())?;
-    let (done_r, done_w) = sys("pipe", pipe())?;
-    // SAFETY: the launcher is single-threaded (maybe_run_sliver_init runs before any thread);
-    // the child only calls async-signal-safe functions (unshare, read, write, _exit).
-    match sys("fork", unsafe { fork() })? {
-        ForkResult::Child => {
-            drop(ready_r);
-            drop(done_w);
-            let ok = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
-            let mut w = File::from(ready_w);
-            let _ = w.write_all(if ok { b"1" } else { b"0" });
-            drop(w);
-            let mut byte = [0u8; 1];
-            let _ = File::from(done_r).read(&mut byte);
-            // SAFETY: leaving a forked child without running the parent's destructors.
-            unsafe { libc::_exit(0) }
-        }
-        ForkResult::Parent { child } => {
-            drop(ready_w);
-            drop(done_r);
-            let mut byte = [0u8; 1];
-            let n = File::from(ready_r).read(&mut byte).unwrap_or(0);
-            let result = if n == 1 && byte[0] == b'1' {
-                write_maps(child.as_raw(), range)
-            } else {
-                Err("unshare(CLONE_NEWUSER) failed: user namespaces unavailable".to_string())
-            };
-            // The handle is taken before the child is released: it keeps the namespace alive.
-            let handle = result.and_then(|()| {
-                File::open(format!("/proc/{child}/ns/user"))
-                    .map(OwnedFd::from)
-                    .map_err(|e| format!("opening the new user namespace: {e}"))
-            });
-            drop(done_w);
-            let _ = waitpid(child, None);
-            handle
+/// in its own namespace: a child is *cloned into* a new user namespace (`CLONE_NEWUSER`, so the
+/// namespace exists when `clone` returns, with no wait for the child to run), the launcher (host
+/// root, CAP_SETUID in the parent namespace) writes its maps, keeps `/proc/<child>/ns/user` open,
+/// and releases it. `setgroups` stays allowed (written by a privileged process), so `su`, `sshd`
+/// and `apt` inside the sliver can drop supplementary groups.
+pub fn create(range: IdRange) -> R<(OwnedFd, Holder)> {
+    let (done_r, done_w) = sys("pipe", pipe2(OFlag::O_CLOEXEC))?;
+    let (r_raw, w_raw) = (done_r.as_raw_fd(), done_w.as_raw_fd());
+    // SAFETY: clone(2) without CLONE_VM and with a null stack behaves like fork(2): the child runs
+    // on a copy of this process, which is single-threaded (maybe_run_sliver_init runs before any
+    // thread). The child only calls async-signal-safe functions (close, read, _exit) on
+    // descriptors it inherited, then exits without running the parent's destructors.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    if pid == 0 {
+        // SAFETY: see above; waits for the parent to close its end, then exits.
+        unsafe {
+            libc::close(w_raw);
+            let mut byte = 0u8;
+            libc::read(r_raw, (&mut byte as *mut u8).cast(), 1);
+            libc::_exit(0)
         }
     }
+    drop(done_r);
+    if pid < 0 {
+        return Err(format!(
+            "clone(CLONE_NEWUSER) failed (user namespaces unavailable?): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let holder = Holder(nix::unistd::Pid::from_raw(pid as i32));
+    // The handle is taken before the child is released: it keeps the namespace alive.
+    let handle = write_maps(holder.0.as_raw(), range).and_then(|()| {
+        File::open(format!("/proc/{pid}/ns/user"))
+            .map(OwnedFd::from)
+            .map_err(|e| format!("opening the new user namespace: {e}"))
+    });
+    drop(done_w);
+    handle.map(|h| (h, holder))
 }
 
 fn write_maps(pid: i32, range: IdRange) -> R<()> {

@@ -25,6 +25,7 @@ pub(crate) mod jobs;
 pub(crate) mod leader;
 pub(crate) mod limits;
 pub(crate) mod metrics;
+pub(crate) mod nodekeys;
 pub mod ops;
 pub mod peering;
 pub mod queries;

@@ -35,6 +35,8 @@ pub struct AppState {
     /// Slices' and nodes' parts of the desired states, from which a woken poll assembles its
     /// node's state without a query (`crate::desired`).
     pub(crate) desired: Arc<crate::desired::DesiredIndex>,
+    /// The nodes behind recently presented node keys (`crate::nodekeys`), dropped by wake-ups.
+    pub(crate) node_keys: Arc<crate::nodekeys::NodeKeys>,
     /// Rate limits of the public flow lookup (shared by the replicas on PostgreSQL).
     pub(crate) lookups: Arc<LookupLimiter>,
     /// Sends this central's wake-ups to the other replicas (PostgreSQL only).
@@ -91,6 +93,7 @@ impl AppState {
             replica,
             desired_cache: Default::default(),
             desired,
+            node_keys: Default::default(),
             federation: Default::default(),
             peering_kick: Default::default(),
         }
@@ -174,6 +177,7 @@ impl AppState {
     pub(crate) fn wake_local(&self, w: &Wake) {
         // Stale first, then woken: a woken poll never reads what the write changed from memory.
         self.desired.mark(w);
+        self.node_keys.forget(w);
         match w {
             Wake::All => self.changes.send_modify(|v| *v = v.wrapping_add(1)),
             Wake::Nodes(hostnames)

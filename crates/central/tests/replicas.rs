@@ -1,7 +1,8 @@
 //! Two central replicas on one PostgreSQL database: a write through one wakes node long-polls
 //! held by the other (in under a second), one replica leads the periodic jobs and leadership
-//! moves when it stops or loses its connection, a session made on one works on the other, and
-//! the public lookup's allowance is one per client across both.
+//! moves when it stops or loses its connection, a session made on one works on the other, the
+//! public lookup's allowance is one per client across both, and a node key re-keyed or deleted
+//! through one stops working on the other at once.
 //!
 //! PostgreSQL only (SQLite is one process): skipped, saying so, without `SLICELAB_TEST_PG`.
 
@@ -410,6 +411,49 @@ async fn a_session_made_on_one_replica_works_on_the_other() {
         .await
         .unwrap_or(Value::Null);
     assert_eq!(common::status(on_a.get::<Value>("/auth/whoami").await), 401);
+    b.shutdown().await;
+    tc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_key_revoked_through_one_replica_stops_working_on_the_other() {
+    let Some((tc, b, b_base)) = two_replicas().await else {
+        return;
+    };
+    let f = fixture(&tc).await;
+    let host = f.node_p.node.hostname.clone();
+    let old = Client::new(&b_base, Some(f.node_p.node_key.clone()));
+    // B has looked the key up (and cached who it belongs to).
+    old.desired_slivers(None, Duration::from_secs(0))
+        .await
+        .expect("the key works on B");
+    // Re-keyed through A: the old key stops working on B long before B's cache would expire.
+    let rekeyed: slicelab_model::objects::NodeWithKey = tc
+        .admin
+        .post(&format!("/nodes/{host}/key"), &json!({}))
+        .await
+        .expect("rekey");
+    let refused = |c: Client| async move {
+        matches!(c.desired_slivers(None, Duration::from_secs(0)).await,
+            Err(e) if e.status() == Some(401))
+    };
+    let took = within(Duration::from_secs(5), || refused(old.clone()))
+        .await
+        .expect("the old key is refused on B");
+    let new = Client::new(&b_base, Some(rekeyed.node_key.clone()));
+    new.desired_slivers(None, Duration::from_secs(0))
+        .await
+        .expect("the new key works on B");
+    // Deleted through A: its key stops working on B too.
+    let _: Value = tc
+        .admin
+        .delete(&format!("/nodes/{host}"))
+        .await
+        .unwrap_or(Value::Null);
+    let gone = within(Duration::from_secs(5), || refused(new.clone()))
+        .await
+        .expect("a deleted node's key is refused on B");
+    eprintln!("revoked on B after {took:?} (re-key), {gone:?} (delete)");
     b.shutdown().await;
     tc.stop().await;
 }

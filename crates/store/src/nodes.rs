@@ -100,6 +100,26 @@ impl Store {
             .collect())
     }
 
+    /// The peer authority of each of `ids` that belongs to one (a few queries for 10,000 ids);
+    /// our own nodes, and ids no node has, are absent.
+    pub async fn node_authorities(&self, ids: &[i64]) -> Result<HashMap<i64, String>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT n.id, s.login_base {NODE_FROM} \
+                 WHERE s.peer_id IS NOT NULL AND n.id IN ({})",
+                list.join(", ")
+            );
+            let mut q = sqlx::query_as::<_, (i64, String)>(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(q.fetch_all(self.pool()).await?);
+        }
+        Ok(out)
+    }
+
     pub async fn node(&self, key: &str) -> Result<Node> {
         self.by_id_or_name::<NodeRow>(
             &format!("SELECT {NODE_COLS} {NODE_FROM}"),

@@ -60,6 +60,7 @@ pub async fn slivers(
         let now = crate::now();
         if !touched && node.last_contact.is_none_or(|t| now - t >= CONTACT_EVERY) {
             st.store.touch_node(&node, now).await?;
+            st.node_keys.contacted(&node.hostname, now);
             touched = true;
         }
         // A node that just applied a change polls again at once: answer that with the state
@@ -140,6 +141,7 @@ pub async fn report(
         ));
     }
     let (reply, answer) = tokio::sync::oneshot::channel();
+    let hostname = node.hostname.clone();
     let pending = crate::batch::Pending {
         node,
         report: r,
@@ -154,5 +156,7 @@ pub async fn report(
         Ok(Err(m)) if !m.is_empty() => return Err(ApiError::conflict(m)),
         _ => return Err(ApiError::internal("internal error; see the central's log")),
     };
+    // The report's commit wrote `last_contact`: the next poll need not.
+    st.node_keys.contacted(&hostname, crate::now());
     Ok(Json(ReportAck { acked_seq }))
 }

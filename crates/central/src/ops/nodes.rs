@@ -1,6 +1,7 @@
 //! Nodes: registered, changed, re-keyed and deleted by admins and the node's site techs and
-//! PIs. A change wakes that node only; creation and re-keying wake none (the node's desired
-//! slivers do not change, and a re-keyed node manager starts its next poll with the new key).
+//! PIs. A change wakes that node only; creation wakes none (the node's desired slivers do not
+//! change). Re-keying and joining wake the node too, so that every replica forgets its old key at
+//! once (`crate::nodekeys`); its manager starts its next poll with the new key.
 
 use slicelab_model::{
     Actor, JoinRequest, JoinToken, JoinTokenCreate, Node, NodeCreate, NodeUpdate, NodeWithKey,
@@ -76,6 +77,8 @@ pub async fn rekey(st: &AppState, actor: &Actor, key: &str) -> OpResult<NodeWith
     st.store
         .set_node_key(&actor.label(), crate::now(), &n, &secret_hash(&secret))
         .await?;
+    // Every replica forgets the old key (`crate::nodekeys`).
+    st.changed_nodes([&n.hostname]);
     Ok(NodeWithKey {
         node: n,
         node_key: secret,
@@ -140,10 +143,14 @@ pub async fn join(st: &AppState, req: &JoinRequest) -> OpResult<NodeWithKey> {
         .redeem_join_token(now, &secret_hash(token), &secret_hash(&secret))
         .await?
     {
-        Redeemed::Joined(node) => Ok(NodeWithKey {
-            node,
-            node_key: secret,
-        }),
+        Redeemed::Joined(node) => {
+            // Every replica forgets any earlier key (`crate::nodekeys`).
+            st.changed_nodes([&node.hostname]);
+            Ok(NodeWithKey {
+                node,
+                node_key: secret,
+            })
+        }
         Redeemed::Unknown => Err(OpError::Unauthorized("unknown join token".into())),
         Redeemed::Used(at) => Err(OpError::Unauthorized(format!(
             "this join token was already used ({}s ago): {again}",

@@ -51,8 +51,10 @@ pub(crate) async fn offer_nodes(
 ) -> OpResult<Vec<(i64, String)>> {
     let mut ours = Vec::new();
     let mut theirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let ids: Vec<i64> = nodes.iter().map(|(id, _)| *id).collect();
+    let peers_of = st.store.node_authorities(&ids).await?;
     for (id, host) in nodes {
-        match st.store.node(&id.to_string()).await?.authority {
+        match peers_of.get(id).cloned() {
             None => ours.push((*id, host.clone())),
             Some(a) => theirs.entry(a).or_default().push(host.clone()),
         }

@@ -43,9 +43,20 @@ pub(crate) async fn person_token(
     Ok(subject.map(|s| (s.person, s.token_id)))
 }
 
-/// The node a node key belongs to; `None` for unknown keys.
+/// The node a node key belongs to; `None` for unknown keys. Found keys are cached for a short
+/// while (`crate::nodekeys`: dropped by any wake-up naming the node, on every replica).
 pub(crate) async fn node_key(st: &AppState, secret: &str) -> OpResult<Option<Node>> {
-    Ok(st.store.node_by_key_hash(&secret_hash(secret)).await?)
+    let hash = secret_hash(secret);
+    let now = crate::now();
+    if let Some(node) = st.node_keys.get(&hash, now) {
+        return Ok(Some(node));
+    }
+    let epoch = st.node_keys.epoch();
+    let node = st.store.node_by_key_hash(&hash).await?;
+    if let Some(n) = &node {
+        st.node_keys.insert(hash, n.clone(), now, epoch);
+    }
+    Ok(node)
 }
 
 /// Who presents the person token `secret`: `None` unless it is a live person token.

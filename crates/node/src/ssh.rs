@@ -7,7 +7,8 @@
 //! * Commands run through the same exec helper as `slicelab exec` (see
 //!   [`crate::sandbox`]): it joins the sliver's cgroup and namespaces, forks into the PID
 //!   namespace, confines itself like the init and exits with the command's status. It does not
-//!   call `setsid`, so it stays in the session the gateway made (and kills at channel close).
+//!   call `setsid`, so it stays in the process group the gateway made (and kills at channel
+//!   close); without a pty it first drops any controlling terminal of the node manager's session.
 //! * A pty, when asked for, is the helper's inherited stdio: a terminal of the *host's* devpts.
 //!   The shell gets a working terminal (line editing, window size, job control), but `tty`
 //!   inside the sliver names a `/dev/pts/N` that its own devpts does not have.

@@ -205,7 +205,8 @@ async fn run_program(
     run_command(channel, ctx, command, pty_req).await
 }
 
-/// Spawns `command` in a new session wired to the channel (a pty when `pty_req`), pumps bytes
+/// Spawns `command` wired to the channel — in a process group of its own, or in a new session with
+/// a pty as its controlling terminal when `pty_req` — pumps bytes
 /// until it ends or the client goes away, and reports its exit status.
 pub(crate) async fn run_command(
     channel: Channel<Msg>,
@@ -239,13 +240,12 @@ pub(crate) async fn run_command(
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
-            // SAFETY: setsid is async-signal-safe.
-            unsafe {
-                command.pre_exec(|| {
-                    nix::unistd::setsid().map_err(std::io::Error::from)?;
-                    Ok(())
-                })
-            };
+            // A process group of its own, killed as one when the session ends. Not a new session
+            // (`setsid` in a `pre_exec` hook): any hook makes std fork the gateway's whole process
+            // (page tables of every thread's memory, torn down again at exec) where `posix_spawn`
+            // only borrows it. Without a terminal a session adds nothing but the leader; the
+            // program drops a controlling terminal it may inherit (`SliverAccess::command`).
+            command.process_group(0);
             tokio::process::Command::from(command)
                 .spawn()
                 .map(|c| (c, None))

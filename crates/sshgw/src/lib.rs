@@ -8,9 +8,9 @@
 //!   the client is sent a disconnect whose text says why (see [`auth`]).
 //! * **What runs.** The gateway never enters a sliver itself: [`SliverAccess::command`] hands it a
 //!   [`std::process::Command`] that runs a program inside the sliver; the gateway only wires its
-//!   stdio (pipes, or a pseudo-terminal when the client asked for one), spawns it in a new session
-//!   (`setsid`), and kills that session's process group when the channel closes or the gateway
-//!   shuts down.
+//!   stdio (pipes, or a pseudo-terminal when the client asked for one), spawns it in a process
+//!   group of its own (with a pty: a new session, the pty its controlling terminal), and kills that
+//!   process group when the channel closes or the gateway shuts down.
 //! * **Files.** The `sftp` subsystem (used by `sftp` and by OpenSSH ≥ 9's `scp`) is served in
 //!   process under [`SliverAccess::root`], every path resolved with `openat2(RESOLVE_IN_ROOT)` so
 //!   that neither `..` nor symlinks can leave the sliver (see the `sftp` module).
@@ -56,10 +56,13 @@ pub trait SliverAccess: Send + Sync + 'static {
     /// A command that, when spawned, runs `argv` (or the sliver's login shell when `None`) inside
     /// the sliver, with `env` added to its environment.
     ///
-    /// The gateway sets stdin/stdout/stderr (pipes or a pty slave), adds a `pre_exec` that calls
-    /// `setsid()` (and makes the pty its controlling terminal), and spawns it. The process it
-    /// spawns must stay in that session/process group (the gateway kills the group when the SSH
-    /// channel closes) and must exit with the status of the program run in the sliver.
+    /// The gateway sets stdin/stdout/stderr (pipes or a pty slave) and spawns it in a process
+    /// group of its own (`process_group(0)`, so std can `posix_spawn` it); with a pty, it adds a
+    /// `pre_exec` that calls `setsid()` and makes the pty its controlling terminal. The process it
+    /// spawns must stay in that process group (the gateway kills the group when the SSH channel
+    /// closes), must not let what it runs keep a controlling terminal it inherited from the
+    /// gateway (without a pty it is still in the gateway's session), and must exit with the
+    /// status of the program run in the sliver.
     /// For `ssh SLICE@NODE CMD` the gateway passes `["/bin/sh", "-c", CMD]`.
     fn command(
         &self,

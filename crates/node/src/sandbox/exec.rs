@@ -78,10 +78,29 @@ fn exec_helper(spec: &ExecSpec) -> i32 {
     }
 }
 
+/// Unless the helper leads its own session (the SSH gateway's pty sessions), it was spawned in the
+/// node manager's session: it gives up that session's controlling terminal, if any, so that
+/// nothing in the sliver reaches the node manager's terminal through `/dev/tty` (which a sliver's
+/// /dev has).
+fn drop_inherited_terminal() {
+    let me = nix::unistd::getpid();
+    if nix::unistd::getsid(None).is_ok_and(|sid| sid == me) {
+        return;
+    }
+    // ENXIO when there is no controlling terminal (a daemon's case): nothing to drop.
+    if let Ok(tty) = File::options().read(true).write(true).open("/dev/tty") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain ioctl on an open fd with no argument; TIOCNOTTY by a process that does
+        // not lead its session only detaches that process from the terminal.
+        unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCNOTTY) };
+    }
+}
+
 fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
     if spec.argv.is_empty() && spec.builtin.is_none() {
         return Err("empty command".into());
     }
+    drop_inherited_terminal();
     // Open every namespace before joining any: after joining the mount namespace the host's
     // /proc is out of reach.
     let mut ns: Vec<(OwnedFd, CloneFlags)> = Vec::new();

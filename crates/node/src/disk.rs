@@ -113,22 +113,32 @@ pub fn ensure(sliver_dir: &Path, disk_max: u64, offline_ok: bool) -> Result<bool
     Ok(usable(&mp)? >= disk_max)
 }
 
+/// Mounts the image through a loop device, trying again a few times: when many slivers start at
+/// once (50 node managers on one host, `slicelab up --nodes 50`), a loop device detached a moment
+/// before by another mount's autoclear is sometimes handed out again while the kernel still
+/// serves its old blocks, and ext4 refuses the image as corrupt ("Structure needs cleaning",
+/// "bad geometry"). The image itself is sound (`mkfs` just wrote it); a later attempt gets a
+/// clean device. A damaged image still fails, after `MOUNT_TRIES`.
 fn mount(img: &Path, mp: &Path) -> Result<(), NodeError> {
     fs::create_dir_all(mp).ctx(|| format!("creating {}", mp.display()))?;
-    run(
-        "mount",
-        &[
-            "-t",
-            "ext4",
-            "-o",
-            "loop,noatime",
-            &img.to_string_lossy(),
-            &mp.to_string_lossy(),
-        ],
-        None,
-    )
-    .map(|_| ())
+    let (img_s, mp_s) = (img.to_string_lossy(), mp.to_string_lossy());
+    let args = ["-t", "ext4", "-o", "loop,noatime", &img_s, &mp_s];
+    let mut tries = 1;
+    loop {
+        match run("mount", &args, None) {
+            Ok(_) => return Ok(()),
+            Err(e) if tries < MOUNT_TRIES => {
+                tracing::warn!("mounting {img_s} (try {tries} of {MOUNT_TRIES}): {e}");
+                std::thread::sleep(std::time::Duration::from_millis(25 << tries));
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
+
+/// Attempts at mounting a sliver's disk image (see [`mount`]).
+const MOUNT_TRIES: u32 = 4;
 
 fn mkfs(img: &Path, len: u64) -> Result<(), NodeError> {
     let f = fs::File::create(img).ctx(|| format!("creating {}", img.display()))?;

@@ -470,25 +470,25 @@ impl LinuxRuntime {
             .inspect(|_| steps.mark("veth+addr+route+qdisc"))
             .and_then(|_| net::install_rules(n, slice, address, &rec.spec.resources.ports))
             .inspect(|_| steps.mark("nft"));
-        if let Err(e) = wire {
+        // Past this point a failure also takes the sliver's address off the node's rules.
+        let abort_wired = |child: &mut std::process::Child, msg: String| {
             let _ = net::remove_sliver_rules(n, slice, Some(address));
-            return Err(abort(&mut child, Some(pid), format!("network: {e}")));
+            abort(child, Some(pid), msg)
+        };
+        if let Err(e) = wire {
+            return Err(abort_wired(&mut child, format!("network: {e}")));
         }
         while !ready {
             match reports.next() {
                 Ok(Report::Ready) => ready = true,
                 Ok(Report::Pid(_)) => {}
-                Ok(Report::Error(e)) | Err(e) => {
-                    let _ = net::remove_sliver_rules(n, slice, Some(address));
-                    return Err(abort(&mut child, Some(pid), e));
-                }
+                Ok(Report::Error(e)) | Err(e) => return Err(abort_wired(&mut child, e)),
             }
         }
         steps.mark("init: rootfs, ready");
         if let Some(mut stdin) = stdin {
             if let Err(e) = stdin.write_all(Release::Go.line().as_bytes()) {
-                let _ = net::remove_sliver_rules(n, slice, Some(address));
-                return Err(abort(&mut child, Some(pid), format!("releasing init: {e}")));
+                return Err(abort_wired(&mut child, format!("releasing init: {e}")));
             }
         }
         let _ = child.wait();

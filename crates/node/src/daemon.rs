@@ -25,6 +25,7 @@ use crate::image::store::ImageStore;
 use crate::names::NodeNames;
 use crate::plan::{plan, Action};
 use crate::runtime::{default_init_exe, LinuxRuntime, Runtime, RuntimeConfig};
+use crate::sandbox::Spawner;
 use crate::site_admin::AdminContext;
 use crate::ssh::{NodeAccess, SharedDesired};
 use crate::state;
@@ -388,7 +389,13 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
                 holds: holds.clone(),
                 actions: journal.clone(),
             };
-            let access = Arc::new(NodeAccess::new(shared.clone(), admin));
+            let mut access = NodeAccess::new(shared.clone(), admin);
+            // Forks each session's exec helper; if it cannot start, the gateway spawns them.
+            match Spawner::start(&rt.config().init_exe) {
+                Ok(s) => access = access.with_spawner(Arc::new(s)),
+                Err(e) => warn!("exec spawner not started ({e}); SSH sessions spawn their helper"),
+            }
+            let access = Arc::new(access);
             let gw = slicelab_sshgw::start(slicelab_sshgw::GatewayConfig::new(listen, key), access)
                 .await?;
             info!(listen = %gw.local_addr(), "SSH gateway listening (ssh SLICE@NODE)");

@@ -526,20 +526,7 @@ impl LinuxRuntime {
         env: &[(String, String)],
         builtin: Option<Builtin>,
     ) -> Result<Command, NodeError> {
-        names::check_slice_name(slice)?;
-        let init = self.init_of(slice).ok_or_else(|| NodeError::Start {
-            slice: slice.into(),
-            message: "not running".into(),
-        })?;
-        let mut all_env = self.image_env(slice);
-        all_env.extend(env.iter().cloned());
-        let spec = ExecSpec {
-            init_pid: init.pid,
-            cgroup_procs: self.cgroups.procs_files(slice),
-            argv: argv.to_vec(),
-            env: all_env,
-            builtin,
-        };
+        let spec = self.exec_spec(slice, argv, env, builtin)?;
         let json = serde_json::to_string(&spec).map_err(|e| NodeError::Invalid {
             what: "exec spec",
             message: e.to_string(),
@@ -547,6 +534,32 @@ impl LinuxRuntime {
         let mut c = Command::new(&self.cfg.init_exe);
         c.env_clear().env(EXEC_ENV, json);
         Ok(c)
+    }
+
+    /// What the exec helper needs to run `argv` (or `builtin`) in the running sliver, with `env`
+    /// added to (and overriding) the sliver's environment: for [`Self::exec_command`] and the
+    /// exec [`crate::sandbox::Spawner`].
+    pub fn exec_spec(
+        &self,
+        slice: &str,
+        argv: &[String],
+        env: &[(String, String)],
+        builtin: Option<Builtin>,
+    ) -> Result<ExecSpec, NodeError> {
+        names::check_slice_name(slice)?;
+        let init = self.init_of(slice).ok_or_else(|| NodeError::Start {
+            slice: slice.into(),
+            message: "not running".into(),
+        })?;
+        let mut all_env = self.image_env(slice);
+        all_env.extend(env.iter().cloned());
+        Ok(ExecSpec {
+            init_pid: init.pid,
+            cgroup_procs: self.cgroups.procs_files(slice),
+            argv: argv.to_vec(),
+            env: all_env,
+            builtin,
+        })
     }
 
     /// Throttles (`Some(reason)`) or un-throttles the sliver's egress (bwmon). Recorded, so a

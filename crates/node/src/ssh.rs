@@ -16,6 +16,7 @@
 //!   only inside the sliver's mount namespace, so that link is the host's way into it.
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, RwLock};
@@ -23,9 +24,14 @@ use std::sync::{Arc, RwLock};
 use slicelab_model::objects::BootState;
 use slicelab_model::time::now;
 use slicelab_model::DesiredSlivers;
-use slicelab_sshgw::{AuthorizedKey, Login, Service, ServiceRequest, SliverAccess, SITE_ADMIN};
+use slicelab_sshgw::{
+    AuthorizedKey, Login, Program, Service, ServiceRequest, SliverAccess, StartProgram, Started,
+    SITE_ADMIN,
+};
+use tokio::io::AsyncReadExt;
 
 use crate::runtime::LinuxRuntime;
+use crate::sandbox::{ExecSpec, Running, Spawner};
 use crate::services::capture;
 use crate::site_admin::AdminContext;
 
@@ -38,6 +44,8 @@ pub struct NodeAccess {
     desired: SharedDesired,
     rt: Arc<LinuxRuntime>,
     admin: AdminContext,
+    /// Forks the exec helper of each session; without it the gateway spawns the helper itself.
+    spawner: Option<Arc<Spawner>>,
 }
 
 impl NodeAccess {
@@ -46,7 +54,47 @@ impl NodeAccess {
             desired,
             rt: admin.rt.clone(),
             admin,
+            spawner: None,
         }
+    }
+
+    /// Sessions' programs are forked by `spawner` instead of spawned as a new executable each.
+    pub fn with_spawner(mut self, spawner: Arc<Spawner>) -> Self {
+        self.spawner = Some(spawner);
+        self
+    }
+}
+
+/// One session's exec helper, to be forked by the [`Spawner`].
+struct SpawnedSession {
+    spawner: Arc<Spawner>,
+    spec: ExecSpec,
+}
+
+impl StartProgram for SpawnedSession {
+    fn start(self: Box<Self>, stdio: [&OwnedFd; 3], terminal: bool) -> io::Result<Started> {
+        let running = self.spawner.spawn(&self.spec, stdio, terminal)?;
+        let pid = running.pid;
+        let reply = running.into_reply();
+        reply.set_nonblocking(true)?;
+        let mut reply = tokio::net::UnixStream::from_std(reply)?;
+        Ok(Started {
+            pid,
+            exit: Box::pin(async move {
+                let mut b = [0u8; 4];
+                reply.read_exact(&mut b).await?;
+                Ok(Running::status_of(b))
+            }),
+        })
+    }
+}
+
+/// A session's command line: `argv`, or the sliver's login shell when `None`.
+fn session_argv(argv: Option<&[String]>) -> io::Result<Vec<String>> {
+    match argv {
+        Some([]) => Err(io::Error::other("empty command")),
+        Some(a) => Ok(a.to_vec()),
+        None => Ok(vec!["/bin/sh".into(), "-l".into()]),
     }
 }
 
@@ -132,15 +180,29 @@ impl SliverAccess for NodeAccess {
         argv: Option<&[String]>,
         env: &[(String, String)],
     ) -> io::Result<Command> {
-        let login = ["/bin/sh".to_string(), "-l".to_string()];
-        let argv = match argv {
-            Some([]) => return Err(io::Error::other("empty command")),
-            Some(a) => a,
-            None => &login[..],
-        };
+        let argv = session_argv(argv)?;
         self.rt
-            .exec_command_env(slice, argv, env)
+            .exec_command_env(slice, &argv, env)
             .map_err(|e| io::Error::other(format!("sliver {slice}: {e}")))
+    }
+
+    fn program(
+        &self,
+        slice: &str,
+        argv: Option<&[String]>,
+        env: &[(String, String)],
+    ) -> io::Result<Program> {
+        let Some(spawner) = &self.spawner else {
+            return self.command(slice, argv, env).map(Program::Command);
+        };
+        let spec = self
+            .rt
+            .exec_spec(slice, &session_argv(argv)?, env, None)
+            .map_err(|e| io::Error::other(format!("sliver {slice}: {e}")))?;
+        Ok(Program::Start(Box::new(SpawnedSession {
+            spawner: spawner.clone(),
+            spec,
+        })))
     }
 
     fn root(&self, slice: &str) -> Option<PathBuf> {

@@ -407,8 +407,12 @@ fn fork_bomb_memory_hog_and_disk_filler_stop_at_the_defaults() {
         node.rt().list().expect("runtime answers");
         assert_eq!(node.sh_ok("pl_bystander", "echo up").trim(), "up");
         let busy = http_latency(victim, 8000, 41);
+        // Twice idle, plus a scheduling allowance: on a 2-core machine that builds or tests
+        // something else at the same time, the bystander's server waits for a CPU a millisecond
+        // or two per request whatever the attacker does (seen: 1.6 ms against 0.18 ms idle).
+        // A bystander starved by the attack answers in seconds or not at all.
         assert!(
-            busy <= idle * 2,
+            busy <= idle * 2 + Duration::from_millis(5),
             "{what}: bystander latency {busy:?} vs idle {idle:?}"
         );
     };

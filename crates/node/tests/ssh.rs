@@ -262,6 +262,18 @@ fn ssh_into_sliver_with_slice_keys_only() {
             let o = ssh(port, &alice_key, SLICE, &[], &["hostname"]);
             assert!(o.status.success(), "{}", text(&o));
             assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), SLICE);
+            // A session's program starts with no signal ignored or blocked (the node manager's
+            // runtime ignores SIGPIPE; `yes | head` in a sliver must end by SIGPIPE).
+            let o = ssh(
+                port,
+                &alice_key,
+                SLICE,
+                &[],
+                &["exec grep -E '^Sig(Ign|Blk)' /proc/self/status"],
+            );
+            assert!(o.status.success(), "{}", text(&o));
+            let masks = String::from_utf8_lossy(&o.stdout).into_owned();
+            assert_eq!(masks.matches("\t0000000000000000").count(), 2, "{masks}");
             // Exit status comes back.
             let o = ssh(port, &alice_key, SLICE, &[], &["exit 7"]);
             assert_eq!(o.status.code(), Some(7), "{}", text(&o));

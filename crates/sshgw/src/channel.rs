@@ -5,11 +5,13 @@
 //! answers the client's requests (success/failure); this task acts on the same requests, which
 //! russh also delivers to the channel, in order, as `ChannelMsg`s.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use russh::server::Msg;
@@ -17,6 +19,7 @@ use russh::{Channel, ChannelId, ChannelMsg, ChannelWriteHalf, Sig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::program::{Program, Started};
 use crate::pty::{self, Size};
 use crate::service::{Login, ServiceRequest};
 use crate::SliverAccess;
@@ -54,7 +57,7 @@ pub(crate) struct PtyReq {
     size: Size,
 }
 
-enum Program {
+enum Asked {
     Exec(String),
     Shell,
 }
@@ -120,7 +123,7 @@ pub(crate) async fn run(mut channel: Channel<Msg>, mut ctx: Ctx) {
                 let command = String::from_utf8_lossy(&command).into_owned();
                 return match ctx.login.clone() {
                     Login::Slice { slice, .. } => {
-                        run_program(channel, ctx, &slice, Program::Exec(command), env, pty).await
+                        run_program(channel, ctx, &slice, Asked::Exec(command), env, pty).await
                     }
                     login => {
                         let service = ctx.access.service(&login, ServiceRequest::Exec(command));
@@ -131,7 +134,7 @@ pub(crate) async fn run(mut channel: Channel<Msg>, mut ctx: Ctx) {
             Some(ChannelMsg::RequestShell { .. }) => {
                 return match ctx.login.clone() {
                     Login::Slice { slice, .. } => {
-                        run_program(channel, ctx, &slice, Program::Shell, env, pty).await
+                        run_program(channel, ctx, &slice, Asked::Shell, env, pty).await
                     }
                     login => {
                         let service = ctx.access.service(&login, ServiceRequest::Shell);
@@ -175,7 +178,7 @@ impl Drop for GroupGuard {
 
 /// Where the program's stdin goes.
 enum Input {
-    Pipe(Option<tokio::process::ChildStdin>),
+    Pipe(Option<tokio::net::unix::pipe::Sender>),
     Pty(pty::Master),
 }
 
@@ -183,95 +186,131 @@ async fn run_program(
     channel: Channel<Msg>,
     ctx: Ctx,
     slice: &str,
-    program: Program,
+    program: Asked,
     mut env: Vec<(String, String)>,
     pty_req: Option<PtyReq>,
 ) {
     let argv: Option<Vec<String>> = match &program {
-        Program::Exec(cmd) => Some(vec!["/bin/sh".into(), "-c".into(), cmd.clone()]),
-        Program::Shell => None,
+        Asked::Exec(cmd) => Some(vec!["/bin/sh".into(), "-c".into(), cmd.clone()]),
+        Asked::Shell => None,
     };
     if let Some(p) = &pty_req {
         env.retain(|(k, _)| k != "TERM");
         env.push(("TERM".into(), p.term.clone()));
     }
-    let command = match ctx.access.command(slice, argv.as_deref(), &env) {
-        Ok(c) => c,
+    let program = match ctx.access.program(slice, argv.as_deref(), &env) {
+        Ok(p) => p,
         Err(e) => {
             let (_, tx) = channel.split();
             return fail(&tx, &format!("cannot start a program in the sliver: {e}")).await;
         }
     };
-    run_command(channel, ctx, command, pty_req).await
+    run_command(channel, ctx, program, pty_req).await
 }
 
-/// Spawns `command` wired to the channel — in a process group of its own, or in a new session with
-/// a pty as its controlling terminal when `pty_req` — pumps bytes
-/// until it ends or the client goes away, and reports its exit status.
+/// The gateway's ends of a session's stdio.
+enum Ends {
+    Pipes {
+        stdin: tokio::net::unix::pipe::Sender,
+        stdout: tokio::net::unix::pipe::Receiver,
+        stderr: tokio::net::unix::pipe::Receiver,
+    },
+    Pty(pty::Master),
+}
+
+/// The session's stdio: the gateway's ends, and the program's (pipes, or the pty slave three
+/// times). Every descriptor is close-on-exec; the program's ends are dropped once it started.
+fn session_stdio(pty_req: Option<&PtyReq>) -> std::io::Result<(Ends, [OwnedFd; 3])> {
+    match pty_req {
+        Some(p) => {
+            let (master, slave) = pty::open(p.size)?;
+            let (a, b) = (slave.try_clone()?, slave.try_clone()?);
+            Ok((Ends::Pty(master), [slave, a, b]))
+        }
+        None => {
+            let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from);
+            let (in_r, in_w) = pipe()?;
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let ends = Ends::Pipes {
+                stdin: tokio::net::unix::pipe::Sender::from_owned_fd(in_w)?,
+                stdout: tokio::net::unix::pipe::Receiver::from_owned_fd(out_r)?,
+                stderr: tokio::net::unix::pipe::Receiver::from_owned_fd(err_r)?,
+            };
+            Ok((ends, [in_r, out_w, err_w]))
+        }
+    }
+}
+
+/// Starts `program` on `stdio`: in a process group of its own, or with `terminal` in a new
+/// session whose controlling terminal is stdin.
+fn start(program: Program, stdio: &[OwnedFd; 3], terminal: bool) -> std::io::Result<Started> {
+    match program {
+        Program::Start(s) => s.start([&stdio[0], &stdio[1], &stdio[2]], terminal),
+        Program::Command(mut command) => {
+            command
+                .stdin(stdio[0].try_clone()?)
+                .stdout(stdio[1].try_clone()?)
+                .stderr(stdio[2].try_clone()?);
+            if terminal {
+                // SAFETY: the closure only calls async-signal-safe functions.
+                unsafe { command.pre_exec(pty::make_controlling_terminal) };
+            } else {
+                // A process group of its own, killed as one when the session ends. Not a new
+                // session (`setsid` in a `pre_exec` hook): any hook makes std fork the gateway's
+                // whole process (page tables of every thread's memory, torn down again at exec)
+                // where `posix_spawn` only borrows it. Without a terminal a session adds nothing
+                // but the leader; the program drops a controlling terminal it may inherit
+                // (`SliverAccess::command`).
+                command.process_group(0);
+            }
+            let mut child = tokio::process::Command::from(command).spawn()?;
+            let pid = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .ok_or_else(|| {
+                    std::io::Error::other("program exited before it could be watched")
+                })?;
+            Ok(Started {
+                pid,
+                exit: Box::pin(async move { child.wait().await }),
+            })
+        }
+    }
+}
+
+/// Starts `program` wired to the channel — in a process group of its own, or in a new session
+/// with a pty as its controlling terminal when `pty_req` — pumps bytes until it ends or the
+/// client goes away, and reports its exit status.
 pub(crate) async fn run_command(
     channel: Channel<Msg>,
     ctx: Ctx,
-    mut command: std::process::Command,
+    program: Program,
     pty_req: Option<PtyReq>,
 ) {
     let (mut rx, tx) = channel.split();
-
-    // Wire stdio, spawn in a new session.
-    let spawned = match &pty_req {
-        Some(p) => match pty::open(p.size) {
-            Ok((master, slave)) => {
-                let stdio = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Stdio::from);
-                match (stdio(&slave), stdio(&slave), stdio(&slave)) {
-                    (Ok(i), Ok(o), Ok(e)) => {
-                        command.stdin(i).stdout(o).stderr(e);
-                        // SAFETY: the closure only calls async-signal-safe functions.
-                        unsafe { command.pre_exec(pty::make_controlling_terminal) };
-                        let child = tokio::process::Command::from(command).spawn();
-                        drop(slave);
-                        child.map(|c| (c, Some(master)))
-                    }
-                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        },
-        None => {
-            command
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            // A process group of its own, killed as one when the session ends. Not a new session
-            // (`setsid` in a `pre_exec` hook): any hook makes std fork the gateway's whole process
-            // (page tables of every thread's memory, torn down again at exec) where `posix_spawn`
-            // only borrows it. Without a terminal a session adds nothing but the leader; the
-            // program drops a controlling terminal it may inherit (`SliverAccess::command`).
-            command.process_group(0);
-            tokio::process::Command::from(command)
-                .spawn()
-                .map(|c| (c, None))
-        }
-    };
-    let (mut child, master) = match spawned {
+    let started = session_stdio(pty_req.as_ref()).and_then(|(ends, stdio)| {
+        // The program's ends close here, once it holds its own copies.
+        start(program, &stdio, pty_req.is_some()).map(|s| (ends, s))
+    });
+    let (ends, Started { pid, mut exit }) = match started {
         Ok(x) => x,
         Err(e) => return fail(&tx, &format!("cannot start a program in the sliver: {e}")).await,
     };
-    let Some(pid) = child
-        .id()
-        .and_then(|id| i32::try_from(id).ok())
-        .map(Pid::from_raw)
-    else {
-        return fail(&tx, "program exited before it could be watched").await;
-    };
+    let pid = Pid::from_raw(pid);
     let group = GroupGuard(pid);
+    let master = match &ends {
+        Ends::Pty(m) => Some(m.clone()),
+        Ends::Pipes { .. } => None,
+    };
     tracing::debug!(login = ?ctx.login, pid = pid.as_raw(), tty = master.is_some(), "session started");
 
     // Output pumps.
     let mut input;
     let mut outputs = Vec::new();
-    match &master {
-        Some(m) => {
+    match ends {
+        Ends::Pty(m) => {
             input = Input::Pty(m.clone());
-            let m = m.clone();
             let mut w = tx.make_writer();
             outputs.push(tokio::spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
@@ -287,14 +326,14 @@ pub(crate) async fn run_command(
                 }
             }));
         }
-        None => {
-            input = Input::Pipe(child.stdin.take());
-            if let Some(out) = child.stdout.take() {
-                outputs.push(tokio::spawn(pump(out, tx.make_writer())));
-            }
-            if let Some(err) = child.stderr.take() {
-                outputs.push(tokio::spawn(pump(err, tx.make_writer_ext(Some(1)))));
-            }
+        Ends::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            input = Input::Pipe(Some(stdin));
+            outputs.push(tokio::spawn(pump(stdout, tx.make_writer())));
+            outputs.push(tokio::spawn(pump(stderr, tx.make_writer_ext(Some(1)))));
         }
     }
     let outputs_done = async {
@@ -325,7 +364,7 @@ pub(crate) async fn run_command(
                     break;
                 }
             }
-            st = child.wait(), if status.is_none() => {
+            st = &mut exit, if status.is_none() => {
                 status = Some(st.unwrap_or_else(|_| ExitStatus::from_raw(255 << 8)));
             }
             _ = &mut outputs_done, if !drained => drained = true,
@@ -343,8 +382,7 @@ pub(crate) async fn run_command(
     }
     let status = match status {
         Some(s) => s,
-        None => child
-            .wait()
+        None => exit
             .await
             .unwrap_or_else(|_| ExitStatus::from_raw(255 << 8)),
     };

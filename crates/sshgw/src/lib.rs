@@ -27,6 +27,7 @@ pub mod auth;
 mod channel;
 mod error;
 pub mod hostkey;
+pub mod program;
 mod pty;
 mod server;
 pub mod service;
@@ -39,6 +40,7 @@ use std::time::Duration;
 
 pub use auth::key_matches;
 pub use error::GatewayError;
+pub use program::{ExitFuture, Program, StartProgram, Started};
 pub use server::{serve, start, Gateway};
 pub use service::{
     AuthorizedKey, Login, Service, ServiceFuture, ServiceIo, ServiceRequest, SITE_ADMIN,
@@ -70,6 +72,18 @@ pub trait SliverAccess: Send + Sync + 'static {
         argv: Option<&[String]>,
         env: &[(String, String)],
     ) -> std::io::Result<std::process::Command>;
+
+    /// The program a session runs for `argv` in the sliver: by default [`SliverAccess::command`]'s,
+    /// spawned by the gateway. A node may start it itself ([`Program::Start`]), e.g. forked
+    /// from a process it keeps ready, which costs less than spawning a new executable per session.
+    fn program(
+        &self,
+        slice: &str,
+        argv: Option<&[String]>,
+        env: &[(String, String)],
+    ) -> std::io::Result<Program> {
+        self.command(slice, argv, env).map(Program::Command)
+    }
 
     /// The host path of the sliver's root directory, for the `sftp` subsystem; `None` disables
     /// file copy for this slice. Files are created by the gateway's own user (root on a node),

@@ -6,6 +6,7 @@ use russh::{Channel, ChannelMsg};
 use tokio::io::AsyncWriteExt;
 
 use crate::channel::{self, Ctx};
+use crate::program::Program;
 use crate::service::{Service, ServiceFuture, ServiceIo};
 
 /// How much of the client's input waits for an in-process service to read it.
@@ -19,7 +20,9 @@ pub(crate) async fn run(channel: Channel<Msg>, ctx: Ctx, service: Service, termi
             let (_, tx) = channel.split();
             channel::refuse(&tx, &why, 1).await;
         }
-        Service::Process(command) => channel::run_command(channel, ctx, command, None).await,
+        Service::Process(command) => {
+            channel::run_command(channel, ctx, Program::Command(command), None).await
+        }
         Service::InProcess(start) => in_process(channel, ctx, start, terminal).await,
     }
 }

@@ -68,7 +68,7 @@ pub(super) fn maybe_run_exec_helper() {
 
 /// Runs `spec.argv` inside the sliver under the same confinement as its init and returns its exit
 /// code (128 + signal if killed).
-fn exec_helper(spec: &ExecSpec) -> i32 {
+pub(super) fn exec_helper(spec: &ExecSpec) -> i32 {
     match exec_helper_inner(spec) {
         Ok(code) => code,
         Err(e) => {
@@ -94,6 +94,34 @@ fn drop_inherited_terminal() {
         // not lead its session only detaches that process from the terminal.
         unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCNOTTY) };
     }
+}
+
+/// Every signal's disposition back to the default and none blocked: what runs in the sliver
+/// starts like a program of a login, whatever the node manager ignored (Rust's runtime ignores
+/// SIGPIPE, so `yes | head` would not end; a node manager started in the background of a shell
+/// ignores SIGINT and SIGQUIT) or blocked. Called in a single-threaded process.
+pub(super) fn reset_signals() {
+    // The kernel's `struct sigaction` for SIG_DFL: no handler, no flags, no restorer, empty mask.
+    // Set by the system call itself, since the C library refuses its own real-time signals
+    // (32 and 33), which the node manager's process may also ignore.
+    let dfl = [0u64; 4];
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction reads 8 bytes of mask after the handler, flags and restorer
+            // from `dfl`, which is larger; the old action is not asked for (NULL). Only
+            // dispositions change; no handler of ours is installed.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
+        }
+    }
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
 fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
@@ -177,6 +205,7 @@ fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
                 // SAFETY: exiting a forked child; its output was flushed by `run`.
                 unsafe { libc::_exit(code) }
             }
+            reset_signals();
             let e = nix::unistd::execvpe(&argv[0], &argv, &env);
             eprintln!("slicelab exec: {}: {e:?}", spec.argv[0]);
             // SAFETY: exiting a forked child.

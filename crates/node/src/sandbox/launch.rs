@@ -68,6 +68,7 @@ pub fn maybe_run_sliver_init() {
         std::process::exit(code);
     }
     exec::maybe_run_exec_helper();
+    super::spawner::maybe_run_spawner();
 }
 
 pub(super) type R<T> = Result<T, String>;

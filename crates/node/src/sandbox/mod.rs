@@ -9,7 +9,8 @@
 //! the node manager to plug in the network ([`handshake`]), confines itself ([`caps`],
 //! `no_new_privs`, [`seccomp`]) and then supervises the initscript as PID 1. The launcher exits at
 //! once, so the init outlives the node manager. `exec` runs a command inside a running sliver
-//! under the same confinement.
+//! under the same confinement; for SSH sessions it is forked by the exec [`Spawner`], a process the
+//! node starts once, instead of a re-execution per session.
 
 pub mod caps;
 mod exec;
@@ -19,8 +20,10 @@ mod launch;
 mod rootfs;
 pub mod seccomp;
 pub mod service;
+mod spawner;
 pub mod userns;
 
 pub use exec::{Builtin, ExecSpec, EXEC_ENV};
 pub use launch::{maybe_run_sliver_init, LaunchSpec, INIT_ENV};
 pub use service::Service;
+pub use spawner::{Running, Spawner, SPAWNER_ENV};

@@ -1,0 +1,402 @@
+//! The exec spawner: a small process the node manager starts once, which forks an exec helper
+//! per SSH session instead of the node re-executing its whole binary each time.
+//!
+//! Re-executing the node binary costs ~2.5 ms of CPU per session on a small VM (mapping and
+//! relocating a large binary and its libraries, glibc's start-up); a fork of an idle,
+//! single-threaded process costs a tenth of that. The spawner is that process:
+//!
+//! * [`Spawner::start`] re-executes the node binary once with [`SPAWNER_ENV`] set; its stdin is
+//!   one end of a `SOCK_SEQPACKET` pair, the *control socket*. It leads a session of its own (so
+//!   nothing it forks inherits a controlling terminal of the node manager's) and blocks `SIGCHLD`
+//!   into a `signalfd`.
+//! * [`Spawner::spawn`] sends one message per session: the [`ExecSpec`] as JSON and, by
+//!   `SCM_RIGHTS`, the session's stdin, stdout and stderr and the write end of a fresh *reply*
+//!   stream. The spawner forks; the child resets its signals, takes the stdio, becomes a process
+//!   group of its own (or, with a terminal, a session with stdin as its controlling terminal)
+//!   and runs the exec helper (`exec::exec_helper`), exiting with its status.
+//! * On the reply stream the spawner writes the child's pid at once and its raw wait status when
+//!   it has reaped it, then closes it. The node reads the pid (to kill the group when the session
+//!   ends) and awaits the status ([`Running`]).
+//! * The spawner exits when the control socket closes (the node manager stopped or dropped it);
+//!   sessions still running carry on, as they did when the node spawned them itself.
+//!
+//! It runs host root's code in a single-threaded process, exactly as the re-executed helper did:
+//! the confinement of what runs in the sliver is the helper's, unchanged.
+
+use std::collections::HashMap;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{dup2, fork, setpgid, setsid, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+use super::exec::{self, ExecSpec};
+
+/// Environment variable that turns the current binary into the exec spawner (its stdin is the
+/// control socket).
+pub const SPAWNER_ENV: &str = "SLICELAB_EXEC_SPAWNER";
+
+/// The largest request (an exec spec with its environment); larger ones are refused.
+const MAX_REQUEST: usize = 256 * 1024;
+
+/// One session's request, as the control socket carries it (the fds travel beside it).
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    spec: ExecSpec,
+    /// Make stdin the controlling terminal of a new session (an SSH pty).
+    terminal: bool,
+}
+
+/// The node manager's handle on its spawner process.
+pub struct Spawner {
+    exe: PathBuf,
+    inner: Mutex<Option<Process>>,
+}
+
+struct Process {
+    control: OwnedFd,
+    child: Child,
+}
+
+/// A helper the spawner started: its pid (the leader of its process group) and its exit.
+pub struct Running {
+    pub pid: i32,
+    reply: UnixStream,
+}
+
+impl Running {
+    /// The reply stream, on which the helper's raw wait status arrives when it has ended (to be
+    /// read with [`Running::status_of`]); for an async reader.
+    pub fn into_reply(self) -> UnixStream {
+        self.reply
+    }
+
+    /// Waits (blocking) for the helper's exit status.
+    pub fn wait(mut self) -> io::Result<ExitStatus> {
+        let mut b = [0u8; 4];
+        self.reply.read_exact(&mut b)?;
+        Ok(Self::status_of(b))
+    }
+
+    /// The exit status in the 4 bytes the spawner wrote.
+    pub fn status_of(bytes: [u8; 4]) -> ExitStatus {
+        ExitStatus::from_raw(i32::from_le_bytes(bytes))
+    }
+}
+
+impl Spawner {
+    /// Starts the spawner from `exe` (the node manager's own binary, whose `main` calls
+    /// `maybe_run_sliver_init` first).
+    pub fn start(exe: &Path) -> io::Result<Spawner> {
+        let s = Spawner {
+            exe: exe.to_path_buf(),
+            inner: Mutex::new(None),
+        };
+        let p = s.launch()?;
+        *s.lock() = Some(p);
+        Ok(s)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Process>> {
+        // A panic while holding the lock leaves at worst a dead process in it, replaced below.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn launch(&self) -> io::Result<Process> {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let child = Command::new(&self.exe)
+            .env_clear()
+            .env(SPAWNER_ENV, "1")
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Process {
+            control: ours,
+            child,
+        })
+    }
+
+    /// Starts the exec helper for `spec` with `stdio` (stdin, stdout, stderr): in a process group
+    /// of its own, or with `terminal` in a new session whose controlling terminal is stdin.
+    /// A spawner that died is started again once.
+    pub fn spawn(
+        &self,
+        spec: &ExecSpec,
+        stdio: [&OwnedFd; 3],
+        terminal: bool,
+    ) -> io::Result<Running> {
+        let req = serde_json::to_vec(&Request {
+            spec: spec.clone(),
+            terminal,
+        })
+        .map_err(io::Error::other)?;
+        if req.len() > MAX_REQUEST {
+            return Err(io::Error::other("command and environment too large"));
+        }
+        let mut guard = self.lock();
+        for attempt in 0..2 {
+            if guard.is_none() || attempt > 0 {
+                if let Some(mut old) = guard.take() {
+                    let _ = old.child.kill();
+                    let _ = old.child.wait();
+                }
+                *guard = Some(self.launch()?);
+            }
+            let Some(p) = guard.as_ref() else { continue };
+            match request(&p.control, &req, stdio) {
+                Ok(r) => return Ok(r),
+                // The spawner is gone (EPIPE, or it closed the reply without a pid).
+                Err(e) if attempt == 0 => {
+                    tracing::warn!("exec spawner: {e}; starting it again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other("exec spawner unavailable"))
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.lock().take() {
+            // Closing the control socket is the spawner's signal to exit.
+            drop(p.control);
+            let _ = p.child.wait();
+        }
+    }
+}
+
+/// Sends one request and reads the helper's pid from its reply stream.
+fn request(control: &OwnedFd, req: &[u8], stdio: [&OwnedFd; 3]) -> io::Result<Running> {
+    let (mut reply, theirs) = UnixStream::pair()?;
+    let fds = [
+        stdio[0].as_raw_fd(),
+        stdio[1].as_raw_fd(),
+        stdio[2].as_raw_fd(),
+        theirs.as_raw_fd(),
+    ];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(
+        control.as_raw_fd(),
+        &[IoSlice::new(req)],
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    drop(theirs);
+    let mut b = [0u8; 4];
+    reply
+        .read_exact(&mut b)
+        .map_err(|e| io::Error::new(e.kind(), format!("no pid from the exec spawner: {e}")))?;
+    let pid = i32::from_le_bytes(b);
+    if pid <= 0 {
+        return Err(io::Error::other("the exec spawner could not fork"));
+    }
+    Ok(Running { pid, reply })
+}
+
+/// Runs the spawner and exits, if this process was started as one.
+pub(super) fn maybe_run_spawner() {
+    if std::env::var_os(SPAWNER_ENV).is_some() {
+        let code = match serve() {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("slicelab exec spawner: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+}
+
+/// The spawner's loop: a request forks a helper; a `SIGCHLD` reaps helpers and reports them.
+fn serve() -> Result<(), String> {
+    let control: RawFd = 0;
+    // No controlling terminal for anything forked from here.
+    let _ = setsid();
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    chld.thread_block()
+        .map_err(|e| format!("blocking SIGCHLD: {e}"))?;
+    let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| format!("signalfd: {e}"))?;
+    // Each running helper's reply stream, by pid.
+    let mut replies: HashMap<i32, UnixStream> = HashMap::new();
+    let mut buf = vec![0u8; MAX_REQUEST];
+    loop {
+        // SAFETY: fd 0 is the control socket, open for the whole life of this process.
+        let control_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(control) };
+        let mut fds = [
+            PollFd::new(control_fd, PollFlags::POLLIN),
+            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        let (control_ready, child_ready) = (ready(&fds[0]), ready(&fds[1]));
+        if child_ready {
+            while sigfd.read_signal().ok().flatten().is_some() {}
+            reap(&mut replies);
+        }
+        if control_ready {
+            match receive(control, &mut buf)? {
+                None => return Ok(()),
+                Some((req, stdio, reply)) => {
+                    let mut reply = UnixStream::from(reply);
+                    match start(&req, stdio, control, sigfd.as_raw_fd()) {
+                        Ok(pid) => {
+                            if reply.write_all(&pid.to_le_bytes()).is_ok() {
+                                replies.insert(pid, reply);
+                            }
+                        }
+                        Err(e) => {
+                            eprintln!("slicelab exec spawner: {e}");
+                            let _ = reply.write_all(&0i32.to_le_bytes());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+type Received = (Request, [OwnedFd; 3], OwnedFd);
+
+/// Reads one request with its four fds; `None` at the end of the control socket. A malformed
+/// request is dropped (its fds closed), which its sender sees as a reply closed without a pid.
+fn receive(control: RawFd, buf: &mut [u8]) -> Result<Option<Received>, String> {
+    loop {
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let mut iov = [IoSliceMut::new(buf)];
+        let (len, fds) = match recvmsg::<()>(
+            control,
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => {
+                let mut fds: Vec<OwnedFd> = Vec::new();
+                for c in m.cmsgs().map_err(|e| format!("control message: {e}"))? {
+                    if let ControlMessageOwned::ScmRights(raw) = c {
+                        // SAFETY: SCM_RIGHTS gave this process these new descriptors; each is
+                        // owned here exactly once.
+                        fds.extend(
+                            raw.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                }
+                (m.bytes, fds)
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(format!("receiving: {e}")),
+        };
+        if len == 0 && fds.is_empty() {
+            return Ok(None);
+        }
+        let Ok([i, o, e, reply]) = <[OwnedFd; 4]>::try_from(fds) else {
+            eprintln!("slicelab exec spawner: a request without its 4 descriptors");
+            continue;
+        };
+        match serde_json::from_slice::<Request>(&iov[0][..len]) {
+            Ok(req) => return Ok(Some((req, [i, o, e], reply))),
+            Err(e) => eprintln!("slicelab exec spawner: bad request: {e}"),
+        }
+    }
+}
+
+/// Forks the helper for `req`; its pid.
+fn start(req: &Request, stdio: [OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Result<i32, String> {
+    // SAFETY: the spawner is single-threaded.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            let code = match child(req, &stdio, control, sigfd) {
+                Ok(()) => exec::exec_helper(&req.spec),
+                Err(e) => {
+                    eprintln!("slicelab exec: {e}");
+                    125
+                }
+            };
+            // SAFETY: exiting a forked child; nothing of the spawner's is flushed twice (it
+            // holds no buffered output).
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            if !req.terminal {
+                // Also here, so a kill of the group right after the pid is sent cannot miss it
+                // (either call wins the race; the other fails with EACCES or does nothing).
+                let _ = setpgid(child, child);
+            }
+            Ok(child.as_raw())
+        }
+    }
+}
+
+/// In the forked child: a clean signal state, the session's stdio, and its process group.
+fn child(req: &Request, stdio: &[OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Result<(), String> {
+    // The helper and what it runs start like any program spawned by the node: nothing blocked
+    // (the spawner blocks SIGCHLD), every disposition the default.
+    exec::reset_signals();
+    for (fd, target) in stdio.iter().zip([0, 1, 2]) {
+        dup2(fd.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
+    }
+    for fd in [control, sigfd] {
+        if fd > 2 {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+    if req.terminal {
+        setsid().map_err(|e| format!("setsid: {e}"))?;
+        // SAFETY: plain ioctl on fd 0 (the pty slave) with argument 0: make it our controlling
+        // terminal.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+            return Err(format!("TIOCSCTTY: {}", io::Error::last_os_error()));
+        }
+    } else {
+        let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    }
+    Ok(())
+}
+
+/// Reaps every ended helper and sends its raw wait status on its reply stream.
+fn reap(replies: &mut HashMap<i32, UnixStream>) {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(st) => {
+                let Some(pid) = st.pid() else { continue };
+                let raw = match st {
+                    WaitStatus::Exited(_, c) => (c & 0xff) << 8,
+                    WaitStatus::Signaled(_, s, core) => (s as i32) | if core { 0x80 } else { 0 },
+                    _ => continue,
+                };
+                if let Some(mut r) = replies.remove(&pid.as_raw()) {
+                    let _ = r.write_all(&raw.to_le_bytes());
+                }
+            }
+        }
+    }
+}

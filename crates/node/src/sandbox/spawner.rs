@@ -49,8 +49,9 @@ use super::exec::{self, ExecSpec};
 /// control socket).
 pub const SPAWNER_ENV: &str = "SLICELAB_EXEC_SPAWNER";
 
-/// The largest request (an exec spec with its environment); larger ones are refused.
-const MAX_REQUEST: usize = 256 * 1024;
+/// The largest request (an exec spec with its environment); larger ones are refused. Under the
+/// default socket send buffer (~208 KiB), which bounds one `SOCK_SEQPACKET` message.
+const MAX_REQUEST: usize = 128 * 1024;
 
 /// One session's request, as the control socket carries it (the fds travel beside it).
 #[derive(Debug, Serialize, Deserialize)]
@@ -82,13 +83,6 @@ impl Running {
     /// read with [`Running::status_of`]); for an async reader.
     pub fn into_reply(self) -> UnixStream {
         self.reply
-    }
-
-    /// Waits (blocking) for the helper's exit status.
-    pub fn wait(mut self) -> io::Result<ExitStatus> {
-        let mut b = [0u8; 4];
-        self.reply.read_exact(&mut b)?;
-        Ok(Self::status_of(b))
     }
 
     /// The exit status in the 4 bytes the spawner wrote.
@@ -363,9 +357,15 @@ fn child(req: &Request, stdio: &[OwnedFd; 3], control: RawFd, sigfd: RawFd) -> R
     for (fd, target) in stdio.iter().zip([0, 1, 2]) {
         dup2(fd.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
     }
-    for fd in [control, sigfd] {
-        if fd > 2 {
-            let _ = nix::unistd::close(fd);
+    // Nothing of the spawner's stays open in the helper: not the control socket, the signalfd,
+    // nor other sessions' reply streams (which would keep them open after the spawner's end).
+    // SAFETY: close_range on descriptors this process owns; none above 2 is used again by this
+    // child before exec (the helper opens what it needs afterwards).
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        for fd in [control, sigfd] {
+            if fd > 2 {
+                let _ = nix::unistd::close(fd);
+            }
         }
     }
     if req.terminal {

@@ -22,13 +22,6 @@ const POOL_SIZE: usize = 1;
 /// The nice value launchers wait at.
 const IDLE_NICE: libc::c_int = 19;
 
-/// The calling thread's nice value, which a launcher takes once it has its spec.
-pub(crate) fn current_nice() -> i32 {
-    // SAFETY: getpriority of the calling thread; -1 is a valid value, so errno is not checked
-    // (it cannot fail for the caller itself).
-    unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-}
-
 pub(crate) struct LauncherPool {
     exe: PathBuf,
     shared: Arc<Shared>,
@@ -50,13 +43,30 @@ impl LauncherPool {
         }
     }
 
-    /// A launcher waiting for its spec: a pooled one, or one spawned now if none is ready.
+    /// A launcher waiting for its spec, at the calling thread's priority: a pooled one, or one
+    /// spawned now if none is ready.
     pub(crate) fn take(&self) -> io::Result<Child> {
         loop {
             let pooled = self.shared.lock().pop();
             let Some(mut c) = pooled else { break };
             match c.try_wait() {
-                Ok(None) => return Ok(c),
+                Ok(None) => {
+                    // Raised before it is woken by its spec, so it runs at once, not at idle
+                    // priority behind everything else on a busy node.
+                    // SAFETY: getpriority of the calling thread and setpriority of our child
+                    // with integer arguments (host root may raise a priority).
+                    let r = unsafe {
+                        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+                        libc::setpriority(libc::PRIO_PROCESS, c.id(), nice)
+                    };
+                    if r != 0 {
+                        let e = io::Error::last_os_error();
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        return Err(e);
+                    }
+                    return Ok(c);
+                }
                 // Died waiting (killed by someone): reaped, try the next.
                 _ => continue,
             }
@@ -75,7 +85,7 @@ impl LauncherPool {
         std::thread::spawn(move || {
             // This thread only spawns: at the lowest priority, so a launcher starting up (its
             // exec, dynamic linking) takes only CPU time no start needs. The launcher inherits it
-            // and takes the node manager's back once it has its spec (`LaunchSpec::nice`).
+            // until `take` hands it out.
             // SAFETY: setpriority on the calling thread (tid) with plain integer arguments.
             unsafe {
                 libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, IDLE_NICE);

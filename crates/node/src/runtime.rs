@@ -422,7 +422,6 @@ impl LinuxRuntime {
                 rec.spec.resources.initscript.as_deref(),
                 image_config.as_ref(),
             ),
-            nice: crate::launchers::current_nice(),
         };
         let mut json = serde_json::to_vec(&launch).map_err(|e| fail(e.to_string()))?;
         json.push(b'\n');

@@ -25,17 +25,26 @@ pub(super) fn init_main(spec: &LaunchSpec, console: File, filter: &[libc::sock_f
     // only host root may), and the initscript resets it to 0.
     rootfs::build_inside(spec)?;
     sys("sethostname", sethostname(&spec.slice))?;
-    // Nothing privileged is left to do: the init confines itself now, so its first service
-    // child is forked confined *before* the release and the release costs one wake-up and an
-    // `exec` (see `first_service`).
+    // The root is built: the node manager may release the sliver as soon as its network is
+    // plugged in. Meanwhile the init confines itself, with nothing privileged left to do, and
+    // forks the service's first process confined, which execs once it reads the release (see
+    // `first_service`): the release costs one wake-up and an `exec`. Nothing of the slice's runs
+    // before that process has the release, and it is forked only once the init is confined.
+    Report::Ready.send();
     let null = io("opening /dev/null", File::open("/dev/null"))?;
     sys("confining init", caps::confine(filter))?;
     block_signals();
-    let first = match spec.service.as_ref() {
-        Some(svc) => Some(first_service(svc, &console, &null)?),
-        None => None,
-    };
-    Report::Ready.send();
+    let first = spec
+        .service
+        .as_ref()
+        .and_then(|svc| match first_service(svc, &console, &null) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                // Started the usual way once the init has the release (see `supervise`).
+                eprintln!("slicelab init: {e}");
+                None
+            }
+        });
     if first.is_none() {
         // Nothing to release but the init itself. EOF means the node manager died first: give up
         // rather than keep a sliver without its network; it will be restarted.

@@ -2,7 +2,6 @@
 //! as host root, usually ahead of any start (`crate::launchers`): it waits for its [`LaunchSpec`]
 //! on stdin. Then, in order, each step needing what the previous one made:
 //!
-//! 0. take the node manager's priority (a pooled launcher waits at the lowest);
 //! 1. join the sliver's cgroups, first of all (so the init is born in them and no user code ever
 //!    runs outside them), and set the OOM-killer exemption its init inherits (only host root may
 //!    lower `oom_score_adj`; the init's children raise theirs back to 0);
@@ -54,10 +53,6 @@ pub struct LaunchSpec {
     pub service: Option<Service>,
     /// The slice's host id range: root in the sliver is `idmap.base` on the host.
     pub idmap: IdRange,
-    /// The node manager's nice value: a launcher started ahead waited at the lowest priority
-    /// and takes this one before it does anything for the sliver.
-    #[serde(default)]
-    pub nice: i32,
 }
 
 /// Call this first thing in `main` of any binary that hosts the node manager, *before* starting
@@ -126,14 +121,6 @@ fn read_spec() -> R<Option<LaunchSpec>> {
 }
 
 fn launch(spec: LaunchSpec) -> R<()> {
-    // SAFETY: setpriority of this (single-threaded) process with integer arguments; only host
-    // root may raise a priority, which the launcher is.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, spec.nice) } != 0 {
-        return Err(format!(
-            "setting the launcher's priority: {}",
-            nix::Error::last()
-        ));
-    }
     // Before anything else: every process of the sliver descends from a launcher already in
     // its cgroups. Done here rather than by the node manager from another thread, which cost a
     // thread start and one more wake-up of the launcher (scheduling latency on a busy node).

@@ -59,13 +59,12 @@ impl LauncherPool {
                         let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
                         libc::setpriority(libc::PRIO_PROCESS, c.id(), nice)
                     };
-                    if r != 0 {
-                        let e = io::Error::last_os_error();
-                        let _ = c.kill();
-                        let _ = c.wait();
-                        return Err(e);
+                    if r == 0 {
+                        return Ok(c);
                     }
-                    return Ok(c);
+                    // Gone meanwhile: reaped, try the next.
+                    let _ = c.kill();
+                    let _ = c.wait();
                 }
                 // Died waiting (killed by someone): reaped, try the next.
                 _ => continue,

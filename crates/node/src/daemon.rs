@@ -527,6 +527,8 @@ pub async fn run(cfg: Config) -> Result<(), NodeError> {
     if let Some(gw) = gateway {
         gw.shutdown().await;
     }
+    // The launchers started ahead end now, not whenever the last task lets go of the runtime.
+    rt.stop_launchers();
     info!("node manager stopping; slivers keep running");
     Ok(())
 }

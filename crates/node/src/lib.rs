@@ -34,6 +34,7 @@ pub mod holds;
 mod host;
 pub mod idmap;
 pub mod image;
+mod launchers;
 pub mod logring;
 pub mod names;
 pub mod net;

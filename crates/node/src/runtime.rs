@@ -25,12 +25,13 @@ use crate::error::{IoContext, NodeError};
 use crate::idmap;
 use crate::image;
 use crate::image::store::ImageStore;
+use crate::launchers::LauncherPool;
 use crate::names::{self, NodeNames};
 use crate::net;
 use crate::plan::{Action, ObservedSliver};
 use crate::sandbox::handshake::{Release, Report};
 use crate::sandbox::userns::{self, IdRange};
-use crate::sandbox::{Builtin, ExecSpec, LaunchSpec, Service, EXEC_ENV, INIT_ENV};
+use crate::sandbox::{Builtin, ExecSpec, LaunchSpec, Service, EXEC_ENV};
 use crate::shift;
 use crate::sitecap::{self, CapSliver, SiteCap};
 use crate::state::{self, ProcId, SliverRecord};
@@ -103,6 +104,8 @@ pub struct LinuxRuntime {
     /// How long each step of the last successful start and destroy took (benchmark breakdown).
     start_steps: Mutex<Vec<(&'static str, Duration)>>,
     destroy_steps: Mutex<Vec<(&'static str, Duration)>>,
+    /// Launchers started ahead of the next sliver start (`launchers`).
+    launchers: LauncherPool,
 }
 
 /// Times the steps of one start or destroy.
@@ -156,7 +159,9 @@ impl LinuxRuntime {
             sitecap::check_uplink(u)?;
         }
         let site_cap = SiteCap::new(&cfg.state_dir, &cfg.names, cfg.uplink.clone());
+        let launchers = LauncherPool::new(cfg.init_exe.clone());
         Ok(Self {
+            launchers,
             cfg,
             cgroups,
             images,
@@ -187,6 +192,12 @@ impl LinuxRuntime {
             .lock()
             .map(|g| g.clone())
             .unwrap_or_default()
+    }
+
+    /// Ends the launchers started ahead of the next start (node manager shutdown; dropping the
+    /// runtime does it too). A later start spawns its own and refills the pool.
+    pub fn stop_launchers(&self) {
+        self.launchers.drain();
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -412,25 +423,20 @@ impl LinuxRuntime {
                 image_config.as_ref(),
             ),
         };
-        let launch_path = dir.join("launch.json");
-        let json = serde_json::to_vec_pretty(&launch).map_err(|e| fail(e.to_string()))?;
-        // Read once by the launcher spawned below and rewritten at every start: no fsync.
-        fs::write(&launch_path, &json).ctx(|| format!("writing {}", launch_path.display()))?;
-        let console = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&launch.console)
-            .ctx(|| format!("opening {}", launch.console.display()))?;
-        let mut child = Command::new(&self.cfg.init_exe)
-            .env_clear()
-            .env(INIT_ENV, &launch_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(console)
-            .spawn()
-            .ctx(|| format!("spawning sliver init {}", self.cfg.init_exe.display()))?;
-        steps.mark("spawn launcher");
-        let stdin = child.stdin.take();
+        let mut json = serde_json::to_vec(&launch).map_err(|e| fail(e.to_string()))?;
+        json.push(b'\n');
+        // A launcher started ahead (`launchers`), told its sliver on its stdin.
+        let mut child = self
+            .launchers
+            .take()
+            .ctx(|| format!("spawning sliver launcher {}", self.cfg.init_exe.display()))?;
+        let mut stdin = child.stdin.take();
+        if let Err(e) = stdin.as_mut().map_or(Ok(()), |i| i.write_all(&json)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!("handing the launcher its spec: {e}")));
+        }
+        steps.mark("launcher: spec");
         let Some(stdout) = child.stdout.take() else {
             let _ = child.kill();
             let _ = child.wait();
@@ -845,6 +851,9 @@ impl Runtime for LinuxRuntime {
             }
         }
         state::save(&self.cfg.state_dir, &rec)?;
+        // The next start's launcher, started at idle priority once this one is done (see
+        // `launchers`).
+        self.launchers.refill();
         result.map(|_| ())
     }
 

@@ -1,9 +1,12 @@
 //! The launcher ↔ node-manager handshake, one line per message on the launcher's stdout and
 //! stdin. Typed, so neither side matches bare strings.
 //!
-//! Launcher → node manager: [`Report::Pid`] (the sliver init's host pid), then [`Report::Ready`]
-//! once the root filesystem is built, or [`Report::Error`] at any point. Node manager →
-//! init: [`Release::Go`] once the network is plugged in. End of file means the node manager died first, and the launcher or init gives up.
+//! Node manager → launcher: its `LaunchSpec` (one JSON line). Launcher → node manager:
+//! [`Report::Pid`] (the sliver init's host pid), then [`Report::Ready`] once the root filesystem
+//! is built and the service's first process forked, or [`Report::Error`] at any point. Node
+//! manager → that process (the init itself if the sliver has no service): [`Release::Go`] once
+//! the network is plugged in; only then does it exec. End of file means the node manager died
+//! first, and the launcher, init or service process gives up (the init ends the sliver).
 
 /// What the launcher and the sliver init tell the node manager.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,12 +1,11 @@
-//! PID 1 of a sliver: finishes the root filesystem inside the sliver's namespaces, waits for
-//! the node manager to plug in the network, confines itself (capabilities, `no_new_privs`,
-//! seccomp) and then supervises the initscript: reaps every orphan, restarts the initscript with
-//! back-off, and on SIGTERM stops everything.
+//! PID 1 of a sliver: finishes the root filesystem inside the sliver's namespaces, confines
+//! itself (capabilities, `no_new_privs`, seccomp), forks the service's first process, which waits
+//! for the node manager to plug in the network (its release) before it execs, and then
+//! supervises the initscript: reaps every orphan, restarts the initscript with back-off, and on
+//! SIGTERM stops everything. Nothing of the slice's runs before the release.
 
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::BufRead;
-use std::io::BufReader;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -26,22 +25,128 @@ pub(super) fn init_main(spec: &LaunchSpec, console: File, filter: &[libc::sock_f
     // only host root may), and the initscript resets it to 0.
     rootfs::build_inside(spec)?;
     sys("sethostname", sethostname(&spec.slice))?;
+    // The root is built: the node manager may release the sliver as soon as its network is
+    // plugged in. Meanwhile the init confines itself, with nothing privileged left to do, and
+    // forks the service's first process confined, which execs once it reads the release (see
+    // `first_service`): the release costs one wake-up and an `exec`. Nothing of the slice's runs
+    // before that process has the release, and it is forked only once the init is confined.
     Report::Ready.send();
-    // The node manager plugs in the network, then says "go". EOF means it died first: give up
-    // rather than run a sliver without its network; it will be restarted.
-    let mut line = String::new();
-    let _ = BufReader::new(std::io::stdin()).read_line(&mut line);
-    if Release::parse(&line) != Some(Release::Go) {
-        return Err("node manager went away before the sliver was wired".into());
-    }
     let null = io("opening /dev/null", File::open("/dev/null"))?;
+    sys("confining init", caps::confine(filter))?;
+    block_signals();
+    let first = spec
+        .service
+        .as_ref()
+        .and_then(|svc| match first_service(svc, &console, &null) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                // Started the usual way once the init has the release (see `supervise`).
+                eprintln!("slicelab init: {e}");
+                None
+            }
+        });
+    if first.is_none() {
+        // Nothing to release but the init itself. EOF means the node manager died first: give up
+        // rather than keep a sliver without its network; it will be restarted.
+        if read_release(0) != Some(Release::Go) {
+            return Err("node manager went away before the sliver was wired".into());
+        }
+    }
+    // The release goes to the first service child (which holds the pipe until it execs).
     sys("dup2 stdin", dup2(null.as_raw_fd(), 0))?;
     sys("dup2 stdout", dup2(console.as_raw_fd(), 1))?;
     sys("dup2 stderr", dup2(console.as_raw_fd(), 2))?;
     drop(null);
     drop(console);
-    sys("confining init", caps::confine(filter))?;
-    supervise(spec.service.as_ref());
+    supervise(spec.service.as_ref(), first);
+}
+
+/// Exit status of a first service child that was never released (the node manager went away
+/// before the sliver was wired): the init then ends the sliver instead of restarting it.
+const NOT_RELEASED: i32 = 125;
+
+/// The first service child, forked before the init reports ready: it waits for the node
+/// manager's [`Release::Go`] on the launcher's stdin, then takes the console and execs the service
+/// (what [`spawn_service`] does for every later start). It tells the init it was released by a
+/// byte on a pipe, so an initscript that itself exits with [`NOT_RELEASED`] is not mistaken for an
+/// unreleased child.
+fn first_service(service: &Service, console: &File, null: &File) -> R<FirstService> {
+    let (released_r, released_w) = sys("pipe", nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))?;
+    // SAFETY: the init is single-threaded.
+    match sys("forking the service", unsafe { fork() })? {
+        ForkResult::Child => {
+            drop(released_r);
+            if read_release(0) != Some(Release::Go) {
+                // SAFETY: exiting a forked child without running the parent's destructors.
+                unsafe { libc::_exit(NOT_RELEASED) }
+            }
+            let _ = nix::unistd::write(&released_w, b"g");
+            let _ = dup2(null.as_raw_fd(), 0);
+            let _ = dup2(console.as_raw_fd(), 1);
+            let _ = dup2(console.as_raw_fd(), 2);
+            exec_service(service)
+        }
+        ForkResult::Parent { child } => Ok(FirstService {
+            pid: child,
+            released: released_r,
+        }),
+    }
+}
+
+struct FirstService {
+    pid: Pid,
+    /// Read end of the child's "released" pipe (a byte once it read [`Release::Go`]).
+    released: std::os::fd::OwnedFd,
+}
+
+impl FirstService {
+    /// Whether the (exited) child had been released: its byte is in the pipe.
+    fn was_released(&self) -> bool {
+        let mut b = [0u8; 1];
+        let fd = self.released.as_raw_fd();
+        // SAFETY: a non-blocking poll of one valid descriptor, then a read into a valid buffer.
+        unsafe {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            libc::poll(&mut pfd, 1, 0) > 0 && libc::read(fd, b.as_mut_ptr().cast(), 1) == 1
+        }
+    }
+}
+
+/// One [`Release`] line from descriptor `fd`, read without buffering past it (unbuffered reads
+/// of a few bytes: nothing else is on the pipe).
+fn read_release(fd: i32) -> Option<Release> {
+    let mut line = Vec::with_capacity(8);
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: a read of one byte into a valid buffer.
+        match unsafe { libc::read(fd, b.as_mut_ptr().cast(), 1) } {
+            1 if b[0] == b'\n' => break,
+            1 if line.len() < 64 => line.push(b[0]),
+            -1 if nix::Error::last() == nix::Error::EINTR => {}
+            _ => return None,
+        }
+    }
+    Release::parse(&String::from_utf8_lossy(&line))
+}
+
+/// The signals the init waits for in `supervise`, blocked before its first child is forked (the
+/// children unblock them).
+fn block_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        set.add(s);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    set
 }
 
 pub(super) fn sliver_env(slice: &str) -> Vec<CString> {
@@ -56,22 +161,25 @@ pub(super) fn sliver_env(slice: &str) -> Vec<CString> {
     .collect()
 }
 
-fn spawn_service(service: &Service) -> Option<Pid> {
+/// In a forked child of the init: its own session, the OOM killer's default score, the service.
+fn exec_service(service: &Service) -> ! {
     let slice = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let _ = setsid();
+    let _ = fs::write("/proc/self/oom_score_adj", "0");
+    let why = service.exec(&slice);
+    eprintln!("slicelab init: cannot start the service: {why}");
+    // SAFETY: exiting a forked child without running the parent's destructors.
+    unsafe { libc::_exit(127) }
+}
+
+fn spawn_service(service: &Service) -> Option<Pid> {
     // SAFETY: the init is single-threaded.
     match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-            let _ = setsid();
-            let _ = fs::write("/proc/self/oom_score_adj", "0");
-            let why = service.exec(&slice);
-            eprintln!("slicelab init: cannot start the service: {why}");
-            // SAFETY: exiting a forked child without running the parent's destructors.
-            unsafe { libc::_exit(127) }
-        }
+        Ok(ForkResult::Child) => exec_service(service),
         Ok(ForkResult::Parent { child }) => Some(child),
         Err(e) => {
             eprintln!("slicelab init: cannot fork the service: {e}");
@@ -82,20 +190,15 @@ fn spawn_service(service: &Service) -> Option<Pid> {
 
 /// PID 1 of the sliver: reaps every orphan, keeps the initscript running with exponential
 /// back-off (1 s … 60 s, reset after a minute of uptime), and on SIGTERM stops everything.
-fn supervise(service: Option<&Service>) -> ! {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
-        set.add(s);
-    }
-    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    let mut child: Option<(Pid, Instant)> = None;
+/// `first`: the service child forked before the release, if any.
+fn supervise(service: Option<&Service>, mut first: Option<FirstService>) -> ! {
+    let set = block_signals();
+    let mut child: Option<(Pid, Instant)> = first.as_ref().map(|f| (f.pid, Instant::now()));
     let mut backoff = Duration::from_secs(1);
-    let mut next_start = service.map(|_| Instant::now());
+    let mut next_start = match first {
+        Some(_) => None,
+        None => service.map(|_| Instant::now()),
+    };
     loop {
         if let (Some(svc), Some(at)) = (service, next_start) {
             if Instant::now() >= at {
@@ -127,6 +230,15 @@ fn supervise(service: Option<&Service>) -> ! {
                     if let Some((c, started)) = child {
                         if c == pid {
                             child = None;
+                            if let Some(f) = first.take() {
+                                if !f.was_released() {
+                                    eprintln!(
+                                        "slicelab init: node manager went away before the \
+                                         sliver was wired"
+                                    );
+                                    std::process::exit(1);
+                                }
+                            }
                             if started.elapsed() > Duration::from_secs(60) {
                                 backoff = Duration::from_secs(1);
                             }

@@ -1,5 +1,6 @@
 //! The sliver launcher: the first process of a sliver, re-executed from the node manager's binary
-//! as host root. In order, each step needing what the previous one made:
+//! as host root, usually ahead of any start (`crate::launchers`): it waits for its [`LaunchSpec`]
+//! on stdin. Then, in order, each step needing what the previous one made:
 //!
 //! 1. join the sliver's cgroups, first of all (so the init is born in them and no user code ever
 //!    runs outside them), and set the OOM-killer exemption its init inherits (only host root may
@@ -13,6 +14,7 @@
 //! 5. fork the init (PID 1 of the new PID namespace), report its pid, and exit.
 
 use std::fs::{self, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
@@ -25,11 +27,12 @@ use super::service::Service;
 use super::userns::{self, IdRange};
 use super::{exec, init, rootfs, seccomp};
 
-/// Environment variable that turns the current binary into a sliver launcher; its value is the
-/// path of a [`LaunchSpec`] JSON file.
+/// Environment variable that turns the current binary into a sliver launcher. The launcher waits
+/// for its [`LaunchSpec`] as one JSON line on stdin, so the node manager can start it ahead of
+/// any sliver (`runtime`'s pool of ready launchers) and hand it a spec when a sliver starts.
 pub const INIT_ENV: &str = "SLICELAB_SLIVER_INIT";
 
-/// What the launcher needs to build a sliver. Written by the runtime next to the sliver's state.
+/// What the launcher needs to build a sliver: one JSON line the runtime writes on its stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LaunchSpec {
     pub slice: String,
@@ -56,8 +59,8 @@ pub struct LaunchSpec {
 /// threads or a tokio runtime: when the process was re-executed as a sliver launcher or exec
 /// helper it does that job and exits; otherwise it returns at once.
 pub fn maybe_run_sliver_init() {
-    if let Some(path) = std::env::var_os(INIT_ENV) {
-        let code = match launch(Path::new(&path)) {
+    if std::env::var_os(INIT_ENV).is_some() {
+        let code = match read_spec().and_then(|spec| spec.map_or(Ok(()), launch)) {
             Ok(()) => 0,
             Err(e) => {
                 // stdout is the node manager's pipe: it reads this line as the failure reason.
@@ -92,12 +95,36 @@ pub(super) fn join_cgroups(files: &[PathBuf]) -> R<()> {
     Ok(())
 }
 
-fn launch(spec_path: &Path) -> R<()> {
-    let spec: LaunchSpec = serde_json::from_slice(&io("reading launch spec", fs::read(spec_path))?)
-        .map_err(|e| format!("launch spec: {e}"))?;
+/// The spec line from stdin; `None`: end of file before any byte (the node manager let a pooled
+/// launcher go unused). Read without buffering past the line: the init reads its release from
+/// the same pipe later.
+fn read_spec() -> R<Option<LaunchSpec>> {
+    let mut line = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    while line.last() != Some(&b'\n') {
+        // SAFETY: a read into a valid buffer of its length.
+        let k = unsafe { libc::read(0, chunk.as_mut_ptr().cast(), chunk.len()) };
+        match k {
+            0 if line.is_empty() => return Ok(None),
+            0 => return Err("launch spec: cut short".into()),
+            k if k > 0 => line.extend_from_slice(&chunk[..k as usize]),
+            _ if nix::Error::last() == nix::Error::EINTR => {}
+            _ => return Err(format!("reading launch spec: {}", nix::Error::last())),
+        }
+    }
+    // The node manager writes nothing after the spec until the init reports ready.
+    if line.iter().filter(|&&b| b == b'\n').count() != 1 {
+        return Err("launch spec: more than one line".into());
+    }
+    serde_json::from_slice(&line)
+        .map(Some)
+        .map_err(|e| format!("launch spec: {e}"))
+}
+
+fn launch(spec: LaunchSpec) -> R<()> {
     // Before anything else: every process of the sliver descends from a launcher already in
     // its cgroups. Done here rather than by the node manager from another thread, which cost a
-    // thread start and a wake-up of the launcher on its stdin (scheduling latency on a busy node).
+    // thread start and one more wake-up of the launcher (scheduling latency on a busy node).
     join_cgroups(&spec.cgroup_procs)?;
     let console = io(
         "opening console log",
@@ -106,6 +133,8 @@ fn launch(spec_path: &Path) -> R<()> {
             .append(true)
             .open(&spec.console),
     )?;
+    // A pooled launcher was started with stderr on /dev/null: from now on it is the console.
+    sys("dup2 stderr", nix::unistd::dup2(console.as_raw_fd(), 2))?;
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
     let (ns, holder) = userns::create(spec.idmap)?;
     sys("unshare(mount)", unshare(CloneFlags::CLONE_NEWNS))?;

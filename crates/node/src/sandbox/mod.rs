@@ -5,9 +5,10 @@
 //! slice's user namespace ([`userns`]: root inside is an unprivileged host uid of the slice's own
 //! range), mounts the overlay root over an idmapped view of the shared image, enters the user
 //! namespace and unshares the mount, PID, UTS, IPC and network namespaces, and forks the sliver's
-//! *init* (`init`), which finishes the root filesystem (`rootfs`), pivots into it, waits for
-//! the node manager to plug in the network ([`handshake`]), confines itself ([`caps`],
-//! `no_new_privs`, [`seccomp`]) and then supervises the initscript as PID 1. The launcher exits at
+//! *init* (`init`), which finishes the root filesystem (`rootfs`), pivots into it, confines itself
+//! ([`caps`], `no_new_privs`, [`seccomp`]), forks the initscript's first process — which waits for
+//! the node manager to plug in the network ([`handshake`]) before it execs — and then supervises
+//! the initscript as PID 1. The launcher exits at
 //! once, so the init outlives the node manager. `exec` runs a command inside a running sliver
 //! under the same confinement; for SSH sessions it is forked by the exec [`Spawner`], a process the
 //! node starts once, instead of a re-execution per session.

@@ -3,8 +3,8 @@
 //! One code path serves both backends through sqlx's `Any` driver: queries use `$N` placeholders
 //! (which SQLite accepts too), columns hold only integers, reals and text, and each backend has
 //! its own copy of the migrations where DDL differs (`migrations/{sqlite,postgres}`). The one
-//! exception is the flow ingest on PostgreSQL (`flows`), which binds whole columns as arrays
-//! through a small typed pool.
+//! exception is the flow ingest on PostgreSQL (`flows::pg`), which sends binary `COPY` and binds
+//! whole columns as arrays through a small typed pool.
 //! Every write runs in one transaction that also appends its event, so the audit log cannot miss
 //! a change that was stored.
 

@@ -7,8 +7,6 @@
 //! send format (`int8`: 8 bytes big-endian; `text`: the UTF-8 bytes, no terminator); then a
 //! 16-bit -1 trailer. All integers are network byte order.
 
-use std::fmt::Write as _;
-
 /// `PGCOPY\n\377\r\n\0`.
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
@@ -65,13 +63,17 @@ impl CopyBinary {
         self.text_with(|b| b.push_str(s))
     }
 
-    /// A `text` field written in place by `f` (e.g. an address's `Display`, without a `String`
-    /// of its own).
-    pub(crate) fn text_display(&mut self, v: &impl std::fmt::Display) -> &mut Self {
-        self.text_with(|b| {
-            // Writing into a `Vec` cannot fail; an erring `Display` impl leaves what it wrote.
-            let _ = write!(b, "{v}");
-        })
+    /// An address as a `text` field, written in place as its `Display` (`flows::write_addr`).
+    pub(crate) fn text_addr(&mut self, a: &std::net::IpAddr) -> &mut Self {
+        self.text_with(|b| crate::flows::write_addr(b, a))
+    }
+
+    /// An optional address as a `text` field.
+    pub(crate) fn opt_text_addr(&mut self, a: Option<&std::net::IpAddr>) -> &mut Self {
+        match a {
+            Some(a) => self.text_addr(a),
+            None => self.null(),
+        }
     }
 
     fn text_with(&mut self, f: impl FnOnce(&mut Utf8Buf<'_>)) -> &mut Self {
@@ -102,15 +104,20 @@ impl CopyBinary {
         }
     }
 
-    /// An optional `text` field, written by its `Display`.
-    pub(crate) fn opt_text_display(&mut self, v: Option<&impl std::fmt::Display>) -> &mut Self {
-        match v {
-            Some(v) => self.text_display(v),
-            None => self.null(),
+    /// The bytes encoded so far (whole rows: call between rows), leaving the encoder empty to
+    /// go on; an error if a field did not fit the format.
+    pub(crate) fn take(&mut self) -> Result<Vec<u8>, sqlx::Error> {
+        debug_assert_eq!(self.in_row, self.columns, "row incomplete");
+        if self.too_long {
+            return Err(sqlx::Error::Encode(
+                "a COPY field is longer than 2 GiB".into(),
+            ));
         }
+        let cap = self.buf.capacity();
+        Ok(std::mem::replace(&mut self.buf, Vec::with_capacity(cap)))
     }
 
-    /// The whole stream, trailer included; an error if a field did not fit the format.
+    /// The whole stream (what [`CopyBinary::take`] left), trailer included; an error if a field did not fit the format.
     pub(crate) fn finish(mut self) -> Result<Vec<u8>, sqlx::Error> {
         debug_assert_eq!(self.in_row, self.columns, "last row incomplete");
         if self.too_long {
@@ -163,12 +170,10 @@ mod tests {
     }
 
     #[test]
-    fn display_is_written_in_place() {
+    fn addresses_are_written_in_place() {
         let mut c = CopyBinary::new(2, 0);
         let a: std::net::IpAddr = "2001:db8::1".parse().unwrap();
-        c.row()
-            .text_display(&a)
-            .opt_text_display(None::<&std::net::IpAddr>);
+        c.row().text_addr(&a).opt_text_addr(None);
         let b = c.finish().unwrap();
         let row = &b[19..];
         assert_eq!(&row[..2], &[0, 2]);
@@ -225,7 +230,7 @@ mod tests {
                 Some(t) => c.text(t),
                 None => c.null(),
             };
-            c.opt_int8(*o).opt_text_display(a.as_ref());
+            c.opt_int8(*o).opt_text_addr(a.as_ref());
         }
         let mut copy = conn
             .copy_in_raw("COPY copy_rt FROM STDIN (FORMAT BINARY)")

@@ -263,7 +263,7 @@ async fn flows_are_stored_once_per_seq_and_updated_in_place(b: Backend) {
         vec![(1, true, 4000), (2, true, 50), (4, true, 20), (5, true, 7)]
     );
 
-    // A node's flows go with it (a cascade on SQLite, a trigger on PostgreSQL).
+    // A node's flows go with it (a trigger on both backends: migrations 0012 and 0014).
     let n2 = node(&s, "n2.pl.test", &st).await;
     let other = FlowBatch {
         seq: 1,

@@ -113,12 +113,12 @@ pub fn ensure(sliver_dir: &Path, disk_max: u64, offline_ok: bool) -> Result<bool
     Ok(usable(&mp)? >= disk_max)
 }
 
-/// Mounts the image through a loop device, trying again a few times: when many slivers start at
-/// once (50 node managers on one host, `slicelab up --nodes 50`), a loop device detached a moment
-/// before by another mount's autoclear is sometimes handed out again while the kernel still
-/// serves its old blocks, and ext4 refuses the image as corrupt ("Structure needs cleaning",
-/// "bad geometry"). The image itself is sound (`mkfs` just wrote it); a later attempt gets a
-/// clean device. A damaged image still fails, after `MOUNT_TRIES`.
+/// Mounts the image through a loop device, trying again a few times if the kernel refuses it
+/// ("Structure needs cleaning"). That was seen when 50 node managers on one host made their
+/// images at once: a trial mount's filesystem, kept alive after its unmount by a launcher's copy
+/// of the host's mounts, wrote into the file `mkfs` had just reused; `mkfs` now always makes a
+/// new file (see [`mkfs`]), and the retries stay for what else a busy host may do. A damaged
+/// image still fails, after `MOUNT_TRIES`.
 fn mount(img: &Path, mp: &Path) -> Result<(), NodeError> {
     fs::create_dir_all(mp).ctx(|| format!("creating {}", mp.display()))?;
     let (img_s, mp_s) = (img.to_string_lossy(), mp.to_string_lossy());
@@ -141,7 +141,25 @@ fn mount(img: &Path, mp: &Path) -> Result<(), NodeError> {
 const MOUNT_TRIES: u32 = 4;
 
 fn mkfs(img: &Path, len: u64) -> Result<(), NodeError> {
-    let f = fs::File::create(img).ctx(|| format!("creating {}", img.display()))?;
+    // A new file, never the old one truncated: a filesystem mounted from it a moment ago may still
+    // be alive in another mount namespace (a launcher's private copy of the host's mounts, made
+    // while it was mounted here, lives until that launcher exits), and its last writes (the
+    // superblock at unmount, lazy inode-table zeroing) would land in the new filesystem, which
+    // ext4 then refuses as corrupt ("group descriptors corrupted!"). With 50 node managers on one
+    // host (`slicelab up --nodes 50`) that happened on most bring-ups.
+    if let Err(e) = fs::remove_file(img) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(NodeError::Io {
+                context: format!("removing {}", img.display()),
+                source: e,
+            });
+        }
+    }
+    let f = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(img)
+        .ctx(|| format!("creating {}", img.display()))?;
     f.set_len(len).ctx(|| format!("sizing {}", img.display()))?;
     drop(f);
     // -m 0: no blocks reserved for root (the sliver's root is what the quota is for).

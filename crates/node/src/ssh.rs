@@ -6,9 +6,10 @@
 //!   second after the change on central). Sessions already open are not cut.
 //! * Commands run through the same exec helper as `slicelab exec` (see
 //!   [`crate::sandbox`]): it joins the sliver's cgroup and namespaces, forks into the PID
-//!   namespace, confines itself like the init and exits with the command's status. It does not
-//!   call `setsid`, so it stays in the process group the gateway made (and kills at channel
-//!   close); without a pty it first drops any controlling terminal of the node manager's session.
+//!   namespace, confines itself like the init and exits with the command's status. It is forked
+//!   by the node's exec spawner ([`crate::sandbox::Spawner`]) as the leader of a process group of
+//!   its own (with a pty, of a session whose controlling terminal is the pty), which the gateway
+//!   kills at channel close; it has no controlling terminal of the node manager's.
 //! * A pty, when asked for, is the helper's inherited stdio: a terminal of the *host's* devpts.
 //!   The shell gets a working terminal (line editing, window size, job control), but `tty`
 //!   inside the sliver names a `/dev/pts/N` that its own devpts does not have.

@@ -137,6 +137,29 @@ fn symlink_attacks(port: u16, key: &Path, local: &Path, scratch: &Path) {
     assert_eq!(host_files, vec!["secret"], "scp wrote outside the sliver");
 }
 
+/// The exec spawners among `parent`'s children (processes started with SLICELAB_EXEC_SPAWNER).
+fn spawners_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let marked = env
+            .split(|b| *b == 0)
+            .any(|kv| kv.starts_with(b"SLICELAB_EXEC_SPAWNER="));
+        if ppid == Some(parent) && marked {
+            found.push(pid);
+        }
+    }
+    found
+}
+
 fn have_ssh() -> bool {
     Command::new("ssh").arg("-V").output().is_ok()
         && Command::new("ssh-keygen").arg("--help").output().is_ok()
@@ -274,6 +297,36 @@ fn ssh_into_sliver_with_slice_keys_only() {
             assert!(o.status.success(), "{}", text(&o));
             let masks = String::from_utf8_lossy(&o.stdout).into_owned();
             assert_eq!(masks.matches("\t0000000000000000").count(), 2, "{masks}");
+            // The exec spawner (the node's child that forks each session's helper) killed: the
+            // next session starts it again.
+            let spawners = spawners_of(std::process::id());
+            assert_eq!(spawners.len(), 1, "one exec spawner: {spawners:?}");
+            let _ = Command::new("kill")
+                .args(["-9", &spawners[0].to_string()])
+                .status();
+            let t0 = Instant::now();
+            // Dead (a zombie until the node reaps it at the next session).
+            let dead = |pid: u32| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| {
+                        s.rsplit(')')
+                            .next()
+                            .unwrap_or("")
+                            .trim_start()
+                            .starts_with('Z')
+                    })
+                    .unwrap_or(true)
+            };
+            while !dead(spawners[0]) && t0.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let o = ssh(port, &alice_key, SLICE, &[], &["hostname"]);
+            assert!(o.status.success(), "after the spawner died: {}", text(&o));
+            let again = spawners_of(std::process::id());
+            assert!(
+                again.len() == 1 && again[0] != spawners[0],
+                "a new spawner: {again:?}"
+            );
             // Exit status comes back.
             let o = ssh(port, &alice_key, SLICE, &[], &["exit 7"]);
             assert_eq!(o.status.code(), Some(7), "{}", text(&o));

@@ -6,11 +6,12 @@
 //!   afresh at every attempt, so removing a person from the slice revokes access as soon as the
 //!   node's desired state no longer lists their key. An unknown slice or a wrong key is refused;
 //!   the client is sent a disconnect whose text says why (see [`auth`]).
-//! * **What runs.** The gateway never enters a sliver itself: [`SliverAccess::command`] hands it a
-//!   [`std::process::Command`] that runs a program inside the sliver; the gateway only wires its
-//!   stdio (pipes, or a pseudo-terminal when the client asked for one), spawns it in a process
-//!   group of its own (with a pty: a new session, the pty its controlling terminal), and kills that
-//!   process group when the channel closes or the gateway shuts down.
+//! * **What runs.** The gateway never enters a sliver itself: [`SliverAccess::program`] hands it a
+//!   [`Program`] that runs inside the sliver — a [`std::process::Command`] the gateway spawns, or a
+//!   [`StartProgram`] the node starts itself on the session's stdio (the node's exec spawner).
+//!   The gateway wires its stdio (pipes, or a pseudo-terminal when the client asked for one); the
+//!   program runs in a process group of its own (with a pty: a new session, the pty its
+//!   controlling terminal), which the gateway kills when the channel closes or it shuts down.
 //! * **Files.** The `sftp` subsystem (used by `sftp` and by OpenSSH ≥ 9's `scp`) is served in
 //!   process under [`SliverAccess::root`], every path resolved with `openat2(RESOLVE_IN_ROOT)` so
 //!   that neither `..` nor symlinks can leave the sliver (see the `sftp` module).
@@ -41,6 +42,7 @@ use std::time::Duration;
 pub use auth::key_matches;
 pub use error::GatewayError;
 pub use program::{ExitFuture, Program, StartProgram, Started};
+pub use pty::make_controlling_terminal;
 pub use server::{serve, start, Gateway};
 pub use service::{
     AuthorizedKey, Login, Service, ServiceFuture, ServiceIo, ServiceRequest, SITE_ADMIN,

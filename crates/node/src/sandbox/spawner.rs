@@ -18,7 +18,9 @@
 //!   it has reaped it, then closes it. The node reads the pid (to kill the group when the session
 //!   ends) and awaits the status ([`Running`]).
 //! * The spawner exits when the control socket closes (the node manager stopped or dropped it);
-//!   sessions still running carry on, as they did when the node spawned them itself.
+//!   sessions still running carry on, but their exit statuses are lost with it. A spawner that
+//!   died is started again at the next session; a live one is never replaced (that would end
+//!   every session it serves).
 //!
 //! It runs host root's code in a single-threaded process, exactly as the re-executed helper did:
 //! the confinement of what runs in the sliver is the helper's, unchanged.
@@ -31,7 +33,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -39,8 +43,7 @@ use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
     SockFlag, SockType,
 };
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{dup2, fork, setpgid, setsid, ForkResult, Pid};
+use nix::unistd::{dup2, fork, pipe2, setpgid, setsid, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 
 use super::exec::{self, ExecSpec};
@@ -53,11 +56,21 @@ pub const SPAWNER_ENV: &str = "SLICELAB_EXEC_SPAWNER";
 /// default socket send buffer (~208 KiB), which bounds one `SOCK_SEQPACKET` message.
 const MAX_REQUEST: usize = 128 * 1024;
 
+/// How long a session waits for the spawner to say it forked the helper.
+const PID_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One session's request, as the control socket carries it (the fds travel beside it).
-#[derive(Debug, Serialize, Deserialize)]
-struct Request {
-    spec: ExecSpec,
+#[derive(Debug, Serialize)]
+struct Request<'a> {
+    spec: &'a ExecSpec,
     /// Make stdin the controlling terminal of a new session (an SSH pty).
+    terminal: bool,
+}
+
+/// A [`Request`] as the spawner reads it.
+#[derive(Debug, Deserialize)]
+struct Received {
+    spec: ExecSpec,
     terminal: bool,
 }
 
@@ -131,41 +144,32 @@ impl Spawner {
 
     /// Starts the exec helper for `spec` with `stdio` (stdin, stdout, stderr): in a process group
     /// of its own, or with `terminal` in a new session whose controlling terminal is stdin.
-    /// A spawner that died is started again once.
+    /// A spawner that has exited is started again first.
     pub fn spawn(
         &self,
         spec: &ExecSpec,
         stdio: [&OwnedFd; 3],
         terminal: bool,
     ) -> io::Result<Running> {
-        let req = serde_json::to_vec(&Request {
-            spec: spec.clone(),
-            terminal,
-        })
-        .map_err(io::Error::other)?;
+        let req = serde_json::to_vec(&Request { spec, terminal }).map_err(io::Error::other)?;
         if req.len() > MAX_REQUEST {
             return Err(io::Error::other("command and environment too large"));
         }
         let mut guard = self.lock();
-        for attempt in 0..2 {
-            if guard.is_none() || attempt > 0 {
-                if let Some(mut old) = guard.take() {
-                    let _ = old.child.kill();
-                    let _ = old.child.wait();
-                }
-                *guard = Some(self.launch()?);
+        let alive = guard
+            .as_mut()
+            .is_some_and(|p| matches!(p.child.try_wait(), Ok(None)));
+        if !alive {
+            if let Some(mut old) = guard.take() {
+                tracing::warn!("exec spawner exited; starting it again");
+                let _ = old.child.wait();
             }
-            let Some(p) = guard.as_ref() else { continue };
-            match request(&p.control, &req, stdio) {
-                Ok(r) => return Ok(r),
-                // The spawner is gone (EPIPE, or it closed the reply without a pid).
-                Err(e) if attempt == 0 => {
-                    tracing::warn!("exec spawner: {e}; starting it again");
-                }
-                Err(e) => return Err(e),
-            }
+            *guard = Some(self.launch()?);
         }
-        Err(io::Error::other("exec spawner unavailable"))
+        let Some(p) = guard.as_ref() else {
+            return Err(io::Error::other("exec spawner unavailable"));
+        };
+        request(&p.control, &req, stdio)
     }
 }
 
@@ -198,14 +202,19 @@ fn request(control: &OwnedFd, req: &[u8], stdio: [&OwnedFd; 3]) -> io::Result<Ru
     )
     .map_err(io::Error::from)?;
     drop(theirs);
+    // The spawner answers right after its fork; a stuck one must not hold the gateway for good.
+    reply.set_read_timeout(Some(PID_TIMEOUT))?;
     let mut b = [0u8; 4];
     reply
         .read_exact(&mut b)
         .map_err(|e| io::Error::new(e.kind(), format!("no pid from the exec spawner: {e}")))?;
     let pid = i32::from_le_bytes(b);
     if pid <= 0 {
-        return Err(io::Error::other("the exec spawner could not fork"));
+        return Err(io::Error::other(
+            "the exec spawner could not start the helper",
+        ));
     }
+    reply.set_read_timeout(None)?;
     Ok(Running { pid, reply })
 }
 
@@ -277,11 +286,11 @@ fn serve() -> Result<(), String> {
     }
 }
 
-type Received = (Request, [OwnedFd; 3], OwnedFd);
+type Incoming = (Received, [OwnedFd; 3], OwnedFd);
 
 /// Reads one request with its four fds; `None` at the end of the control socket. A malformed
 /// request is dropped (its fds closed), which its sender sees as a reply closed without a pid.
-fn receive(control: RawFd, buf: &mut [u8]) -> Result<Option<Received>, String> {
+fn receive(control: RawFd, buf: &mut [u8]) -> Result<Option<Incoming>, String> {
     loop {
         let mut cmsg = nix::cmsg_space!([RawFd; 4]);
         let mut iov = [IoSliceMut::new(buf)];
@@ -315,15 +324,19 @@ fn receive(control: RawFd, buf: &mut [u8]) -> Result<Option<Received>, String> {
             eprintln!("slicelab exec spawner: a request without its 4 descriptors");
             continue;
         };
-        match serde_json::from_slice::<Request>(&iov[0][..len]) {
+        match serde_json::from_slice::<Received>(&iov[0][..len]) {
             Ok(req) => return Ok(Some((req, [i, o, e], reply))),
             Err(e) => eprintln!("slicelab exec spawner: bad request: {e}"),
         }
     }
 }
 
-/// Forks the helper for `req`; its pid.
-fn start(req: &Request, stdio: [OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Result<i32, String> {
+/// Forks the helper for `req`; its pid, once the helper leads its process group (or session):
+/// a kill of that group right after the pid is sent cannot miss it.
+fn start(req: &Received, stdio: [OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Result<i32, String> {
+    // Closed by the child (with everything else of the spawner's) once its group or session is
+    // made, or by its exit if it fails before: end of file here either way.
+    let (set_up_r, set_up_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // SAFETY: the spawner is single-threaded.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
@@ -339,44 +352,51 @@ fn start(req: &Request, stdio: [OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Re
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
-            if !req.terminal {
-                // Also here, so a kill of the group right after the pid is sent cannot miss it
-                // (either call wins the race; the other fails with EACCES or does nothing).
-                let _ = setpgid(child, child);
+            drop(set_up_w);
+            let mut b = [0u8; 1];
+            let mut r = std::fs::File::from(set_up_r);
+            while let Err(e) = r.read(&mut b) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
             }
             Ok(child.as_raw())
         }
     }
 }
 
-/// In the forked child: a clean signal state, the session's stdio, and its process group.
-fn child(req: &Request, stdio: &[OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Result<(), String> {
+/// In the forked child: a clean signal state, the session's stdio, its process group or
+/// session, and nothing else of the spawner's open (which also tells the spawner it is set up).
+fn child(req: &Received, stdio: &[OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Result<(), String> {
     // The helper and what it runs start like any program spawned by the node: nothing blocked
     // (the spawner blocks SIGCHLD), every disposition the default.
     exec::reset_signals();
     for (fd, target) in stdio.iter().zip([0, 1, 2]) {
         dup2(fd.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
     }
-    // Nothing of the spawner's stays open in the helper: not the control socket, the signalfd,
-    // nor other sessions' reply streams (which would keep them open after the spawner's end).
-    // SAFETY: close_range on descriptors this process owns; none above 2 is used again by this
-    // child before exec (the helper opens what it needs afterwards).
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
-        for fd in [control, sigfd] {
-            if fd > 2 {
-                let _ = nix::unistd::close(fd);
-            }
-        }
-    }
     if req.terminal {
-        setsid().map_err(|e| format!("setsid: {e}"))?;
-        // SAFETY: plain ioctl on fd 0 (the pty slave) with argument 0: make it our controlling
-        // terminal.
-        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
-            return Err(format!("TIOCSCTTY: {}", io::Error::last_os_error()));
-        }
+        slicelab_sshgw::make_controlling_terminal().map_err(|e| format!("terminal: {e}"))?;
     } else {
-        let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        setpgid(Pid::from_raw(0), Pid::from_raw(0)).map_err(|e| format!("setpgid: {e}"))?;
+    }
+    // Nothing of the spawner's stays open in the helper: not the control socket, the signalfd,
+    // the set-up pipe, nor other sessions' reply streams (which would keep them open after the
+    // spawner's end).
+    // SAFETY: close_range on descriptors this process owns; none above 2 is used again by this
+    // child (the helper opens what it needs afterwards).
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } != 0 {
+        // Before Linux 5.9: close what /proc lists (collected first, then closed).
+        let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                    .filter(|&fd| fd > 2)
+                    .collect()
+            })
+            .unwrap_or_else(|_| vec![control, sigfd]);
+        for fd in open {
+            let _ = nix::unistd::close(fd);
+        }
     }
     Ok(())
 }
@@ -384,19 +404,14 @@ fn child(req: &Request, stdio: &[OwnedFd; 3], control: RawFd, sigfd: RawFd) -> R
 /// Reaps every ended helper and sends its raw wait status on its reply stream.
 fn reap(replies: &mut HashMap<i32, UnixStream>) {
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(st) => {
-                let Some(pid) = st.pid() else { continue };
-                let raw = match st {
-                    WaitStatus::Exited(_, c) => (c & 0xff) << 8,
-                    WaitStatus::Signaled(_, s, core) => (s as i32) | if core { 0x80 } else { 0 },
-                    _ => continue,
-                };
-                if let Some(mut r) = replies.remove(&pid.as_raw()) {
-                    let _ = r.write_all(&raw.to_le_bytes());
-                }
-            }
+        let mut status = 0;
+        // SAFETY: waitpid with a valid pointer to an int; WNOHANG never blocks.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid <= 0 {
+            return;
+        }
+        if let Some(mut r) = replies.remove(&pid) {
+            let _ = r.write_all(&status.to_le_bytes());
         }
     }
 }

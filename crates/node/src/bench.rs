@@ -33,6 +33,8 @@ pub struct BenchReport {
     /// (its own teardown of the container: namespaces, cgroup, veth), milliseconds.
     pub runc_teardown_ms: Option<f64>,
     pub lxc_teardown_ms: Option<f64>,
+    /// How many of the `n` starts took a launcher from the pool (the others spawned one).
+    pub sliver_pooled: usize,
     /// Median time of each step of a sliver start / destroy (`LinuxRuntime::last_start_steps`).
     pub start_steps: Vec<(String, f64)>,
     pub destroy_steps: Vec<(String, f64)>,
@@ -71,6 +73,13 @@ impl fmt::Display for BenchReport {
                 None => writeln!(f, "  {name:<15}      n/a")?,
             }
         }
+        writeln!(
+            f,
+            "  ({} of {} starts took a launcher from the pool; steps of the others include \"{}\")",
+            self.sliver_pooled,
+            self.n,
+            crate::runtime::NETNS_REPORTED
+        )?;
         writeln!(f, "  start steps (median ms):")?;
         for (step, ms) in &self.start_steps {
             writeln!(f, "    {step:<24} {ms:7.2}")?;
@@ -272,6 +281,11 @@ pub fn time_sliver_cycles(
             "record, checks",
             (started - created).saturating_sub(inner_sum),
         ));
+        // Beside the bookkeeping above: from the init's release to the initscript's output.
+        steps.push((
+            "(release → output)",
+            ready.saturating_sub(created + inner_sum),
+        ));
         times.start_steps.push(steps);
         if result.is_err() {
             break;
@@ -368,6 +382,15 @@ pub fn bench_sliver(
     report.sliver_returned_ms = median(times.returned);
     report.sliver_destroy_ms = median(times.destroy);
     report.start_steps = step_medians(&times.start_steps);
+    report.sliver_pooled = times
+        .start_steps
+        .iter()
+        .filter(|steps| {
+            !steps
+                .iter()
+                .any(|(s, _)| *s == crate::runtime::NETNS_REPORTED)
+        })
+        .count();
     report.destroy_steps = step_medians(&times.destroy_steps);
     if rss_slivers > 0 {
         let mut rss = None;

@@ -286,6 +286,16 @@ impl Cgroups {
         self.apply(slice, r)
     }
 
+    /// Moves process `pid` into the sliver's cgroups (every hierarchy); its children are born
+    /// there.
+    pub fn join(&self, slice: &str, pid: u32) -> Result<(), NodeError> {
+        let pid = pid.to_string();
+        for f in self.procs_files(slice) {
+            fs::write(&f, &pid).ctx(|| format!("joining cgroup {}", f.display()))?;
+        }
+        Ok(())
+    }
+
     /// Writes the limits; `None` resets to unlimited so a removed tag takes effect live.
     ///
     /// `cpu_share` (1..=1024, default 1) maps linearly: ×256 `cpu.shares` on v1 (share 4 equals a

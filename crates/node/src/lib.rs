@@ -49,6 +49,7 @@ pub mod sitecap;
 pub mod ssh;
 pub mod state;
 pub mod traffic;
+mod veth;
 
 use std::path::Path;
 use std::process::Command;

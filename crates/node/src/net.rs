@@ -27,7 +27,7 @@ use crate::cmd::run;
 use crate::error::NodeError;
 use crate::names::{self, NodeNames};
 use crate::netlink::nft::{Elem, Key, Nft, Rule};
-use crate::netlink::route::{self, Route};
+use crate::netlink::route::Route;
 
 /// Whether interface `name` exists in this network namespace. Asked of the kernel directly
 /// (`if_nametoindex`, an ioctl in the caller's namespace): no process on the start path, and
@@ -37,7 +37,7 @@ pub fn link_exists(name: &str) -> bool {
 }
 
 /// The index of interface `name` in this network namespace, if it exists.
-fn ifindex(name: &str) -> Option<u32> {
+pub(crate) fn ifindex(name: &str) -> Option<u32> {
     let c = std::ffi::CString::new(name).ok()?;
     // SAFETY: if_nametoindex reads a valid NUL-terminated string and returns 0 or an index.
     let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -174,7 +174,7 @@ fn antispoof_comment(slice: &str) -> String {
     format!("{}/spoof", names::nft_comment(slice))
 }
 
-fn nl_err(what: &str, e: std::io::Error) -> NodeError {
+pub(crate) fn nl_err(what: &str, e: std::io::Error) -> NodeError {
     NodeError::Io {
         context: format!("netlink: {what}"),
         source: e,
@@ -275,48 +275,6 @@ pub fn spoofed_packets(n: &NodeNames) -> std::collections::BTreeMap<String, u64>
     out
 }
 
-/// Plugs the sliver whose init is `pid` into the node's network with `addr`, and shapes its
-/// egress to `rate` bits/s if given. All by netlink: the veth is created with its peer `eth0`
-/// born in the sliver's network namespace, and a thread that joined that namespace configures
-/// the inside.
-pub fn attach(
-    n: &NodeNames,
-    slice: &str,
-    pid: i32,
-    addr: Ipv4Addr,
-    rate: Option<u64>,
-) -> Result<(), NodeError> {
-    let veth = names::veth_name(slice);
-    let gw = n.gateway();
-    let mut rt = Route::open().map_err(|e| nl_err("opening route socket", e))?;
-    if let Some(i) = ifindex(&veth) {
-        // Left from a previous incarnation whose netns is somehow still alive.
-        let _ = rt.del_link(i);
-    }
-    rt.add_veth(&veth, "eth0", pid)
-        .map_err(|e| nl_err(&format!("creating veth {veth}"), e))?;
-    let host = route::index_of(&veth).and_then(|i| {
-        rt.add_addr32(i, gw)?;
-        rt.set_up(i)?;
-        rt.replace_route(i, Some(addr), None)
-    });
-    host.map_err(|e| nl_err(&format!("configuring {veth}"), e))?;
-    route::in_netns(pid, move || {
-        let mut rt = Route::open()?;
-        rt.set_up(route::index_of("lo")?)?;
-        let eth0 = route::index_of("eth0")?;
-        rt.add_addr32(eth0, addr)?;
-        rt.set_up(eth0)?;
-        rt.replace_route(eth0, Some(gw), None)?;
-        rt.replace_route(eth0, None, Some(gw))?;
-        if let Some(r) = rate {
-            rt.add_htb(eth0, r, burst_of(r))?;
-        }
-        Ok(())
-    })
-    .map_err(|e| nl_err("configuring the sliver's eth0", e))
-}
-
 /// Every nft rule and set element of a starting sliver — anti-spoofing elements and port
 /// forwards — replacing any left by a previous incarnation. By netlink only, unless the sliver
 /// has port forwards: those are rules written by one `nft` process.
@@ -409,7 +367,7 @@ fn shaping_script(rate: Option<u64>, installed: bool) -> String {
 }
 
 /// The shaper's burst for `rate` bits/s: 10 ms at the rate, at least four full-size frames.
-fn burst_of(rate: u64) -> u64 {
+pub(crate) fn burst_of(rate: u64) -> u64 {
     (rate / 8 / 100).max(4 * 1514)
 }
 

@@ -2,7 +2,7 @@
 //! `FakeRuntime` only records them (unit tests, scale simulation).
 
 use std::collections::BTreeMap;
-use std::fs;
+use std::fs::{self, File};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -25,7 +25,7 @@ use crate::error::{IoContext, NodeError};
 use crate::idmap;
 use crate::image;
 use crate::image::store::ImageStore;
-use crate::launchers::LauncherPool;
+use crate::launchers::{Launcher, LauncherPool};
 use crate::names::{self, NodeNames};
 use crate::net;
 use crate::plan::{Action, ObservedSliver};
@@ -35,6 +35,7 @@ use crate::sandbox::{Builtin, ExecSpec, LaunchSpec, Service, EXEC_ENV};
 use crate::shift;
 use crate::sitecap::{self, CapSliver, SiteCap};
 use crate::state::{self, ProcId, SliverRecord};
+use crate::veth;
 
 /// The OS side of the reconciler. Blocking calls; the daemon runs them off the async executor.
 pub trait Runtime: Send + Sync {
@@ -106,6 +107,10 @@ pub struct LinuxRuntime {
     destroy_steps: Mutex<Vec<(&'static str, Duration)>>,
     /// Launchers started ahead of the next sliver start (`launchers`).
     launchers: LauncherPool,
+    /// Each sliver's address, as its record holds it: read from the records at the first
+    /// allocation, then kept by `create` and `destroy` (the only writers of an address), so an
+    /// allocation reads no record.
+    addresses: Mutex<Option<BTreeMap<String, Ipv4Addr>>>,
 }
 
 /// Times the steps of one start or destroy.
@@ -130,6 +135,10 @@ impl Steps {
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The start step of a launcher that did not come from the pool: from its spec to its report
+/// that it joined its network namespace, which is then wired (see `launchers`).
+pub const NETNS_REPORTED: &str = "launcher: netns (not pooled)";
 
 impl LinuxRuntime {
     /// Opens the runtime and sets up the node's gateway interface and nft table.
@@ -168,6 +177,7 @@ impl LinuxRuntime {
             site_cap,
             start_steps: Mutex::default(),
             destroy_steps: Mutex::default(),
+            addresses: Mutex::default(),
         })
     }
 
@@ -321,20 +331,69 @@ impl LinuxRuntime {
         LimitCounts { memory, pids, disk }
     }
 
-    fn allocate_address(&self, slice: &str) -> Result<Ipv4Addr, NodeError> {
-        let mut used = Vec::new();
-        for other in state::list_slices(&self.cfg.state_dir)? {
-            if other == slice {
-                continue;
-            }
-            if let Ok(Some(r)) = state::load(&self.cfg.state_dir, &other) {
-                used.extend(r.address);
-            }
+    /// The record of a sliver being created with `address`, over its `old` one if any.
+    fn save_created(
+        &self,
+        spec: &SliverSpec,
+        old: Option<SliverRecord>,
+        address: Ipv4Addr,
+    ) -> Result<(), NodeError> {
+        let slice = spec.slice_name.as_str();
+        let idmap = self.id_range(slice, old.as_ref().and_then(|r| r.idmap))?;
+        let rec = SliverRecord {
+            spec: spec.clone(),
+            address: Some(address),
+            init: old.as_ref().and_then(|r| r.init),
+            failure: None,
+            failures: 0,
+            retry_after: 0,
+            throttled: old.as_ref().and_then(|r| r.throttled.clone()),
+            idmap: Some(idmap),
+            layer_owner: old.as_ref().and_then(|r| r.layer_owner),
+        };
+        match old {
+            // Nothing depends on a new sliver's record until it has run (see `save_unsynced`).
+            None => state::save_unsynced(&self.cfg.state_dir, &rec),
+            Some(_) => state::save(&self.cfg.state_dir, &rec),
         }
-        (2..=254u8)
+    }
+
+    /// The lowest address of the node's subnet no other sliver holds, now held by `slice`.
+    fn allocate_address(&self, slice: &str) -> Result<Ipv4Addr, NodeError> {
+        let mut guard = self.addresses.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let mut held = BTreeMap::new();
+            for other in state::list_slices(&self.cfg.state_dir)? {
+                if let Ok(Some(r)) = state::load(&self.cfg.state_dir, &other) {
+                    held.extend(r.address.map(|a| (other, a)));
+                }
+            }
+            *guard = Some(held);
+        }
+        let held = guard.get_or_insert_with(BTreeMap::new);
+        let used: std::collections::BTreeSet<Ipv4Addr> = held
+            .iter()
+            .filter(|(s, _)| s.as_str() != slice)
+            .map(|(_, a)| *a)
+            .collect();
+        let address = (2..=254u8)
             .map(|i| self.cfg.names.host(i))
             .find(|a| !used.contains(a))
-            .ok_or_else(|| NodeError::NoAddress(self.cfg.names.subnet_cidr()))
+            .ok_or_else(|| NodeError::NoAddress(self.cfg.names.subnet_cidr()))?;
+        held.insert(slice.to_string(), address);
+        Ok(address)
+    }
+
+    /// `slice`'s address is free again (its record is gone).
+    fn forget_address(&self, slice: &str) {
+        if let Some(held) = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            held.remove(slice);
+        }
     }
 
     /// The sliver's image: its layers, top first, and (for a published image) its config.
@@ -378,24 +437,19 @@ impl LinuxRuntime {
             .unwrap_or_default()
     }
 
-    fn start_inner(&self, rec: &SliverRecord) -> Result<ProcId, NodeError> {
+    fn start_inner(&self, rec: &SliverRecord, mut steps: Steps) -> Result<ProcId, NodeError> {
         let slice = rec.spec.slice_name.as_str();
         let n = &self.cfg.names;
         let fail = |message: String| NodeError::Start {
             slice: slice.into(),
             message,
         };
-        let mut steps = Steps::new();
         net::ensure_node_quick(n)?;
         let (lowers, image_config) = self.image_of(rec)?;
         steps.mark("image");
         let address = rec
             .address
             .ok_or_else(|| fail("no address allocated".into()))?;
-        // Leftovers of a previous incarnation (exec helpers, a half-started init).
-        self.cgroups.kill_all(slice, Duration::from_secs(5));
-        self.cgroups.create(slice, &rec.spec.resources)?;
-        steps.mark("cgroup");
         net::detach(slice)?;
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
         let disk_max = rec.spec.resources.disk_max;
@@ -417,7 +471,6 @@ impl LinuxRuntime {
             work,
             rootfs: dir.join("rootfs"),
             console: dir.join("console.log"),
-            cgroup_procs: self.cgroups.procs_files(slice),
             service: Service::for_sliver(
                 rec.spec.resources.initscript.as_deref(),
                 image_config.as_ref(),
@@ -426,7 +479,7 @@ impl LinuxRuntime {
         let mut json = serde_json::to_vec(&launch).map_err(|e| fail(e.to_string()))?;
         json.push(b'\n');
         // A launcher started ahead (`launchers`), told its sliver on its stdin.
-        let mut child = self
+        let Launcher { mut child, veth } = self
             .launchers
             .take()
             .ctx(|| format!("spawning sliver launcher {}", self.cfg.init_exe.display()))?;
@@ -450,54 +503,103 @@ impl LinuxRuntime {
             let _ = child.wait();
             fail(msg)
         };
+        // While the launcher maps its user namespace and mounts the root: the sliver's cgroups,
+        // rid of a previous incarnation's leftovers (exec helpers, a half-started init), with
+        // the launcher moved in. It forks the init only once told.
+        self.cgroups.kill_all(slice, Duration::from_secs(5));
+        let joined = self
+            .cgroups
+            .create(slice, &rec.spec.resources)
+            .and_then(|()| self.cgroups.join(slice, child.id()))
+            .and_then(|()| {
+                let line = Release::Joined.line().as_bytes();
+                stdin
+                    .as_mut()
+                    .map_or(Ok(()), |i| i.write_all(line))
+                    .ctx(|| "telling the launcher it joined its cgroups".into())
+            });
+        if let Err(e) = joined {
+            return Err(abort(&mut child, None, format!("cgroups: {e}")));
+        }
+        steps.mark("cgroup, joined");
         // Read here, not on a reader thread (a hand-off per line, which a busy node pays in
         // scheduling latency); a launcher that hangs is cut off by the deadline.
         let mut reports = Reports::new(stdout, Instant::now() + START_TIMEOUT);
-        // The launcher's pid report and the init's ready may come in either order.
+        let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
+        // The sliver's network namespace exists before its root filesystem: it is wired while the
+        // launcher builds the root (the sliver runs nothing of the slice's before it is released
+        // below). Normally through the launcher, which reports when it has joined that namespace;
+        // if the launcher has exited by the time that report is read, through the init.
+        // A pooled launcher comes with its veth pair made ahead: it is wired at once.
+        let launcher = child.id();
+        let rules = |steps: &mut Steps| {
+            steps.mark("veth+addr+route+qdisc");
+            net::install_rules(n, slice, address, &rec.spec.resources.ports)
+                .inspect(|_| steps.mark("nft"))
+        };
+        let wire = |netns: &File, steps: &mut Steps| {
+            veth::attach(n, slice, netns, address, rate).and_then(|()| rules(steps))
+        };
+        let mut wired = veth.map(|v| {
+            v.wire(n, slice, address, rate)
+                .and_then(|()| rules(&mut steps))
+        });
         let (mut pid, mut ready) = (None, false);
-        while pid.is_none() {
-            match reports.next() {
-                Ok(Report::Pid(p)) => pid = Some(p),
+        while pid.is_none() || wired.is_none() || !ready {
+            let report = match reports.next() {
+                Ok(Report::Error(e)) | Err(e) => Err(e),
+                Ok(r) => Ok(r),
+            };
+            match report {
+                Ok(Report::Netns) if wired.is_none() => {
+                    steps.mark(NETNS_REPORTED);
+                    if let Ok(ns) = File::open(format!("/proc/{launcher}/ns/net")) {
+                        wired = Some(wire(&ns, &mut steps));
+                    }
+                }
+                Ok(Report::Pid(p)) => {
+                    pid = Some(p);
+                    if wired.is_none() {
+                        wired = Some(
+                            File::open(format!("/proc/{p}/ns/net"))
+                                .map_err(|e| fail(format!("the sliver init's network: {e}")))
+                                .and_then(|ns| wire(&ns, &mut steps)),
+                        );
+                    }
+                }
                 Ok(Report::Ready) => ready = true,
-                Ok(Report::Error(e)) | Err(e) => return Err(abort(&mut child, None, e)),
+                Ok(_) => {}
+                Err(e) if wired.is_some() => {
+                    let _ = net::remove_sliver_rules(n, slice, Some(address));
+                    return Err(abort(&mut child, pid, e));
+                }
+                Err(e) => return Err(abort(&mut child, pid, e)),
+            }
+            if let Some(Err(e)) = &wired {
+                let msg = format!("network: {e}");
+                let _ = net::remove_sliver_rules(n, slice, Some(address));
+                return Err(abort(&mut child, pid, msg));
             }
         }
         let Some(pid) = pid else {
             return Err(abort(&mut child, None, "no pid from launcher".into()));
         };
-        steps.mark("launcher: ns, mounts");
-        let Some(id) = ProcId::of(pid) else {
-            return Err(abort(&mut child, Some(pid), "sliver init vanished".into()));
-        };
-        // The init's network namespace exists from its birth: it is wired while the init builds
-        // its root filesystem (it runs nothing of the slice's before it is released below).
-        let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
-        let wire = net::attach(n, slice, pid, address, rate)
-            .inspect(|_| steps.mark("veth+addr+route+qdisc"))
-            .and_then(|_| net::install_rules(n, slice, address, &rec.spec.resources.ports))
-            .inspect(|_| steps.mark("nft"));
-        // Past this point a failure also takes the sliver's address off the node's rules.
+        // The sliver is wired: a failure from here on also takes its address off the node's rules.
         let abort_wired = |child: &mut std::process::Child, msg: String| {
             let _ = net::remove_sliver_rules(n, slice, Some(address));
             abort(child, Some(pid), msg)
         };
-        if let Err(e) = wire {
-            return Err(abort_wired(&mut child, format!("network: {e}")));
-        }
-        while !ready {
-            match reports.next() {
-                Ok(Report::Ready) => ready = true,
-                Ok(Report::Pid(_)) => {}
-                Ok(Report::Error(e)) | Err(e) => return Err(abort_wired(&mut child, e)),
-            }
-        }
-        steps.mark("init: rootfs, ready");
+        let Some(id) = ProcId::of(pid) else {
+            return Err(abort_wired(&mut child, "sliver init vanished".into()));
+        };
+        steps.mark("launcher: mounts; init: root");
         if let Some(mut stdin) = stdin {
             if let Err(e) = stdin.write_all(Release::Go.line().as_bytes()) {
                 return Err(abort_wired(&mut child, format!("releasing init: {e}")));
             }
         }
-        let _ = child.wait();
+        // The launcher exits once dismissed, and is reaped, off the start's path.
+        self.launchers.dismiss(child, reports.into_pipe());
         steps.mark("release");
         self.record_steps(&self.start_steps, steps);
         Ok(id)
@@ -636,6 +738,10 @@ struct Reports {
 }
 
 impl Reports {
+    fn into_pipe(self) -> std::process::ChildStdout {
+        self.out
+    }
+
     fn new(out: std::process::ChildStdout, deadline: Instant) -> Self {
         Self {
             out,
@@ -768,27 +874,15 @@ impl Runtime for LinuxRuntime {
         }
         // Recreating over a half-written sliver keeps its writable layer and address.
         let old = state::load(&self.cfg.state_dir, slice).ok().flatten();
-        let address = match old.as_ref().and_then(|r| r.address) {
-            Some(a) => a,
-            None => self.allocate_address(slice)?,
+        let (address, allocated) = match old.as_ref().and_then(|r| r.address) {
+            Some(a) => (a, false),
+            None => (self.allocate_address(slice)?, true),
         };
-        let idmap = self.id_range(slice, old.as_ref().and_then(|r| r.idmap))?;
-        let rec = SliverRecord {
-            spec: spec.clone(),
-            address: Some(address),
-            init: old.as_ref().and_then(|r| r.init),
-            failure: None,
-            failures: 0,
-            retry_after: 0,
-            throttled: old.as_ref().and_then(|r| r.throttled.clone()),
-            idmap: Some(idmap),
-            layer_owner: old.as_ref().and_then(|r| r.layer_owner),
-        };
-        match old {
-            // Nothing depends on a new sliver's record until it has run (see `save_unsynced`).
-            None => state::save_unsynced(&self.cfg.state_dir, &rec),
-            Some(_) => state::save(&self.cfg.state_dir, &rec),
+        let saved = self.save_created(spec, old, address);
+        if saved.is_err() && allocated {
+            self.forget_address(slice);
         }
+        saved
     }
 
     fn update(&self, spec: &SliverSpec) -> Result<(), NodeError> {
@@ -824,6 +918,7 @@ impl Runtime for LinuxRuntime {
     }
 
     fn start(&self, slice: &str) -> Result<(), NodeError> {
+        let mut steps = Steps::new();
         let mut rec = self.record(slice)?;
         if self.init_of(slice).is_some() {
             return Ok(());
@@ -833,7 +928,8 @@ impl Runtime for LinuxRuntime {
             rec.idmap = Some(self.id_range(slice, None)?);
             state::save(&self.cfg.state_dir, &rec)?;
         }
-        let result = self.start_inner(&rec);
+        steps.mark("record, running?");
+        let result = self.start_inner(&rec, steps);
         match &result {
             Ok(id) => {
                 rec.init = Some(*id);
@@ -883,6 +979,7 @@ impl Runtime for LinuxRuntime {
         self.cgroups.remove(slice)?;
         disk::unmount(&dir)?;
         let trash = move_to_trash(&self.cfg.state_dir, slice, &dir)?;
+        self.forget_address(slice);
         steps.mark("cgroup, files");
         // What only waits for the kernel or the disk is finished off the destroy's path: the
         // veth (if the dead sliver's netns still holds it, its deletion waits for the netns'

@@ -1,8 +1,10 @@
 //! rtnetlink: links, addresses, routes and the HTB shaper, each one request on a socket of the
 //! calling thread's network namespace ([`in_netns`] runs code in a sliver's).
 
+use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 
 use super::{Msg, Socket, NETLINK_ROUTE, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
@@ -15,7 +17,7 @@ const RTM_NEWTCLASS: u16 = 40;
 
 const IFLA_IFNAME: u16 = 3;
 const IFLA_LINKINFO: u16 = 18;
-const IFLA_NET_NS_PID: u16 = 19;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
@@ -63,7 +65,7 @@ impl Route {
     /// `ip link add NAME type veth peer name PEER netns PID`: the peer is born in the network
     /// namespace of process `pid`, so nothing ever has to move it. Both ends are down (a veth
     /// cannot be brought up before its peer is linked to it): see [`Self::set_up`].
-    pub fn add_veth(&mut self, name: &str, peer: &str, pid: i32) -> io::Result<()> {
+    pub fn add_veth(&mut self, name: &str, peer: &str, netns: &File) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.raw(&ifinfo(0, false))
             .str(IFLA_IFNAME, name)
@@ -73,7 +75,7 @@ impl Route {
             .nest(VETH_INFO_PEER)
             .raw(&ifinfo(0, false))
             .str(IFLA_IFNAME, peer)
-            .u32(IFLA_NET_NS_PID, pid as u32)
+            .u32(IFLA_NET_NS_FD, netns.as_raw_fd() as u32)
             .end()
             .end()
             .end();
@@ -84,6 +86,13 @@ impl Route {
     pub fn del_link(&mut self, index: u32) -> io::Result<()> {
         let mut m = Msg::new(RTM_DELLINK, 0);
         m.raw(&ifinfo(index, false));
+        self.0.request(m)
+    }
+
+    /// `ip link set INDEX name NAME` (the device must be down).
+    pub fn set_name(&mut self, index: u32, name: &str) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0);
+        m.raw(&ifinfo(index, false)).str(IFLA_IFNAME, name);
         self.0.request(m)
     }
 
@@ -215,16 +224,15 @@ pub(crate) fn index_of(name: &str) -> io::Result<u32> {
     }
 }
 
-/// Runs `f` on a short-lived thread that joined the network namespace of process `pid`: the
-/// caller's threads stay where they are, and no `nsenter` process is needed.
+/// Runs `f` on a short-lived thread that joined the network namespace `netns`: the caller's
+/// threads stay where they are, and no `nsenter` process is needed.
 pub(crate) fn in_netns<T: Send>(
-    pid: i32,
+    netns: &File,
     f: impl FnOnce() -> io::Result<T> + Send,
 ) -> io::Result<T> {
-    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
     std::thread::scope(|s| {
         s.spawn(move || {
-            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(io::Error::from)?;
             f()
         })

@@ -1,16 +1,22 @@
 //! The launcher ↔ node-manager handshake, one line per message on the launcher's stdout and
 //! stdin. Typed, so neither side matches bare strings.
 //!
-//! Node manager → launcher: its `LaunchSpec` (one JSON line). Launcher → node manager:
-//! [`Report::Pid`] (the sliver init's host pid), then [`Report::Ready`] once the root filesystem
-//! is built and the service's first process forked, or [`Report::Error`] at any point. Node
-//! manager → that process (the init itself if the sliver has no service): [`Release::Go`] once
-//! the network is plugged in; only then does it exec. End of file means the node manager died
-//! first, and the launcher, init or service process gives up (the init ends the sliver).
+//! Launcher → node manager, as soon as it runs (ahead of any sliver when pooled):
+//! [`Report::Netns`] (the launcher is in the sliver-to-be's network namespace). Node manager →
+//! launcher: its `LaunchSpec` (one JSON line), then [`Release::Joined`] once it has moved the
+//! launcher into the sliver's cgroups. Launcher → node manager: [`Report::Pid`] (the sliver
+//! init's host pid), then [`Report::Ready`] once the root filesystem is built and the service's
+//! first process forked, or [`Report::Error`] at any point. Node manager → that process (the
+//! init itself if the sliver has no service): [`Release::Go`] once the network is plugged in;
+//! only then does it exec. End of file means the node manager died first, and the launcher,
+//! init or service process gives up (the init ends the sliver).
 
 /// What the launcher and the sliver init tell the node manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
+    /// The launcher has joined the sliver's new network namespace: `/proc/<launcher>/ns/net` is
+    /// it until the launcher exits (after [`Report::Pid`]).
+    Netns,
     Pid(i32),
     Ready,
     Error(String),
@@ -20,6 +26,7 @@ impl Report {
     /// The line (without newline) written to stdout.
     pub fn line(&self) -> String {
         match self {
+            Report::Netns => "netns".into(),
             Report::Pid(p) => format!("pid {p}"),
             Report::Ready => "ready".into(),
             // One line: a multi-line reason would be cut at the first newline anyway.
@@ -32,6 +39,8 @@ impl Report {
         let line = line.trim_end();
         if line == "ready" {
             Some(Report::Ready)
+        } else if line == "netns" {
+            Some(Report::Netns)
         } else if let Some(p) = line.strip_prefix("pid ") {
             p.trim().parse().ok().map(Report::Pid)
         } else {
@@ -51,6 +60,8 @@ impl Report {
 /// What the node manager tells the launcher and the sliver init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
+    /// To the launcher: it is in the sliver's cgroups, so it may fork the init.
+    Joined,
     /// The network is plugged in: confine yourself and start the initscript.
     Go,
 }
@@ -58,12 +69,14 @@ pub enum Release {
 impl Release {
     pub fn line(&self) -> &'static str {
         match self {
+            Release::Joined => "joined\n",
             Release::Go => "go\n",
         }
     }
 
     pub fn parse(line: &str) -> Option<Release> {
         match line.trim() {
+            "joined" => Some(Release::Joined),
             "go" => Some(Release::Go),
             _ => None,
         }
@@ -77,6 +90,7 @@ mod tests {
     #[test]
     fn every_message_round_trips_and_noise_is_ignored() {
         for r in [
+            Report::Netns,
             Report::Pid(4242),
             Report::Ready,
             Report::Error("mounting overlay: EPERM".into()),
@@ -90,6 +104,10 @@ mod tests {
         assert_eq!(Report::parse("pid x"), None);
         assert_eq!(Report::parse("hello"), None);
         assert_eq!(Release::parse(Release::Go.line()), Some(Release::Go));
+        assert_eq!(
+            Release::parse(Release::Joined.line()),
+            Some(Release::Joined)
+        );
         assert_eq!(Release::parse(""), None);
     }
 }

@@ -76,6 +76,10 @@ fn first_service(service: &Service, console: &File, null: &File) -> R<FirstServi
     match sys("forking the service", unsafe { fork() })? {
         ForkResult::Child => {
             drop(released_r);
+            // Everything but the exec is done before the release (nothing of the slice's runs).
+            let _ = setsid();
+            let _ = fs::write("/proc/self/oom_score_adj", "0");
+            let prepared = service.prepare(&slice_name());
             if read_release(0) != Some(Release::Go) {
                 // SAFETY: exiting a forked child without running the parent's destructors.
                 unsafe { libc::_exit(NOT_RELEASED) }
@@ -84,7 +88,12 @@ fn first_service(service: &Service, console: &File, null: &File) -> R<FirstServi
             let _ = dup2(null.as_raw_fd(), 0);
             let _ = dup2(console.as_raw_fd(), 1);
             let _ = dup2(console.as_raw_fd(), 2);
-            exec_service(service)
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            let why = match prepared {
+                Ok(e) => e.run(),
+                Err(e) => e,
+            };
+            service_failed(&why)
         }
         ForkResult::Parent { child } => Ok(FirstService {
             pid: child,
@@ -163,14 +172,22 @@ pub(super) fn sliver_env(slice: &str) -> Vec<CString> {
 
 /// In a forked child of the init: its own session, the OOM killer's default score, the service.
 fn exec_service(service: &Service) -> ! {
-    let slice = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let _ = setsid();
     let _ = fs::write("/proc/self/oom_score_adj", "0");
-    let why = service.exec(&slice);
+    service_failed(&service.exec(&slice_name()))
+}
+
+/// The sliver's name: the init set it as the hostname.
+fn slice_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default()
+}
+
+/// In a forked child whose service could not start: says why on the console and exits 127.
+fn service_failed(why: &str) -> ! {
     eprintln!("slicelab init: cannot start the service: {why}");
     // SAFETY: exiting a forked child without running the parent's destructors.
     unsafe { libc::_exit(127) }

@@ -2,16 +2,21 @@
 //! as host root, usually ahead of any start (`crate::launchers`): it waits for its [`LaunchSpec`]
 //! on stdin. Then, in order, each step needing what the previous one made:
 //!
-//! 1. join the sliver's cgroups, first of all (so the init is born in them and no user code ever
-//!    runs outside them), and set the OOM-killer exemption its init inherits (only host root may
-//!    lower `oom_score_adj`; the init's children raise theirs back to 0);
-//! 2. make the slice's user namespace (`userns::create`);
+//! 1. set the OOM-killer exemption its init inherits (only host root may lower
+//!    `oom_score_adj`; the init's children raise theirs back to 0);
+//! 2. map the slice's user namespace, made with the network namespace it owns while the
+//!    launcher waited for its spec (`userns::prepare`), so root in the sliver has capabilities
+//!    over its own network (ports below 1024, raw sockets) and nothing else. The launcher joined
+//!    that network namespace then, and said so ([`Report::Netns`]): the node manager wires it
+//!    ahead (`crate::veth`) or while the launcher goes on;
 //! 3. in a private mount namespace still owned by the host, attach the shared image idmapped into
 //!    the slice's range and mount the overlay root on it (`rootfs::mount_overlay`);
-//! 4. enter the user namespace as its root, then unshare mount, UTS, IPC, network and PID
-//!    namespaces, which the user namespace now owns — so root in the sliver has capabilities
-//!    over its own network (ports below 1024, raw sockets) and nothing else;
-//! 5. fork the init (PID 1 of the new PID namespace), report its pid, and exit.
+//! 4. enter the user namespace as its root, then unshare mount, UTS, IPC and PID namespaces,
+//!    which the user namespace now owns;
+//! 5. wait until the node manager has moved it into the sliver's cgroups ([`Release::Joined`]),
+//!    which it does meanwhile, so the init is born in them and no user code ever runs outside
+//!    them; fork the init (PID 1 of the new PID namespace), report its pid, and exit once the
+//!    node manager closes the pipe it reports on.
 
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -22,7 +27,7 @@ use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{fork, getpid, ForkResult};
 use serde::{Deserialize, Serialize};
 
-use super::handshake::Report;
+use super::handshake::{Release, Report};
 use super::service::Service;
 use super::userns::{self, IdRange};
 use super::{exec, init, rootfs, seccomp};
@@ -47,8 +52,6 @@ pub struct LaunchSpec {
     pub rootfs: PathBuf,
     /// The initscript's stdout/stderr and the init's own messages.
     pub console: PathBuf,
-    /// `cgroup.procs` files to join (one per v1 hierarchy, or one for v2).
-    pub cgroup_procs: Vec<PathBuf>,
     /// What the init keeps running (`service::Service::for_sliver`).
     pub service: Option<Service>,
     /// The slice's host id range: root in the sliver is `idmap.base` on the host.
@@ -60,7 +63,20 @@ pub struct LaunchSpec {
 /// helper it does that job and exits; otherwise it returns at once.
 pub fn maybe_run_sliver_init() {
     if std::env::var_os(INIT_ENV).is_some() {
-        let code = match read_spec().and_then(|spec| spec.map_or(Ok(()), launch)) {
+        // Made while the launcher waits for its spec (see `userns::prepare`); a failure is
+        // reported once a sliver asks for it. The launcher joins the new network namespace at
+        // once (as host root, which has every capability over the namespaces the slice's user
+        // namespace will own) and says so: from here `/proc/<launcher>/ns/net` is the sliver's
+        // network, which the node manager wires while the launcher waits or builds the root.
+        let prepared = userns::prepare().and_then(|p| {
+            p.join_net()?;
+            Report::Netns.send();
+            Ok(p)
+        });
+        let mut lines = StdinLines::default();
+        let launched = read_spec(&mut lines)
+            .and_then(|spec| spec.map_or(Ok(()), |s| launch(s, &mut lines, prepared)));
+        let code = match launched {
             Ok(()) => 0,
             Err(e) => {
                 // stdout is the node manager's pipe: it reads this line as the failure reason.
@@ -95,37 +111,74 @@ pub(super) fn join_cgroups(files: &[PathBuf]) -> R<()> {
     Ok(())
 }
 
-/// The spec line from stdin; `None`: end of file before any byte (the node manager let a pooled
-/// launcher go unused). Read without buffering past the line: the init reads its release from
-/// the same pipe later.
-fn read_spec() -> R<Option<LaunchSpec>> {
-    let mut line = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    while line.last() != Some(&b'\n') {
-        // SAFETY: a read into a valid buffer of its length.
-        let k = unsafe { libc::read(0, chunk.as_mut_ptr().cast(), chunk.len()) };
-        match k {
-            0 if line.is_empty() => return Ok(None),
-            0 => return Err("launch spec: cut short".into()),
-            k if k > 0 => line.extend_from_slice(&chunk[..k as usize]),
-            _ if nix::Error::last() == nix::Error::EINTR => {}
-            _ => return Err(format!("reading launch spec: {}", nix::Error::last())),
+/// Lines from the node manager on stdin, as the launcher reads them: the spec, then
+/// [`Release::Joined`]. Read in chunks; what a chunk brings past a line is kept for the next. The
+/// node manager writes nothing else before the init reports ready, and the release that follows
+/// is read by the init's service child from the same pipe.
+#[derive(Default)]
+struct StdinLines {
+    buf: Vec<u8>,
+}
+
+impl StdinLines {
+    /// The next line, without its newline; `None`: end of file before any byte of it.
+    fn next(&mut self, what: &str) -> R<Option<Vec<u8>>> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=nl).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            // SAFETY: a read into a valid buffer of its length.
+            let k = unsafe { libc::read(0, chunk.as_mut_ptr().cast(), chunk.len()) };
+            match k {
+                0 if self.buf.is_empty() => return Ok(None),
+                0 => return Err(format!("{what}: cut short")),
+                k if k > 0 => self.buf.extend_from_slice(&chunk[..k as usize]),
+                _ if nix::Error::last() == nix::Error::EINTR => {}
+                _ => return Err(format!("reading {what}: {}", nix::Error::last())),
+            }
         }
     }
-    // The node manager writes nothing after the spec until the init reports ready.
-    if line.iter().filter(|&&b| b == b'\n').count() != 1 {
-        return Err("launch spec: more than one line".into());
-    }
+}
+
+/// The spec line from stdin; `None`: end of file before any byte (the node manager let a pooled
+/// launcher go unused).
+fn read_spec(lines: &mut StdinLines) -> R<Option<LaunchSpec>> {
+    let Some(line) = lines.next("launch spec")? else {
+        return Ok(None);
+    };
     serde_json::from_slice(&line)
         .map(Some)
         .map_err(|e| format!("launch spec: {e}"))
 }
 
-fn launch(spec: LaunchSpec) -> R<()> {
-    // Before anything else: every process of the sliver descends from a launcher already in
-    // its cgroups. Done here rather than by the node manager from another thread, which cost a
-    // thread start and one more wake-up of the launcher (scheduling latency on a busy node).
-    join_cgroups(&spec.cgroup_procs)?;
+/// Waits until the node manager closes its end of the launcher's stdout (or dies).
+fn wait_dismissed() {
+    let mut pfd = libc::pollfd {
+        fd: 1,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that outlives the call. A pipe's write end reports POLLERR once
+    // it has no reader; a failed poll (EINTR aside) ends the wait too.
+    while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 && nix::Error::last() == nix::Error::EINTR {}
+}
+
+/// Waits until the node manager has put this launcher in the sliver's cgroups.
+fn wait_joined(lines: &mut StdinLines) -> R<()> {
+    match lines.next("cgroups joined")? {
+        Some(l) if Release::parse(&String::from_utf8_lossy(&l)) == Some(Release::Joined) => Ok(()),
+        Some(l) => Err(format!(
+            "expected the cgroups joined, got {:?}",
+            String::from_utf8_lossy(&l)
+        )),
+        None => Err("node manager went away before joining the sliver's cgroups".into()),
+    }
+}
+
+fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared>) -> R<()> {
     let console = io(
         "opening console log",
         OpenOptions::new()
@@ -136,7 +189,7 @@ fn launch(spec: LaunchSpec) -> R<()> {
     // A pooled launcher was started with stderr on /dev/null: from now on it is the console.
     sys("dup2 stderr", nix::unistd::dup2(console.as_raw_fd(), 2))?;
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
-    let (ns, holder) = userns::create(spec.idmap)?;
+    let (ns, holder) = prepared?.map(spec.idmap)?;
     sys("unshare(mount)", unshare(CloneFlags::CLONE_NEWNS))?;
     // Nothing mounted from here on may propagate back to the host.
     rootfs::mnt(
@@ -162,16 +215,25 @@ fn launch(spec: LaunchSpec) -> R<()> {
             CloneFlags::CLONE_NEWNS
                 | CloneFlags::CLONE_NEWUTS
                 | CloneFlags::CLONE_NEWIPC
-                | CloneFlags::CLONE_NEWNET
                 | CloneFlags::CLONE_NEWPID,
         ),
     )?;
     let filter = seccomp::program();
+    // Every process of the sliver descends from a launcher already in its cgroups. The node
+    // manager makes them and moves the launcher there while it builds the above (~0.2 ms with
+    // 4 v1 hierarchies on a 2-core VM), and says so.
+    wait_joined(lines)?;
     // SAFETY: the launcher is single-threaded (maybe_run_sliver_init runs before any thread).
     match sys("fork", unsafe { fork() })? {
         ForkResult::Parent { child } => {
             Report::Pid(child.as_raw()).send();
             drop(holder);
+            // The launcher's exit frees the host-owned mount namespace, which waits for an
+            // expedited RCU grace period (IPIs to every CPU): done while the init builds its
+            // root, it delayed the init by ~0.15 ms. So the launcher stays (idle, in the
+            // sliver's cgroups, outside its PID namespace) until the node manager dismisses it
+            // after the start (`launchers`).
+            wait_dismissed();
             drop(host_owned_mnt);
             Ok(())
         }

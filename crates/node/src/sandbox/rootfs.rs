@@ -105,10 +105,14 @@ pub(super) fn build_inside(spec: &LaunchSpec) -> R<()> {
         // Still the host's tree until pivot_root: a symlink here (from the image or planted in
         // the sliver's layer) would be followed outside the sliver's root.
         let p = r.join(d);
-        if fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(format!(
-                "/{d} is a symlink in the sliver's root; it must be a directory"
-            ));
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "/{d} is a symlink in the sliver's root; it must be a directory"
+                ))
+            }
+            Ok(m) if m.is_dir() => continue,
+            _ => {}
         }
         io(
             &format!("creating /{d}"),

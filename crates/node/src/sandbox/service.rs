@@ -75,55 +75,75 @@ impl Service {
 
     /// In the forked child: become the user, enter the directory, exec. Returns only on error.
     pub fn exec(&self, slice: &str) -> String {
+        match self.prepare(slice) {
+            Ok(e) => e.run(),
+            Err(e) => e,
+        }
+    }
+
+    /// In the forked child: become the user, enter the directory and find the program, all
+    /// that comes before the `exec` itself (the first service process does it before its
+    /// release, so the release costs only the `exec`).
+    pub fn prepare(&self, slice: &str) -> Result<Exec, String> {
         let env = Self::environment(slice, &self.env);
         if let Some(u) = &self.user {
-            match resolve_user(
+            let (uid, gid) = resolve_user(
                 u,
                 &fs::read_to_string("/etc/passwd").unwrap_or_default(),
                 &fs::read_to_string("/etc/group").unwrap_or_default(),
-            ) {
-                Ok((uid, gid)) => {
-                    let r = setgroups(&[Gid::from_raw(gid)])
-                        .and_then(|_| setgid(Gid::from_raw(gid)))
-                        .and_then(|_| setuid(Uid::from_raw(uid)));
-                    if let Err(e) = r {
-                        return format!("becoming user {u}: {e}");
-                    }
-                }
-                Err(e) => return e,
-            }
+            )?;
+            setgroups(&[Gid::from_raw(gid)])
+                .and_then(|_| setgid(Gid::from_raw(gid)))
+                .and_then(|_| setuid(Uid::from_raw(uid)))
+                .map_err(|e| format!("becoming user {u}: {e}"))?;
         }
         let cwd = self.cwd.as_deref().unwrap_or("/");
         if chdir(cwd).is_err() {
             let _ = chdir("/");
         }
-        let Some(prog) = self.argv.first() else {
-            return "empty command".into();
-        };
+        let prog = self.argv.first().ok_or("empty command")?;
         let path = env
             .iter()
             .filter_map(|c| c.to_str().ok())
             .find_map(|kv| kv.strip_prefix("PATH="))
             .unwrap_or("/usr/bin:/bin")
             .to_string();
-        let Some(exe) = find_program(prog, &path) else {
-            return format!("{prog}: not found in PATH {path}");
-        };
-        let argv: Vec<CString> = self
+        let exe =
+            find_program(prog, &path).ok_or_else(|| format!("{prog}: not found in PATH {path}"))?;
+        let argv = self
             .argv
             .iter()
             .filter_map(|a| CString::new(a.as_str()).ok())
             .collect();
-        match CString::new(exe) {
-            Ok(exe) => format!(
-                "exec {prog}: {}",
-                execve(&exe, &argv, &env)
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default()
-            ),
-            Err(e) => e.to_string(),
-        }
+        let exe = CString::new(exe).map_err(|e| e.to_string())?;
+        Ok(Exec {
+            prog: prog.clone(),
+            exe,
+            argv,
+            env,
+        })
+    }
+}
+
+/// A service ready to `exec` ([`Service::prepare`]).
+pub struct Exec {
+    prog: String,
+    exe: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+impl Exec {
+    /// Execs the service. Returns only on error.
+    pub fn run(&self) -> String {
+        format!(
+            "exec {}: {}",
+            self.prog,
+            execve(&self.exe, &self.argv, &self.env)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        )
     }
 }
 

@@ -66,13 +66,29 @@ impl Drop for Holder {
     }
 }
 
-/// Makes a new user namespace mapped to `range` and returns a handle on it. The launcher stays
-/// in its own namespace: a child is *cloned into* a new user namespace (`CLONE_NEWUSER`, so the
-/// namespace exists when `clone` returns, with no wait for the child to run), the launcher (host
-/// root, CAP_SETUID in the parent namespace) writes its maps, keeps `/proc/<child>/ns/user` open,
-/// and releases it. `setgroups` stays allowed (written by a privileged process), so `su`, `sshd`
-/// and `apt` inside the sliver can drop supplementary groups.
-pub fn create(range: IdRange) -> R<(OwnedFd, Holder)> {
+/// New user and network namespaces whose id maps are not written yet (see [`prepare`]).
+pub struct Prepared {
+    user: OwnedFd,
+    net: OwnedFd,
+    /// Closing it lets the holder exit. Declared before `holder`, so dropped before it: the
+    /// holder's drop waits for the child.
+    release: OwnedFd,
+    holder: Holder,
+}
+
+/// Makes a new user namespace and a network namespace owned by it, and returns handles on both,
+/// the user namespace not yet mapped: [`Prepared::map`] gives it the slice's range. The launcher
+/// stays in its own namespaces: a child is *cloned into* the new namespaces (`CLONE_NEWUSER |
+/// CLONE_NEWNET`: the user namespace is made first and owns the other, and both exist when
+/// `clone` returns, with no wait for the child to run); the launcher keeps
+/// `/proc/<child>/ns/{user,net}` open and holds the child until the maps are written.
+///
+/// Nothing here depends on the slice, so a launcher started ahead of any sliver (`launchers`)
+/// does it while it waits: making a network namespace is the costliest step of a start. The
+/// namespace objects are then charged to the node manager's cgroup, not the sliver's (a few
+/// kilobytes of kernel memory). Nothing looks into the namespaces before they are mapped: files
+/// whose owner depends on the map (`/proc/sys/net`) are only made when first looked up.
+pub fn prepare() -> R<Prepared> {
     let (done_r, done_w) = sys("pipe", pipe2(OFlag::O_CLOEXEC))?;
     let (r_raw, w_raw) = (done_r.as_raw_fd(), done_w.as_raw_fd());
     // SAFETY: clone(2) without CLONE_VM and with a null stack behaves like fork(2): the child runs
@@ -82,7 +98,7 @@ pub fn create(range: IdRange) -> R<(OwnedFd, Holder)> {
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long,
+            (libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::SIGCHLD) as libc::c_long,
             0 as libc::c_long,
             0 as libc::c_long,
             0 as libc::c_long,
@@ -90,8 +106,11 @@ pub fn create(range: IdRange) -> R<(OwnedFd, Holder)> {
         )
     };
     if pid == 0 {
-        // SAFETY: see above; waits for the parent to close its end, then exits.
+        // SAFETY: see above; drops its copies of the launcher's pipes to the node manager, waits
+        // for the parent to close its end, then exits.
         unsafe {
+            libc::close(0);
+            libc::close(1);
             libc::close(w_raw);
             let mut byte = 0u8;
             libc::read(r_raw, (&mut byte as *mut u8).cast(), 1);
@@ -101,19 +120,48 @@ pub fn create(range: IdRange) -> R<(OwnedFd, Holder)> {
     drop(done_r);
     if pid < 0 {
         return Err(format!(
-            "clone(CLONE_NEWUSER) failed (user namespaces unavailable?): {}",
+            "clone(CLONE_NEWUSER | CLONE_NEWNET) failed (user namespaces unavailable?): {}",
             std::io::Error::last_os_error()
         ));
     }
     let holder = Holder(nix::unistd::Pid::from_raw(pid as i32));
-    // The handle is taken before the child is released: it keeps the namespace alive.
-    let handle = write_maps(holder.0.as_raw(), range).and_then(|()| {
-        File::open(format!("/proc/{pid}/ns/user"))
+    // The handles keep the namespaces alive once the child is gone.
+    let open = |ns: &str| {
+        File::open(format!("/proc/{pid}/ns/{ns}"))
             .map(OwnedFd::from)
-            .map_err(|e| format!("opening the new user namespace: {e}"))
-    });
-    drop(done_w);
-    handle.map(|h| (h, holder))
+            .map_err(|e| format!("opening the new {ns} namespace: {e}"))
+    };
+    match open("user").and_then(|user| Ok((user, open("net")?))) {
+        Ok((user, net)) => Ok(Prepared {
+            user,
+            net,
+            holder,
+            release: done_w,
+        }),
+        Err(e) => {
+            // Released before `holder` is dropped, which waits for it.
+            drop(done_w);
+            Err(e)
+        }
+    }
+}
+
+impl Prepared {
+    /// Moves the caller into the new network namespace (host root has every capability over
+    /// namespaces owned by a child user namespace, mapped or not).
+    pub fn join_net(&self) -> R<()> {
+        sys("setns(net)", setns(&self.net, CloneFlags::CLONE_NEWNET))
+    }
+
+    /// Maps the user namespace to `range` (the launcher is host root, with CAP_SETUID in the
+    /// parent namespace) and lets the holder go; it is reaped when the returned [`Holder`] is
+    /// dropped. `setgroups` stays allowed (written by a privileged process), so `su`, `sshd` and
+    /// `apt` inside the sliver can drop supplementary groups.
+    pub fn map(self, range: IdRange) -> R<(OwnedFd, Holder)> {
+        let mapped = write_maps(self.holder.0.as_raw(), range);
+        drop(self.release);
+        mapped.map(|()| (self.user, self.holder))
+    }
 }
 
 fn write_maps(pid: i32, range: IdRange) -> R<()> {

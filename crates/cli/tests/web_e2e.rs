@@ -432,6 +432,24 @@ async fn flow(c: &Client, s: &Summary) -> Res<String> {
     Ok(observed)
 }
 
+/// Waits (bounded) until the host has no tentative IPv6 address: the testbed's bridge and veth
+/// ends get link-local addresses a second or two after `up`, and Chromium aborts a page load
+/// under way when an address changes (`ERR_NETWORK_CHANGED`).
+fn host_network_settled(timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let tentative = std::process::Command::new("ip")
+            .args(["-6", "-o", "addr", "show", "tentative"])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false);
+        if !tentative {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn web_against_real_testbed() {
     if !nix::unistd::geteuid().is_root() {
@@ -465,6 +483,7 @@ fn web_against_real_testbed() {
     assert_eq!(summary.central, "https://10.99.0.1:8080", "{}", text(&o));
     let ca_spki = ca_spki(&dirp.join("tls/ca.key"));
     assert_eq!(summary.account("pi").0, "pi@demo.slicelab.test");
+    host_network_settled(Duration::from_secs(10));
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,36 +3,26 @@
 //! `LaunchSpec` on its stdin, instead of spawning a process on the start's critical path.
 //!
 //! A waiting launcher has done only what needs no sliver: it made a user namespace, not yet
-//! mapped to any ids, and the network namespace it owns (`sandbox::userns::prepare`, the costliest
-//! step of a start). It is in no sliver's cgroup, has made no mount, and runs as the node
-//! manager's child with its stdin a pipe from it. It exits when that pipe closes without a spec —
-//! when the pool is dropped (node manager shutdown) or when the node manager dies — and its
-//! namespaces go with it, so there is nothing of it for `cleanup` to find.
+//! mapped to any ids (`sandbox::userns::prepare`). It is in no sliver's cgroup, has made no
+//! mount, and runs as the node manager's child with its stdin a pipe from it. It exits when that
+//! pipe closes without a spec — when the pool is dropped (node manager shutdown) or when the
+//! node manager dies — and its namespace goes with it, so there is nothing of it for `cleanup`
+//! to find. A launcher whose sliver started waits, in the same way, until it is dismissed.
 
 use std::io;
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::sandbox::INIT_ENV;
-use crate::veth::{self, Veth};
-
-/// A launcher waiting for its spec, and the veth pair made ahead into its network namespace if
-/// it came from the pool.
-pub(crate) struct Launcher {
-    pub(crate) child: Child,
-    pub(crate) veth: Option<Veth>,
-}
-
-/// How long a refill waits for a new launcher's network namespace.
-const NETNS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many launchers wait at most: one start at a time is the common case (the reconciler
 /// applies its actions in order), and a second one covers a start that comes before the refill
 /// after the previous one is done (at idle priority, a launcher takes a few ms to be ready); a
-/// burst takes the rest from `spawn`. Each waiting launcher holds a process, a network namespace
-/// and a veth pair.
+/// burst takes the rest from `spawn`. Each waiting launcher holds two processes (it and the holder
+/// of its user namespace).
 const POOL_SIZE: usize = 2;
 
 /// The nice value launchers wait at.
@@ -41,16 +31,20 @@ const IDLE_NICE: libc::c_int = 19;
 pub(crate) struct LauncherPool {
     exe: PathBuf,
     shared: Arc<Shared>,
+    /// How many launchers `take` handed out from the pool (the benchmark reports it).
+    taken: AtomicUsize,
 }
 
 #[derive(Default)]
 struct Shared {
-    ready: Mutex<Vec<Launcher>>,
-    /// Launchers whose sliver started, with the read end of their report pipe: each exits once
-    /// its pipe is closed ([`LauncherPool::dismiss`]).
-    dismissed: Mutex<Vec<(Child, ChildStdout)>>,
+    ready: Mutex<Vec<Child>>,
+    /// Launchers whose sliver started: each exits once its stdin is closed
+    /// ([`LauncherPool::dismiss`]).
+    dismissed: Mutex<Vec<Child>>,
     /// A refill is under way (at most one at a time).
     refilling: AtomicBool,
+    /// Drained: nothing is added to the pool any more.
+    closed: AtomicBool,
 }
 
 impl LauncherPool {
@@ -59,15 +53,16 @@ impl LauncherPool {
         Self {
             exe,
             shared: Arc::default(),
+            taken: AtomicUsize::new(0),
         }
     }
 
     /// A launcher waiting for its spec, at the calling thread's priority: a pooled one, or one
     /// spawned now if none is ready.
-    pub(crate) fn take(&self) -> io::Result<Launcher> {
+    pub(crate) fn take(&self) -> io::Result<Child> {
         loop {
             let pooled = self.shared.lock().pop();
-            let Some(Launcher { child: mut c, veth }) = pooled else {
+            let Some(mut c) = pooled else {
                 break;
             };
             // One that died waiting (killed by someone) is reaped by `try_wait`: try the next.
@@ -81,28 +76,27 @@ impl LauncherPool {
                     libc::setpriority(libc::PRIO_PROCESS, c.id(), nice)
                 };
                 if r == 0 {
-                    return Ok(Launcher { child: c, veth });
+                    self.taken.fetch_add(1, Ordering::Relaxed);
+                    return Ok(c);
                 }
                 // Gone meanwhile: reaped, try the next.
                 let _ = c.kill();
                 let _ = c.wait();
             }
-            if let Some(v) = veth {
-                v.delete();
-            }
         }
-        spawn(&self.exe).map(|child| Launcher { child, veth: None })
+        spawn(&self.exe)
     }
 
-    /// A launcher whose init runs: it exits once `pipe` (the read end of its reports) is
-    /// closed, which the next [`Self::refill`] does after starting the next launcher — off the
-    /// start's path, as its exit frees a mount namespace (see `sandbox::launch`).
-    pub(crate) fn dismiss(&self, child: Child, pipe: ChildStdout) {
-        lock(&self.shared.dismissed).push((child, pipe));
+    /// A launcher whose sliver is released: it exits once its stdin is closed, which the refill
+    /// that follows the start does first (see `sandbox::launch`: its exit frees a mount
+    /// namespace, which must not slow the init down before it is released, and holds a copy of
+    /// the host's mounts, which must not outlive the start by much).
+    pub(crate) fn dismiss(&self, child: Child) {
+        lock(&self.shared.dismissed).push(child);
     }
 
-    /// In the background: starts launchers until the pool is full again, then ends the
-    /// dismissed ones.
+    /// In the background: ends the dismissed launchers, then starts launchers until the pool is
+    /// full again.
     pub(crate) fn refill(&self) {
         if !self.shared.has_work() || self.shared.refilling.swap(true, Ordering::AcqRel) {
             return;
@@ -117,15 +111,21 @@ impl LauncherPool {
                 libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, IDLE_NICE);
             }
             loop {
-                shared.fill(&exe);
                 shared.end_dismissed();
+                let filled = shared.fill(&exe);
                 shared.refilling.store(false, Ordering::Release);
-                // Work that came while the flag was up is done now, unless a new refill took it.
-                if !shared.has_work() || shared.refilling.swap(true, Ordering::AcqRel) {
+                // Work that came while the flag was up is done now, unless a new refill took it
+                // or a launcher failed to start (the next start tries again).
+                if !filled || !shared.has_work() || shared.refilling.swap(true, Ordering::AcqRel) {
                     break;
                 }
             }
         });
+    }
+
+    /// How many launchers were taken from the pool so far.
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.load(Ordering::Relaxed)
     }
 
     /// Ends every waiting launcher and reaps it.
@@ -145,90 +145,75 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Launcher>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Child>> {
         lock(&self.ready)
     }
 
     fn has_work(&self) -> bool {
-        self.lock().len() < POOL_SIZE || !lock(&self.dismissed).is_empty()
+        let short = self.lock().len() < POOL_SIZE && !self.closed.load(Ordering::Acquire);
+        short || !lock(&self.dismissed).is_empty()
     }
 
-    /// Starts launchers until the pool is full (or one fails to start).
-    fn fill(&self, exe: &PathBuf) {
-        while self.lock().len() < POOL_SIZE {
+    /// Starts launchers until the pool is full; false if one failed to start.
+    fn fill(&self, exe: &PathBuf) -> bool {
+        while self.lock().len() < POOL_SIZE && !self.closed.load(Ordering::Acquire) {
             match spawn(exe) {
-                Ok(mut child) => {
-                    let veth = make_veth(&mut child);
-                    self.lock().push(Launcher { child, veth });
-                }
+                Ok(child) => self.lock().push(child),
                 Err(e) => {
                     tracing::warn!("starting a sliver launcher ahead: {e}");
-                    break;
+                    return false;
                 }
             }
         }
+        // A drain that came meanwhile ends what was added after it.
+        if self.closed.load(Ordering::Acquire) {
+            self.drain();
+        }
+        true
     }
 
-    /// Closes each dismissed launcher's pipe and reaps it.
+    /// Ends each dismissed launcher.
     fn end_dismissed(&self) {
         let all = std::mem::take(&mut *lock(&self.dismissed));
-        for (mut child, pipe) in all {
-            drop(pipe);
-            let _ = child.wait();
+        for child in all {
+            end(child);
         }
     }
 
     fn drain(&self) {
+        self.closed.store(true, Ordering::Release);
         self.end_dismissed();
         let all = std::mem::take(&mut *self.lock());
-        for Launcher { child: mut c, veth } in all {
-            if let Some(v) = veth {
-                v.delete();
-            }
-            drop(c.stdin.take());
-            let _ = c.kill();
-            let _ = c.wait();
+        for child in all {
+            end(child);
         }
     }
+}
+
+/// How long [`end`] lets a launcher exit by itself.
+const END_GRACE: Duration = Duration::from_millis(200);
+
+/// Ends launcher `child`: closes its stdin, so that it exits by itself (reaping its own
+/// children, such as the holder of its namespaces, which would otherwise be left to the node
+/// manager), and reaps it; kills it if it has not exited within [`END_GRACE`].
+pub(crate) fn end(mut child: Child) {
+    drop(child.stdin.take());
+    let deadline = Instant::now() + END_GRACE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => break,
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A refill that finished after the pool was dropped leaves its launcher here.
 impl Drop for Shared {
     fn drop(&mut self) {
         self.drain();
-    }
-}
-
-/// A veth pair into the network namespace of the new launcher `child`, once it says it joined
-/// it (its first line, [`crate::sandbox::handshake::Report::Netns`]). `None` if it does not within
-/// [`NETNS_WAIT`] (the start then wires the sliver itself, on that line or through its init) or
-/// the pair cannot be made (logged; the start makes its own).
-fn make_veth(child: &mut Child) -> Option<Veth> {
-    use std::io::Read;
-    use std::os::fd::AsRawFd;
-    let out = child.stdout.as_mut()?;
-    let mut pfd = libc::pollfd {
-        fd: out.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd that outlives the call.
-    if unsafe { libc::poll(&mut pfd, 1, NETNS_WAIT.as_millis() as libc::c_int) } <= 0 {
-        return None;
-    }
-    // The launcher writes nothing else before its spec: one read takes the line whole (a write
-    // of a few bytes to a pipe is atomic), and nothing the start must read.
-    let mut line = [0u8; 64];
-    let k = out.read(&mut line).ok()?;
-    let netns = crate::sandbox::handshake::Report::parse(&String::from_utf8_lossy(&line[..k]))
-        .filter(|r| *r == crate::sandbox::handshake::Report::Netns)
-        .and_then(|_| std::fs::File::open(format!("/proc/{}/ns/net", child.id())).ok())?;
-    match Veth::make(&netns, &veth::pooled_name(child.id())) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            tracing::warn!("making a veth ahead for a sliver launcher: {e}");
-            None
-        }
     }
 }
 

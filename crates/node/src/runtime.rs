@@ -25,9 +25,10 @@ use crate::error::{IoContext, NodeError};
 use crate::idmap;
 use crate::image;
 use crate::image::store::ImageStore;
-use crate::launchers::{Launcher, LauncherPool};
+use crate::launchers::{self, LauncherPool};
 use crate::names::{self, NodeNames};
 use crate::net;
+use crate::netlink::route::Route;
 use crate::plan::{Action, ObservedSliver};
 use crate::sandbox::handshake::{Release, Report};
 use crate::sandbox::userns::{self, IdRange};
@@ -136,10 +137,6 @@ impl Steps {
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The start step of a launcher that did not come from the pool: from its spec to its report
-/// that it joined its network namespace, which is then wired (see `launchers`).
-pub const NETNS_REPORTED: &str = "launcher: netns (not pooled)";
-
 impl LinuxRuntime {
     /// Opens the runtime and sets up the node's gateway interface and nft table.
     pub fn new(cfg: RuntimeConfig) -> Result<Self, NodeError> {
@@ -204,8 +201,13 @@ impl LinuxRuntime {
             .unwrap_or_default()
     }
 
+    /// How many starts so far took a launcher from the pool (see `launchers`).
+    pub fn pooled_launchers_taken(&self) -> usize {
+        self.launchers.taken()
+    }
+
     /// Ends the launchers started ahead of the next start (node manager shutdown; dropping the
-    /// runtime does it too). A later start spawns its own and refills the pool.
+    /// runtime does it too). A later start spawns its own; the pool stays empty.
     pub fn stop_launchers(&self) {
         self.launchers.drain();
     }
@@ -479,28 +481,28 @@ impl LinuxRuntime {
         let mut json = serde_json::to_vec(&launch).map_err(|e| fail(e.to_string()))?;
         json.push(b'\n');
         // A launcher started ahead (`launchers`), told its sliver on its stdin.
-        let Launcher { mut child, veth } = self
+        let mut child = self
             .launchers
             .take()
             .ctx(|| format!("spawning sliver launcher {}", self.cfg.init_exe.display()))?;
-        let mut stdin = child.stdin.take();
-        if let Err(e) = stdin.as_mut().map_or(Ok(()), |i| i.write_all(&json)) {
-            let _ = child.kill();
-            let _ = child.wait();
+        // Its stdin stays in `child` (the launcher exits once it is closed), taken only to write.
+        let tell = |child: &mut std::process::Child, line: &[u8]| {
+            child.stdin.as_mut().map_or(Ok(()), |i| i.write_all(line))
+        };
+        if let Err(e) = tell(&mut child, &json) {
+            launchers::end(child);
             return Err(fail(format!("handing the launcher its spec: {e}")));
         }
         steps.mark("launcher: spec");
         let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
-            let _ = child.wait();
+            launchers::end(child);
             return Err(fail("no pipe from the launcher".into()));
         };
-        let abort = |child: &mut std::process::Child, pid: Option<i32>, msg: String| {
+        let abort = |child: std::process::Child, pid: Option<i32>, msg: String| {
             if let Some(p) = pid {
                 let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
             }
-            let _ = child.kill();
-            let _ = child.wait();
+            launchers::end(child);
             fail(msg)
         };
         // While the launcher maps its user namespace and mounts the root: the sliver's cgroups,
@@ -512,14 +514,11 @@ impl LinuxRuntime {
             .create(slice, &rec.spec.resources)
             .and_then(|()| self.cgroups.join(slice, child.id()))
             .and_then(|()| {
-                let line = Release::Joined.line().as_bytes();
-                stdin
-                    .as_mut()
-                    .map_or(Ok(()), |i| i.write_all(line))
+                tell(&mut child, Release::Joined.line().as_bytes())
                     .ctx(|| "telling the launcher it joined its cgroups".into())
             });
         if let Err(e) = joined {
-            return Err(abort(&mut child, None, format!("cgroups: {e}")));
+            return Err(abort(child, None, format!("cgroups: {e}")));
         }
         steps.mark("cgroup, joined");
         // Read here, not on a reader thread (a hand-off per line, which a busy node pays in
@@ -528,22 +527,16 @@ impl LinuxRuntime {
         let rate = net::effective_rate(rec.spec.resources.net_max_rate, rec.throttled.is_some());
         // The sliver's network namespace exists before its root filesystem: it is wired while the
         // launcher builds the root (the sliver runs nothing of the slice's before it is released
-        // below). Normally through the launcher, which reports when it has joined that namespace;
-        // if the launcher has exited by the time that report is read, through the init.
-        // A pooled launcher comes with its veth pair made ahead: it is wired at once.
+        // below). Through the launcher, which reports when it has joined that namespace and
+        // stays until dismissed; failing that, through the init.
         let launcher = child.id();
-        let rules = |steps: &mut Steps| {
-            steps.mark("veth+addr+route+qdisc");
-            net::install_rules(n, slice, address, &rec.spec.resources.ports)
+        let wire = |netns: &File, inside: Option<Route>, steps: &mut Steps| {
+            veth::attach(n, slice, netns, inside, address, rate)
+                .inspect(|_| steps.mark("veth+addr+route+qdisc"))
+                .and_then(|()| net::install_rules(n, slice, address, &rec.spec.resources.ports))
                 .inspect(|_| steps.mark("nft"))
         };
-        let wire = |netns: &File, steps: &mut Steps| {
-            veth::attach(n, slice, netns, address, rate).and_then(|()| rules(steps))
-        };
-        let mut wired = veth.map(|v| {
-            v.wire(n, slice, address, rate)
-                .and_then(|()| rules(&mut steps))
-        });
+        let mut wired = None;
         let (mut pid, mut ready) = (None, false);
         while pid.is_none() || wired.is_none() || !ready {
             let report = match reports.next() {
@@ -551,10 +544,11 @@ impl LinuxRuntime {
                 Ok(r) => Ok(r),
             };
             match report {
-                Ok(Report::Netns) if wired.is_none() => {
-                    steps.mark(NETNS_REPORTED);
+                Ok(Report::Netns(fd)) if wired.is_none() => {
+                    steps.mark("launcher: map, netns");
                     if let Ok(ns) = File::open(format!("/proc/{launcher}/ns/net")) {
-                        wired = Some(wire(&ns, &mut steps));
+                        let inside = Route::of_process(launcher, fd).ok();
+                        wired = Some(wire(&ns, inside, &mut steps));
                     }
                 }
                 Ok(Report::Pid(p)) => {
@@ -563,7 +557,7 @@ impl LinuxRuntime {
                         wired = Some(
                             File::open(format!("/proc/{p}/ns/net"))
                                 .map_err(|e| fail(format!("the sliver init's network: {e}")))
-                                .and_then(|ns| wire(&ns, &mut steps)),
+                                .and_then(|ns| wire(&ns, None, &mut steps)),
                         );
                     }
                 }
@@ -571,35 +565,35 @@ impl LinuxRuntime {
                 Ok(_) => {}
                 Err(e) if wired.is_some() => {
                     let _ = net::remove_sliver_rules(n, slice, Some(address));
-                    return Err(abort(&mut child, pid, e));
+                    return Err(abort(child, pid, e));
                 }
-                Err(e) => return Err(abort(&mut child, pid, e)),
+                Err(e) => return Err(abort(child, pid, e)),
             }
             if let Some(Err(e)) = &wired {
                 let msg = format!("network: {e}");
                 let _ = net::remove_sliver_rules(n, slice, Some(address));
-                return Err(abort(&mut child, pid, msg));
+                return Err(abort(child, pid, msg));
             }
         }
         let Some(pid) = pid else {
-            return Err(abort(&mut child, None, "no pid from launcher".into()));
+            return Err(abort(child, None, "no pid from launcher".into()));
         };
         // The sliver is wired: a failure from here on also takes its address off the node's rules.
-        let abort_wired = |child: &mut std::process::Child, msg: String| {
+        let abort_wired = |child: std::process::Child, msg: String| {
             let _ = net::remove_sliver_rules(n, slice, Some(address));
             abort(child, Some(pid), msg)
         };
         let Some(id) = ProcId::of(pid) else {
-            return Err(abort_wired(&mut child, "sliver init vanished".into()));
+            return Err(abort_wired(child, "sliver init vanished".into()));
         };
         steps.mark("launcher: mounts; init: root");
-        if let Some(mut stdin) = stdin {
-            if let Err(e) = stdin.write_all(Release::Go.line().as_bytes()) {
-                return Err(abort_wired(&mut child, format!("releasing init: {e}")));
-            }
+        if let Err(e) = tell(&mut child, Release::Go.line().as_bytes()) {
+            return Err(abort_wired(child, format!("releasing init: {e}")));
         }
-        // The launcher exits once dismissed, and is reaped, off the start's path.
-        self.launchers.dismiss(child, reports.into_pipe());
+        // The launcher exits once dismissed (its stdin closed), and is reaped, in the
+        // background (`launchers`).
+        drop(reports);
+        self.launchers.dismiss(child);
         steps.mark("release");
         self.record_steps(&self.start_steps, steps);
         Ok(id)
@@ -738,10 +732,6 @@ struct Reports {
 }
 
 impl Reports {
-    fn into_pipe(self) -> std::process::ChildStdout {
-        self.out
-    }
-
     fn new(out: std::process::ChildStdout, deadline: Instant) -> Self {
         Self {
             out,

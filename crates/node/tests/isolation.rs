@@ -73,6 +73,14 @@ fn sliver_root_is_not_host_root() {
         assert_eq!(l, &vec!["0", &uid.to_string(), "65536"], "{map}");
     }
     assert_eq!(node.sh_ok("pl_root", "id -u").trim(), "0", "root inside");
+    // Its network's files are root's inside: the network namespace belongs to its user
+    // namespace, mapped before anything in it was made.
+    assert_eq!(
+        node.sh_ok("pl_root", "stat -c %u:%g /proc/net/dev /proc/self/net/snmp")
+            .trim(),
+        "0:0\n0:0",
+        "owner of /proc/net inside"
+    );
 
     // Files it creates belong to its range on the host, not to host root.
     node.sh_ok(

@@ -133,7 +133,11 @@ impl Socket {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// A netlink socket opened elsewhere (it stays bound to the namespace it was made in).
+    pub fn from_fd(fd: OwnedFd) -> io::Result<Self> {
         // A lost reply must not hang the node manager.
         let tv = libc::timeval {
             tv_sec: 5,

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::{Msg, Socket, NETLINK_ROUTE, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
@@ -62,10 +62,46 @@ impl Route {
         Socket::open(NETLINK_ROUTE).map(Self)
     }
 
-    /// `ip link add NAME type veth peer name PEER netns PID`: the peer is born in the network
-    /// namespace of process `pid`, so nothing ever has to move it. Both ends are down (a veth
-    /// cannot be brought up before its peer is linked to it): see [`Self::set_up`].
-    pub fn add_veth(&mut self, name: &str, peer: &str, netns: &File) -> io::Result<()> {
+    /// A copy of process `pid`'s rtnetlink socket `fd` (`pidfd_getfd`, which needs ptrace
+    /// rights over it): a socket in that process's network namespace, with no thread of ours
+    /// joining it.
+    pub fn of_process(pid: u32, fd: i32) -> io::Result<Self> {
+        // SAFETY: pidfd_open(2) with a pid and no flags; returns a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0) };
+        if pidfd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as libc::c_int) };
+        // SAFETY: pidfd_getfd(2) on our pidfd with a descriptor number and no flags; returns a
+        // new close-on-exec descriptor or -1.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_getfd,
+                pidfd.as_raw_fd() as libc::c_long,
+                fd as libc::c_long,
+                0,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        Socket::from_fd(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }).map(Self)
+    }
+
+    /// `ip link add NAME type veth peer name PEER netns NETNS index PEER_INDEX`: the peer is
+    /// born in `netns`, so nothing ever has to move it (moving a device waits for the network's
+    /// RCU grace periods, ~16 ms here), with index `peer_index` there (0: the kernel's choice).
+    /// Both ends are down (a veth cannot be brought up before its peer is linked to it): see
+    /// [`Self::set_up`].
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        netns: &File,
+        peer_index: u32,
+    ) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.raw(&ifinfo(0, false))
             .str(IFLA_IFNAME, name)
@@ -73,7 +109,7 @@ impl Route {
             .str(IFLA_INFO_KIND, "veth")
             .nest(IFLA_INFO_DATA)
             .nest(VETH_INFO_PEER)
-            .raw(&ifinfo(0, false))
+            .raw(&ifinfo(peer_index, false))
             .str(IFLA_IFNAME, peer)
             .u32(IFLA_NET_NS_FD, netns.as_raw_fd() as u32)
             .end()
@@ -89,10 +125,10 @@ impl Route {
         self.0.request(m)
     }
 
-    /// `ip link set INDEX name NAME` (the device must be down).
-    pub fn set_name(&mut self, index: u32, name: &str) -> io::Result<()> {
-        let mut m = Msg::new(RTM_NEWLINK, 0);
-        m.raw(&ifinfo(index, false)).str(IFLA_IFNAME, name);
+    /// `ip link del NAME`.
+    pub fn del_link_named(&mut self, name: &str) -> io::Result<()> {
+        let mut m = Msg::new(RTM_DELLINK, 0);
+        m.raw(&ifinfo(0, false)).str(IFLA_IFNAME, name);
         self.0.request(m)
     }
 

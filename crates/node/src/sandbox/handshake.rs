@@ -1,12 +1,11 @@
 //! The launcher ↔ node-manager handshake, one line per message on the launcher's stdout and
 //! stdin. Typed, so neither side matches bare strings.
 //!
-//! Launcher → node manager, as soon as it runs (ahead of any sliver when pooled):
-//! [`Report::Netns`] (the launcher is in the sliver-to-be's network namespace). Node manager →
-//! launcher: its `LaunchSpec` (one JSON line), then [`Release::Joined`] once it has moved the
-//! launcher into the sliver's cgroups. Launcher → node manager: [`Report::Pid`] (the sliver
-//! init's host pid), then [`Report::Ready`] once the root filesystem is built and the service's
-//! first process forked, or [`Report::Error`] at any point. Node manager → that process (the
+//! Node manager → launcher: its `LaunchSpec` (one JSON line), then [`Release::Joined`] once it
+//! has moved the launcher into the sliver's cgroups. Launcher → node manager: [`Report::Netns`]
+//! (the launcher is in the sliver's new network namespace), [`Report::Pid`] (the sliver init's
+//! host pid), then [`Report::Ready`] once the root filesystem is built and the service's first
+//! process forked, or [`Report::Error`] at any point. Node manager → that process (the
 //! init itself if the sliver has no service): [`Release::Go`] once the network is plugged in;
 //! only then does it exec. End of file means the node manager died first, and the launcher,
 //! init or service process gives up (the init ends the sliver).
@@ -15,8 +14,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
     /// The launcher has joined the sliver's new network namespace: `/proc/<launcher>/ns/net` is
-    /// it until the launcher exits (after [`Report::Pid`]).
-    Netns,
+    /// it until the launcher exits (once dismissed, after the release), and the launcher's
+    /// descriptor given is an rtnetlink socket in it.
+    Netns(i32),
     Pid(i32),
     Ready,
     Error(String),
@@ -26,7 +26,7 @@ impl Report {
     /// The line (without newline) written to stdout.
     pub fn line(&self) -> String {
         match self {
-            Report::Netns => "netns".into(),
+            Report::Netns(fd) => format!("netns {fd}"),
             Report::Pid(p) => format!("pid {p}"),
             Report::Ready => "ready".into(),
             // One line: a multi-line reason would be cut at the first newline anyway.
@@ -39,8 +39,8 @@ impl Report {
         let line = line.trim_end();
         if line == "ready" {
             Some(Report::Ready)
-        } else if line == "netns" {
-            Some(Report::Netns)
+        } else if let Some(fd) = line.strip_prefix("netns ") {
+            fd.trim().parse().ok().map(Report::Netns)
         } else if let Some(p) = line.strip_prefix("pid ") {
             p.trim().parse().ok().map(Report::Pid)
         } else {
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn every_message_round_trips_and_noise_is_ignored() {
         for r in [
-            Report::Netns,
+            Report::Netns(5),
             Report::Pid(4242),
             Report::Ready,
             Report::Error("mounting overlay: EPERM".into()),

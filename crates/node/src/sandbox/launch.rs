@@ -4,11 +4,11 @@
 //!
 //! 1. set the OOM-killer exemption its init inherits (only host root may lower
 //!    `oom_score_adj`; the init's children raise theirs back to 0);
-//! 2. map the slice's user namespace, made with the network namespace it owns while the
-//!    launcher waited for its spec (`userns::prepare`), so root in the sliver has capabilities
-//!    over its own network (ports below 1024, raw sockets) and nothing else. The launcher joined
-//!    that network namespace then, and said so ([`Report::Netns`]): the node manager wires it
-//!    ahead (`crate::veth`) or while the launcher goes on;
+//! 2. map the slice's user namespace, made while the launcher waited for its spec
+//!    (`userns::prepare`), and make the network namespace it owns, so root in the sliver has
+//!    capabilities over its own network (ports below 1024, raw sockets) and nothing else; join
+//!    that network namespace and say so ([`Report::Netns`]): the node manager wires it while the
+//!    launcher goes on;
 //! 3. in a private mount namespace still owned by the host, attach the shared image idmapped into
 //!    the slice's range and mount the overlay root on it (`rootfs::mount_overlay`);
 //! 4. enter the user namespace as its root, then unshare mount, UTS, IPC and PID namespaces,
@@ -16,14 +16,14 @@
 //! 5. wait until the node manager has moved it into the sliver's cgroups ([`Release::Joined`]),
 //!    which it does meanwhile, so the init is born in them and no user code ever runs outside
 //!    them; fork the init (PID 1 of the new PID namespace), report its pid, and exit once the
-//!    node manager closes the pipe it reports on.
+//!    node manager closes its stdin (after the release).
 
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd::{fork, getpid, ForkResult};
 use serde::{Deserialize, Serialize};
 
@@ -64,15 +64,8 @@ pub struct LaunchSpec {
 pub fn maybe_run_sliver_init() {
     if std::env::var_os(INIT_ENV).is_some() {
         // Made while the launcher waits for its spec (see `userns::prepare`); a failure is
-        // reported once a sliver asks for it. The launcher joins the new network namespace at
-        // once (as host root, which has every capability over the namespaces the slice's user
-        // namespace will own) and says so: from here `/proc/<launcher>/ns/net` is the sliver's
-        // network, which the node manager wires while the launcher waits or builds the root.
-        let prepared = userns::prepare().and_then(|p| {
-            p.join_net()?;
-            Report::Netns.send();
-            Ok(p)
-        });
+        // reported once a sliver asks for it.
+        let prepared = userns::prepare();
         let mut lines = StdinLines::default();
         let launched = read_spec(&mut lines)
             .and_then(|spec| spec.map_or(Ok(()), |s| launch(s, &mut lines, prepared)));
@@ -154,15 +147,16 @@ fn read_spec(lines: &mut StdinLines) -> R<Option<LaunchSpec>> {
         .map_err(|e| format!("launch spec: {e}"))
 }
 
-/// Waits until the node manager closes its end of the launcher's stdout (or dies).
+/// Waits until the node manager closes its end of the launcher's stdin (or dies). Polled, not
+/// read: the init's first service process reads its release from the same pipe.
 fn wait_dismissed() {
     let mut pfd = libc::pollfd {
-        fd: 1,
+        fd: 0,
         events: 0,
         revents: 0,
     };
-    // SAFETY: one valid pollfd that outlives the call. A pipe's write end reports POLLERR once
-    // it has no reader; a failed poll (EINTR aside) ends the wait too.
+    // SAFETY: one valid pollfd that outlives the call. A pipe's read end reports POLLHUP once it
+    // has no writer; a failed poll (EINTR aside) ends the wait too.
     while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 && nix::Error::last() == nix::Error::EINTR {}
 }
 
@@ -190,6 +184,24 @@ fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared
     sys("dup2 stderr", nix::unistd::dup2(console.as_raw_fd(), 2))?;
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
     let (ns, holder) = prepared?.map(spec.idmap)?;
+    // As host root, which has every capability over the namespaces the slice's user namespace
+    // owns. From here `/proc/<launcher>/ns/net` is the sliver's network: the node manager wires
+    // it while the launcher builds the root filesystem.
+    sys("setns(net)", setns(&ns.net, CloneFlags::CLONE_NEWNET))?;
+    drop(ns.net);
+    // The node manager takes a copy of this socket (`pidfd_getfd`) to configure the inside of
+    // the network without a thread of its own joining it. Kept until the launcher exits.
+    let route = sys(
+        "opening an rtnetlink socket",
+        nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Netlink,
+            nix::sys::socket::SockType::Raw,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            nix::sys::socket::SockProtocol::NetlinkRoute,
+        ),
+    )?;
+    Report::Netns(route.as_raw_fd()).send();
+    let ns = ns.user;
     sys("unshare(mount)", unshare(CloneFlags::CLONE_NEWNS))?;
     // Nothing mounted from here on may propagate back to the host.
     rootfs::mnt(
@@ -227,13 +239,21 @@ fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared
     match sys("fork", unsafe { fork() })? {
         ForkResult::Parent { child } => {
             Report::Pid(child.as_raw()).send();
+            // From here only the init reports: if it dies, the node manager reads end of file.
+            let _ = fs::File::open("/dev/null").map(|null| nix::unistd::dup2(null.as_raw_fd(), 1));
+            // Root of the sliver's user namespace may not ptrace it while it waits (changing
+            // uids made it so already, unless the machine's `fs.suid_dumpable` says otherwise).
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
             drop(holder);
             // The launcher's exit frees the host-owned mount namespace, which waits for an
             // expedited RCU grace period (IPIs to every CPU): done while the init builds its
-            // root, it delayed the init by ~0.15 ms. So the launcher stays (idle, in the
-            // sliver's cgroups, outside its PID namespace) until the node manager dismisses it
-            // after the start (`launchers`).
+            // root, it delayed the init by ~0.15 ms. So the launcher stays, idle (in the
+            // sliver's cgroups, outside its PID namespace), until the node manager dismisses it
+            // once the sliver is released (`launchers`): the host's mounts it holds are kept
+            // only that long.
             wait_dismissed();
+            drop(route);
             drop(host_owned_mnt);
             Ok(())
         }
@@ -241,6 +261,7 @@ fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared
             // The launcher's, not the init's: the namespace holder is its child, and the mount
             // namespace handle goes with it.
             std::mem::forget(holder);
+            drop(route);
             drop(host_owned_mnt);
             let code = match init::init_main(&spec, console, &filter) {
                 Ok(()) => 0,

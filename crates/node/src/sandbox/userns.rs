@@ -2,7 +2,7 @@
 //!
 //! Security boundary: root in a sliver is uid 0 of a user namespace whose ids map to the slice's
 //! own 65,536-wide range of host ids ([`IdRange`]), never to host root. The launcher, still host
-//! root, makes the namespace (a short-lived child unshares it, the launcher writes its maps),
+//! root, makes the namespace (a child is cloned into it, the launcher writes its maps),
 //! clones the shared read-only image as an *idmapped* mount (host ids 0..65535 of the image
 //! appear as the slice's range, so the image is shared by every sliver without copying or
 //! chowning), and only then enters the namespace itself. See ARCHITECTURE.md, "What a sliver
@@ -55,9 +55,10 @@ fn sys<T>(what: &str, r: nix::Result<T>) -> R<T> {
     r.map_err(|e| format!("{what}: {e}"))
 }
 
-/// The short-lived child that holds a new user namespace until the launcher has a handle on
-/// it. It exits by itself once released; dropping this reaps it (after the critical part of a
-/// start, so no one waits for the child to be scheduled in between).
+/// The child that holds a new user namespace, from a pooled launcher's start until the launcher
+/// has mapped it and the child has made the sliver's network namespace in it. It exits by
+/// itself once released; dropping this reaps it (after the critical part of a start, so no one
+/// waits for the child to be scheduled in between).
 pub struct Holder(nix::unistd::Pid);
 
 impl Drop for Holder {
@@ -66,39 +67,49 @@ impl Drop for Holder {
     }
 }
 
-/// New user and network namespaces whose id maps are not written yet (see [`prepare`]).
+/// A new user namespace whose id maps are not written yet (see [`prepare`]).
 pub struct Prepared {
     user: OwnedFd,
-    net: OwnedFd,
-    /// Closing it lets the holder exit. Declared before `holder`, so dropped before it: the
-    /// holder's drop waits for the child.
-    release: OwnedFd,
+    /// Tells the holder to make the network namespace; closing it lets the holder exit.
+    /// Declared before `holder`, so dropped before it: the holder's drop waits for the child.
+    command: OwnedFd,
+    /// The holder's answer.
+    answer: OwnedFd,
     holder: Holder,
 }
 
-/// Makes a new user namespace and a network namespace owned by it, and returns handles on both,
-/// the user namespace not yet mapped: [`Prepared::map`] gives it the slice's range. The launcher
-/// stays in its own namespaces: a child is *cloned into* the new namespaces (`CLONE_NEWUSER |
-/// CLONE_NEWNET`: the user namespace is made first and owns the other, and both exist when
-/// `clone` returns, with no wait for the child to run); the launcher keeps
-/// `/proc/<child>/ns/{user,net}` open and holds the child until the maps are written.
+/// The sliver's user namespace, mapped, and the network namespace it owns ([`Prepared::map`]).
+pub struct Namespaces {
+    pub user: OwnedFd,
+    pub net: OwnedFd,
+}
+
+/// What the holder is told to do: make a network namespace, owned by its user namespace.
+const MAKE_NET: u8 = b'n';
+
+/// Makes a new user namespace, not yet mapped: [`Prepared::map`] gives it the slice's range and
+/// then makes the network namespace it owns. The launcher stays in its own namespaces: a child
+/// (the holder) is *cloned into* the new user namespace (`CLONE_NEWUSER`: it exists when `clone`
+/// returns, with no wait for the child to run); the launcher keeps `/proc/<child>/ns/user` open
+/// and holds the child until the maps are written and the network namespace made.
 ///
 /// Nothing here depends on the slice, so a launcher started ahead of any sliver (`launchers`)
-/// does it while it waits: making a network namespace is the costliest step of a start. The
-/// namespace objects are then charged to the node manager's cgroup, not the sliver's (a few
-/// kilobytes of kernel memory). Nothing looks into the namespaces before they are mapped: files
-/// whose owner depends on the map (`/proc/sys/net`) are only made when first looked up.
+/// does it while it waits. The network namespace is not made ahead: the owner of its
+/// `/proc/net` and of its devices' sysfs entries is fixed when they are made, from the map of
+/// its user namespace at that moment (root inside if mapped, `nobody` before).
 pub fn prepare() -> R<Prepared> {
-    let (done_r, done_w) = sys("pipe", pipe2(OFlag::O_CLOEXEC))?;
-    let (r_raw, w_raw) = (done_r.as_raw_fd(), done_w.as_raw_fd());
+    let (command_r, command_w) = sys("pipe", pipe2(OFlag::O_CLOEXEC))?;
+    let (answer_r, answer_w) = sys("pipe", pipe2(OFlag::O_CLOEXEC))?;
+    let (c_raw, a_raw) = (command_r.as_raw_fd(), answer_w.as_raw_fd());
+    let (cw_raw, ar_raw) = (command_w.as_raw_fd(), answer_r.as_raw_fd());
     // SAFETY: clone(2) without CLONE_VM and with a null stack behaves like fork(2): the child runs
     // on a copy of this process, which is single-threaded (maybe_run_sliver_init runs before any
-    // thread). The child only calls async-signal-safe functions (close, read, _exit) on
-    // descriptors it inherited, then exits without running the parent's destructors.
+    // thread). The child only calls async-signal-safe functions (close, read, write, unshare,
+    // _exit) on descriptors it inherited, then exits without running the parent's destructors.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::SIGCHLD) as libc::c_long,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long,
             0 as libc::c_long,
             0 as libc::c_long,
             0 as libc::c_long,
@@ -106,61 +117,88 @@ pub fn prepare() -> R<Prepared> {
         )
     };
     if pid == 0 {
-        // SAFETY: see above; drops its copies of the launcher's pipes to the node manager, waits
-        // for the parent to close its end, then exits.
+        // SAFETY: see above. Drops its copies of the launcher's pipes to the node manager and of
+        // the parent's ends; on MAKE_NET makes the network namespace (it has every capability in
+        // its user namespace, which owns the new one) and answers 0 or the errno; exits once the
+        // parent closes its end.
         unsafe {
             libc::close(0);
             libc::close(1);
-            libc::close(w_raw);
+            libc::close(cw_raw);
+            libc::close(ar_raw);
             let mut byte = 0u8;
-            libc::read(r_raw, (&mut byte as *mut u8).cast(), 1);
+            while libc::read(c_raw, (&mut byte as *mut u8).cast(), 1) == 1 {
+                if byte == MAKE_NET {
+                    let answer = if libc::unshare(libc::CLONE_NEWNET) == 0 {
+                        0u8
+                    } else {
+                        std::io::Error::last_os_error().raw_os_error().unwrap_or(1) as u8
+                    };
+                    libc::write(a_raw, (&answer as *const u8).cast(), 1);
+                }
+            }
             libc::_exit(0)
         }
     }
-    drop(done_r);
+    drop(command_r);
+    drop(answer_w);
     if pid < 0 {
         return Err(format!(
-            "clone(CLONE_NEWUSER | CLONE_NEWNET) failed (user namespaces unavailable?): {}",
+            "clone(CLONE_NEWUSER) failed (user namespaces unavailable?): {}",
             std::io::Error::last_os_error()
         ));
     }
     let holder = Holder(nix::unistd::Pid::from_raw(pid as i32));
-    // The handles keep the namespaces alive once the child is gone.
-    let open = |ns: &str| {
-        File::open(format!("/proc/{pid}/ns/{ns}"))
-            .map(OwnedFd::from)
-            .map_err(|e| format!("opening the new {ns} namespace: {e}"))
-    };
-    match open("user").and_then(|user| Ok((user, open("net")?))) {
-        Ok((user, net)) => Ok(Prepared {
-            user,
-            net,
+    // The handle keeps the namespace alive once the child is gone.
+    match File::open(format!("/proc/{pid}/ns/user")) {
+        Ok(user) => Ok(Prepared {
+            user: user.into(),
+            command: command_w,
+            answer: answer_r,
             holder,
-            release: done_w,
         }),
         Err(e) => {
             // Released before `holder` is dropped, which waits for it.
-            drop(done_w);
-            Err(e)
+            drop(command_w);
+            Err(format!("opening the new user namespace: {e}"))
         }
     }
 }
 
 impl Prepared {
-    /// Moves the caller into the new network namespace (host root has every capability over
-    /// namespaces owned by a child user namespace, mapped or not).
-    pub fn join_net(&self) -> R<()> {
-        sys("setns(net)", setns(&self.net, CloneFlags::CLONE_NEWNET))
-    }
-
     /// Maps the user namespace to `range` (the launcher is host root, with CAP_SETUID in the
-    /// parent namespace) and lets the holder go; it is reaped when the returned [`Holder`] is
-    /// dropped. `setgroups` stays allowed (written by a privileged process), so `su`, `sshd` and
-    /// `apt` inside the sliver can drop supplementary groups.
-    pub fn map(self, range: IdRange) -> R<(OwnedFd, Holder)> {
-        let mapped = write_maps(self.holder.0.as_raw(), range);
-        drop(self.release);
-        mapped.map(|()| (self.user, self.holder))
+    /// parent namespace), has the holder make the network namespace it owns, and lets the
+    /// holder go; it is reaped when the returned [`Holder`] is dropped. `setgroups` stays allowed
+    /// (written by a privileged process), so `su`, `sshd` and `apt` inside the sliver can drop
+    /// supplementary groups.
+    pub fn map(self, range: IdRange) -> R<(Namespaces, Holder)> {
+        let Prepared {
+            user,
+            command,
+            answer,
+            holder,
+        } = self;
+        let pid = holder.0.as_raw();
+        let net = write_maps(pid, range).and_then(|()| {
+            nix::unistd::write(&command, &[MAKE_NET])
+                .map_err(|e| format!("asking for the network namespace: {e}"))?;
+            let mut code = [0u8; 1];
+            match nix::unistd::read(answer.as_raw_fd(), &mut code) {
+                Ok(1) if code[0] == 0 => {}
+                Ok(1) => {
+                    return Err(format!(
+                        "making the network namespace: {}",
+                        std::io::Error::from_raw_os_error(i32::from(code[0]))
+                    ))
+                }
+                r => return Err(format!("making the network namespace: no answer ({r:?})")),
+            }
+            File::open(format!("/proc/{pid}/ns/net"))
+                .map(OwnedFd::from)
+                .map_err(|e| format!("opening the new network namespace: {e}"))
+        });
+        drop(command);
+        net.map(|net| (Namespaces { user, net }, holder))
     }
 }
 

@@ -201,31 +201,12 @@ fn settle_veths() {
         let stray = out
             .lines()
             .filter_map(|l| l.split(": ").nth(1))
-            .any(|name| name.starts_with("sl") && !is_pooled_veth(name));
+            .any(|name| name.starts_with("sl"));
         if !stray {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The host end of a veth pair made ahead for a pooled sliver launcher (`slp-<pid>@…`): the
-/// node manager's own while it runs, like its gateway interface, and gone with the pool.
-fn is_pooled_veth(name: &str) -> bool {
-    name.starts_with("slp-")
-}
-
-/// A sliver launcher waiting in a node manager's pool, or its namespace holder: the node
-/// manager's own while it runs; the network namespace it holds goes with the pool. (A sliver's
-/// init runs the same binary with the same environment, but in its own PID namespace.)
-fn is_pooled_launcher(proc_dir: &std::path::Path) -> bool {
-    let same_pid_ns =
-        fs::read_link(proc_dir.join("ns/pid")).ok() == fs::read_link("/proc/self/ns/pid").ok();
-    same_pid_ns
-        && fs::read(proc_dir.join("environ")).is_ok_and(|env| {
-            env.split(|&b| b == 0)
-                .any(|kv| kv.starts_with(slicelab_node::sandbox::INIT_ENV.as_bytes()))
-        })
 }
 
 /// Kernel objects of the kinds a sliver creates.
@@ -254,9 +235,6 @@ impl Counts {
         let mut netns = BTreeSet::new();
         if let Ok(rd) = fs::read_dir("/proc") {
             for e in rd.flatten() {
-                if is_pooled_launcher(&e.path()) {
-                    continue;
-                }
                 if let Ok(l) = fs::read_link(e.path().join("ns/net")) {
                     netns.insert(l);
                 }
@@ -265,13 +243,7 @@ impl Counts {
         let veths = Command::new("ip")
             .args(["-o", "link", "show", "type", "veth"])
             .output()
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .filter_map(|l| l.split(": ").nth(1))
-                    .filter(|name| !is_pooled_veth(name))
-                    .count()
-            })
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
             .unwrap_or(0);
         let nft_rules = slicelab_node::net::count_rules(names);
         let (mut cgroups, mut processes) = (0, 0);

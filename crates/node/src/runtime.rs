@@ -547,7 +547,10 @@ impl LinuxRuntime {
                 Ok(Report::Netns(fd)) if wired.is_none() => {
                     steps.mark("launcher: map, netns");
                     if let Ok(ns) = File::open(format!("/proc/{launcher}/ns/net")) {
-                        let inside = Route::of_process(launcher, fd).ok();
+                        // Failing that (no pidfd_getfd), a thread of ours joins the netns.
+                        let inside = Route::of_process(launcher, fd)
+                            .inspect_err(|e| tracing::debug!(slice, "launcher's socket: {e}"))
+                            .ok();
                         wired = Some(wire(&ns, inside, &mut steps));
                     }
                 }
@@ -936,10 +939,10 @@ impl Runtime for LinuxRuntime {
                 self.stop_init(slice, None);
             }
         }
-        state::save(&self.cfg.state_dir, &rec)?;
-        // The next start's launcher, started at idle priority once this one is done (see
-        // `launchers`).
+        // This start's launcher dismissed and the next ones started at idle priority, whatever
+        // becomes of the record (see `launchers`).
         self.launchers.refill();
+        state::save(&self.cfg.state_dir, &rec)?;
         result.map(|_| ())
     }
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sched::{sched_setaffinity, CpuSet};
+use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use slicelab_node::accounting::Accountant;
 use slicelab_node::Runtime;
@@ -32,11 +32,45 @@ fn measure_cpu(node: &TestNode, slices: &[&str], secs: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Waits for the initscript (a second process besides the init) to run.
+/// Waits for the initscript's busy loop to run: the slice burns CPU. (A count of the cgroup's
+/// processes is not enough: the launcher stays in the cgroup beside the init until it is
+/// dismissed, so two processes can be there before the loop is.)
 fn wait_busy(node: &TestNode, slice: &str) {
     wait_until("the busy loop", Duration::from_secs(10), || {
-        node.rt().cgroups().pids(slice).len() >= 2
+        let before = cpu_ns(node, slice);
+        std::thread::sleep(Duration::from_millis(100));
+        cpu_ns(node, slice) - before > 30_000_000
     });
+}
+
+/// Pins every process of `slices` to CPU 0, until a pass finds all of them pinned: a process
+/// forked from an unpinned parent while a pass ran is caught by the next one.
+fn pin_to_cpu0(node: &TestNode, slices: &[&str]) {
+    let mut one = CpuSet::new();
+    one.set(0).unwrap();
+    wait_until(
+        "every process pinned to CPU 0",
+        Duration::from_secs(10),
+        || {
+            let mut pinned = true;
+            for s in slices {
+                for p in node.rt().cgroups().pids(s) {
+                    let pid = Pid::from_raw(p);
+                    // An error is a process that has exited meanwhile.
+                    let Ok(set) = sched_getaffinity(pid) else {
+                        continue;
+                    };
+                    let only0 =
+                        (0..CpuSet::count()).all(|c| set.is_set(c).unwrap_or(false) == (c == 0));
+                    if !only0 {
+                        pinned = false;
+                        let _ = sched_setaffinity(pid, &one);
+                    }
+                }
+            }
+            pinned
+        },
+    );
 }
 
 #[test]
@@ -55,13 +89,7 @@ fn cpu_share_divides_a_core_and_cpu_pct_caps_it_live() {
     wait_busy(&node, "pl_lo");
     wait_busy(&node, "pl_hi");
     // Both on one core, so they contend.
-    let mut one = CpuSet::new();
-    one.set(0).unwrap();
-    for s in ["pl_lo", "pl_hi"] {
-        for p in node.rt().cgroups().pids(s) {
-            sched_setaffinity(Pid::from_raw(p), &one).expect("pin");
-        }
-    }
+    pin_to_cpu0(&node, &["pl_lo", "pl_hi"]);
     std::thread::sleep(Duration::from_millis(500));
     let got = measure_cpu(&node, &["pl_lo", "pl_hi"], 5.0);
     let ratio = got[1] / got[0];

@@ -5,7 +5,8 @@
 //! node, in a directory and home of its own), then runs `true` in every sliver, alternating:
 //! `slicelab exec demo_slice` (SSH in-process), `parallel-ssh` over the same 50 hosts, and
 //! `slicelab exec --openssh` (one OpenSSH process per node, as before); same key, same ssh
-//! options, 50 at once each. Prints the medians and the ratios, then `slicelab down`.
+//! options, 50 at once each. Then one session alone, `slicelab exec --nodes` next to OpenSSH's
+//! `ssh`. Prints the medians and the ratios, then `slicelab down`.
 //!
 //! It holds the lock the testbed tests hold (they share the bridge and namespace names), and
 //! refuses to start while another testbed runs. Under `cargo test --all-targets` it only says why
@@ -215,6 +216,20 @@ fn run() -> Result<(), String> {
         peer.push(b);
         before.push(c);
     }
+    // One session alone: its latency, which the fan-out hides behind the CPU it shares.
+    let one = hosts[0].as_str();
+    let (mut ours_one, mut ssh_one) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let mut a = bed.slicelab(&["exec", "demo_slice", "-i", &key, "--nodes", one]);
+        a.args(["--", "true"]);
+        ours_one.push(timed(a).map_err(|e| format!("slicelab exec --nodes {one}: {e}"))?);
+        let mut b = bed.cmd("ssh");
+        b.args(ssh_opts.split(' '))
+            .arg(format!("demo_slice@{one}"))
+            .arg("true");
+        ssh_one.push(timed(b).map_err(|e| format!("ssh {one}: {e}"))?);
+    }
+    let (a1, b1) = (median(&mut ours_one), median(&mut ssh_one));
     let (a, b, c) = (median(&mut ours), median(&mut peer), median(&mut before));
     println!(
         "exec: `true` over {NODES} slivers, median of {ROUNDS}: slicelab exec {}; parallel-ssh {} \
@@ -225,6 +240,13 @@ fn run() -> Result<(), String> {
         b.as_secs_f64() / a.as_secs_f64(),
         ms(c),
         c.as_secs_f64() / a.as_secs_f64()
+    );
+    println!(
+        "exec: `true` in one sliver, median of {ROUNDS}: slicelab exec {}; OpenSSH `ssh` {} \
+         ({:.2}x faster)",
+        ms(a1),
+        ms(b1),
+        b1.as_secs_f64() / a1.as_secs_f64()
     );
     Ok(())
 }

@@ -297,6 +297,38 @@ fn ssh_into_sliver_with_slice_keys_only() {
             assert!(o.status.success(), "{}", text(&o));
             let masks = String::from_utf8_lossy(&o.stdout).into_owned();
             assert_eq!(masks.matches("\t0000000000000000").count(), 2, "{masks}");
+            // The session's process is forked by the spawner straight into the sliver's PID
+            // namespace (no helper beside it) and confined as the init is: the same capabilities
+            // (those of root over its own network only), no new privileges, the seccomp filter;
+            // its pid one of the sliver's, its parent outside.
+            let o = ssh(
+                port,
+                &alice_key,
+                SLICE,
+                &[],
+                &["exec grep -E '^(Pid|PPid|CapEff|CapPrm|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status /proc/1/status"],
+            );
+            assert!(o.status.success(), "{}", text(&o));
+            let status = String::from_utf8_lossy(&o.stdout).into_owned();
+            let field = |of: &str, name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("/proc/{of}/status:{name}:")))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_else(|| panic!("no {name} of {of} in {status}"))
+            };
+            for name in ["CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "Seccomp"] {
+                assert_eq!(field("self", name), field("1", name), "{name}: {status}");
+            }
+            assert_eq!(field("self", "Seccomp"), "2", "{status}");
+            assert_eq!(field("self", "CapEff").len(), 16, "{status}");
+            assert_ne!(field("self", "CapEff"), "000001ffffffffff", "{status}");
+            assert_eq!(field("self", "PPid"), "0", "{status}");
+            let pid: u32 = field("self", "Pid").parse().expect("a pid");
+            assert!(pid < 1000, "pid {pid} is not one of the sliver's: {status}");
+            // A command killed by a signal ends the session with 128 + the signal, as before.
+            let o = ssh(port, &alice_key, SLICE, &[], &["kill -9 $$"]);
+            assert_eq!(o.status.code(), Some(137), "{}", text(&o));
             // The exec spawner (the node's child that forks each session's helper) killed: the
             // next session starts it again.
             let spawners = spawners_of(std::process::id());

@@ -122,6 +122,13 @@ async fn accept_loop(
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    // `Config::nodelay` is applied by russh's own accept loop only, not by
+                    // `run_stream`. Without it, a message that follows an unacknowledged one (the
+                    // exit status after the channel's success) waits for the client's delayed
+                    // ACK: 40 ms per session on Linux.
+                    if let Err(e) = stream.set_nodelay(config.nodelay) {
+                        tracing::debug!(%peer, "TCP_NODELAY: {e}");
+                    }
                     conns.spawn(connection(config.clone(), stream, peer, access.clone(), shutdown.clone()));
                 }
                 Err(e) => {

@@ -297,10 +297,11 @@ fn ssh_into_sliver_with_slice_keys_only() {
             assert!(o.status.success(), "{}", text(&o));
             let masks = String::from_utf8_lossy(&o.stdout).into_owned();
             assert_eq!(masks.matches("\t0000000000000000").count(), 2, "{masks}");
-            // The session's process is forked by the spawner straight into the sliver's PID
-            // namespace (no helper beside it) and confined as the init is: the same capabilities
-            // (those of root over its own network only), no new privileges, the seccomp filter;
-            // its pid one of the sliver's, its parent outside.
+            // The session's command is confined as the init is: the same capabilities (those of
+            // root over its own network only), no new privileges, the seccomp filter; its pid one
+            // of the sliver's, its parent (the helper) outside the sliver's PID namespace, so the
+            // sliver never sees a process of the node's. It may be chosen by the OOM killer (the
+            // helper exempts itself; what it runs must not stay exempt).
             let o = ssh(
                 port,
                 &alice_key,
@@ -326,6 +327,9 @@ fn ssh_into_sliver_with_slice_keys_only() {
             assert_eq!(field("self", "PPid"), "0", "{status}");
             let pid: u32 = field("self", "Pid").parse().expect("a pid");
             assert!(pid < 1000, "pid {pid} is not one of the sliver's: {status}");
+            let o = ssh(port, &alice_key, SLICE, &[], &["exec cat /proc/self/oom_score_adj"]);
+            assert!(o.status.success(), "{}", text(&o));
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "0", "oom_score_adj");
             // A command killed by a signal ends the session with 128 + the signal, as before.
             let o = ssh(port, &alice_key, SLICE, &[], &["kill -9 $$"]);
             assert_eq!(o.status.code(), Some(137), "{}", text(&o));

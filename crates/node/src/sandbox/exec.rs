@@ -3,11 +3,6 @@
 //! cgroups, then its user namespace (becoming the sliver's root, host id `base`), then the
 //! other namespaces, forks (a PID namespace applies to children) and confines the child exactly
 //! as the sliver's init confines itself.
-//!
-//! The exec spawner (`spawner`) saves the helper's process: it forks each session's process
-//! into the sliver's PID namespace directly, and that process enters the other namespaces and
-//! execs the command itself ([`exec_born_in_pidns`]), one fork and one process fewer per
-//! session.
 
 use std::ffi::CString;
 use std::fs::{self, File};
@@ -129,16 +124,7 @@ pub(super) fn reset_signals() {
     let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
-/// What [`enter`] leaves for the process that runs the command.
-struct Entered {
-    argv: Vec<CString>,
-    env: Vec<CString>,
-}
-
-/// Joins the sliver's cgroups, then its user namespace (becoming its root) and the other
-/// namespaces; the PID namespace too when `join_pid` (it applies to children only). The command
-/// and its environment, ready for [`run`].
-fn enter(spec: &ExecSpec, join_pid: bool) -> R<Entered> {
+fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
     if spec.argv.is_empty() && spec.builtin.is_none() {
         return Err("empty command".into());
     }
@@ -158,9 +144,7 @@ fn enter(spec: &ExecSpec, join_pid: bool) -> R<Entered> {
         ("mnt", CloneFlags::CLONE_NEWNS),
     ];
     for &(name, flag) in names {
-        if (flag == CloneFlags::CLONE_NEWUSER && !own_userns)
-            || (flag == CloneFlags::CLONE_NEWPID && !join_pid)
-        {
+        if flag == CloneFlags::CLONE_NEWUSER && !own_userns {
             continue;
         }
         let f = io(
@@ -169,10 +153,8 @@ fn enter(spec: &ExecSpec, join_pid: bool) -> R<Entered> {
         )?;
         ns.push((f.into(), flag));
     }
-    if join_pid {
-        // Like the init, the helper must not be the OOM victim; the command resets this to 0.
-        let _ = fs::write("/proc/self/oom_score_adj", "-1000");
-    }
+    // Like the init, the helper must not be the OOM victim; the command resets this to 0.
+    let _ = fs::write("/proc/self/oom_score_adj", "-1000");
     join_cgroups(&spec.cgroup_procs)?;
     for (fd, flag) in &ns {
         sys(&format!("setns {flag:?}"), setns(fd, *flag))?;
@@ -206,53 +188,29 @@ fn enter(spec: &ExecSpec, join_pid: bool) -> R<Entered> {
             .iter()
             .filter_map(|(k, v)| CString::new(format!("{k}={v}")).ok()),
     );
-    Ok(Entered { argv, env })
-}
-
-/// In the process that runs the command, inside every namespace of the sliver (PID included):
-/// confines it exactly as the init confines itself, then runs the builtin or execs the command.
-/// Never returns.
-fn run(spec: &ExecSpec, entered: &Entered, filter: &[libc::sock_filter]) -> ! {
-    let _ = fs::write("/proc/self/oom_score_adj", "0");
-    let _ = chdir("/root");
-    if let Err(e) = caps::confine(filter) {
-        eprintln!("slicelab exec: confining: {e}");
-        // SAFETY: exiting a forked child.
-        unsafe { libc::_exit(125) }
-    }
-    if let Some(b) = &spec.builtin {
-        let code = b.run();
-        // SAFETY: exiting a forked child; its output was flushed by `run`.
-        unsafe { libc::_exit(code) }
-    }
-    reset_signals();
-    let e = nix::unistd::execvpe(&entered.argv[0], &entered.argv, &entered.env);
-    eprintln!("slicelab exec: {}: {e:?}", spec.argv[0]);
-    // SAFETY: exiting a forked child.
-    unsafe { libc::_exit(127) }
-}
-
-/// Runs `spec` in this process, which was forked into the sliver's PID namespace already (the
-/// exec spawner sets its namespace for children around the fork): it enters the rest and execs
-/// the command itself, with no helper process waiting beside it. Returns only on failure, with
-/// the exit code.
-pub(super) fn exec_born_in_pidns(spec: &ExecSpec) -> i32 {
-    match enter(spec, false) {
-        Ok(entered) => run(spec, &entered, &seccomp::program()),
-        Err(e) => {
-            eprintln!("slicelab exec: {e}");
-            125
-        }
-    }
-}
-
-fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
-    let entered = enter(spec, true)?;
     let filter = seccomp::program();
     // SAFETY: the helper is single-threaded.
     match sys("fork", unsafe { fork() })? {
-        // Entering the PID namespace takes effect for children only: this child is in it.
-        ForkResult::Child => run(spec, &entered, &filter),
+        ForkResult::Child => {
+            // Entering the PID namespace takes effect for children only: this child is in it.
+            let _ = fs::write("/proc/self/oom_score_adj", "0");
+            let _ = chdir("/root");
+            if let Err(e) = caps::confine(&filter) {
+                eprintln!("slicelab exec: confining: {e}");
+                // SAFETY: exiting a forked child.
+                unsafe { libc::_exit(125) }
+            }
+            if let Some(b) = &spec.builtin {
+                let code = b.run();
+                // SAFETY: exiting a forked child; its output was flushed by `run`.
+                unsafe { libc::_exit(code) }
+            }
+            reset_signals();
+            let e = nix::unistd::execvpe(&argv[0], &argv, &env);
+            eprintln!("slicelab exec: {}: {e:?}", spec.argv[0]);
+            // SAFETY: exiting a forked child.
+            unsafe { libc::_exit(127) }
+        }
         ForkResult::Parent { child } => loop {
             match waitpid(child, None) {
                 Ok(WaitStatus::Exited(_, c)) => return Ok(c),

@@ -12,11 +12,8 @@
 //! * [`Spawner::spawn`] sends one message per session: the [`ExecSpec`] as JSON and, by
 //!   `SCM_RIGHTS`, the session's stdin, stdout and stderr and the write end of a fresh *reply*
 //!   stream. The spawner forks; the child resets its signals, takes the stdio, becomes a process
-//!   group of its own (or, with a terminal, a session with stdin as its controlling terminal).
-//!   It is forked into the sliver's PID namespace (the spawner's namespace for children is the
-//!   init's for the fork), so it enters the other namespaces and execs the command itself
-//!   (`exec::exec_born_in_pidns`); failing that, it runs the exec helper (`exec::exec_helper`),
-//!   which forks the command, and exits with its status.
+//!   group of its own (or, with a terminal, a session with stdin as its controlling terminal)
+//!   and runs the exec helper (`exec::exec_helper`), exiting with its status.
 //! * On the reply stream the spawner writes the child's pid at once and its raw wait status when
 //!   it has reaped it, then closes it. The node reads the pid (to kill the group when the session
 //!   ends) and awaits the status ([`Running`]).
@@ -40,7 +37,6 @@ use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sched::{setns, CloneFlags};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::socket::{
@@ -247,11 +243,8 @@ fn serve() -> Result<(), String> {
         .map_err(|e| format!("blocking SIGCHLD: {e}"))?;
     let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| format!("signalfd: {e}"))?;
-    // The spawner's own PID namespace, to go back to after each fork into a sliver's.
-    let own_pidns =
-        std::fs::File::open("/proc/self/ns/pid").map_err(|e| format!("own PID namespace: {e}"))?;
-    // Each running session's reply stream, and whether it runs without a helper, by pid.
-    let mut replies: HashMap<i32, (UnixStream, bool)> = HashMap::new();
+    // Each running helper's reply stream, by pid.
+    let mut replies: HashMap<i32, UnixStream> = HashMap::new();
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
         // SAFETY: fd 0 is the control socket, open for the whole life of this process.
@@ -276,10 +269,10 @@ fn serve() -> Result<(), String> {
                 None => return Ok(()),
                 Some((req, stdio, reply)) => {
                     let mut reply = UnixStream::from(reply);
-                    match start(&req, stdio, control, sigfd.as_raw_fd(), &own_pidns) {
-                        Ok((pid, born)) => {
+                    match start(&req, stdio, control, sigfd.as_raw_fd()) {
+                        Ok(pid) => {
                             if reply.write_all(&pid.to_le_bytes()).is_ok() {
-                                replies.insert(pid, (reply, born));
+                                replies.insert(pid, reply);
                             }
                         }
                         Err(e) => {
@@ -338,43 +331,16 @@ fn receive(control: RawFd, buf: &mut [u8]) -> Result<Option<Incoming>, String> {
     }
 }
 
-/// Forks the process of `req`'s session; its pid, once it leads its process group (or session):
-/// a kill of that group right after the pid is sent cannot miss it; and whether it was born in
-/// the sliver's PID namespace (it runs the command itself) rather than being a helper that
-/// forks it.
-///
-/// The fork is into the sliver's PID namespace: the spawner sets its namespace for children to
-/// the init's for the fork and back to its own after (`setns` may enter the caller's own active
-/// namespace or a descendant of it). Should that fail, the helper does it the old way.
-fn start(
-    req: &Received,
-    stdio: [OwnedFd; 3],
-    control: RawFd,
-    sigfd: RawFd,
-    own_pidns: &std::fs::File,
-) -> Result<(i32, bool), String> {
+/// Forks the helper for `req`; its pid, once the helper leads its process group (or session):
+/// a kill of that group right after the pid is sent cannot miss it.
+fn start(req: &Received, stdio: [OwnedFd; 3], control: RawFd, sigfd: RawFd) -> Result<i32, String> {
     // Closed by the child (with everything else of the spawner's) once its group or session is
     // made, or by its exit if it fails before: end of file here either way.
     let (set_up_r, set_up_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let born = std::fs::File::open(format!("/proc/{}/ns/pid", req.spec.init_pid))
-        .ok()
-        .is_some_and(|ns| setns(&ns, CloneFlags::CLONE_NEWPID).is_ok());
     // SAFETY: the spawner is single-threaded.
-    let forked = unsafe { fork() };
-    if born && !matches!(forked, Ok(ForkResult::Child)) {
-        // Its own namespace again before anything else is forked. This cannot fail for a
-        // process that could enter a child of it; if it did, the next fork would put another
-        // sliver's session in this one's namespace, so the spawner ends (the node starts a new
-        // one at the next session).
-        if let Err(e) = setns(own_pidns, CloneFlags::CLONE_NEWPID) {
-            eprintln!("slicelab exec spawner: back to its own PID namespace: {e}");
-            std::process::exit(1);
-        }
-    }
-    match forked.map_err(|e| format!("fork: {e}"))? {
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             let code = match child(req, &stdio, control, sigfd) {
-                Ok(()) if born => exec::exec_born_in_pidns(&req.spec),
                 Ok(()) => exec::exec_helper(&req.spec),
                 Err(e) => {
                     eprintln!("slicelab exec: {e}");
@@ -394,7 +360,7 @@ fn start(
                     break;
                 }
             }
-            Ok((child.as_raw(), born))
+            Ok(child.as_raw())
         }
     }
 }
@@ -435,10 +401,8 @@ fn child(req: &Received, stdio: &[OwnedFd; 3], control: RawFd, sigfd: RawFd) -> 
     Ok(())
 }
 
-/// Reaps every ended session process and sends its raw wait status on its reply stream. One born
-/// in the sliver's PID namespace that a signal killed is reported as the helper reports its
-/// child: exited with 128 + the signal.
-fn reap(replies: &mut HashMap<i32, (UnixStream, bool)>) {
+/// Reaps every ended helper and sends its raw wait status on its reply stream.
+fn reap(replies: &mut HashMap<i32, UnixStream>) {
     loop {
         let mut status = 0;
         // SAFETY: waitpid with a valid pointer to an int; WNOHANG never blocks.
@@ -446,10 +410,7 @@ fn reap(replies: &mut HashMap<i32, (UnixStream, bool)>) {
         if pid <= 0 {
             return;
         }
-        if let Some((mut r, born)) = replies.remove(&pid) {
-            if born && libc::WIFSIGNALED(status) {
-                status = (128 + libc::WTERMSIG(status)) << 8;
-            }
+        if let Some(mut r) = replies.remove(&pid) {
             let _ = r.write_all(&status.to_le_bytes());
         }
     }

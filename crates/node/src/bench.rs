@@ -35,8 +35,15 @@ pub struct BenchReport {
     pub lxc_teardown_ms: Option<f64>,
     /// How many of the `n` starts took a launcher from the pool (the others spawned one).
     pub sliver_pooled: usize,
-    /// Median time of each step of a sliver start / destroy (`LinuxRuntime::last_start_steps`).
+    /// How many of the `n` starts were of a sliver built ahead (`warm`); the others were cold.
+    pub sliver_warm: usize,
+    /// Median create → initscript-running of `n` more slivers with nothing built ahead but the
+    /// launcher (warm slivers off), milliseconds.
+    pub sliver_cold_ms: f64,
+    /// Median time of each step of a sliver start / destroy (`LinuxRuntime::last_start_steps`):
+    /// of the starts from a warm sliver, and of the cold ones.
     pub start_steps: Vec<(String, f64)>,
+    pub cold_steps: Vec<(String, f64)>,
     pub destroy_steps: Vec<(String, f64)>,
     /// Resident memory of this process (which holds the `LinuxRuntime`, as the node manager does)
     /// with `rss_slivers` slivers running, KiB.
@@ -56,8 +63,14 @@ impl fmt::Display for BenchReport {
         writeln!(f, "  slicelab sliver  {:8.1} ms", self.sliver_ms)?;
         writeln!(
             f,
-            "  (start returned  {:8.1} ms: the record saved after the init's release)",
-            self.sliver_returned_ms
+            "  ({} of {} from a sliver built ahead; start returned {:.1} ms: the record saved \
+             after the init's release)",
+            self.sliver_warm, self.n, self.sliver_returned_ms
+        )?;
+        writeln!(
+            f,
+            "  slicelab cold    {:8.1} ms   (nothing built ahead but the launcher, median of {})",
+            self.sliver_cold_ms, self.n
         )?;
         for (name, v) in [
             ("runc run", self.runc_ms),
@@ -78,9 +91,14 @@ impl fmt::Display for BenchReport {
             "  ({} of {} starts took a launcher from the pool; the others spawned one)",
             self.sliver_pooled, self.n
         )?;
-        writeln!(f, "  start steps (median ms):")?;
-        for (step, ms) in &self.start_steps {
-            writeln!(f, "    {step:<24} {ms:7.2}")?;
+        for (kind, steps) in [
+            ("from a warm sliver", &self.start_steps),
+            ("cold", &self.cold_steps),
+        ] {
+            writeln!(f, "  start steps, {kind} (median ms):")?;
+            for (step, ms) in steps {
+                writeln!(f, "    {step:<24} {ms:7.2}")?;
+            }
         }
         writeln!(f, "sliver destroy, median of {}:", self.n)?;
         writeln!(f, "  slicelab destroy {:8.1} ms", self.sliver_destroy_ms)?;
@@ -171,6 +189,8 @@ pub struct SliverTimes {
     pub destroy: Vec<f64>,
     pub start_steps: Vec<Vec<(&'static str, Duration)>>,
     pub destroy_steps: Vec<Vec<(&'static str, Duration)>>,
+    /// Whether each start was of a sliver built ahead (`warm`).
+    pub warm: Vec<bool>,
 }
 
 /// Median of each named step over `runs` (steps in the order of the first run).
@@ -232,14 +252,18 @@ pub fn time_sliver_cycles(
     let slices: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     let mut result = Ok(());
     for s in &slices {
+        // As between two slice creations on a node, which come seconds apart.
+        rt.wait_built_ahead(Duration::from_secs(5));
         let spec = bench_spec(s, image_digest);
         let console = names::sliver_dir(&cfg.state_dir, s).join("console.log");
+        let warm_before = rt.warm_slivers_taken();
         let t0 = Instant::now();
         if let Err(e) = rt.create(&spec) {
             result = Err(e);
             break;
         }
         let created = t0.elapsed();
+        times.warm.push(rt.warm_slivers_taken() > warm_before);
         // The initscript runs as soon as the init is released, while `start` still does its
         // bookkeeping: a watcher on the sliver's directory sees its output when it happens, as
         // the peers' "ready" line is read while they still run.
@@ -378,10 +402,22 @@ pub fn bench_sliver(
     let pooled_before = rt.pooled_launchers_taken();
     let times = time_sliver_cycles(&rt, cfg, n, "bench_s", None, |_| ())?;
     report.sliver_pooled = rt.pooled_launchers_taken() - pooled_before;
+    report.sliver_warm = times.warm.iter().filter(|w| **w).count();
     report.sliver_ms = median(times.start);
     report.sliver_returned_ms = median(times.returned);
     report.sliver_destroy_ms = median(times.destroy);
-    report.start_steps = step_medians(&times.start_steps);
+    let warm_steps: Vec<_> = times
+        .start_steps
+        .into_iter()
+        .zip(&times.warm)
+        .filter_map(|(s, w)| w.then_some(s))
+        .collect();
+    report.start_steps = step_medians(&warm_steps);
+    // The same again with nothing built ahead but the launcher.
+    rt.set_warm_slivers(false);
+    let cold = time_sliver_cycles(&rt, cfg, n, "bench_c", None, |_| ())?;
+    report.sliver_cold_ms = median(cold.start);
+    report.cold_steps = step_medians(&cold.start_steps);
 
     report.destroy_steps = step_medians(&times.destroy_steps);
     if rss_slivers > 0 {

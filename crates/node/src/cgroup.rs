@@ -286,6 +286,36 @@ impl Cgroups {
         self.apply(slice, r)
     }
 
+    /// Whether a sliver's cgroups can be renamed ([`Self::rename`]): cgroup v1 only, v2 has no
+    /// rename.
+    pub fn can_rename(&self) -> bool {
+        matches!(self.layout, Layout::V1 { .. })
+    }
+
+    /// Renames the cgroups of `from` to `to` in every hierarchy, with their processes and
+    /// limits (v1 only, see [`Self::can_rename`]). All or nothing: on failure, what was renamed
+    /// is renamed back.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), NodeError> {
+        if !self.can_rename() {
+            return Err(NodeError::Invalid {
+                what: "cgroup",
+                message: "cgroup v2 cannot rename a cgroup".into(),
+            });
+        }
+        let pairs: Vec<(PathBuf, PathBuf)> =
+            self.dirs(from).into_iter().zip(self.dirs(to)).collect();
+        for (i, (a, b)) in pairs.iter().enumerate() {
+            if let Err(e) = fs::rename(a, b) {
+                for (a, b) in &pairs[..i] {
+                    let _ = fs::rename(b, a);
+                }
+                return Err(e)
+                    .ctx(|| format!("renaming cgroup {} to {}", a.display(), b.display()));
+            }
+        }
+        Ok(())
+    }
+
     /// Moves process `pid` into the sliver's cgroups (every hierarchy); its children are born
     /// there.
     pub fn join(&self, slice: &str, pid: u32) -> Result<(), NodeError> {

@@ -123,6 +123,11 @@ impl LauncherPool {
         });
     }
 
+    /// Whether launchers are being started or ended now.
+    pub(crate) fn busy(&self) -> bool {
+        self.shared.refilling.load(Ordering::Acquire)
+    }
+
     /// How many launchers were taken from the pool so far.
     pub(crate) fn taken(&self) -> usize {
         self.taken.load(Ordering::Relaxed)

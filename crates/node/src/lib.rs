@@ -40,6 +40,7 @@ pub mod names;
 pub mod net;
 mod netlink;
 pub mod plan;
+mod reports;
 pub mod runtime;
 pub mod sandbox;
 pub mod services;
@@ -50,6 +51,7 @@ pub mod ssh;
 pub mod state;
 pub mod traffic;
 mod veth;
+mod warm;
 
 use std::path::Path;
 use std::process::Command;

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -30,13 +30,15 @@ use crate::names::{self, NodeNames};
 use crate::net;
 use crate::netlink::route::Route;
 use crate::plan::{Action, ObservedSliver};
+use crate::reports::Reports;
 use crate::sandbox::handshake::{Release, Report};
 use crate::sandbox::userns::{self, IdRange};
-use crate::sandbox::{Builtin, ExecSpec, LaunchSpec, Service, EXEC_ENV};
+use crate::sandbox::{Assignment, Builtin, ExecSpec, LaunchSpec, Service, EXEC_ENV};
 use crate::shift;
 use crate::sitecap::{self, CapSliver, SiteCap};
 use crate::state::{self, ProcId, SliverRecord};
 use crate::veth;
+use crate::warm::{self, Profile, Warm, WarmPool};
 
 /// The OS side of the reconciler. Blocking calls; the daemon runs them off the async executor.
 pub trait Runtime: Send + Sync {
@@ -107,7 +109,11 @@ pub struct LinuxRuntime {
     start_steps: Mutex<Vec<(&'static str, Duration)>>,
     destroy_steps: Mutex<Vec<(&'static str, Duration)>>,
     /// Launchers started ahead of the next sliver start (`launchers`).
-    launchers: LauncherPool,
+    launchers: Arc<LauncherPool>,
+    /// Slivers built ahead for the next new sliver (`warm`).
+    warm: WarmPool,
+    /// Warm slivers taken by `create`, each waiting for its sliver's `start`.
+    assigned: Mutex<BTreeMap<String, Warm>>,
     /// Each sliver's address, as its record holds it: read from the records at the first
     /// allocation, then kept by `create` and `destroy` (the only writers of an address), so an
     /// allocation reads no record.
@@ -148,6 +154,7 @@ impl LinuxRuntime {
         rt.reclaim_ranges()?;
         rt.upgrade_root_mapped()?;
         empty_trash(&rt.cfg.state_dir)?;
+        warm::clear_leftovers(&rt.cfg.state_dir, &rt.cgroups)?;
         Ok(rt)
     }
 
@@ -165,9 +172,18 @@ impl LinuxRuntime {
             sitecap::check_uplink(u)?;
         }
         let site_cap = SiteCap::new(&cfg.state_dir, &cfg.names, cfg.uplink.clone());
-        let launchers = LauncherPool::new(cfg.init_exe.clone());
+        let launchers = Arc::new(LauncherPool::new(cfg.init_exe.clone()));
+        let warm = WarmPool::new(
+            cfg.state_dir.clone(),
+            cfg.names.clone(),
+            cgroups.clone(),
+            cfg.idmap_registry.clone(),
+            launchers.clone(),
+        );
         Ok(Self {
             launchers,
+            warm,
+            assigned: Mutex::default(),
             cfg,
             cgroups,
             images,
@@ -206,10 +222,57 @@ impl LinuxRuntime {
         self.launchers.taken()
     }
 
-    /// Ends the launchers started ahead of the next start (node manager shutdown; dropping the
-    /// runtime does it too). A later start spawns its own; the pool stays empty.
+    /// How many new slivers so far were made from a warm sliver (see `warm`).
+    pub fn warm_slivers_taken(&self) -> usize {
+        self.warm.taken()
+    }
+
+    /// Waits up to `timeout` until what is built ahead of the next start (launchers, a warm
+    /// sliver) is built: what a node has between two slice creations, which come seconds apart.
+    /// Whether it was.
+    pub fn wait_built_ahead(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.warm.busy() || self.launchers.busy() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// Whether slivers are built ahead for the next new sliver (`warm`; on by default). Off ends
+    /// the waiting ones (the benchmark times cold starts this way).
+    pub fn set_warm_slivers(&self, on: bool) {
+        self.warm.set_enabled(on);
+    }
+
+    /// Ends the launchers and warm slivers started ahead of the next start (node manager
+    /// shutdown; dropping the runtime does it too). A later start spawns its own; the pools stay
+    /// empty.
     pub fn stop_launchers(&self) {
+        self.warm.drain();
+        let assigned = std::mem::take(&mut *lock(&self.assigned));
+        for w in assigned.into_values() {
+            w.end_processes();
+        }
         self.launchers.drain();
+    }
+
+    /// Ends the warm processes `create` gave `slice`, if it has any (its directory is the
+    /// sliver's and stays).
+    fn unassign(&self, slice: &str) {
+        if let Some(w) = lock(&self.assigned).remove(slice) {
+            w.end_processes();
+        }
+    }
+
+    /// What a warm sliver for `spec` is made for.
+    fn profile_of(&self, spec: &SliverSpec) -> Result<Profile, NodeError> {
+        Ok(Profile {
+            lowers: self.image_of(spec)?.0,
+            disk_max: spec.resources.disk_max,
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -333,6 +396,46 @@ impl LinuxRuntime {
         LimitCounts { memory, pids, disk }
     }
 
+    /// Creates new sliver `spec` from warm sliver `w` (see `warm`): its directory becomes the
+    /// sliver's, its uid range the slice's; `start` hands the rest over.
+    fn create_warm(&self, spec: &SliverSpec, mut w: Warm, dir: &Path) -> Result<(), NodeError> {
+        let slice = spec.slice_name.as_str();
+        if let Err(e) = fs::rename(&w.dir, dir) {
+            w.end_processes();
+            return Err(e).ctx(|| format!("renaming a warm sliver to {}", dir.display()));
+        }
+        w.dir = dir.to_path_buf();
+        let address = match idmap::claim(&self.cfg.idmap_registry, dir, w.range)
+            .and_then(|()| self.allocate_address(slice))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                w.end_processes();
+                return Err(e);
+            }
+        };
+        let rec = SliverRecord {
+            spec: spec.clone(),
+            address: Some(address),
+            init: None,
+            failure: None,
+            failures: 0,
+            retry_after: 0,
+            throttled: None,
+            idmap: Some(w.range),
+            // The warm init built the root as root of this range.
+            layer_owner: Some(w.range.base),
+        };
+        // Nothing depends on a new sliver's record until it has run (see `save_unsynced`).
+        if let Err(e) = state::save_unsynced(&self.cfg.state_dir, &rec) {
+            self.forget_address(slice);
+            w.end_processes();
+            return Err(e);
+        }
+        lock(&self.assigned).insert(slice.to_string(), w);
+        Ok(())
+    }
+
     /// The record of a sliver being created with `address`, over its `old` one if any.
     fn save_created(
         &self,
@@ -401,14 +504,13 @@ impl LinuxRuntime {
     /// The sliver's image: its layers, top first, and (for a published image) its config.
     fn image_of(
         &self,
-        rec: &SliverRecord,
+        spec: &SliverSpec,
     ) -> Result<(Vec<PathBuf>, Option<ImageConfig>), NodeError> {
-        if let Some(digest) = &rec.spec.image_digest {
+        if let Some(digest) = &spec.image_digest {
             let l = self.images.lowers(digest)?;
             return Ok((l.layers, Some(l.config)));
         }
-        let name = rec
-            .spec
+        let name = spec
             .resources
             .image
             .clone()
@@ -447,7 +549,7 @@ impl LinuxRuntime {
             message,
         };
         net::ensure_node_quick(n)?;
-        let (lowers, image_config) = self.image_of(rec)?;
+        let (lowers, image_config) = self.image_of(&rec.spec)?;
         steps.mark("image");
         let address = rec
             .address
@@ -477,6 +579,7 @@ impl LinuxRuntime {
                 rec.spec.resources.initscript.as_deref(),
                 image_config.as_ref(),
             ),
+            warm: false,
         };
         let mut json = serde_json::to_vec(&launch).map_err(|e| fail(e.to_string()))?;
         json.push(b'\n');
@@ -600,6 +703,153 @@ impl LinuxRuntime {
         steps.mark("release");
         self.record_steps(&self.start_steps, steps);
         Ok(id)
+    }
+
+    /// Starts a new sliver from the warm sliver `create` gave it (see `warm`): only what is
+    /// the slice's is done here. On failure the warm processes are ended; the next start is a
+    /// cold one, in the same directory.
+    fn start_warm(
+        &self,
+        rec: &SliverRecord,
+        mut w: Warm,
+        mut steps: Steps,
+    ) -> Result<ProcId, NodeError> {
+        match self.hand_over(rec, &mut w, &mut steps) {
+            Ok(()) => {
+                let init = w.init;
+                // The launcher exits once dismissed, in the background (`launchers`).
+                self.launchers.dismiss(w.launcher);
+                steps.mark("release");
+                self.record_steps(&self.start_steps, steps);
+                Ok(init)
+            }
+            Err(e) => {
+                w.end_processes();
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives warm sliver `w` its slice: the init is told its name and service, moved into the
+    /// slice's cgroups before it forks anything, and released once the network is plugged in
+    /// and it has confined itself.
+    fn hand_over(
+        &self,
+        rec: &SliverRecord,
+        w: &mut Warm,
+        steps: &mut Steps,
+    ) -> Result<(), NodeError> {
+        let slice = rec.spec.slice_name.as_str();
+        let n = &self.cfg.names;
+        let fail = |message: String| NodeError::Start {
+            slice: slice.into(),
+            message,
+        };
+        // Made at idle priority: the sliver's processes get the node manager's, as a cold start
+        // gives them.
+        // SAFETY: getpriority of the calling thread and setpriority of the init, with integer
+        // arguments (host root may raise a priority).
+        unsafe {
+            let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+            libc::setpriority(libc::PRIO_PROCESS, w.init.pid as libc::id_t, nice);
+        }
+        net::ensure_node_quick(n)?;
+        let (_, image_config) = self.image_of(&rec.spec)?;
+        let address = rec
+            .address
+            .ok_or_else(|| fail("no address allocated".into()))?;
+        net::detach(slice)?;
+        let assignment = Assignment {
+            slice: slice.into(),
+            service: Service::for_sliver(
+                rec.spec.resources.initscript.as_deref(),
+                image_config.as_ref(),
+            ),
+        };
+        let mut line = serde_json::to_vec(&assignment).map_err(|e| fail(e.to_string()))?;
+        line.push(b'\n');
+        let res = &rec.spec.resources;
+        // The init's cgroups made ahead become the slice's, if they can (see `warm`); it is
+        // then in them already, and told so with its assignment.
+        let renamed = w.cgroup.as_deref().is_some_and(|name| {
+            self.cgroups
+                .rename(name, slice)
+                .inspect_err(|e| tracing::debug!(slice, "warm cgroups: {e}"))
+                .is_ok()
+        });
+        let left = if renamed {
+            line.extend_from_slice(Release::Joined.line().as_bytes());
+            w.cgroup = None;
+            None
+        } else {
+            w.cgroup.take()
+        };
+        w.tell(&line)
+            .map_err(|e| fail(format!("telling the warm sliver its slice: {e}")))?;
+        steps.mark("warm: assigned");
+        // The cgroups on a second thread while this one plugs in the network: the init needs
+        // only the former to go on (it confines itself meanwhile), the release needs both.
+        let init = w.init.pid as u32;
+        let stdin = w.launcher.stdin.as_mut();
+        let rate = net::effective_rate(res.net_max_rate, rec.throttled.is_some());
+        let (netns, route, pair) = (&w.netns, w.route.take(), w.veth);
+        let (joined, wired) = std::thread::scope(|sc| {
+            let joined = sc.spawn(move || {
+                if renamed {
+                    return self.cgroups.apply(slice, res);
+                }
+                self.cgroups.kill_all(slice, Duration::from_secs(5));
+                self.cgroups
+                    .create(slice, res)
+                    .and_then(|()| self.cgroups.join(slice, init))
+                    .and_then(|()| {
+                        stdin
+                            .ok_or_else(|| std::io::ErrorKind::BrokenPipe.into())
+                            .and_then(|i| i.write_all(Release::Joined.line().as_bytes()))
+                            .ctx(|| "telling the init it joined its cgroups".into())
+                    })
+                    .inspect(|()| {
+                        if let Some(name) = &left {
+                            warm::end_cgroups(&self.cgroups, name);
+                        }
+                    })
+            });
+            let wired = match (pair, route) {
+                (Some(host), Some(route)) => veth::plug(n, slice, host, route, address, rate),
+                (_, route) => veth::attach(n, slice, netns, route, address, rate),
+            }
+            .and_then(|()| net::install_rules(n, slice, address, &res.ports));
+            let joined = joined.join().unwrap_or_else(|_| {
+                Err(NodeError::Invalid {
+                    what: "cgroup thread",
+                    message: "panicked".into(),
+                })
+            });
+            (joined, wired)
+        });
+        steps.mark("cgroup, joined | veth, nft");
+        let released = joined
+            .map_err(|e| fail(format!("cgroups: {e}")))
+            .and(wired.map_err(|e| fail(format!("network: {e}"))))
+            .and_then(|()| {
+                w.reports.wait_within(START_TIMEOUT);
+                loop {
+                    match w.reports.next() {
+                        Ok(Report::Ready) => break Ok(()),
+                        Ok(Report::Error(e)) | Err(e) => break Err(fail(e)),
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .inspect(|()| steps.mark("init: confined"))
+            .and_then(|()| {
+                w.tell(Release::Go.line().as_bytes())
+                    .map_err(|e| fail(format!("releasing init: {e}")))
+            });
+        if released.is_err() {
+            let _ = net::remove_sliver_rules(n, slice, Some(address));
+        }
+        released
     }
 
     /// The command that runs `argv` inside the running sliver (same confinement as its init).
@@ -727,55 +977,8 @@ impl LinuxRuntime {
     }
 }
 
-/// The launcher's and init's [`Report`] lines, read from their pipe with a deadline.
-struct Reports {
-    out: std::process::ChildStdout,
-    buf: Vec<u8>,
-    deadline: Instant,
-}
-
-impl Reports {
-    fn new(out: std::process::ChildStdout, deadline: Instant) -> Self {
-        Self {
-            out,
-            buf: Vec::new(),
-            deadline,
-        }
-    }
-
-    /// The next report (lines that are none are skipped); `Err`: why there is none.
-    fn next(&mut self) -> Result<Report, String> {
-        use std::io::Read;
-        loop {
-            while let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=nl).collect();
-                if let Some(r) = Report::parse(&String::from_utf8_lossy(&line)) {
-                    return Ok(r);
-                }
-            }
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err("timed out building the sliver".into());
-            }
-            let mut pfd = libc::pollfd {
-                fd: self.out.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
-            // SAFETY: one valid pollfd that outlives the call.
-            if unsafe { libc::poll(&mut pfd, 1, ms) } <= 0 {
-                continue;
-            }
-            let mut chunk = [0u8; 512];
-            match self.out.read(&mut chunk) {
-                Ok(0) => return Err("sliver init exited during setup (see console.log)".into()),
-                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(format!("reading the launcher's reports: {e}")),
-            }
-        }
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reaps `pid` if it is our zombie child (a sliver init reparented to us as subreaper).
@@ -861,6 +1064,12 @@ impl Runtime for LinuxRuntime {
         let slice = spec.slice_name.as_str();
         names::check_slice_name(slice)?;
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
+        self.unassign(slice);
+        if !dir.exists() {
+            if let Some(w) = self.profile_of(spec).ok().and_then(|p| self.warm.take(&p)) {
+                return self.create_warm(spec, w, &dir);
+            }
+        }
         for d in ["upper", "work", "rootfs"] {
             let p = dir.join(d);
             fs::create_dir_all(&p).ctx(|| format!("creating {}", p.display()))?;
@@ -881,6 +1090,7 @@ impl Runtime for LinuxRuntime {
     fn update(&self, spec: &SliverSpec) -> Result<(), NodeError> {
         let slice = spec.slice_name.as_str();
         let mut rec = self.record(slice)?;
+        self.unassign(slice);
         rec.spec = spec.clone();
         // A new spec deserves a fresh try.
         rec.failure = None;
@@ -922,7 +1132,15 @@ impl Runtime for LinuxRuntime {
             state::save(&self.cfg.state_dir, &rec)?;
         }
         steps.mark("record, running?");
-        let result = self.start_inner(&rec, steps);
+        let warm = lock(&self.assigned).remove(slice);
+        let result = match warm {
+            Some(w) if rec.idmap == Some(w.range) => self.start_warm(&rec, w, steps),
+            Some(w) => {
+                w.end_processes();
+                self.start_inner(&rec, steps)
+            }
+            None => self.start_inner(&rec, steps),
+        };
         match &result {
             Ok(id) => {
                 rec.init = Some(*id);
@@ -939,15 +1157,23 @@ impl Runtime for LinuxRuntime {
                 self.stop_init(slice, None);
             }
         }
+        let saved = state::save(&self.cfg.state_dir, &rec);
         // This start's launcher dismissed and the next ones started at idle priority, whatever
-        // becomes of the record (see `launchers`).
+        // becomes of the record (see `launchers`); the next new sliver of this one's kind built
+        // ahead (`warm`). After the record, which the initscript's own start overlaps.
         self.launchers.refill();
-        state::save(&self.cfg.state_dir, &rec)?;
+        if result.is_ok() {
+            if let Ok(p) = self.profile_of(&rec.spec) {
+                self.warm.refill(p);
+            }
+        }
+        saved?;
         result.map(|_| ())
     }
 
     fn stop(&self, slice: &str) -> Result<(), NodeError> {
         let mut rec = self.record(slice)?;
+        self.unassign(slice);
         self.stop_init(slice, rec.init);
         self.unplug_while(slice, rec.address, || {
             disk::unmount(&names::sliver_dir(&self.cfg.state_dir, slice))
@@ -959,6 +1185,7 @@ impl Runtime for LinuxRuntime {
     fn destroy(&self, slice: &str) -> Result<(), NodeError> {
         names::check_slice_name(slice)?;
         let mut steps = Steps::new();
+        self.unassign(slice);
         let rec = state::load(&self.cfg.state_dir, slice).ok().flatten();
         let address = rec.as_ref().and_then(|r| r.address);
         self.stop_init(slice, rec.and_then(|r| r.init));

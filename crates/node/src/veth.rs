@@ -79,3 +79,56 @@ pub(crate) fn attach(
         })
         .map_err(|e| nl_err("configuring the sliver's eth0", e))
 }
+
+/// A veth pair made ahead for a warm sliver (`warm`) in its new network namespace `netns`, whose
+/// socket `inside` is: the host end, down, under the temporary name `temp` with the gateway
+/// address; `eth0` and the loopback up. Returns the host end's index; [`plug`] finishes it.
+pub(crate) fn prepare(
+    n: &NodeNames,
+    temp: &str,
+    netns: &File,
+    inside: &mut Route,
+) -> Result<u32, NodeError> {
+    let mut rt = Route::open().map_err(|e| nl_err("opening route socket", e))?;
+    rt.add_veth(temp, "eth0", netns, NEW_NETNS_ETH0)
+        .map_err(|e| nl_err(&format!("creating veth {temp}"), e))?;
+    route::index_of(temp)
+        .and_then(|host| {
+            rt.add_addr32(host, n.gateway())?;
+            inside.set_up(LOOPBACK)?;
+            inside.set_up(NEW_NETNS_ETH0)?;
+            Ok(host)
+        })
+        .map_err(|e| {
+            let _ = rt.del_link_named(temp);
+            nl_err(&format!("setting up veth {temp}"), e)
+        })
+}
+
+/// Finishes a pair made by [`prepare`] for sliver `slice`, as [`attach`] makes one: the host
+/// end (index `host`) takes the sliver's name, comes up and routes to `addr`; `eth0` takes
+/// `addr`, its routes and the egress shaper.
+pub(crate) fn plug(
+    n: &NodeNames,
+    slice: &str,
+    host: u32,
+    mut inside: Route,
+    addr: Ipv4Addr,
+    rate: Option<u64>,
+) -> Result<(), NodeError> {
+    let veth = names::veth_name(slice);
+    let gw = n.gateway();
+    let mut rt = Route::open().map_err(|e| nl_err("opening route socket", e))?;
+    rt.rename_up(host, &veth)
+        .and_then(|()| rt.replace_route(host, Some(addr), None))
+        .map_err(|e| nl_err(&format!("configuring {veth}"), e))?;
+    inside
+        .add_addr32(NEW_NETNS_ETH0, addr)
+        .and_then(|()| inside.replace_route(NEW_NETNS_ETH0, Some(gw), None))
+        .and_then(|()| inside.replace_route(NEW_NETNS_ETH0, None, Some(gw)))
+        .and_then(|()| match rate {
+            Some(r) => inside.add_htb(NEW_NETNS_ETH0, r, burst_of(r)),
+            None => Ok(()),
+        })
+        .map_err(|e| nl_err("configuring the sliver's eth0", e))
+}

@@ -46,10 +46,18 @@ fn sliver_is_isolated_and_confined() {
     let _rm = Guard(marker.clone());
     node.start(&spec("pl_one", Some("echo ready; exec sleep 100000")));
     node.wait_console("pl_one", "ready", Duration::from_secs(10));
+    assert_isolated_and_confined(&node, "pl_one", &marker);
+    node.rt().destroy("pl_one").unwrap();
+    node.assert_no_leaks_after_cleanup();
+}
 
-    assert_eq!(node.sh_ok("pl_one", "hostname").trim(), "pl_one");
+/// What every sliver is, checked from inside running sliver `slice`: its own hostname, processes
+/// and files (not the host's `marker`), a writable layer of its own over the shared image, and
+/// the confinement (no kernel-level calls, capabilities, `no_new_privs`, seccomp).
+fn assert_isolated_and_confined(node: &TestNode, slice: &str, marker: &str) {
+    assert_eq!(node.sh_ok(slice, "hostname").trim(), slice);
     // Only its own processes: its init, the initscript's sleep, and ps itself.
-    let ps = node.sh_ok("pl_one", "ps -o pid,comm");
+    let ps = node.sh_ok(slice, "ps -o pid,comm");
     let pids: Vec<u32> = ps
         .lines()
         .skip(1)
@@ -65,49 +73,49 @@ fn sliver_is_isolated_and_confined() {
     );
 
     // The host's files outside the image are invisible; the image is what `/` shows.
-    node.sh_ok("pl_one", &format!("test ! -e {marker}"));
-    node.sh_ok(
-        "pl_one",
-        &format!("test ! -e {}", node.dir.path().display()),
-    );
+    node.sh_ok(slice, &format!("test ! -e {marker}"));
+    node.sh_ok(slice, &format!("test ! -e {}", node.dir.path().display()));
     assert!(node
-        .sh_ok("pl_one", "cat /etc/os-release")
+        .sh_ok(slice, "cat /etc/os-release")
         .contains("slicelab-base"));
 
     // Writes land in the writable layer only; the shared image is untouched.
-    node.sh_ok("pl_one", "echo mine > /etc/newfile");
-    let upper = node.dir.path().join("slivers/pl_one/upper/etc/newfile");
+    node.sh_ok(slice, "echo mine > /etc/newfile");
+    let upper = node
+        .dir
+        .path()
+        .join(format!("slivers/{slice}/upper/etc/newfile"));
     assert_eq!(fs::read_to_string(upper).unwrap().trim(), "mine");
     assert!(!node.dir.path().join("images/base/etc/newfile").exists());
     // …and kernel state is not writable at all.
-    denied(&node, "pl_one", "echo evil > /proc/sys/kernel/hostname");
-    denied(&node, "pl_one", "touch /sys/evil");
+    denied(node, slice, "echo evil > /proc/sys/kernel/hostname");
+    denied(node, slice, "touch /sys/evil");
 
     // Kernel-level calls fail: mount, module loading, clock setting, hostname, new namespaces.
-    let e = denied(&node, "pl_one", "mkdir -p /mnt && mount -t tmpfs none /mnt");
+    let e = denied(node, slice, "mkdir -p /mnt && mount -t tmpfs none /mnt");
     assert!(
         e.contains("not permitted") || e.contains("denied"),
         "mount: {e}"
     );
-    let e = denied(&node, "pl_one", "echo junk > /tmp/x.ko && insmod /tmp/x.ko");
+    let e = denied(node, slice, "echo junk > /tmp/x.ko && insmod /tmp/x.ko");
     assert!(e.contains("not permitted"), "insmod: {e}");
     // busybox `date -s` reports the failure but exits 0: check its message and the clock.
-    let o = node.sh("pl_one", "date -s '2001-01-01 00:00:00'");
+    let o = node.sh(slice, "date -s '2001-01-01 00:00:00'");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("not permitted"),
         "date -s: {o:?}"
     );
     assert_ne!(
-        node.sh_ok("pl_one", "date +%Y").trim(),
+        node.sh_ok(slice, "date +%Y").trim(),
         "2001",
         "clock was set"
     );
-    denied(&node, "pl_one", "hostname evil");
-    denied(&node, "pl_one", "unshare -n true");
-    assert_eq!(node.sh_ok("pl_one", "hostname").trim(), "pl_one");
+    denied(node, slice, "hostname evil");
+    denied(node, slice, "unshare -n true");
+    assert_eq!(node.sh_ok(slice, "hostname").trim(), slice);
 
     // The confinement itself: capabilities, no_new_privs, seccomp filter mode.
-    let status = node.sh_ok("pl_one", "cat /proc/self/status");
+    let status = node.sh_ok(slice, "cat /proc/self/status");
     let field = |k: &str| {
         status
             .lines()
@@ -127,12 +135,171 @@ fn sliver_is_isolated_and_confined() {
     assert_eq!(field("NoNewPrivs:"), "1");
     assert_eq!(field("Seccomp:"), "2");
     // The init (PID 1) runs under the same confinement.
-    let init_status = node.sh_ok("pl_one", "cat /proc/1/status");
+    let init_status = node.sh_ok(slice, "cat /proc/1/status");
     assert!(init_status
         .lines()
         .any(|l| l.starts_with("Seccomp:") && l.ends_with('2')));
+}
 
-    node.rt().destroy("pl_one").unwrap();
+/// Host-side fields of process `pid`: nice (field 19 of `stat`) and `oom_score_adj`.
+fn nice_and_oom(pid: i32) -> (i64, i64) {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+    let nice = after_comm
+        .split_whitespace()
+        .nth(16)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let oom = fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (nice, oom)
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (bit 24 of its effective set).
+fn has_sys_resource() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    eff & (1 << 24) != 0
+}
+
+/// The host pid of the process of sliver `slice` whose command line contains `needle`.
+fn pid_of(node: &TestNode, slice: &str, needle: &str) -> i32 {
+    node.rt()
+        .cgroups()
+        .pids(slice)
+        .into_iter()
+        .find(|p| {
+            fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .unwrap_or_else(|| panic!("no process of {slice} runs {needle:?}"))
+}
+
+#[test]
+fn a_sliver_built_ahead_is_as_isolated_confined_and_limited() {
+    let Some(()) = root_or_skip("a_sliver_built_ahead_is_as_isolated_confined_and_limited") else {
+        return;
+    };
+    let node = TestNode::new(17);
+    let marker = format!("/var/tmp/slicelab-host-marker-w{}", std::process::id());
+    fs::write(&marker, "host secret").unwrap();
+    let _rm = Guard(marker.clone());
+    // A runtime's first start is cold; after it, the next sliver of its kind is built ahead.
+    node.start(&spec("pl_first", Some("echo ready; exec sleep 100000")));
+    assert!(node.rt().wait_built_ahead(Duration::from_secs(30)));
+    let taken = node.rt().warm_slivers_taken();
+    let mut warm = spec("pl_warm", Some("echo ready; exec sleep 100001"));
+    warm.resources.pids_max = Some(64);
+    warm.resources.mem_max = Some(96 << 20);
+    node.start(&warm);
+    assert_eq!(
+        node.rt().warm_slivers_taken(),
+        taken + 1,
+        "pl_warm was not made from a sliver built ahead"
+    );
+    node.wait_console("pl_warm", "ready", Duration::from_secs(10));
+    assert_isolated_and_confined(&node, "pl_warm", &marker);
+
+    // Its own uid range, the one its record holds, not pl_first's.
+    let init = node.rt().init_of("pl_warm").expect("running").pid;
+    let (root_uid, _) = node.rt().root_ids("pl_warm").expect("uid range");
+    let map = fs::read_to_string(format!("/proc/{init}/uid_map")).unwrap();
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", root_uid.to_string().as_str(), "65536"]
+    );
+    assert_ne!(
+        node.rt().root_ids("pl_first"),
+        node.rt().root_ids("pl_warm")
+    );
+
+    // Its init and initscript are in the slice's cgroups, under the slice's limits, and nowhere
+    // else (not in the cgroups it was built in).
+    let sleep = pid_of(&node, "pl_warm", "100001");
+    let cg = node.rt().cgroups();
+    let pids = cg.pids("pl_warm");
+    assert!(pids.contains(&init) && pids.contains(&sleep), "{pids:?}");
+    let pids_dir = cg.pids_dir("pl_warm").expect("pids controller");
+    assert_eq!(read_cg(&pids_dir, "pids.max").trim(), "64");
+    let parent = &node.names().cgroup_parent;
+    for p in [init, sleep] {
+        let lines = fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap();
+        for l in lines.lines().filter(|l| l.contains(parent.as_str())) {
+            assert!(l.ends_with(&format!("/{parent}/pl_warm")), "{p}: {l}");
+        }
+    }
+    // The pids limit holds from inside.
+    let o = node.sh("pl_warm", "for i in $(seq 80); do sleep 2 & done; wait");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("fork")
+            || String::from_utf8_lossy(&o.stderr).contains("Resource temporarily"),
+        "80 processes in a sliver limited to 64: {o:?}"
+    );
+    // It was built at idle priority; it runs at the node manager's, with a cold start's OOM
+    // scores (the init exempt, the initscript not).
+    // Lowering a score takes CAP_SYS_RESOURCE, which some machines deny even to root (this
+    // test's VM does): there the init keeps the node manager's.
+    let exempt = if has_sys_resource() { -1000 } else { 0 };
+    let cold = node.rt().init_of("pl_first").expect("running").pid;
+    assert_eq!(nice_and_oom(cold), (0, exempt), "a cold start's init");
+    assert_eq!(nice_and_oom(init), (0, exempt));
+    assert_eq!(nice_and_oom(sleep), (0, 0));
+
+    // Plugged in: its address on eth0, the host end named after the slice, the gateway
+    // reachable and nothing else of the node's.
+    let a = node.address("pl_warm");
+    assert!(node
+        .sh_ok("pl_warm", "ip -4 addr show eth0")
+        .contains(&format!("{a}/32")));
+    let gw = node.names().gateway();
+    node.sh_ok("pl_warm", &format!("ping -c1 -W2 {gw}"));
+    let veth = slicelab_node::names::veth_name("pl_warm");
+    assert!(std::process::Command::new("ip")
+        .args(["link", "show", &veth, "up"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let first = node.address("pl_first");
+    denied(&node, "pl_warm", &format!("ping -c1 -W1 {first}"));
+
+    // A sliver of another kind (a disk quota) is not made from one built for this kind; the
+    // next of that kind is, with its quota filesystem built ahead and holding.
+    assert!(node.rt().wait_built_ahead(Duration::from_secs(30)));
+    let taken = node.rt().warm_slivers_taken();
+    let mut quota = spec("pl_quota", Some("echo ready; exec sleep 100002"));
+    quota.resources.disk_max = Some(32 << 20);
+    node.start(&quota);
+    assert_eq!(
+        node.rt().warm_slivers_taken(),
+        taken,
+        "a kind it was not built for"
+    );
+    assert!(node.rt().wait_built_ahead(Duration::from_secs(60)));
+    let mut quota2 = spec("pl_quota2", Some("echo ready; exec sleep 100003"));
+    quota2.resources.disk_max = Some(32 << 20);
+    node.start(&quota2);
+    assert_eq!(node.rt().warm_slivers_taken(), taken + 1);
+    node.wait_console("pl_quota2", "ready", Duration::from_secs(10));
+    let dir = node.dir.path().join("slivers/pl_quota2");
+    assert!(slicelab_node::disk::is_mounted(&dir), "quota filesystem");
+    let o = node.sh("pl_quota2", "dd if=/dev/zero of=/root/big bs=1M count=48");
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("space"),
+        "48 MiB written under a 32 MiB quota: {o:?}"
+    );
+
+    for s in ["pl_first", "pl_warm", "pl_quota", "pl_quota2"] {
+        node.rt().destroy(s).unwrap();
+    }
     node.assert_no_leaks_after_cleanup();
 }
 

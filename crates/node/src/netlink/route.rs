@@ -139,6 +139,14 @@ impl Route {
         self.0.request(m)
     }
 
+    /// `ip link set INDEX name NAME up`, in one request: a device is renamed only while down,
+    /// and the kernel renames before it changes the flags.
+    pub fn rename_up(&mut self, index: u32, name: &str) -> io::Result<()> {
+        let mut m = Msg::new(RTM_NEWLINK, 0);
+        m.raw(&ifinfo(index, true)).str(IFLA_IFNAME, name);
+        self.0.request(m)
+    }
+
     /// `ip addr add ADDR/32 dev INDEX`.
     pub fn add_addr32(&mut self, index: u32, addr: Ipv4Addr) -> io::Result<()> {
         let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);

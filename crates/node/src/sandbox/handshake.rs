@@ -9,6 +9,12 @@
 //! init itself if the sliver has no service): [`Release::Go`] once the network is plugged in;
 //! only then does it exec. End of file means the node manager died first, and the launcher,
 //! init or service process gives up (the init ends the sliver).
+//!
+//! A *warm* sliver (`crate::warm`) is built before its slice is known: its launcher forks the init
+//! without waiting for [`Release::Joined`], and the init reports [`Report::Warm`] once its root
+//! is built. When a slice takes it, the node manager writes its `Assignment` (one JSON line),
+//! then [`Release::Joined`] once it has moved the init into the slice's cgroups; from there on it
+//! is the handshake above, from [`Report::Ready`].
 
 /// What the launcher and the sliver init tell the node manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +24,8 @@ pub enum Report {
     /// descriptor given is an rtnetlink socket in it.
     Netns(i32),
     Pid(i32),
+    /// A warm sliver's init: its root is built; it waits for its assignment.
+    Warm,
     Ready,
     Error(String),
 }
@@ -28,6 +36,7 @@ impl Report {
         match self {
             Report::Netns(fd) => format!("netns {fd}"),
             Report::Pid(p) => format!("pid {p}"),
+            Report::Warm => "warm".into(),
             Report::Ready => "ready".into(),
             // One line: a multi-line reason would be cut at the first newline anyway.
             Report::Error(e) => format!("error: {}", e.replace('\n', " ")),
@@ -39,6 +48,8 @@ impl Report {
         let line = line.trim_end();
         if line == "ready" {
             Some(Report::Ready)
+        } else if line == "warm" {
+            Some(Report::Warm)
         } else if let Some(fd) = line.strip_prefix("netns ") {
             fd.trim().parse().ok().map(Report::Netns)
         } else if let Some(p) = line.strip_prefix("pid ") {
@@ -60,7 +71,8 @@ impl Report {
 /// What the node manager tells the launcher and the sliver init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
-    /// To the launcher: it is in the sliver's cgroups, so it may fork the init.
+    /// To the launcher: it is in the sliver's cgroups, so it may fork the init (to a warm
+    /// sliver's init: it is in its slice's cgroups, so it may fork the service).
     Joined,
     /// The network is plugged in: confine yourself and start the initscript.
     Go,
@@ -92,6 +104,7 @@ mod tests {
         for r in [
             Report::Netns(5),
             Report::Pid(4242),
+            Report::Warm,
             Report::Ready,
             Report::Error("mounting overlay: EPERM".into()),
         ] {

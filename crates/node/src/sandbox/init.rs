@@ -15,27 +15,47 @@ use nix::unistd::{dup2, fork, sethostname, setsid, ForkResult, Pid};
 
 use super::caps;
 use super::handshake::{Release, Report};
-use super::launch::{io, sys, LaunchSpec, R};
+use super::launch::{io, sys, wait_joined, Assignment, LaunchSpec, StdinLines, R};
 use super::rootfs;
 use super::service::Service;
 
-pub(super) fn init_main(spec: &LaunchSpec, console: File, filter: &[libc::sock_filter]) -> R<()> {
+pub(super) fn init_main(
+    spec: &LaunchSpec,
+    console: File,
+    filter: &[libc::sock_filter],
+    lines: &mut StdinLines,
+) -> R<()> {
     sys("setsid", setsid())?;
     // The init survives the sliver's own OOM kills: the launcher set oom_score_adj -1000 (which
     // only host root may), and the initscript resets it to 0.
     rootfs::build_inside(spec)?;
-    sys("sethostname", sethostname(&spec.slice))?;
-    // The root is built: the node manager may release the sliver as soon as its network is
-    // plugged in. Meanwhile the init confines itself, with nothing privileged left to do, and
-    // forks the service's first process confined, which execs once it reads the release (see
-    // `first_service`): the release costs one wake-up and an `exec`. Nothing of the slice's runs
-    // before that process has the release, and it is forked only once the init is confined.
-    Report::Ready.send();
     let null = io("opening /dev/null", File::open("/dev/null"))?;
-    sys("confining init", caps::confine(filter))?;
+    let service = if spec.warm {
+        // Built ahead (`crate::warm`): nothing of any slice's has run, and nothing runs until a
+        // slice takes this sliver and has moved the init into its cgroups. The init confines
+        // itself while the node manager makes them and plugs in the network, then forks the
+        // service's first process and only then reports ready: the release finds that process
+        // waiting for it.
+        Report::Warm.send();
+        let a = assignment(lines)?;
+        sys("sethostname", sethostname(&a.slice))?;
+        sys("confining init", caps::confine(filter))?;
+        wait_joined(lines)?;
+        a.service
+    } else {
+        sys("sethostname", sethostname(&spec.slice))?;
+        // The root is built: the node manager may release the sliver as soon as its network is
+        // plugged in. Meanwhile the init confines itself, with nothing privileged left to do,
+        // and forks the service's first process confined, which execs once it reads the
+        // release (see `first_service`): the release costs one wake-up and an `exec`. Nothing
+        // of the slice's runs before that process has the release, and it is forked only once
+        // the init is confined.
+        Report::Ready.send();
+        sys("confining init", caps::confine(filter))?;
+        spec.service.clone()
+    };
     block_signals();
-    let first = spec
-        .service
+    let first = service
         .as_ref()
         .and_then(|svc| match first_service(svc, &console, &null) {
             Ok(f) => Some(f),
@@ -45,6 +65,9 @@ pub(super) fn init_main(spec: &LaunchSpec, console: File, filter: &[libc::sock_f
                 None
             }
         });
+    if spec.warm {
+        Report::Ready.send();
+    }
     if first.is_none() {
         // Nothing to release but the init itself. EOF means the node manager died first: give up
         // rather than keep a sliver without its network; it will be restarted.
@@ -58,7 +81,16 @@ pub(super) fn init_main(spec: &LaunchSpec, console: File, filter: &[libc::sock_f
     sys("dup2 stderr", dup2(console.as_raw_fd(), 2))?;
     drop(null);
     drop(console);
-    supervise(spec.service.as_ref(), first);
+    supervise(service.as_ref(), first);
+}
+
+/// A warm sliver's [`Assignment`]; end of file (the node manager let it go unused, or died)
+/// ends the init, and with it the sliver.
+fn assignment(lines: &mut StdinLines) -> R<Assignment> {
+    let Some(line) = lines.next("assignment")? else {
+        std::process::exit(0);
+    };
+    serde_json::from_slice(&line).map_err(|e| format!("assignment: {e}"))
 }
 
 /// Exit status of a first service child that was never released (the node manager went away
@@ -78,7 +110,7 @@ fn first_service(service: &Service, console: &File, null: &File) -> R<FirstServi
             drop(released_r);
             // Everything but the exec is done before the release (nothing of the slice's runs).
             let _ = setsid();
-            let _ = fs::write("/proc/self/oom_score_adj", "0");
+            reset_oom_score();
             let prepared = service.prepare(&slice_name());
             if read_release(0) != Some(Release::Go) {
                 // SAFETY: exiting a forked child without running the parent's destructors.
@@ -174,8 +206,21 @@ pub(super) fn sliver_env(slice: &str) -> Vec<CString> {
 fn exec_service(service: &Service) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let _ = setsid();
-    let _ = fs::write("/proc/self/oom_score_adj", "0");
+    reset_oom_score();
     service_failed(&service.exec(&slice_name()))
+}
+
+/// In a forked child of the init: the OOM killer's default score, raised from the init's -1000
+/// (which it inherited). The file is the host root's while the process is not dumpable, which
+/// changing uids made it: made dumpable first (by the slice's root only, which owns it; nothing
+/// of the slice's runs beside a first service child, and a later one execs at once, which sets
+/// it anew).
+fn reset_oom_score() {
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+    if let Err(e) = fs::write("/proc/self/oom_score_adj", "0") {
+        eprintln!("slicelab init: resetting the OOM score: {e}");
+    }
 }
 
 /// The sliver's name: the init set it as the hostname.

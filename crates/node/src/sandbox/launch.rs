@@ -56,6 +56,17 @@ pub struct LaunchSpec {
     pub service: Option<Service>,
     /// The slice's host id range: root in the sliver is `idmap.base` on the host.
     pub idmap: IdRange,
+    /// A warm sliver (`crate::warm`): built before its slice is known, so `slice` and `service`
+    /// are empty; the init waits for its [`Assignment`] once its root is built.
+    #[serde(default)]
+    pub warm: bool,
+}
+
+/// What a warm sliver's init is told when a slice takes it: one JSON line on its stdin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Assignment {
+    pub slice: String,
+    pub service: Option<Service>,
 }
 
 /// Call this first thing in `main` of any binary that hosts the node manager, *before* starting
@@ -63,6 +74,9 @@ pub struct LaunchSpec {
 /// helper it does that job and exits; otherwise it returns at once.
 pub fn maybe_run_sliver_init() {
     if std::env::var_os(INIT_ENV).is_some() {
+        // The OOM-killer exemption the init inherits: only host root may lower `oom_score_adj`,
+        // so before `userns::prepare`, which leaves the launcher in the slice's user namespace.
+        let _ = fs::write("/proc/self/oom_score_adj", "-1000");
         // Made while the launcher waits for its spec (see `userns::prepare`); a failure is
         // reported once a sliver asks for it.
         let prepared = userns::prepare();
@@ -109,13 +123,13 @@ pub(super) fn join_cgroups(files: &[PathBuf]) -> R<()> {
 /// node manager writes nothing else before the init reports ready, and the release that follows
 /// is read by the init's service child from the same pipe.
 #[derive(Default)]
-struct StdinLines {
+pub(super) struct StdinLines {
     buf: Vec<u8>,
 }
 
 impl StdinLines {
     /// The next line, without its newline; `None`: end of file before any byte of it.
-    fn next(&mut self, what: &str) -> R<Option<Vec<u8>>> {
+    pub(super) fn next(&mut self, what: &str) -> R<Option<Vec<u8>>> {
         let mut chunk = [0u8; 4096];
         loop {
             if let Some(nl) = self.buf.iter().position(|&b| b == b'\n') {
@@ -161,7 +175,7 @@ fn wait_dismissed() {
 }
 
 /// Waits until the node manager has put this launcher in the sliver's cgroups.
-fn wait_joined(lines: &mut StdinLines) -> R<()> {
+pub(super) fn wait_joined(lines: &mut StdinLines) -> R<()> {
     match lines.next("cgroups joined")? {
         Some(l) if Release::parse(&String::from_utf8_lossy(&l)) == Some(Release::Joined) => Ok(()),
         Some(l) => Err(format!(
@@ -182,7 +196,6 @@ fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared
     )?;
     // A pooled launcher was started with stderr on /dev/null: from now on it is the console.
     sys("dup2 stderr", nix::unistd::dup2(console.as_raw_fd(), 2))?;
-    let _ = fs::write("/proc/self/oom_score_adj", "-1000");
     let (ns, holder) = prepared?.map(spec.idmap)?;
     // As host root, which has every capability over the namespaces the slice's user namespace
     // owns. From here `/proc/<launcher>/ns/net` is the sliver's network: the node manager wires
@@ -233,8 +246,11 @@ fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared
     let filter = seccomp::program();
     // Every process of the sliver descends from a launcher already in its cgroups. The node
     // manager makes them and moves the launcher there while it builds the above (~0.2 ms with
-    // 4 v1 hierarchies on a 2-core VM), and says so.
-    wait_joined(lines)?;
+    // 4 v1 hierarchies on a 2-core VM), and says so. A warm sliver has no slice yet: its init is
+    // moved into the slice's cgroups when one takes it, before it forks anything.
+    if !spec.warm {
+        wait_joined(lines)?;
+    }
     // SAFETY: the launcher is single-threaded (maybe_run_sliver_init runs before any thread).
     match sys("fork", unsafe { fork() })? {
         ForkResult::Parent { child } => {
@@ -263,7 +279,7 @@ fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared
             std::mem::forget(holder);
             drop(route);
             drop(host_owned_mnt);
-            let code = match init::init_main(&spec, console, &filter) {
+            let code = match init::init_main(&spec, console, &filter, lines) {
                 Ok(()) => 0,
                 Err(e) => {
                     Report::Error(e).send();

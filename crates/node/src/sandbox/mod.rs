@@ -25,6 +25,6 @@ mod spawner;
 pub mod userns;
 
 pub use exec::{Builtin, ExecSpec, EXEC_ENV};
-pub use launch::{maybe_run_sliver_init, LaunchSpec, INIT_ENV};
+pub use launch::{maybe_run_sliver_init, Assignment, LaunchSpec, INIT_ENV};
 pub use service::Service;
 pub use spawner::{Running, Spawner, SPAWNER_ENV};

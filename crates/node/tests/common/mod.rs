@@ -151,7 +151,14 @@ impl TestNode {
             .expect("address")
     }
 
+    /// The node's kernel objects, without a sliver built ahead of the next start (`warm`): it
+    /// is ended first (which must leave nothing behind either), and made again after the next
+    /// start.
     pub fn counts(&self) -> Counts {
+        if let Some(rt) = &self.rt {
+            rt.set_warm_slivers(false);
+            rt.set_warm_slivers(true);
+        }
         Counts::take(self.names())
     }
 

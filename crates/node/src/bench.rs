@@ -44,6 +44,12 @@ pub struct BenchReport {
     /// of the starts from a warm sliver, and of the cold ones.
     pub start_steps: Vec<(String, f64)>,
     pub cold_steps: Vec<(String, f64)>,
+    /// With the platform's default disk quota (`model::defaults::BUILTIN`): how many starts,
+    /// and the medians from a sliver built ahead and cold (its quota filesystem made on the
+    /// start's path), milliseconds.
+    pub quota_n: usize,
+    pub quota_warm_ms: Option<f64>,
+    pub quota_cold_ms: Option<f64>,
     pub destroy_steps: Vec<(String, f64)>,
     /// Resident memory of this process (which holds the `LinuxRuntime`, as the node manager does)
     /// with `rss_slivers` slivers running, KiB.
@@ -99,6 +105,14 @@ impl fmt::Display for BenchReport {
             for (step, ms) in steps {
                 writeln!(f, "    {step:<24} {ms:7.2}")?;
             }
+        }
+        if let (Some(w), Some(c)) = (self.quota_warm_ms, self.quota_cold_ms) {
+            writeln!(
+                f,
+                "  with the default {} disk quota, median of {}: {w:.1} ms built ahead, \
+                 {c:.1} ms cold",
+                DEFAULT_DISK, self.quota_n
+            )?;
         }
         writeln!(f, "sliver destroy, median of {}:", self.n)?;
         writeln!(f, "  slicelab destroy {:8.1} ms", self.sliver_destroy_ms)?;
@@ -223,7 +237,10 @@ pub fn time_sliver_starts(
     time_sliver_cycles(rt, cfg, n, prefix, image_digest, |_| ()).map(|t| t.start)
 }
 
-fn bench_spec(slice: &str, image_digest: Option<&str>) -> SliverSpec {
+/// The platform's default disk quota, as `model::defaults::BUILTIN` gives every sliver.
+const DEFAULT_DISK: &str = "10G";
+
+fn bench_spec(slice: &str, image_digest: Option<&str>, disk_max: Option<u64>) -> SliverSpec {
     SliverSpec {
         slice_id: 0,
         slice_name: slice.into(),
@@ -232,6 +249,7 @@ fn bench_spec(slice: &str, image_digest: Option<&str>) -> SliverSpec {
         keys: vec![],
         resources: Resources {
             initscript: Some("echo ready; exec sleep 1000000".into()),
+            disk_max,
             ..Default::default()
         },
         image_digest: image_digest.map(String::from),
@@ -248,13 +266,26 @@ pub fn time_sliver_cycles(
     image_digest: Option<&str>,
     while_running: impl FnOnce(usize),
 ) -> Result<SliverTimes, NodeError> {
+    time_cycles(rt, cfg, n, prefix, image_digest, None, while_running)
+}
+
+/// [`time_sliver_cycles`] of slivers with disk quota `disk_max`.
+fn time_cycles(
+    rt: &LinuxRuntime,
+    cfg: &RuntimeConfig,
+    n: usize,
+    prefix: &str,
+    image_digest: Option<&str>,
+    disk_max: Option<u64>,
+    while_running: impl FnOnce(usize),
+) -> Result<SliverTimes, NodeError> {
     let mut times = SliverTimes::default();
     let slices: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     let mut result = Ok(());
     for s in &slices {
         // As between two slice creations on a node, which come seconds apart.
         rt.wait_built_ahead(Duration::from_secs(5));
-        let spec = bench_spec(s, image_digest);
+        let spec = bench_spec(s, image_digest, disk_max);
         let console = names::sliver_dir(&cfg.state_dir, s).join("console.log");
         let warm_before = rt.warm_slivers_taken();
         let t0 = Instant::now();
@@ -418,6 +449,44 @@ pub fn bench_sliver(
     let cold = time_sliver_cycles(&rt, cfg, n, "bench_c", None, |_| ())?;
     report.sliver_cold_ms = median(cold.start);
     report.cold_steps = step_medians(&cold.start_steps);
+    // What a sliver with the platform's defaults gets: a quota filesystem, whose `mkfs` and
+    // mounts a cold start pays on its path.
+    let disk = slicelab_model::tags::parse_bytes(slicelab_model::TagName::DiskMax, DEFAULT_DISK)
+        .map_err(|e| NodeError::Invalid {
+            what: "disk quota",
+            message: e.message,
+        })?;
+    report.quota_n = n.min(10);
+    rt.set_warm_slivers(true);
+    let warm = time_cycles(
+        &rt,
+        cfg,
+        report.quota_n + 1,
+        "bench_qw",
+        None,
+        Some(disk),
+        |_| (),
+    )?;
+    // The first start of a kind is cold: it has the next ones built ahead.
+    let warm: Vec<f64> = warm
+        .start
+        .into_iter()
+        .zip(warm.warm)
+        .filter_map(|(t, w)| w.then_some(t))
+        .collect();
+    report.quota_warm_ms = (!warm.is_empty()).then(|| median(warm));
+    rt.set_warm_slivers(false);
+    let cold = time_cycles(
+        &rt,
+        cfg,
+        report.quota_n,
+        "bench_qc",
+        None,
+        Some(disk),
+        |_| (),
+    )?;
+    report.quota_cold_ms = Some(median(cold.start));
+    wait_trash_empty(&cfg.state_dir, Duration::from_secs(60));
 
     report.destroy_steps = step_medians(&times.destroy_steps);
     if rss_slivers > 0 {

@@ -14,7 +14,9 @@
 //! pointing at the owning directory. Changing an entry is one `symlink` (and one `unlink`), not a
 //! rewrite of a file: replacing a regular file by rename makes ext4 write the new one's data out
 //! on the spot (`auto_da_alloc`), ~0.1–0.3 ms that every sliver's creation paid. A registry of
-//! the earlier format (one JSON file at `<registry>`) is imported once, under the lock.
+//! the earlier format (one JSON file at `<registry>`) is imported once, under the lock, and the
+//! file replaced by one that a node manager of that format refuses to read (rather than find it
+//! empty and hand out ranges taken here).
 //!
 //! The sliver records are the durable copy: the registry is written without fsync and made whole
 //! again from the records whenever a runtime opens. The pure part — choosing the lowest free
@@ -42,12 +44,21 @@ pub const FIRST_BASE: u32 = 1 << 28;
 /// block, so `u32::MAX`, the invalid id, is never mapped).
 pub const CAPACITY: u32 = (u32::MAX - FIRST_BASE) / RANGE_SIZE - 1;
 
-/// The earlier format: one JSON file.
+/// The earlier format: one JSON file. Once imported it is replaced by [`MOVED`], which a node
+/// manager of that format refuses to read (it has no `ranges`), rather than allocate from an
+/// empty registry.
 #[derive(Debug, Default, Deserialize)]
 struct Legacy {
     /// base → owning sliver directory.
+    #[serde(default)]
     ranges: BTreeMap<u32, PathBuf>,
+    /// Set in [`MOVED`]: nothing to import.
+    #[serde(default)]
+    moved_to: Option<String>,
 }
+
+/// What the earlier format's file holds once imported.
+const MOVED: &str = "{\"moved_to\": \"idmaps.d\"}\n";
 
 /// The lowest free range, given the bases in use.
 pub fn choose(used: &[u32]) -> Option<IdRange> {
@@ -105,7 +116,8 @@ impl Entries {
         }
     }
 
-    /// Imports the earlier format's file at `legacy`, if there is one, and removes it.
+    /// Imports the earlier format's file at `legacy`, if there is one not imported yet, and marks
+    /// it imported.
     fn import(&self, legacy: &Path) -> Result<(), NodeError> {
         let bytes = match fs::read(legacy) {
             Ok(b) => b,
@@ -116,12 +128,15 @@ impl Entries {
             path: legacy.to_path_buf(),
             message: e.to_string(),
         })?;
+        if old.moved_to.is_some() {
+            return Ok(());
+        }
         for (base, owner) in old.ranges {
             if self.owner(base).is_none() {
                 self.set(base, &owner)?;
             }
         }
-        fs::remove_file(legacy).ctx(|| format!("removing {}", legacy.display()))
+        fs::write(legacy, MOVED).ctx(|| format!("writing {}", legacy.display()))
     }
 }
 
@@ -196,6 +211,33 @@ pub fn claim(registry: &Path, sliver_dir: &Path, range: IdRange) -> Result<(), N
     })
 }
 
+/// Renames directory `from`, the owner of `range`, to `to`, which then owns it (a sliver built
+/// ahead becoming a new sliver: `warm`). Under the registry's lock, so no allocation finds the
+/// range without a live owner meanwhile. Entries `to` held (a range a destroyed sliver of the
+/// same name had, not released yet) are dropped: it owns `range` now.
+pub fn move_owner(
+    registry: &Path,
+    range: IdRange,
+    from: &Path,
+    to: &Path,
+) -> Result<(), NodeError> {
+    with_registry(registry, |reg| {
+        if reg.owner(range.base).as_deref() != Some(from) {
+            return Err(NodeError::Invalid {
+                what: "uid range",
+                message: format!("range {} is not held by {}", range.base, from.display()),
+            });
+        }
+        fs::rename(from, to).ctx(|| format!("renaming {} to {}", from.display(), to.display()))?;
+        for (base, owner) in reg.all()? {
+            if owner == to && base != range.base {
+                reg.remove(base)?;
+            }
+        }
+        reg.set(range.base, to)
+    })
+}
+
 /// Releases the range of the sliver at `sliver_dir` (destroyed: its directory is gone). Kept if
 /// the directory exists again (a sliver of the same name created meanwhile owns it now), so
 /// this may run after the destroy, off its path.
@@ -267,6 +309,33 @@ mod tests {
     }
 
     #[test]
+    fn a_range_moves_with_its_directory_and_the_new_owner_keeps_only_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let reg = tmp.path().join("idmaps.json");
+        let (warm, sliver, other) = (
+            tmp.path().join("warm"),
+            tmp.path().join("sliver"),
+            tmp.path().join("other"),
+        );
+        fs::create_dir_all(&warm).unwrap();
+        let w = allocate(&reg, &warm).unwrap();
+        // A destroyed sliver of the same name still holds a range (its release comes later).
+        fs::create_dir_all(&sliver).unwrap();
+        let old = allocate(&reg, &sliver).unwrap();
+        fs::remove_dir(&sliver).unwrap();
+        fs::create_dir_all(&other).unwrap();
+        assert!(
+            move_owner(&reg, w, &other, &sliver).is_err(),
+            "not other's range"
+        );
+        move_owner(&reg, w, &warm, &sliver).unwrap();
+        assert!(sliver.is_dir() && !warm.exists());
+        assert_eq!(allocate(&reg, &sliver).unwrap(), w);
+        // The old range is free again: the next new owner gets it.
+        assert_eq!(allocate(&reg, &other).unwrap(), old);
+    }
+
+    #[test]
     fn a_registry_of_the_earlier_format_is_imported_once() {
         let tmp = tempfile::tempdir().unwrap();
         let reg = tmp.path().join("idmaps.json");
@@ -279,7 +348,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(allocate(&reg, &a).unwrap(), IdRange { base: held });
-        assert!(!reg.exists(), "the old file is gone once imported");
+        // What an older node manager reads there now makes it refuse, not allocate.
+        #[derive(Deserialize)]
+        #[allow(dead_code)]
+        struct Older {
+            ranges: BTreeMap<u32, PathBuf>,
+        }
+        let left = fs::read(&reg).unwrap();
+        assert!(serde_json::from_slice::<Older>(&left).is_err());
         let b = tmp.path().join("b");
         fs::create_dir_all(&b).unwrap();
         assert!(

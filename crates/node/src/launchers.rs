@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::sandbox::INIT_ENV;
+use crate::sync::lock;
 
 /// How many launchers wait at most: one start at a time is the common case (the reconciler
 /// applies its actions in order), and a second one covers a start that comes before the refill
@@ -143,10 +144,6 @@ impl Drop for LauncherPool {
     fn drop(&mut self) {
         self.drain();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {

@@ -49,6 +49,7 @@ pub mod site_admin;
 pub mod sitecap;
 pub mod ssh;
 pub mod state;
+mod sync;
 pub mod traffic;
 mod veth;
 mod warm;
@@ -124,8 +125,10 @@ pub fn cleanup(
             }
         }
     }
-    // Destroyed slivers' directories whose removal a crash or exit interrupted.
+    // Destroyed slivers' directories whose removal a crash or exit interrupted, and what warm
+    // slivers of a node manager that is gone left (their cgroups were emptied above).
     runtime::empty_trash(state_dir)?;
+    warm::clear_leftovers(state_dir, &cg)?;
     let rules = net::count_rules(names);
     for v in net::list_veths(names) {
         // A killed sliver's netns is torn down asynchronously by the kernel, taking its veth

@@ -37,6 +37,7 @@ use crate::sandbox::{Assignment, Builtin, ExecSpec, LaunchSpec, Service, EXEC_EN
 use crate::shift;
 use crate::sitecap::{self, CapSliver, SiteCap};
 use crate::state::{self, ProcId, SliverRecord};
+use crate::sync::lock;
 use crate::veth;
 use crate::warm::{self, Profile, Warm, WarmPool};
 
@@ -262,7 +263,8 @@ impl LinuxRuntime {
     /// Ends the warm processes `create` gave `slice`, if it has any (its directory is the
     /// sliver's and stays).
     fn unassign(&self, slice: &str) {
-        if let Some(w) = lock(&self.assigned).remove(slice) {
+        let w = lock(&self.assigned).remove(slice);
+        if let Some(w) = w {
             w.end_processes();
         }
     }
@@ -400,14 +402,13 @@ impl LinuxRuntime {
     /// sliver's, its uid range the slice's; `start` hands the rest over.
     fn create_warm(&self, spec: &SliverSpec, mut w: Warm, dir: &Path) -> Result<(), NodeError> {
         let slice = spec.slice_name.as_str();
-        if let Err(e) = fs::rename(&w.dir, dir) {
+        // The rename under the registry's lock, so the range is never without an owner.
+        if let Err(e) = idmap::move_owner(&self.cfg.idmap_registry, w.range, &w.dir, dir) {
             w.end_processes();
-            return Err(e).ctx(|| format!("renaming a warm sliver to {}", dir.display()));
+            return Err(e);
         }
         w.dir = dir.to_path_buf();
-        let address = match idmap::claim(&self.cfg.idmap_registry, dir, w.range)
-            .and_then(|()| self.allocate_address(slice))
-        {
+        let address = match self.allocate_address(slice) {
             Ok(a) => a,
             Err(e) => {
                 w.end_processes();
@@ -717,8 +718,9 @@ impl LinuxRuntime {
         match self.hand_over(rec, &mut w, &mut steps) {
             Ok(()) => {
                 let init = w.init;
-                // The launcher exits once dismissed, in the background (`launchers`).
-                self.launchers.dismiss(w.launcher);
+                // Its stdin closed: the init's first process has the release, nothing more is
+                // read from it.
+                drop(w);
                 steps.mark("release");
                 self.record_steps(&self.start_steps, steps);
                 Ok(init)
@@ -790,7 +792,7 @@ impl LinuxRuntime {
         // The cgroups on a second thread while this one plugs in the network: the init needs
         // only the former to go on (it confines itself meanwhile), the release needs both.
         let init = w.init.pid as u32;
-        let stdin = w.launcher.stdin.as_mut();
+        let stdin = &mut w.stdin;
         let rate = net::effective_rate(res.net_max_rate, rec.throttled.is_some());
         let (netns, route, pair) = (&w.netns, w.route.take(), w.veth);
         let (joined, wired) = std::thread::scope(|sc| {
@@ -804,14 +806,8 @@ impl LinuxRuntime {
                     .and_then(|()| self.cgroups.join(slice, init))
                     .and_then(|()| {
                         stdin
-                            .ok_or_else(|| std::io::ErrorKind::BrokenPipe.into())
-                            .and_then(|i| i.write_all(Release::Joined.line().as_bytes()))
+                            .write_all(Release::Joined.line().as_bytes())
                             .ctx(|| "telling the init it joined its cgroups".into())
-                    })
-                    .inspect(|()| {
-                        if let Some(name) = &left {
-                            warm::end_cgroups(&self.cgroups, name);
-                        }
                     })
             });
             let wired = match (pair, route) {
@@ -827,6 +823,11 @@ impl LinuxRuntime {
             });
             (joined, wired)
         });
+        // The cgroups the init was built in, if they could not become the slice's: empty once
+        // it moved, and ended either way.
+        if let Some(name) = &left {
+            warm::end_cgroups(&self.cgroups, name);
+        }
         steps.mark("cgroup, joined | veth, nft");
         let released = joined
             .map_err(|e| fail(format!("cgroups: {e}")))
@@ -977,10 +978,6 @@ impl LinuxRuntime {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Reaps `pid` if it is our zombie child (a sliver init reparented to us as subreaper).
 fn reap(pid: i32) {
     if matches!(state::proc_stat(pid), Some(('Z', _))) {
@@ -1065,7 +1062,9 @@ impl Runtime for LinuxRuntime {
         names::check_slice_name(slice)?;
         let dir = names::sliver_dir(&self.cfg.state_dir, slice);
         self.unassign(slice);
-        if !dir.exists() {
+        // Only for a sliver that will run: one created stopped would hold the warm processes
+        // for as long as it stays so.
+        if spec.run && !dir.exists() {
             if let Some(w) = self.profile_of(spec).ok().and_then(|p| self.warm.take(&p)) {
                 return self.create_warm(spec, w, &dir);
             }
@@ -1172,8 +1171,8 @@ impl Runtime for LinuxRuntime {
     }
 
     fn stop(&self, slice: &str) -> Result<(), NodeError> {
-        let mut rec = self.record(slice)?;
         self.unassign(slice);
+        let mut rec = self.record(slice)?;
         self.stop_init(slice, rec.init);
         self.unplug_while(slice, rec.address, || {
             disk::unmount(&names::sliver_dir(&self.cfg.state_dir, slice))

@@ -69,8 +69,22 @@ pub(crate) fn attach(
         .and_then(|()| rt.replace_route(host, Some(addr), None))
         .map_err(|e| nl_err(&format!("configuring {veth}"), e))?;
     inside
+        .set_up(eth0)
+        .map_err(|e| nl_err("setting the sliver's eth0 up", e))?;
+    configure_eth0(&mut inside, eth0, addr, gw, rate)
+}
+
+/// `eth0` (index `eth0`, on socket `inside` in the sliver's namespace) takes `addr`, the route
+/// to gateway `gw` and the default route through it, and the egress shaper at `rate`.
+fn configure_eth0(
+    inside: &mut Route,
+    eth0: u32,
+    addr: Ipv4Addr,
+    gw: Ipv4Addr,
+    rate: Option<u64>,
+) -> Result<(), NodeError> {
+    inside
         .add_addr32(eth0, addr)
-        .and_then(|()| inside.set_up(eth0))
         .and_then(|()| inside.replace_route(eth0, Some(gw), None))
         .and_then(|()| inside.replace_route(eth0, None, Some(gw)))
         .and_then(|()| match rate {
@@ -122,13 +136,5 @@ pub(crate) fn plug(
     rt.rename_up(host, &veth)
         .and_then(|()| rt.replace_route(host, Some(addr), None))
         .map_err(|e| nl_err(&format!("configuring {veth}"), e))?;
-    inside
-        .add_addr32(NEW_NETNS_ETH0, addr)
-        .and_then(|()| inside.replace_route(NEW_NETNS_ETH0, Some(gw), None))
-        .and_then(|()| inside.replace_route(NEW_NETNS_ETH0, None, Some(gw)))
-        .and_then(|()| match rate {
-            Some(r) => inside.add_htb(NEW_NETNS_ETH0, r, burst_of(r)),
-            None => Ok(()),
-        })
-        .map_err(|e| nl_err("configuring the sliver's eth0", e))
+    configure_eth0(&mut inside, NEW_NETNS_ETH0, addr, gw, rate)
 }

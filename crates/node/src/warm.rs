@@ -7,8 +7,11 @@
 //! * its directory under `<state>/warm/` with the writable layer (on its own quota filesystem if
 //!   the profile has one, made and mounted ahead: `mkfs` is no longer on any start's path);
 //! * a uid range of its own from the machine's registry (`idmap`), owned by that directory;
-//! * its launcher, with the user namespace mapped to that range and the network namespace it
-//!   owns, and the overlay root mounted (`sandbox::launch`);
+//! * its user namespace mapped to that range, the network namespace it owns and the overlay root,
+//!   made by a launcher (`sandbox::launch`), which is ended once the init has built the root: its
+//!   mount namespaces are copies of the host's, and would keep every other sliver's quota
+//!   filesystem alive (a later `e2fsck` of one would find it mounted) for as long as the warm
+//!   sliver waits;
 //! * its veth pair (`veth::prepare`): the host end down, under a temporary name, with the
 //!   gateway address; `eth0` up in the sliver's namespace, without an address;
 //! * its init, PID 1 of the sliver's PID namespace, with the root built and pivoted into,
@@ -28,8 +31,8 @@
 //! of the slice's runs before their limits are applied. A sliver created but not started keeps its warm processes until it is started, stopped,
 //! updated or destroyed.
 //!
-//! Nothing of a warm sliver outlives the node manager: its launcher and init read their stdin
-//! from the node manager, and exit at end of file (the init's exit takes its namespaces with
+//! Nothing of a warm sliver outlives the node manager: its init reads its stdin from the node
+//! manager, and exits at end of file (the init's exit takes its namespaces with
 //! it). What is left on disk (the directory, a quota mount) is removed when the next runtime opens
 //! and by `cleanup` ([`clear_leftovers`]); a leftover's registry entry is reclaimed at the next
 //! allocation (its directory is gone).
@@ -37,7 +40,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Child;
+use std::process::{Child, ChildStdin};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,13 +59,15 @@ use crate::reports::Reports;
 use crate::sandbox::handshake::Report;
 use crate::sandbox::userns::IdRange;
 use crate::sandbox::LaunchSpec;
+use crate::shift;
 use crate::state::ProcId;
+use crate::sync::lock;
 use crate::veth;
 use slicelab_model::Resources;
 
 /// How many warm slivers wait at most. One: a node starts slivers one at a time, and seldom; a
-/// burst takes the cold path for the rest. Each holds two processes (its launcher and init), a
-/// uid range, and with a quota, a loop device.
+/// burst takes the cold path for the rest. Each holds a process (its init), a uid range, a
+/// network namespace, and with a quota, a loop device.
 const POOL_SIZE: usize = 1;
 
 /// Numbers warm directories, unique within this process (which may hold several runtimes).
@@ -84,10 +89,13 @@ pub(crate) struct Warm {
     pub dir: PathBuf,
     pub range: IdRange,
     pub profile: Profile,
-    /// The launcher, whose stdin is the handshake's channel to the init.
-    pub launcher: Child,
+    /// The identity (device, inode) of each of the profile's layers when it was built: a layer
+    /// removed since (image garbage collection) and fetched again is another directory.
+    lowers: Vec<(u64, u64)>,
+    /// The ended launcher's stdin, which the init shares: the handshake's channel to it.
+    pub stdin: ChildStdin,
     pub reports: Reports,
-    /// The sliver's network namespace (`/proc/<launcher>/ns/net`, opened when it was made).
+    /// The sliver's network namespace (`/proc/<launcher>/ns/net`, opened while it ran).
     pub netns: File,
     /// A copy of the launcher's rtnetlink socket in that namespace, if `pidfd_getfd` allowed it.
     pub route: Option<Route>,
@@ -106,10 +114,7 @@ pub(crate) struct Warm {
 impl Warm {
     /// Writes `line` to the init (through the launcher's stdin, which the init shares).
     pub fn tell(&mut self, line: &[u8]) -> std::io::Result<()> {
-        match self.launcher.stdin.as_mut() {
-            Some(i) => i.write_all(line),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
-        }
+        self.stdin.write_all(line)
     }
 
     /// Ends its processes (the init's death takes its namespaces and mounts with it) and the
@@ -118,7 +123,7 @@ impl Warm {
         if self.init.is_alive() {
             let _ = kill(Pid::from_raw(self.init.pid), Signal::SIGKILL);
         }
-        launchers::end(self.launcher);
+        drop(self.stdin);
         if let Some(name) = &self.cgroup {
             end_cgroups(&self.cgroups, name);
         }
@@ -149,28 +154,59 @@ pub(crate) fn end_cgroups(cgroups: &Cgroups, name: &str) {
     }
 }
 
-/// The name of the cgroups made for warm sliver `number` of node manager `pid`: not a slice name
+/// This node manager among those that ever ran on the machine: `<pid>-<start time>` (a pid alone
+/// is reused, and a node manager in a container may have the same one every time).
+fn instance() -> String {
+    let pid = std::process::id();
+    let start = ProcId::of(pid as i32).map_or(0, |p| p.start_time);
+    format!("{pid}-{start}")
+}
+
+/// Whether the node manager `instance` names (see [`instance`]) is gone.
+fn is_gone(instance: &str) -> bool {
+    let mut parts = instance.split('-');
+    let (Some(pid), Some(start)) = (
+        parts.next().and_then(|p| p.parse().ok()),
+        parts.next().and_then(|s| s.parse().ok()),
+    ) else {
+        return false;
+    };
+    !ProcId {
+        pid,
+        start_time: start,
+    }
+    .is_alive()
+}
+
+/// The name of the cgroups made for warm sliver `number` of this node manager: not a slice name
 /// (it has no `_`), so every listing of slices' cgroups leaves it out.
-fn cgroup_name(pid: u32, number: u64) -> String {
-    format!("warm.{pid}.{number}")
+fn cgroup_name(number: u64) -> String {
+    format!("warm.{}.{number}", instance())
 }
 
 /// Whether `name` is a warm sliver's cgroup name made by a node manager that is gone.
 fn is_leftover_cgroup(name: &str) -> bool {
     let mut parts = name.split('.');
-    match (
-        parts.next(),
-        parts.next().and_then(|p| p.parse::<i32>().ok()),
-    ) {
-        (Some("warm"), Some(pid)) => !is_live(pid),
-        _ => false,
-    }
+    matches!((parts.next(), parts.next()), (Some("warm"), Some(i)) if is_gone(i))
 }
 
-/// Whether process `pid` exists (this process included).
-fn is_live(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+/// Ends a warm sliver's launcher once the init has built the root (see the module doc), keeping
+/// its stdin, which the init shares. The init is then the subreaper's (the node manager's) child,
+/// as a cold start's is once its launcher is dismissed.
+fn end_launcher(launcher: &mut Child) -> Option<ChildStdin> {
+    let stdin = launcher.stdin.take()?;
+    let _ = launcher.kill();
+    let _ = launcher.wait();
+    Some(stdin)
+}
+
+/// The (device, inode) of each directory of `lowers`; `None` if one is gone.
+fn identities(lowers: &[PathBuf]) -> Option<Vec<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    lowers
+        .iter()
+        .map(|l| fs::metadata(l).ok().map(|m| (m.dev(), m.ino())))
+        .collect()
 }
 
 /// Unmounts a warm sliver's quota filesystem, if any, and removes its directory.
@@ -193,8 +229,8 @@ pub(crate) fn warm_root(state_dir: &Path) -> PathBuf {
 }
 
 /// Removes what warm slivers of node managers that are gone left (their processes ended with
-/// them): cgroups, quota mounts and directories. Each is named after the pid of the node manager
-/// that made it; those of a live one (this process included) are its own. Returns how many
+/// them): cgroups, quota mounts and directories. Each is named after the node manager that made
+/// it ([`instance`]); those of a live one (this process included) are its own. Returns how many
 /// directories it removed.
 pub(crate) fn clear_leftovers(state_dir: &Path, cgroups: &Cgroups) -> Result<usize, NodeError> {
     for name in cgroups.list() {
@@ -211,11 +247,10 @@ pub(crate) fn clear_leftovers(state_dir: &Path, cgroups: &Cgroups) -> Result<usi
     let mut n = 0;
     for e in rd.flatten() {
         let dir = e.path();
-        let maker = e.file_name().to_str().and_then(|n| {
-            let pid: i32 = n.split('-').next()?.parse().ok()?;
-            Some(pid)
-        });
-        if maker.is_some_and(is_live) {
+        // `<pid>-<start>-<n>`.
+        let name = e.file_name().to_string_lossy().into_owned();
+        let maker = name.rsplit_once('-').map_or("", |(m, _)| m);
+        if !is_gone(maker) {
             continue;
         }
         disk::unmount(&dir)?;
@@ -278,7 +313,7 @@ impl WarmPool {
         while let Some(i) = ready.iter().position(|w| &w.profile == profile) {
             let w = ready.swap_remove(i);
             // An image removed meanwhile (garbage-collected) ends the warm slivers built on it.
-            if w.init.is_alive() && w.profile.lowers.iter().all(|l| l.is_dir()) {
+            if w.init.is_alive() && identities(&w.profile.lowers).as_ref() == Some(&w.lowers) {
                 self.shared.taken.fetch_add(1, Ordering::Relaxed);
                 return Some(w);
             }
@@ -357,10 +392,6 @@ impl Drop for WarmPool {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Shared {
     fn wanted(&self) -> Option<Profile> {
         if self.closed.load(Ordering::Acquire) || !self.enabled.load(Ordering::Acquire) {
@@ -420,7 +451,7 @@ impl Shared {
     /// Makes one warm sliver of `profile`.
     fn make(&self, profile: Profile) -> Result<Warm, String> {
         let number = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = warm_root(&self.state_dir).join(format!("{}-{number}", std::process::id()));
+        let dir = warm_root(&self.state_dir).join(format!("{}-{number}", instance()));
         fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let range = match idmap::allocate(&self.registry, &dir) {
             Ok(r) => r,
@@ -451,8 +482,12 @@ impl Shared {
         temp: &str,
         number: u64,
     ) -> Result<Warm, String> {
+        let lowers = identities(&profile.lowers).ok_or("the image's layers are gone")?;
         disk::place_layer(dir, profile.disk_max).map_err(|e| e.to_string())?;
         let (upper, work) = disk::layer_dirs(dir, profile.disk_max.is_some());
+        // The layer's root is the sliver's `/`: its root's, as a cold start makes it.
+        fs::create_dir_all(&upper).map_err(|e| format!("creating {}: {e}", upper.display()))?;
+        shift::ensure_layer_owned(&upper, 0, range).map_err(|e| e.to_string())?;
         let spec = LaunchSpec {
             slice: String::new(),
             lowers: profile.lowers.clone(),
@@ -481,8 +516,33 @@ impl Shared {
             return Err("handing the launcher its spec".into());
         };
         let mut reports = Reports::new(stdout, Instant::now() + MAKE_TIMEOUT);
-        let (mut net, mut init, mut cgroup) = (None, None, None);
+        let (mut net, mut init, mut cgroup, mut built) = (None, None, None, false);
         let failed = loop {
+            // The launcher's reports and the init's come on one pipe from two processes: `Warm`
+            // may come before `Pid`.
+            if let (true, Some(_), Some(init)) = (built, &net, init) {
+                let Some((netns, route, veth)) = net.take() else {
+                    break "no network namespace".into();
+                };
+                let Some(stdin) = end_launcher(&mut launcher) else {
+                    break "no pipe to the init".into();
+                };
+                return Ok(Warm {
+                    dir: dir.to_path_buf(),
+                    range,
+                    profile: profile.clone(),
+                    lowers,
+                    stdin,
+                    reports,
+                    netns,
+                    route,
+                    veth,
+                    temp_veth: temp.to_string(),
+                    init,
+                    cgroup,
+                    cgroups: self.cgroups.clone(),
+                });
+            }
             match reports.next() {
                 Ok(Report::Netns(fd)) => {
                     let pid = launcher.id();
@@ -507,7 +567,7 @@ impl Shared {
                     // The init forks nothing before its assignment: moved now, all it will
                     // fork is born in these cgroups.
                     if self.cgroups.can_rename() {
-                        let name = cgroup_name(std::process::id(), number);
+                        let name = cgroup_name(number);
                         let made = self
                             .cgroups
                             .create(&name, &Resources::default())
@@ -518,25 +578,7 @@ impl Shared {
                         }
                     }
                 }
-                Ok(Report::Warm) => match (net.take(), init) {
-                    (Some((netns, route, veth)), Some(init)) => {
-                        return Ok(Warm {
-                            dir: dir.to_path_buf(),
-                            range,
-                            profile: profile.clone(),
-                            launcher,
-                            reports,
-                            netns,
-                            route,
-                            veth,
-                            temp_veth: temp.to_string(),
-                            init,
-                            cgroup,
-                            cgroups: self.cgroups.clone(),
-                        })
-                    }
-                    _ => break "the launcher reported no network namespace or init".into(),
-                },
+                Ok(Report::Warm) => built = true,
                 Ok(Report::Error(e)) | Err(e) => break e,
                 Ok(_) => {}
             }

@@ -153,8 +153,10 @@ fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
         )?;
         ns.push((f.into(), flag));
     }
-    // Like the init, the helper must not be the OOM victim; the command resets this to 0.
-    let _ = fs::write("/proc/self/oom_score_adj", "-1000");
+    // The OOM killer's default score for the session: the spawner inherited the node manager's
+    // exemption (-1000). Reset while still host root: after `setns(user)` and `become_root`
+    // `/proc/self` is the host root's and the command could not reset its own.
+    let _ = fs::write("/proc/self/oom_score_adj", "0");
     join_cgroups(&spec.cgroup_procs)?;
     for (fd, flag) in &ns {
         sys(&format!("setns {flag:?}"), setns(fd, *flag))?;
@@ -193,7 +195,6 @@ fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
     match sys("fork", unsafe { fork() })? {
         ForkResult::Child => {
             // Entering the PID namespace takes effect for children only: this child is in it.
-            let _ = fs::write("/proc/self/oom_score_adj", "0");
             let _ = chdir("/root");
             if let Err(e) = caps::confine(&filter) {
                 eprintln!("slicelab exec: confining: {e}");

@@ -5,7 +5,7 @@
 //! SIGTERM stops everything. Nothing of the slice's runs before the release.
 
 use std::ffi::CString;
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,8 @@ pub(super) fn init_main(
     lines: &mut StdinLines,
 ) -> R<()> {
     sys("setsid", setsid())?;
-    // The init survives the sliver's own OOM kills: the launcher set oom_score_adj -1000 (which
-    // only host root may), and the initscript resets it to 0.
+    // The OOM killer's default score, for the init and everything it forks: the launcher set it
+    // (see `maybe_run_sliver_init`).
     rootfs::build_inside(spec)?;
     let null = io("opening /dev/null", File::open("/dev/null"))?;
     let service = if spec.warm {
@@ -110,7 +110,6 @@ fn first_service(service: &Service, console: &File, null: &File) -> R<FirstServi
             drop(released_r);
             // Everything but the exec is done before the release (nothing of the slice's runs).
             let _ = setsid();
-            reset_oom_score();
             let prepared = service.prepare(&slice_name());
             if read_release(0) != Some(Release::Go) {
                 // SAFETY: exiting a forked child without running the parent's destructors.
@@ -202,25 +201,11 @@ pub(super) fn sliver_env(slice: &str) -> Vec<CString> {
     .collect()
 }
 
-/// In a forked child of the init: its own session, the OOM killer's default score, the service.
+/// In a forked child of the init: its own session, the service.
 fn exec_service(service: &Service) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     let _ = setsid();
-    reset_oom_score();
     service_failed(&service.exec(&slice_name()))
-}
-
-/// In a forked child of the init: the OOM killer's default score, raised from the init's -1000
-/// (which it inherited). The file is the host root's while the process is not dumpable, which
-/// changing uids made it: made dumpable first (by the slice's root only, which owns it; nothing
-/// of the slice's runs beside a first service child, and a later one execs at once, which sets
-/// it anew).
-fn reset_oom_score() {
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
-    if let Err(e) = fs::write("/proc/self/oom_score_adj", "0") {
-        eprintln!("slicelab init: resetting the OOM score: {e}");
-    }
 }
 
 /// The sliver's name: the init set it as the hostname.

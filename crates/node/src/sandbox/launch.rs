@@ -2,8 +2,9 @@
 //! as host root, usually ahead of any start (`crate::launchers`): it waits for its [`LaunchSpec`]
 //! on stdin. Then, in order, each step needing what the previous one made:
 //!
-//! 1. set the OOM-killer exemption its init inherits (only host root may lower
-//!    `oom_score_adj`; the init's children raise theirs back to 0);
+//! 1. (at start-up, before it makes a user namespace to wait in) reset the OOM killer's score it
+//!    inherited from the node manager (exempt, -1000) to the default, which every process of the
+//!    sliver inherits: none could raise its own later, and none may be exempt;
 //! 2. map the slice's user namespace, made while the launcher waited for its spec
 //!    (`userns::prepare`), and make the network namespace it owns, so root in the sliver has
 //!    capabilities over its own network (ports below 1024, raw sockets) and nothing else; join
@@ -17,6 +18,11 @@
 //!    which it does meanwhile, so the init is born in them and no user code ever runs outside
 //!    them; fork the init (PID 1 of the new PID namespace), report its pid, and exit once the
 //!    node manager closes its stdin (after the release).
+//!
+//! A warm launcher (`crate::warm`, [`LaunchSpec::warm`]) does the same for a sliver whose slice is
+//! not known yet, except that it forks the init without waiting for step 5: the init builds the
+//! root and waits for its [`Assignment`] (see `init`), and the node manager kills the launcher
+//! then (its mount namespaces, copies of the host's, must not outlive that).
 
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -74,9 +80,11 @@ pub struct Assignment {
 /// helper it does that job and exits; otherwise it returns at once.
 pub fn maybe_run_sliver_init() {
     if std::env::var_os(INIT_ENV).is_some() {
-        // The OOM-killer exemption the init inherits: only host root may lower `oom_score_adj`,
-        // so before `userns::prepare`, which leaves the launcher in the slice's user namespace.
-        let _ = fs::write("/proc/self/oom_score_adj", "-1000");
+        // The OOM killer's default score for the sliver: the node manager is exempt (-1000), and
+        // its children inherit that. Reset while still host root and dumpable: once the uids
+        // change, `/proc/self` is the host root's, and no process of the sliver can reset its
+        // own (making one dumpable to do it would let the slice's root `ptrace` it first).
+        let _ = fs::write("/proc/self/oom_score_adj", "0");
         // Made while the launcher waits for its spec (see `userns::prepare`); a failure is
         // reported once a sliver asks for it.
         let prepared = userns::prepare();

@@ -116,27 +116,33 @@ impl Entries {
         }
     }
 
-    /// Imports the earlier format's file at `legacy`, if there is one not imported yet, and marks
-    /// it imported.
+    /// Imports the earlier format's file at `legacy`, if there is one not imported yet, and puts
+    /// [`MOVED`] in its place (also where there was none: a node manager of that format must
+    /// not find an empty registry). An empty file is a marker cut short by a crash.
     fn import(&self, legacy: &Path) -> Result<(), NodeError> {
         let bytes = match fs::read(legacy) {
+            Ok(b) if b.iter().all(u8::is_ascii_whitespace) => Vec::new(),
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).ctx(|| format!("reading {}", legacy.display())),
         };
-        let old: Legacy = serde_json::from_slice(&bytes).map_err(|e| NodeError::State {
-            path: legacy.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        if old.moved_to.is_some() {
-            return Ok(());
-        }
-        for (base, owner) in old.ranges {
-            if self.owner(base).is_none() {
-                self.set(base, &owner)?;
+        if !bytes.is_empty() {
+            let old: Legacy = serde_json::from_slice(&bytes).map_err(|e| NodeError::State {
+                path: legacy.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            if old.moved_to.is_some() {
+                return Ok(());
+            }
+            for (base, owner) in old.ranges {
+                if self.owner(base).is_none() {
+                    self.set(base, &owner)?;
+                }
             }
         }
-        fs::write(legacy, MOVED).ctx(|| format!("writing {}", legacy.display()))
+        let tmp = legacy.with_extension("moved");
+        fs::write(&tmp, MOVED).ctx(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, legacy).ctx(|| format!("renaming {}", tmp.display()))
     }
 }
 

@@ -154,6 +154,7 @@ impl LinuxRuntime {
         rt.cgroups.ensure_parent(&rt.cfg.reserve)?;
         rt.reclaim_ranges()?;
         rt.upgrade_root_mapped()?;
+        rt.drop_oom_exemptions();
         empty_trash(&rt.cfg.state_dir)?;
         warm::clear_leftovers(&rt.cfg.state_dir, &rt.cgroups)?;
         Ok(rt)
@@ -360,6 +361,41 @@ impl LinuxRuntime {
         Ok(())
     }
 
+    /// Takes the node manager's OOM exemption from every process of every running sliver: a
+    /// sliver started by a node manager from before the launcher reset it inherited -1000, with
+    /// the floor at -1000 (so any of its processes could set it again). Written by host root,
+    /// 0 also moves the floor to 0. A sliver that keeps forking exempt processes past a few
+    /// sweeps is stopped; the next reconcile starts it anew.
+    fn drop_oom_exemptions(&self) {
+        for slice in state::list_slices(&self.cfg.state_dir).unwrap_or_default() {
+            if self.init_of(&slice).is_none() {
+                continue;
+            }
+            let mut clean = false;
+            for _ in 0..5 {
+                let exempt: Vec<i32> = self
+                    .cgroups
+                    .pids(&slice)
+                    .into_iter()
+                    .filter(|p| oom_score_adj(*p).is_some_and(|v| v < 0))
+                    .collect();
+                if exempt.is_empty() {
+                    clean = true;
+                    break;
+                }
+                for p in exempt {
+                    let _ = fs::write(format!("/proc/{p}/oom_score_adj"), "0");
+                }
+            }
+            if !clean {
+                tracing::warn!(slice, "stopping a sliver whose processes stay OOM-exempt");
+                if let Err(e) = self.stop(&slice) {
+                    tracing::warn!(slice, "stopping it: {e}");
+                }
+            }
+        }
+    }
+
     /// Re-adds the anti-spoofing elements of every running sliver (a table made or upgraded by
     /// [`net::ensure_antispoof_chain`] holds none).
     fn reallow_running(&self) -> Result<(), NodeError> {
@@ -404,7 +440,7 @@ impl LinuxRuntime {
         let slice = spec.slice_name.as_str();
         // The rename under the registry's lock, so the range is never without an owner.
         if let Err(e) = idmap::move_owner(&self.cfg.idmap_registry, w.range, &w.dir, dir) {
-            w.end_processes();
+            w.discard(&self.cfg.idmap_registry);
             return Err(e);
         }
         w.dir = dir.to_path_buf();
@@ -779,15 +815,13 @@ impl LinuxRuntime {
                 .inspect_err(|e| tracing::debug!(slice, "warm cgroups: {e}"))
                 .is_ok()
         });
-        let left = if renamed {
+        if renamed {
             line.extend_from_slice(Release::Joined.line().as_bytes());
-            w.cgroup = None;
-            None
-        } else {
-            w.cgroup.take()
-        };
+        }
         w.tell(&line)
             .map_err(|e| fail(format!("telling the warm sliver its slice: {e}")))?;
+        // Renamed, they are the slice's; if not, ended below whatever happens.
+        let left = w.cgroup.take().filter(|_| !renamed);
         steps.mark("warm: assigned");
         // The cgroups on a second thread while this one plugs in the network: the init needs
         // only the former to go on (it confines itself meanwhile), the release needs both.
@@ -978,6 +1012,15 @@ impl LinuxRuntime {
     }
 }
 
+/// Process `pid`'s `oom_score_adj`.
+fn oom_score_adj(pid: i32) -> Option<i32> {
+    fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Reaps `pid` if it is our zombie child (a sliver init reparented to us as subreaper).
 fn reap(pid: i32) {
     if matches!(state::proc_stat(pid), Some(('Z', _))) {
@@ -1066,7 +1109,13 @@ impl Runtime for LinuxRuntime {
         // for as long as it stays so.
         if spec.run && !dir.exists() {
             if let Some(w) = self.profile_of(spec).ok().and_then(|p| self.warm.take(&p)) {
-                return self.create_warm(spec, w, &dir);
+                match self.create_warm(spec, w, &dir) {
+                    Err(e) if !dir.exists() => {
+                        // Not taken (its directory could not become the sliver's): cold.
+                        tracing::warn!(slice, "creating from a sliver built ahead: {e}");
+                    }
+                    done => return done,
+                }
             }
         }
         for d in ["upper", "work", "rootfs"] {

@@ -18,7 +18,7 @@
 //!   waiting on its stdin for an `Assignment`. It is unconfined (it still has every capability
 //!   of its user namespace), and nothing of any slice's has run in it;
 //! * where cgroups can be renamed (v1), the sliver's cgroups under a name no slice can have
-//!   (`warm.<pid>.<n>`), without limits, with the init in them. Elsewhere the init is in no
+//!   (`warm.<instance>.<n>`), without limits, with the init in them. Elsewhere the init is in no
 //!   sliver's cgroups until a slice takes it.
 //!
 //! `create` of a *new* sliver of the same profile takes one ([`WarmPool::take`]): its directory
@@ -60,7 +60,7 @@ use crate::sandbox::handshake::Report;
 use crate::sandbox::userns::IdRange;
 use crate::sandbox::LaunchSpec;
 use crate::shift;
-use crate::state::ProcId;
+use crate::state::{self, ProcId};
 use crate::sync::lock;
 use crate::veth;
 use slicelab_model::Resources;
@@ -120,9 +120,7 @@ impl Warm {
     /// Ends its processes (the init's death takes its namespaces and mounts with it) and the
     /// cgroups made for it; what is on disk stays.
     pub fn end_processes(self) {
-        if self.init.is_alive() {
-            let _ = kill(Pid::from_raw(self.init.pid), Signal::SIGKILL);
-        }
+        end_init(self.init);
         drop(self.stdin);
         if let Some(name) = &self.cgroup {
             end_cgroups(&self.cgroups, name);
@@ -136,7 +134,7 @@ impl Warm {
 
     /// Ends a warm sliver no slice took: its processes, its quota mount, its directory and its
     /// uid range.
-    fn discard(self, registry: &Path) {
+    pub fn discard(self, registry: &Path) {
         let dir = self.dir.clone();
         self.end_processes();
         remove_dir(&dir);
@@ -154,28 +152,61 @@ pub(crate) fn end_cgroups(cgroups: &Cgroups, name: &str) {
     }
 }
 
-/// This node manager among those that ever ran on the machine: `<pid>-<start time>` (a pid alone
-/// is reused, and a node manager in a container may have the same one every time).
+/// Kills a warm sliver's init (which takes its PID namespace) and reaps it: once its launcher is
+/// gone it is the node manager's child (a subreaper), and nothing else would.
+fn end_init(init: ProcId) {
+    let pid = Pid::from_raw(init.pid);
+    if init.is_alive() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while init.is_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    // Dead (a zombie is not alive): ours to reap if it is our child, as the same process (its
+    // start time still matches); its parent's otherwise (ECHILD).
+    if state::proc_stat(init.pid).is_some_and(|(st, start)| st == 'Z' && start == init.start_time) {
+        let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    }
+}
+
+/// The first 8 hex digits of this boot's id: pid and start time repeat across reboots.
+fn boot() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|b| b.chars().filter(char::is_ascii_hexdigit).take(8).collect())
+        .unwrap_or_default()
+}
+
+/// This node manager among those that ever ran on the machine: `<boot>-<pid>-<start time>` (a
+/// pid alone is reused, and a node manager in a container may have the same one every time).
 fn instance() -> String {
     let pid = std::process::id();
     let start = ProcId::of(pid as i32).map_or(0, |p| p.start_time);
-    format!("{pid}-{start}")
+    format!("{}-{pid}-{start}", boot())
 }
 
-/// Whether the node manager `instance` names (see [`instance`]) is gone.
+/// Whether the node manager `instance` names (see [`instance`]) is gone. A name of another form
+/// is a leftover of an earlier format, gone unless its first number is a live pid.
 fn is_gone(instance: &str) -> bool {
-    let mut parts = instance.split('-');
-    let (Some(pid), Some(start)) = (
-        parts.next().and_then(|p| p.parse().ok()),
-        parts.next().and_then(|s| s.parse().ok()),
-    ) else {
-        return false;
-    };
-    !ProcId {
-        pid,
-        start_time: start,
+    let parts: Vec<&str> = instance.split('-').collect();
+    match parts[..] {
+        [b, pid, start] => {
+            let (Ok(pid), Ok(start)) = (pid.parse(), start.parse()) else {
+                return true;
+            };
+            b != boot()
+                || !ProcId {
+                    pid,
+                    start_time: start,
+                }
+                .is_alive()
+        }
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        [pid, ..] => pid
+            .parse::<i32>()
+            .map_or(true, |p| p <= 0 || unsafe { libc::kill(p, 0) } != 0),
+        [] => true,
     }
-    .is_alive()
 }
 
 /// The name of the cgroups made for warm sliver `number` of this node manager: not a slice name
@@ -583,13 +614,37 @@ impl Shared {
                 Ok(_) => {}
             }
         };
-        if let Some(p) = init {
-            let _ = kill(Pid::from_raw(p.pid), Signal::SIGKILL);
-        }
+        // The launcher first: the init, its child, is then ours to reap.
         launchers::end(launcher);
+        if let Some(p) = init {
+            end_init(p);
+        }
         if let Some(name) = &cgroup {
             end_cgroups(&self.cgroups, name);
         }
         Err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_of_node_managers_that_are_gone_are_leftovers() {
+        assert!(!is_gone(&instance()), "this process");
+        let other_boot = format!("00000000-{}-1", std::process::id());
+        assert!(is_gone(&other_boot), "another boot");
+        let ours = instance();
+        let (boot_and_pid, _) = ours.rsplit_once('-').unwrap();
+        assert!(is_gone(&format!("{boot_and_pid}-1")), "a reused pid");
+        assert!(
+            !is_gone(&std::process::id().to_string()),
+            "the pid-only form, live"
+        );
+        assert!(is_gone("x"), "not a name of ours");
+        assert!(!is_leftover_cgroup(&cgroup_name(3)));
+        assert!(is_leftover_cgroup(&format!("warm.{other_boot}.3")));
+        assert!(!is_leftover_cgroup("pl_slice"));
     }
 }

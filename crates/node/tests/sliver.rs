@@ -111,6 +111,12 @@ fn assert_isolated_and_confined(node: &TestNode, slice: &str, marker: &str) {
         "clock was set"
     );
     denied(node, slice, "hostname evil");
+    // Nothing of a sliver is exempt from the OOM killer, nor can make itself so.
+    assert_eq!(
+        node.sh_ok(slice, "cat /proc/self/oom_score_adj").trim(),
+        "0"
+    );
+    denied(node, slice, "echo -1 > /proc/self/oom_score_adj");
     denied(node, slice, "unshare -n true");
     assert_eq!(node.sh_ok(slice, "hostname").trim(), slice);
 

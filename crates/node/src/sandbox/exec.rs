@@ -5,7 +5,7 @@
 //! as the sliver's init confines itself.
 
 use std::ffi::CString;
-use std::fs::{self, File};
+use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -15,7 +15,7 @@ use nix::unistd::{chdir, fork, ForkResult};
 use serde::{Deserialize, Serialize};
 
 use super::init::sliver_env;
-use super::launch::{io, join_cgroups, sys, R};
+use super::launch::{io, join_cgroups, reset_oom_score, sys, R};
 use super::{caps, seccomp, userns};
 
 /// Environment variable that turns the current binary into the exec helper; its value is an
@@ -156,7 +156,7 @@ fn exec_helper_inner(spec: &ExecSpec) -> R<i32> {
     // The OOM killer's default score for the session: the spawner inherited the node manager's
     // exemption (-1000). Reset while still host root: after `setns(user)` and `become_root`
     // `/proc/self` is the host root's and the command could not reset its own.
-    let _ = fs::write("/proc/self/oom_score_adj", "0");
+    reset_oom_score()?;
     join_cgroups(&spec.cgroup_procs)?;
     for (fd, flag) in &ns {
         sys(&format!("setns {flag:?}"), setns(fd, *flag))?;

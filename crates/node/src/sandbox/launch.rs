@@ -83,14 +83,19 @@ pub fn maybe_run_sliver_init() {
         // The OOM killer's default score for the sliver: the node manager is exempt (-1000), and
         // its children inherit that. Reset while still host root and dumpable: once the uids
         // change, `/proc/self` is the host root's, and no process of the sliver can reset its
-        // own (making one dumpable to do it would let the slice's root `ptrace` it first).
-        let _ = fs::write("/proc/self/oom_score_adj", "0");
+        // own (making one dumpable to do it would let the slice's root `ptrace` it first). With
+        // CAP_SYS_RESOURCE the write also sets the floor below which no process of the sliver
+        // may go. A failure is reported once a sliver asks for this launcher.
+        let oom = reset_oom_score();
         // Made while the launcher waits for its spec (see `userns::prepare`); a failure is
         // reported once a sliver asks for it.
         let prepared = userns::prepare();
         let mut lines = StdinLines::default();
-        let launched = read_spec(&mut lines)
-            .and_then(|spec| spec.map_or(Ok(()), |s| launch(s, &mut lines, prepared)));
+        let launched = read_spec(&mut lines).and_then(|spec| {
+            spec.map_or(Ok(()), |s| {
+                oom.and_then(|()| launch(s, &mut lines, prepared))
+            })
+        });
         let code = match launched {
             Ok(()) => 0,
             Err(e) => {
@@ -106,6 +111,22 @@ pub fn maybe_run_sliver_init() {
 }
 
 pub(super) type R<T> = Result<T, String>;
+
+/// Sets this process's `oom_score_adj` to 0, the OOM killer's default (from the node manager's
+/// -1000, which it inherited), and checks it: no process of a sliver or a session may be
+/// exempt.
+pub(super) fn reset_oom_score() -> R<()> {
+    const FILE: &str = "/proc/self/oom_score_adj";
+    let _ = fs::write(FILE, "0");
+    let now = io("reading the OOM score", fs::read_to_string(FILE))?;
+    match now.trim().parse::<i32>() {
+        Ok(v) if v >= 0 => Ok(()),
+        _ => Err(format!(
+            "cannot reset the OOM score to 0 (it is {})",
+            now.trim()
+        )),
+    }
+}
 
 pub(super) fn sys<T>(what: &str, r: nix::Result<T>) -> R<T> {
     r.map_err(|e| format!("{what}: {e}"))
@@ -205,6 +226,14 @@ fn launch(spec: LaunchSpec, lines: &mut StdinLines, prepared: R<userns::Prepared
     // A pooled launcher was started with stderr on /dev/null: from now on it is the console.
     sys("dup2 stderr", nix::unistd::dup2(console.as_raw_fd(), 2))?;
     let (ns, holder) = prepared?.map(spec.idmap)?;
+    // A warm launcher is killed once its init has built the root (`crate::warm`): the holder is
+    // reaped now, or it would outlive it as the node manager's zombie.
+    let holder = if spec.warm {
+        drop(holder);
+        None
+    } else {
+        Some(holder)
+    };
     // As host root, which has every capability over the namespaces the slice's user namespace
     // owns. From here `/proc/<launcher>/ns/net` is the sliver's network: the node manager wires
     // it while the launcher builds the root filesystem.

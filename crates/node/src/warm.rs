@@ -261,9 +261,8 @@ pub(crate) fn warm_root(state_dir: &Path) -> PathBuf {
 
 /// Removes what warm slivers of node managers that are gone left (their processes ended with
 /// them): cgroups, quota mounts and directories. Each is named after the node manager that made
-/// it ([`instance`]); those of a live one (this process included) are its own. Returns how many
-/// directories it removed.
-pub(crate) fn clear_leftovers(state_dir: &Path, cgroups: &Cgroups) -> Result<usize, NodeError> {
+/// it ([`instance`]); those of a live one (this process included) are its own.
+pub(crate) fn clear_leftovers(state_dir: &Path, cgroups: &Cgroups) -> Result<(), NodeError> {
     for name in cgroups.list() {
         if is_leftover_cgroup(&name) {
             end_cgroups(cgroups, &name);
@@ -272,13 +271,12 @@ pub(crate) fn clear_leftovers(state_dir: &Path, cgroups: &Cgroups) -> Result<usi
     let root = warm_root(state_dir);
     let rd = match fs::read_dir(&root) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).ctx(|| format!("listing {}", root.display())),
     };
-    let mut n = 0;
     for e in rd.flatten() {
         let dir = e.path();
-        // `<pid>-<start>-<n>`.
+        // `<instance>-<n>`.
         let name = e.file_name().to_string_lossy().into_owned();
         let maker = name.rsplit_once('-').map_or("", |(m, _)| m);
         if !is_gone(maker) {
@@ -286,9 +284,8 @@ pub(crate) fn clear_leftovers(state_dir: &Path, cgroups: &Cgroups) -> Result<usi
         }
         disk::unmount(&dir)?;
         fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))?;
-        n += 1;
     }
-    Ok(n)
+    Ok(())
 }
 
 /// The node's warm slivers: made in the background after each start, for that start's profile.
